@@ -1,0 +1,102 @@
+#include "proc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+long long brume_test_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int brume_test_free_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t len = sizeof(a);
+  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+      getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
+    close(fd);
+    return -1;
+  }
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+pid_t brume_test_spawn(char *const argv[], const char *log_path) {
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid != 0) return pid;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() != parent) _exit(127);
+  if (log_path) {
+    int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (fd >= 0) {
+      dup2(fd, STDOUT_FILENO);
+      dup2(fd, STDERR_FILENO);
+      close(fd);
+    }
+  }
+  execvp(argv[0], argv);
+  fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+  _exit(127);
+}
+
+int brume_test_stop(pid_t pid, int sig, int timeout_ms) {
+  int status = 0;
+  if (pid <= 0) return -1;
+  kill(pid, sig);
+  long long end = brume_test_now_ms() + timeout_ms;
+  while (brume_test_now_ms() < end) {
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) return status;
+    if (r < 0) return -1;
+    usleep(10000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+int brume_test_wait_port(int port, int timeout_ms) {
+  long long end = brume_test_now_ms() + timeout_ms;
+  while (brume_test_now_ms() < end) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int ok = connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    if (ok) return 0;
+    usleep(20000);
+  }
+  return -1;
+}
+
+char *brume_test_tmpdir(const char *name) {
+  const char *base = getenv("TMPDIR");
+  char *path = NULL;
+  if (asprintf(&path, "%s/brume-%s-XXXXXX", base && *base ? base : "/tmp", name) < 0) abort();
+  if (mkdtemp(path) == NULL) abort();
+  return path;
+}
+
+void brume_test_rmtree(const char *path) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    execlp("rm", "rm", "-rf", "--", path, (char *)NULL);
+    _exit(127);
+  }
+  int st;
+  waitpid(pid, &st, 0);
+}

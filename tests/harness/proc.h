@@ -1,0 +1,23 @@
+/* Test harness: child processes and free ports on loopback. */
+#ifndef BRUME_TEST_PROC_H
+#define BRUME_TEST_PROC_H
+
+#include <sys/types.h>
+
+/* Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, close). */
+int brume_test_free_port(void);
+/* Starts argv[0] (looked up in PATH) with argv; stdout and stderr go to log_path (appended) when
+ * non-NULL. The child dies with the test (PR_SET_PDEATHSIG). Returns the pid, or -1. */
+pid_t brume_test_spawn(char *const argv[], const char *log_path);
+/* Sends sig and waits up to timeout_ms for the child to exit (then SIGKILL). Returns its wait status. */
+int brume_test_stop(pid_t pid, int sig, int timeout_ms);
+/* Polls until a TCP connect to 127.0.0.1:port succeeds, up to timeout_ms. 0 on success, -1 on timeout. */
+int brume_test_wait_port(int port, int timeout_ms);
+/* Makes a fresh directory under $TMPDIR (or /tmp) and returns its path (caller frees). */
+char *brume_test_tmpdir(const char *name);
+/* rm -rf path. */
+void brume_test_rmtree(const char *path);
+/* Milliseconds on a monotonic clock. */
+long long brume_test_now_ms(void);
+
+#endif
