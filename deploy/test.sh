@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The README's test command: builds Brume three ways and runs every test.
+#   1. build/        normal build (RelWithDebInfo): all CTest suites
+#   2. build-asan/   ASan + UBSan build: all CTest suites again
+#   3. build-fuzz/   clang + libFuzzer: each fuzz target for FUZZ_SECONDS (default 30) on its seed corpus
+# Needs the packages from deploy/install-deps.sh. Tests start their own etcd and servers on free
+# loopback ports. Exits non-zero on any failure.
+#   deploy/test.sh [--quick]   --quick: normal build and CTest only
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cd "$top"
+jobs=$(nproc)
+fuzz_seconds=${FUZZ_SECONDS:-30}
+quick=0
+[ "${1:-}" = "--quick" ] && quick=1
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "normal build"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+step "tests (normal build)"
+(cd build && ctest --output-on-failure -j1)
+[ $quick -eq 1 ] && exit 0
+
+step "sanitizer build (ASan + UBSan)"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRUME_SANITIZE=ON >/dev/null
+cmake --build build-asan -j"$jobs"
+step "tests (sanitizer build)"
+(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j1)
+
+step "fuzz build (clang, libFuzzer)"
+CC=clang cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DBRUME_FUZZ=ON >/dev/null
+cmake --build build-fuzz -j"$jobs"
+fuzzers=$(cd build-fuzz/tests/fuzz && ls fuzz_* 2>/dev/null | grep -v '\.' || true)
+[ -n "$fuzzers" ] || { echo "no fuzz targets were built" >&2; exit 1; }
+for f in $fuzzers; do
+  name=${f#fuzz_}
+  step "fuzz $name for ${fuzz_seconds}s"
+  work=$(mktemp -d)
+  # Seeds are copied so that a run never writes new inputs into the repository.
+  [ -d tests/fuzz/corpus/$name ] && cp -r tests/fuzz/corpus/$name/. "$work/"
+  (cd build-fuzz/tests/fuzz && ASAN_OPTIONS=detect_leaks=1 ./$f -max_total_time="$fuzz_seconds" \
+    -print_final_stats=1 -artifact_prefix="$top/build-fuzz/crash-$name-" "$work" 2>&1 | tail -n 12)
+  rm -rf "$work"
+done
+echo
+echo "deploy/test.sh: all builds and tests passed"
