@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# deploy/quickstart.sh [start|stop|status]
+# Sets up this machine for Brume and starts it: installs the Debian packages, builds everything,
+# and starts the services a single node runs. Today that is etcd on 127.0.0.1 (the cluster's
+# state store); the Brume daemons join this script as their issues land.
+# State lives under $BRUME_HOME (default /var/lib/brume, or ~/.brume when not root).
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cmd=${1:-start}
+if [ "$(id -u)" -eq 0 ]; then home=${BRUME_HOME:-/var/lib/brume}; else home=${BRUME_HOME:-$HOME/.brume}; fi
+etcd_port=${BRUME_ETCD_PORT:-2379}
+etcd_peer_port=${BRUME_ETCD_PEER_PORT:-2380}
+run=$home/run
+mkdir -p "$run" "$home/log"
+
+running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+
+status() {
+  if running etcd; then
+    echo "etcd      running  pid $(cat "$run/etcd.pid")  http://127.0.0.1:$etcd_port  log $home/log/etcd.log"
+  else
+    echo "etcd      stopped"
+  fi
+}
+
+case $cmd in
+  start)
+    echo "[1/3] installing dependencies"
+    bash "$top/deploy/install-deps.sh"
+    echo "[2/3] building into $top/build"
+    cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+    cmake --build "$top/build" -j"$(nproc)" >/dev/null
+    echo "[3/3] starting services"
+    if ! running etcd; then
+      etcd --name brume-local --data-dir "$home/etcd" \
+        --listen-client-urls "http://127.0.0.1:$etcd_port" \
+        --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+        --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+        --initial-cluster "brume-local=http://127.0.0.1:$etcd_peer_port" \
+        >>"$home/log/etcd.log" 2>&1 &
+      echo $! >"$run/etcd.pid"
+      for _ in $(seq 50); do
+        curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break
+        sleep 0.2
+      done
+      curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null ||
+        { echo "etcd did not become healthy; see $home/log/etcd.log" >&2; exit 1; }
+    fi
+    status
+    echo "Brume's foundation is up. Stop it with: deploy/quickstart.sh stop"
+    ;;
+  stop)
+    if running etcd; then kill "$(cat "$run/etcd.pid")"; rm -f "$run/etcd.pid"; fi
+    status
+    ;;
+  status) status ;;
+  *) echo "usage: deploy/quickstart.sh [start|stop|status]" >&2; exit 2 ;;
+esac
