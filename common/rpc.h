@@ -130,6 +130,16 @@ int brume_rpc_unary_async(brume_rpc_client *client, const ProtobufCServiceDescri
                          const brume_rpc_call_opts *opts, brume_rpc_done done, void *user,
                          brume_err **err);
 
+/* A set of clients, one per target, opened on first use and kept: what a daemon that talks to
+ * many peers (placement to workers, frontend to counting daemons) holds. Thread-safe. */
+typedef struct brume_rpc_pool brume_rpc_pool;
+
+/* opts (copied, strings included) apply to every client of the pool; may be NULL. */
+brume_rpc_pool *brume_rpc_pool_new(const brume_rpc_client_opts *opts);
+/* The pool's client for target, created if needed. Owned by the pool: valid until _pool_free. */
+brume_rpc_client *brume_rpc_pool_get(brume_rpc_pool *pool, const char *target, brume_err **err);
+void brume_rpc_pool_free(brume_rpc_pool *pool);
+
 /* ---- codec (shared by both sides; exposed for the fuzz target) ---- */
 
 /* Decodes bytes as a message of type desc; NULL + INVALID_ARGUMENT when they are not one. */

@@ -308,3 +308,46 @@ static void *complete_async(void *arg) {
   }
   return NULL;
 }
+
+struct brume_rpc_pool {
+  pthread_mutex_t lock;
+  brume_rpc_client_opts opts;
+  char *tls_strings[4]; /* the copied strings opts points to */
+  brume_rpc_client **clients;
+  size_t n;
+};
+
+brume_rpc_pool *brume_rpc_pool_new(const brume_rpc_client_opts *opts) {
+  brume_rpc_pool *pool = brume_xcalloc(1, sizeof(*pool));
+  pthread_mutex_init(&pool->lock, NULL);
+  if (opts) {
+    pool->opts = *opts;
+    const char **fields[] = {&pool->opts.tls.ca_file, &pool->opts.tls.cert_file,
+                             &pool->opts.tls.key_file, &pool->opts.tls.server_name};
+    for (size_t i = 0; i < BRUME_ARRAY_LEN(fields); i++)
+      *fields[i] = pool->tls_strings[i] = brume_xstrdup(*fields[i]);
+  }
+  return pool;
+}
+
+brume_rpc_client *brume_rpc_pool_get(brume_rpc_pool *pool, const char *target, brume_err **err) {
+  pthread_mutex_lock(&pool->lock);
+  brume_rpc_client *c = NULL;
+  for (size_t i = 0; i < pool->n && !c; i++)
+    if (strcmp(pool->clients[i]->target, target) == 0) c = pool->clients[i];
+  if (c == NULL && (c = brume_rpc_client_new(target, &pool->opts, err)) != NULL) {
+    pool->clients = brume_xrealloc(pool->clients, (pool->n + 1) * sizeof(*pool->clients));
+    pool->clients[pool->n++] = c;
+  }
+  pthread_mutex_unlock(&pool->lock);
+  return c;
+}
+
+void brume_rpc_pool_free(brume_rpc_pool *pool) {
+  if (pool == NULL) return;
+  for (size_t i = 0; i < pool->n; i++) brume_rpc_client_free(pool->clients[i]);
+  for (size_t i = 0; i < BRUME_ARRAY_LEN(pool->tls_strings); i++) free(pool->tls_strings[i]);
+  free(pool->clients);
+  pthread_mutex_destroy(&pool->lock);
+  free(pool);
+}

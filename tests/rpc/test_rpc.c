@@ -111,6 +111,27 @@ static void test_success_with_metadata(void **state) {
   server_stop(&s, SIGTERM);
 }
 
+/* A pool keeps one client (one channel) per target and hands the same one out again. */
+static void test_pool_one_channel_per_target(void **state) {
+  (void)state;
+  struct server a, b;
+  server_start(&a, NULL);
+  server_start(&b, NULL);
+  brume_rpc_pool *pool = brume_rpc_pool_new(NULL);
+  brume_rpc_client *ca = brume_rpc_pool_get(pool, a.addr, NULL);
+  brume_rpc_client *cb = brume_rpc_pool_get(pool, b.addr, NULL);
+  assert_non_null(ca);
+  assert_non_null(cb);
+  assert_ptr_not_equal(ca, cb);
+  assert_ptr_equal(brume_rpc_pool_get(pool, a.addr, NULL), ca);
+  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
+  assert_int_equal(echo(ca, &brume__test__echo__descriptor, &req.base, NULL, NULL, NULL), 0);
+  assert_int_equal(echo(cb, &brume__test__echo__descriptor, &req.base, NULL, NULL, NULL), 0);
+  brume_rpc_pool_free(pool);
+  server_stop(&a, SIGTERM);
+  server_stop(&b, SIGTERM);
+}
+
 static void test_deadline_exceeded(void **state) {
   (void)state;
   struct server s;
@@ -392,6 +413,7 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_success_with_metadata),
+      cmocka_unit_test(test_pool_one_channel_per_target),
       cmocka_unit_test(test_deadline_exceeded),
       cmocka_unit_test(test_unknown_method_unimplemented_fast),
       cmocka_unit_test(test_oversized_and_undecodable),
