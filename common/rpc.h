@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "metrics.h"
 
 #define BRUME_MD_API_KEY "x-brume-api-key"
 #define BRUME_MD_REQUEST_ID "x-request-id"
@@ -52,6 +53,9 @@ typedef struct brume_rpc_server_opts {
   size_t max_message_bytes; /* largest request accepted; 0 = BRUME_RPC_DEFAULT_MAX_MESSAGE */
   int threads;              /* threads running handlers off the completion queue; 0 = 1 */
   int slots_per_method;     /* calls accepted ahead per method; 0 = 16 */
+  /* When set, the server keeps brume_rpc_server_calls_total{method,code},
+   * brume_rpc_server_call_duration_seconds{method} and brume_rpc_server_calls_in_flight there. */
+  brume_metrics *metrics;
 } brume_rpc_server_opts;
 
 /* Called on a server thread with the decoded request, which stays valid until the call is

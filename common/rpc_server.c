@@ -90,6 +90,7 @@ struct brume_rpc_call {
   int cancelled; /* written by gRPC when the close batch completes */
   grpc_byte_buffer *reply;
   grpc_slice status_details;
+  gpr_timespec started;
   struct brume_rpc_call *prev, *next; /* srv->live */
 };
 
@@ -118,6 +119,10 @@ struct brume_rpc_server {
   pthread_cond_t shutdown_cond;
   bool shutdown_done;
   struct brume_rpc_call *live;
+
+  brume_counter *calls_total;
+  brume_histogram *call_seconds;
+  brume_gauge *in_flight;
 };
 
 static void arm_slot(brume_rpc_server *srv, struct slot *s) {
@@ -171,6 +176,13 @@ static void answer(brume_rpc_call *c, grpc_status_code code, const char *details
                    grpc_byte_buffer *reply) {
   if (atomic_exchange(&c->answered, true))
     brume_fatal("rpc call %s answered twice", c->method->path);
+  brume_rpc_server *srv = c->srv;
+  if (srv->calls_total) {
+    double secs = gpr_timespec_to_micros(gpr_time_sub(gpr_now(GPR_CLOCK_MONOTONIC), c->started)) / 1e6;
+    brume_counter_inc(srv->calls_total, 1, c->method->path, brume_status_name(code));
+    brume_histogram_observe(srv->call_seconds, secs, c->method->path);
+    brume_gauge_add(srv->in_flight, -1);
+  }
   c->reply = reply;
   c->status_details = grpc_slice_from_copied_string(details ? details : "");
   grpc_op ops[3];
@@ -257,6 +269,8 @@ static void on_new_call(brume_rpc_server *srv, struct slot *s, bool ok) {
   c->md = s->md;
   c->status_details = grpc_empty_slice();
   atomic_init(&c->refs, 3);
+  c->started = gpr_now(GPR_CLOCK_MONOTONIC);
+  if (srv->in_flight) brume_gauge_add(srv->in_flight, 1);
   grpc_byte_buffer *payload = s->payload;
   arm_slot(srv, s);
 
@@ -371,6 +385,16 @@ brume_rpc_server *brume_rpc_server_new(const brume_rpc_server_opts *opts, brume_
   srv->slots_per_method = opts->slots_per_method > 0 ? opts->slots_per_method : 16;
   srv->listen = brume_xstrdup(opts->listen);
   srv->shutdown_tag.kind = TAG_SHUTDOWN;
+  if (opts->metrics) {
+    srv->calls_total = brume_metrics_counter(opts->metrics, "brume_rpc_server_calls_total",
+                                             "RPC calls answered, by method and status code.",
+                                             "method", "code", NULL);
+    srv->call_seconds = brume_metrics_histogram(
+        opts->metrics, "brume_rpc_server_call_duration_seconds",
+        "Time from receiving an RPC call to sending its answer.", NULL, 0, "method", NULL);
+    srv->in_flight = brume_metrics_gauge(opts->metrics, "brume_rpc_server_calls_in_flight",
+                                         "RPC calls received and not yet answered.", NULL);
+  }
   pthread_mutex_init(&srv->lock, NULL);
   pthread_cond_init(&srv->shutdown_cond, NULL);
 
@@ -476,7 +500,10 @@ static void reap_unanswered_calls(brume_rpc_server *srv) {
     }
     pthread_mutex_unlock(&srv->lock);
     if (empty) return;
-    for (size_t i = 0; i < n; i++) call_unref(reap[i]);
+    for (size_t i = 0; i < n; i++) {
+      if (srv->in_flight) brume_gauge_add(srv->in_flight, -1);
+      call_unref(reap[i]);
+    }
     if (n == 0) usleep(1000);
   }
   brume_warn("RPC calls were still in flight at shutdown.", "addr=%s", srv->listen);

@@ -2,7 +2,7 @@
  * tests/rpc/test_rpc.c.
  *
  *   brume-test-echo-server PORT [--threads N] [--max-message BYTES]
- *                          [--tls-cert F --tls-key F [--tls-ca F] [--mtls]]
+ *                          [--tls-cert F --tls-key F [--tls-ca F] [--mtls]] [--http PORT]
  *
  * Echo answers at once, or after EchoRequest.delay_ms from a timer thread (the handler parks the
  * call and returns). Gather parks every call until EchoRequest.reply_size of them have arrived,
@@ -17,7 +17,9 @@
 #include <unistd.h>
 
 #include "brume/test/echo.pb-c.h"
+#include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc.h"
 
 struct parked {
@@ -148,7 +150,8 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
   char listen[64];
   snprintf(listen, sizeof(listen), "127.0.0.1:%s", argv[1]);
-  brume_rpc_server_opts opts = {.listen = listen};
+  brume_rpc_server_opts opts = {.listen = listen, .metrics = brume_metrics_default()};
+  const char *http_port = NULL;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--mtls") == 0) {
@@ -165,6 +168,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--tls-cert") == 0) opts.tls.cert_file = v;
     else if (strcmp(a, "--tls-key") == 0) opts.tls.key_file = v;
     else if (strcmp(a, "--tls-ca") == 0) opts.tls.ca_file = v;
+    else if (strcmp(a, "--http") == 0) http_port = v;
     else {
       fprintf(stderr, "unknown option %s\n", a);
       return 2;
@@ -182,6 +186,15 @@ int main(int argc, char **argv) {
     brume_rpc_server_free(srv);
     return 1;
   }
+  brume_http *http = NULL;
+  if (http_port) {
+    char http_addr[64];
+    snprintf(http_addr, sizeof(http_addr), "127.0.0.1:%s", http_port);
+    if ((http = brume_http_start(http_addr, brume_metrics_default(), &err)) == NULL) {
+      fprintf(stderr, "echo server: %s\n", err->msg);
+      return 1;
+    }
+  }
   pthread_t t;
   pthread_create(&t, NULL, timer, NULL);
   int sig;
@@ -195,5 +208,6 @@ int main(int argc, char **argv) {
   for (struct parked *p = delayed, *n; p; p = n) { n = p->next; free(p); }
   for (struct parked *p = gathered, *n; p; p = n) { n = p->next; free(p); }
   brume_rpc_server_free(srv);
+  brume_http_stop(http);
   return 0;
 }

@@ -90,10 +90,30 @@ static int echo(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc,
   return 0;
 }
 
+/* GET http://127.0.0.1:port/path into a new string (NULL on failure). */
+static char *http_get(int port, const char *path) {
+  char *cmd = brume_xasprintf("curl -sf http://127.0.0.1:%d%s", port, path);
+  FILE *p = popen(cmd, "r");
+  free(cmd);
+  if (p == NULL) return NULL;
+  size_t cap = 1 << 16, len = 0, n;
+  char *buf = brume_xmalloc(cap);
+  while ((n = fread(buf + len, 1, cap - len - 1, p)) > 0) len += n;
+  buf[len] = '\0';
+  if (pclose(p) != 0) {
+    free(buf);
+    return NULL;
+  }
+  return buf;
+}
+
 static void test_success_with_metadata(void **state) {
   (void)state;
   struct server s;
-  server_start(&s, NULL);
+  int http_port = brume_test_free_port();
+  char http_port_s[16];
+  snprintf(http_port_s, sizeof(http_port_s), "%d", http_port);
+  server_start(&s, (const char *const[]){"--http", http_port_s, NULL});
   brume_rpc_client *c = client_new(s.addr, NULL);
   Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
   req.payload.data = (uint8_t *)"hello";
@@ -107,6 +127,15 @@ static void test_success_with_metadata(void **state) {
   assert_string_equal(r->request_id, "req-abc");
   assert_true(r->deadline_left_ms > 0 && r->deadline_left_ms <= 2000);
   protobuf_c_message_free_unpacked(&r->base, NULL);
+
+  /* The server counted the call in its Prometheus metrics. */
+  assert_int_equal(brume_test_wait_port(http_port, 5000), 0);
+  char *metrics = http_get(http_port, "/metrics");
+  assert_non_null(metrics);
+  assert_non_null(strstr(metrics,
+      "brume_rpc_server_calls_total{method=\"/brume.test.Echo/Echo\",code=\"OK\"} 1\n"));
+  assert_non_null(strstr(metrics, "brume_rpc_server_calls_in_flight 0\n"));
+  free(metrics);
   brume_rpc_client_free(c);
   server_stop(&s, SIGTERM);
 }
