@@ -1,0 +1,180 @@
+#include "etcd_server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "proc.h"
+
+enum { START_TIMEOUT_MS = 15000, STOP_TIMEOUT_MS = 5000, START_ATTEMPTS = 3 };
+
+static char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *xasprintf(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  char *s = NULL;
+  if (vasprintf(&s, fmt, ap) < 0) abort();
+  va_end(ap);
+  return s;
+}
+
+bool brume_test_etcd_available(void) {
+  const char *path = getenv("PATH");
+  if (path == NULL) return false;
+  char *copy = strdup(path), *save = NULL;
+  bool found = false;
+  for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+    char *p = xasprintf("%s/etcd", d);
+    found = access(p, X_OK) == 0;
+    free(p);
+  }
+  free(copy);
+  return found;
+}
+
+/* One plain HTTP/1.0 request, so the harness needs no HTTP library. */
+static bool health_once(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  struct timeval tv = {.tv_sec = 1};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  bool ok = false;
+  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
+    static const char req[] = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if (write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
+      char resp[4096];
+      size_t len = 0;
+      ssize_t n;
+      while (len < sizeof(resp) - 1 && (n = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
+        len += (size_t)n;
+      resp[len] = '\0';
+      ok = strstr(resp, "\"health\":\"true\"") != NULL;
+    }
+  }
+  close(fd);
+  return ok;
+}
+
+bool brume_test_etcd_healthy(const brume_test_etcd *s, int timeout_ms) {
+  long long end = brume_test_now_ms() + timeout_ms;
+  do {
+    if (health_once(s->client_port)) return true;
+    usleep(50000);
+  } while (brume_test_now_ms() < end);
+  return false;
+}
+
+static bool exited(pid_t pid) {
+  int st;
+  return waitpid(pid, &st, WNOHANG) == pid;
+}
+
+/* Launches etcd on s's ports and data and waits for health. On failure the child is gone. */
+static int launch(brume_test_etcd *s) {
+  char *client = xasprintf("http://127.0.0.1:%d", s->client_port);
+  char *peer = xasprintf("http://127.0.0.1:%d", s->peer_port);
+  char *cluster = xasprintf("brume-test=%s", peer);
+  /* clang-format off */
+  char *argv[] = {"etcd",
+                  "--name", "brume-test",
+                  "--data-dir", s->data_dir,
+                  "--listen-client-urls", client,
+                  "--advertise-client-urls", client,
+                  "--listen-peer-urls", peer,
+                  "--initial-advertise-peer-urls", peer,
+                  "--initial-cluster", cluster,
+                  "--initial-cluster-state", "new",
+                  "--initial-cluster-token", "brume-test",
+                  "--logger", "zap",
+                  "--log-outputs", "stderr",
+                  NULL};
+  /* clang-format on */
+  s->pid = brume_test_spawn(argv, s->log_path);
+  free(client);
+  free(peer);
+  free(cluster);
+  if (s->pid < 0) return -1;
+  long long end = brume_test_now_ms() + START_TIMEOUT_MS;
+  while (brume_test_now_ms() < end) {
+    if (exited(s->pid)) {
+      s->pid = -1;
+      fprintf(stderr, "etcd_server: etcd exited during start-up; see %s\n", s->log_path);
+      return -1;
+    }
+    if (health_once(s->client_port)) return 0;
+    usleep(50000);
+  }
+  fprintf(stderr, "etcd_server: etcd not healthy after %d ms; see %s\n", START_TIMEOUT_MS,
+          s->log_path);
+  brume_test_stop(s->pid, SIGKILL, STOP_TIMEOUT_MS);
+  s->pid = -1;
+  return -1;
+}
+
+brume_test_etcd *brume_test_etcd_start(void) {
+  brume_test_etcd *s = calloc(1, sizeof(*s));
+  if (s == NULL) abort();
+  s->pid = -1;
+  s->dir = brume_test_tmpdir("etcd");
+  s->data_dir = xasprintf("%s/data", s->dir);
+  s->log_path = xasprintf("%s/etcd.log", s->dir);
+  /* A free port can be taken by someone else before etcd binds it: try fresh ones. */
+  for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+    s->client_port = brume_test_free_port();
+    do s->peer_port = brume_test_free_port();
+    while (s->peer_port == s->client_port);
+    free(s->endpoint);
+    s->endpoint = xasprintf("http://127.0.0.1:%d", s->client_port);
+    if (launch(s) == 0) return s;
+    brume_test_rmtree(s->data_dir);
+  }
+  brume_test_etcd_free(s);
+  return NULL;
+}
+
+static int stop_with(brume_test_etcd *s, int sig) {
+  if (s->pid < 0) return 0;
+  brume_test_stop(s->pid, sig, STOP_TIMEOUT_MS);
+  s->pid = -1;
+  return 0;
+}
+
+int brume_test_etcd_stop(brume_test_etcd *s) {
+  return stop_with(s, SIGTERM);
+}
+int brume_test_etcd_kill(brume_test_etcd *s) {
+  return stop_with(s, SIGKILL);
+}
+
+int brume_test_etcd_restart(brume_test_etcd *s) {
+  if (s->pid >= 0) stop_with(s, SIGTERM);
+  /* The ports were ours a moment ago; a few tries cover a socket still being torn down. */
+  for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
+    if (launch(s) == 0) return 0;
+    usleep(200000);
+  }
+  return -1;
+}
+
+void brume_test_etcd_free(brume_test_etcd *s) {
+  if (s == NULL) return;
+  stop_with(s, SIGTERM);
+  if (s->dir && getenv("BRUME_TEST_KEEP") == NULL) brume_test_rmtree(s->dir);
+  free(s->dir);
+  free(s->data_dir);
+  free(s->log_path);
+  free(s->endpoint);
+  free(s);
+}

@@ -1,0 +1,38 @@
+/* Test harness: a real, single-member etcd on loopback.
+ *
+ * Each server gets free client and peer ports and a fresh data directory under $TMPDIR; its log
+ * goes to etcd.log next to the data. A restart reuses the same ports and data, so the keys,
+ * revisions and leases a test wrote are still there, as after a real etcd restart. */
+#ifndef BRUME_TEST_ETCD_SERVER_H
+#define BRUME_TEST_ETCD_SERVER_H
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+typedef struct brume_test_etcd {
+  char *dir; /* the temp directory holding data/ and etcd.log */
+  char *data_dir;
+  char *log_path;
+  int client_port;
+  int peer_port;
+  char *endpoint; /* "http://127.0.0.1:<client_port>" */
+  pid_t pid;      /* -1 while stopped */
+} brume_test_etcd;
+
+/* True if an etcd binary is on PATH; tests skip (exit 77) when it is not. */
+bool brume_test_etcd_available(void);
+/* Starts etcd and waits until GET /health says it is healthy (up to 15 s). Returns NULL and
+ * prints why on stderr on failure. */
+brume_test_etcd *brume_test_etcd_start(void);
+/* SIGTERM and wait (etcd shuts down cleanly); the data stays. 0 on success. */
+int brume_test_etcd_stop(brume_test_etcd *s);
+/* SIGKILL: a crash. The data stays. 0 on success. */
+int brume_test_etcd_kill(brume_test_etcd *s);
+/* Starts a stopped server again on the same ports and data and waits until healthy. */
+int brume_test_etcd_restart(brume_test_etcd *s);
+/* True if GET /health answers healthy within timeout_ms. */
+bool brume_test_etcd_healthy(const brume_test_etcd *s, int timeout_ms);
+/* Stops the server if running, deletes its directory and frees s. NULL is allowed. */
+void brume_test_etcd_free(brume_test_etcd *s);
+
+#endif
