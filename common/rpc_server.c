@@ -9,7 +9,10 @@
  *
  * A call is freed when three references are gone: the dispatching thread's, the close
  * notification's (RECV_CLOSE_ON_SERVER, which also tells us about cancellation) and the answer's
- * (the send batch completing). */
+ * (the send batch completing). A handler that answers at once, on the dispatching thread, sends
+ * RECV_CLOSE_ON_SERVER in its answer batch: one completion per call instead of two. A call that
+ * is parked gets a close batch of its own when the handler returns, so that its owner learns of
+ * a cancellation. */
 #include <grpc/grpc.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -87,6 +90,7 @@ struct brume_rpc_call {
   atomic_int refs;
   atomic_bool answered;
   atomic_bool closed;
+  bool close_in_answer; /* RECV_CLOSE_ON_SERVER went out with the answer (dispatch thread only) */
   int cancelled; /* written by gRPC when the close batch completes */
   grpc_byte_buffer *reply;
   grpc_slice status_details;
@@ -98,7 +102,8 @@ struct brume_rpc_server {
   grpc_server *server;
   grpc_completion_queue *cq;
   int port;
-  int nthreads;
+  int threads_wanted;
+  int nthreads; /* threads running */
   int slots_per_method;
   pthread_t *threads;
   bool started;
@@ -124,6 +129,9 @@ struct brume_rpc_server {
   brume_histogram *call_seconds;
   brume_gauge *in_flight;
 };
+
+/* The call whose handler this thread is running, if any. */
+static _Thread_local brume_rpc_call *dispatching;
 
 static void arm_slot(brume_rpc_server *srv, struct slot *s) {
   s->call = NULL;
@@ -185,9 +193,14 @@ static void answer(brume_rpc_call *c, grpc_status_code code, const char *details
   }
   c->reply = reply;
   c->status_details = grpc_slice_from_copied_string(details ? details : "");
-  grpc_op ops[3];
+  grpc_op ops[4];
   memset(ops, 0, sizeof(ops));
   size_t n = 0;
+  if (dispatching == c) {
+    c->close_in_answer = true;
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n++].data.recv_close_on_server.cancelled = &c->cancelled;
+  }
   ops[n].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[n++].data.send_initial_metadata.count = 0;
   if (reply) {
@@ -201,6 +214,7 @@ static void answer(brume_rpc_call *c, grpc_status_code code, const char *details
   grpc_call_error rc = grpc_call_start_batch(c->call, ops, n, &c->sent_tag, NULL);
   if (rc != GRPC_CALL_OK) {
     brume_warn("Cannot send an answer.", "method=%s code=%d", c->method->path, rc);
+    if (c->close_in_answer) call_unref(c);
     call_unref(c);
   }
 }
@@ -280,14 +294,8 @@ static void on_new_call(brume_rpc_server *srv, struct slot *s, bool ok) {
   srv->live = c;
   pthread_mutex_unlock(&srv->lock);
 
-  grpc_op close_op;
-  memset(&close_op, 0, sizeof(close_op));
-  close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  close_op.data.recv_close_on_server.cancelled = &c->cancelled;
-  if (grpc_call_start_batch(c->call, &close_op, 1, &c->closed_tag, NULL) != GRPC_CALL_OK)
-    call_unref(c);
-
   brume_err *err = NULL;
+  dispatching = c;
   c->request = brume_rpc_unpack_buffer(c->method->desc->input, payload, &err);
   if (payload) grpc_byte_buffer_destroy(payload);
   if (c->request == NULL) {
@@ -298,6 +306,16 @@ static void on_new_call(brume_rpc_server *srv, struct slot *s, bool ok) {
                         c->method->path);
   } else {
     c->method->handler(c, c->request, c->method->svc->user);
+  }
+  dispatching = NULL;
+  if (!c->close_in_answer) {
+    /* Parked: a recv-only batch may run beside the send batch another thread starts. */
+    grpc_op close_op;
+    memset(&close_op, 0, sizeof(close_op));
+    close_op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    close_op.data.recv_close_on_server.cancelled = &c->cancelled;
+    if (grpc_call_start_batch(c->call, &close_op, 1, &c->closed_tag, NULL) != GRPC_CALL_OK)
+      call_unref(c);
   }
   call_unref(c);
 }
@@ -353,9 +371,15 @@ static void *serve(void *arg) {
         call_unref(c);
         break;
       }
-      case TAG_SENT:
-        call_unref(container_of(t, brume_rpc_call, sent_tag));
+      case TAG_SENT: {
+        brume_rpc_call *c = container_of(t, brume_rpc_call, sent_tag);
+        if (c->close_in_answer) {
+          atomic_store(&c->closed, true);
+          call_unref(c);
+        }
+        call_unref(c);
         break;
+      }
       case TAG_UNIMPLEMENTED_DONE: {
         struct unimplemented *u = container_of(t, struct unimplemented, tag);
         grpc_call_unref(u->call);
@@ -381,7 +405,7 @@ brume_rpc_server *brume_rpc_server_new(const brume_rpc_server_opts *opts, brume_
   }
   brume_rpc_lib_ref();
   brume_rpc_server *srv = brume_xcalloc(1, sizeof(*srv));
-  srv->nthreads = opts->threads > 0 ? opts->threads : 1;
+  srv->threads_wanted = opts->threads > 0 ? opts->threads : 1;
   srv->slots_per_method = opts->slots_per_method > 0 ? opts->slots_per_method : 16;
   srv->listen = brume_xstrdup(opts->listen);
   srv->shutdown_tag.kind = TAG_SHUTDOWN;
@@ -399,7 +423,7 @@ brume_rpc_server *brume_rpc_server_new(const brume_rpc_server_opts *opts, brume_
   pthread_cond_init(&srv->shutdown_cond, NULL);
 
   int max = opts->max_message_bytes ? (int)opts->max_message_bytes : (int)BRUME_RPC_DEFAULT_MAX_MESSAGE;
-  grpc_arg args[2];
+  grpc_arg args[3];
   memset(args, 0, sizeof(args));
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -407,7 +431,12 @@ brume_rpc_server *brume_rpc_server_new(const brume_rpc_server_opts *opts, brume_
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = -1;
-  grpc_channel_args chargs = {.num_args = 2, .args = args};
+  /* gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and share
+   * the connections instead of failing. */
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
+  args[2].value.integer = 0;
+  grpc_channel_args chargs = {.num_args = 3, .args = args};
   srv->server = grpc_server_create(&chargs, NULL);
   srv->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(srv->server, srv->cq, NULL);
@@ -471,12 +500,11 @@ int brume_rpc_server_start(brume_rpc_server *srv, brume_err **err) {
     srv->generic[i].tag.kind = TAG_GENERIC;
     arm_generic(srv, &srv->generic[i]);
   }
-  srv->threads = brume_xcalloc((size_t)srv->nthreads, sizeof(pthread_t));
-  for (int i = 0; i < srv->nthreads; i++) {
-    if (pthread_create(&srv->threads[i], NULL, serve, srv) != 0) {
-      srv->nthreads = i;
+  srv->threads = brume_xcalloc((size_t)srv->threads_wanted, sizeof(pthread_t));
+  for (int i = 0; i < srv->threads_wanted; i++) {
+    if (pthread_create(&srv->threads[i], NULL, serve, srv) != 0)
       return brume_err_set(err, BRUME_RESOURCE_EXHAUSTED, "cannot start RPC server threads");
-    }
+    srv->nthreads = i + 1;
   }
   brume_info("RPC server is listening.", "addr=%s port=%d threads=%d methods=%zu", srv->listen,
              srv->port, srv->nthreads, srv->nmethods);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -162,6 +163,38 @@ static void test_pool_one_channel_per_target(void **state) {
   brume_rpc_pool_free(pool);
   server_stop(&a, SIGTERM);
   server_stop(&b, SIGTERM);
+}
+
+/* Runs the echo server with args and returns its exit status (it must exit by itself). */
+static int server_exit_status(const char *const args[]) {
+  char *argv[16] = {(char *)server_bin};
+  for (int i = 0; args[i]; i++) argv[i + 1] = (char *)args[i];
+  pid_t pid = brume_test_spawn(argv, "/dev/null");
+  long long end = brume_test_now_ms() + 5000;
+  int st = 0;
+  while (brume_test_now_ms() < end) {
+    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    usleep(10000);
+  }
+  brume_test_stop(pid, SIGKILL, 1000);
+  return -1;
+}
+
+/* A taken port and an unreadable certificate are errors at start, not a second listener or a
+ * crash. */
+static void test_start_errors(void **state) {
+  (void)state;
+  struct server s;
+  server_start(&s, NULL);
+  char port[16];
+  snprintf(port, sizeof(port), "%d", s.port);
+  assert_int_equal(server_exit_status((const char *const[]){port, NULL}), 1);
+  char other[16];
+  snprintf(other, sizeof(other), "%d", brume_test_free_port());
+  assert_int_equal(server_exit_status((const char *const[]){other, "--tls-cert", "/nonexistent.pem",
+                                                             "--tls-key", "/nonexistent.key", NULL}),
+                   1);
+  server_stop(&s, SIGTERM);
 }
 
 static void test_deadline_exceeded(void **state) {
@@ -446,6 +479,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_success_with_metadata),
       cmocka_unit_test(test_pool_one_channel_per_target),
+      cmocka_unit_test(test_start_errors),
       cmocka_unit_test(test_deadline_exceeded),
       cmocka_unit_test(test_unknown_method_unimplemented_fast),
       cmocka_unit_test(test_oversized_and_undecodable),
