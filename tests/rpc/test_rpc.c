@@ -91,6 +91,12 @@ static int echo(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc,
   return 0;
 }
 
+/* An empty Echo with the default deadline: the status code (0 = OK). */
+static int ping(brume_rpc_client *c, const brume_rpc_call_opts *opts, char **msg) {
+  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
+  return echo(c, &brume__test__echo__descriptor, &req.base, opts, NULL, msg);
+}
+
 /* GET http://127.0.0.1:port/path into a new string (NULL on failure). */
 static char *http_get(int port, const char *path) {
   char *cmd = brume_xasprintf("curl -sf http://127.0.0.1:%d%s", port, path);
@@ -213,8 +219,7 @@ static void test_deadline_exceeded(void **state) {
   assert_true(took >= 150 && took < 1500);
   free(msg);
   /* The server is still serving after a call it answered too late. */
-  req.delay_ms = 0;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, NULL, NULL, NULL), 0);
+  assert_int_equal(ping(c, NULL, NULL), 0);
   brume_rpc_client_free(c);
   server_stop(&s, SIGTERM);
 }
@@ -277,8 +282,7 @@ static void test_oversized_and_undecodable(void **state) {
   free(msg);
 
   /* And the server keeps serving. */
-  req.reply_size = 0;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, NULL, NULL, NULL), 0);
+  assert_int_equal(ping(c, NULL, NULL), 0);
   brume_rpc_client_free(c);
   server_stop(&s, SIGTERM);
 }
@@ -288,18 +292,17 @@ static void test_server_restart_same_channel(void **state) {
   struct server s;
   server_start(&s, NULL);
   brume_rpc_client *c = client_new(s.addr, NULL);
-  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, NULL, NULL, NULL), 0);
+  assert_int_equal(ping(c, NULL, NULL), 0);
 
   server_stop(&s, SIGKILL);
   brume_rpc_call_opts fast = {.deadline_ms = 2000};
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &fast, NULL, NULL),
+  assert_int_equal(ping(c, &fast, NULL),
                    BRUME_UNAVAILABLE);
 
   server_start_on(&s, s.port, NULL);
   long long t0 = brume_test_now_ms();
   brume_rpc_call_opts wait = {.deadline_ms = 5000, .wait_for_ready = true};
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &wait, NULL, NULL), 0);
+  assert_int_equal(ping(c, &wait, NULL), 0);
   printf("# same channel answered again %lld ms after the restart\n", brume_test_now_ms() - t0);
   brume_rpc_client_free(c);
   server_stop(&s, SIGTERM);
@@ -381,17 +384,16 @@ static void test_tls(void **state) {
   struct server s;
   server_start(&s, (const char *const[]){"--tls-cert", pki_file("server.pem"), "--tls-key",
                                          pki_file("server.key"), NULL});
-  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
   brume_rpc_call_opts o = {.deadline_ms = 5000};
 
   brume_rpc_client_opts good = {.tls = {.ca_file = pki_file("ca.pem")}};
   brume_rpc_client *c = client_new(s.addr, &good);
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &o, NULL, NULL), 0);
+  assert_int_equal(ping(c, &o, NULL), 0);
   brume_rpc_client_free(c);
 
   /* A plaintext client cannot talk to a TLS server. */
   c = client_new(s.addr, NULL);
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &o, NULL, NULL),
+  assert_int_equal(ping(c, &o, NULL),
                    BRUME_UNAVAILABLE);
   brume_rpc_client_free(c);
   server_stop(&s, SIGTERM);
@@ -403,20 +405,19 @@ static void test_mutual_tls(void **state) {
   server_start(&s, (const char *const[]){"--tls-cert", pki_file("server.pem"), "--tls-key",
                                          pki_file("server.key"), "--tls-ca", pki_file("ca.pem"),
                                          "--mtls", NULL});
-  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
   brume_rpc_call_opts o = {.deadline_ms = 5000};
 
   brume_rpc_client_opts with_cert = {.tls = {.ca_file = pki_file("ca.pem"),
                                              .cert_file = pki_file("client.pem"),
                                              .key_file = pki_file("client.key")}};
   brume_rpc_client *c = client_new(s.addr, &with_cert);
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &o, NULL, NULL), 0);
+  assert_int_equal(ping(c, &o, NULL), 0);
   brume_rpc_client_free(c);
 
   brume_rpc_client_opts no_cert = {.tls = {.ca_file = pki_file("ca.pem")}};
   c = client_new(s.addr, &no_cert);
   char *msg = NULL;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &o, NULL, &msg),
+  assert_int_equal(ping(c, &o, &msg),
                    BRUME_UNAVAILABLE);
   printf("# client without a certificate: %s\n", msg);
   free(msg);
@@ -429,12 +430,11 @@ static void test_wrong_ca_fails(void **state) {
   struct server s;
   server_start(&s, (const char *const[]){"--tls-cert", pki_file("server.pem"), "--tls-key",
                                          pki_file("server.key"), NULL});
-  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
   brume_rpc_call_opts o = {.deadline_ms = 5000};
   brume_rpc_client_opts wrong = {.tls = {.ca_file = pki_file("other-ca.pem")}};
   brume_rpc_client *c = client_new(s.addr, &wrong);
   char *msg = NULL;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &req.base, &o, NULL, &msg),
+  assert_int_equal(ping(c, &o, &msg),
                    BRUME_UNAVAILABLE);
   printf("# client trusting another CA: %s\n", msg);
   free(msg);
