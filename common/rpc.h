@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "err.h"
 #include "metrics.h"
 
@@ -41,6 +42,12 @@ typedef struct brume_tls_config {
    * target's host (tests, or addressing a server by IP). NULL = the target's host. */
   const char *server_name;
 } brume_tls_config;
+
+/* TLS settings from a daemon's common options (tls_ca, tls_cert, tls_key, tls_client_auth): as a
+ * server, and as a client of other daemons (presenting the same certificate, which mutual TLS
+ * between daemons needs). The strings stay owned by cfg. */
+brume_tls_config brume_rpc_server_tls(const brume_common_config *cfg);
+brume_tls_config brume_rpc_client_tls(const brume_common_config *cfg);
 
 /* ---- server ---- */
 

@@ -137,3 +137,17 @@ grpc_channel_credentials *brume_rpc_channel_credentials(const brume_tls_config *
                   tls->ca_file);
   return creds;
 }
+
+brume_tls_config brume_rpc_server_tls(const brume_common_config *cfg) {
+  return (brume_tls_config){.ca_file = cfg->tls_ca,
+                            .cert_file = cfg->tls_cert,
+                            .key_file = cfg->tls_key,
+                            .require_client_cert = cfg->tls_client_auth};
+}
+
+brume_tls_config brume_rpc_client_tls(const brume_common_config *cfg) {
+  /* A client trusts tls_ca only when the daemons speak TLS at all (tls_cert set). */
+  if (cfg->tls_cert == NULL) return (brume_tls_config){0};
+  return (brume_tls_config){
+      .ca_file = cfg->tls_ca, .cert_file = cfg->tls_cert, .key_file = cfg->tls_key};
+}

@@ -1,8 +1,9 @@
 /* brume-test-echo-server: serves brume.test.Echo through the RPC layer, in its own process, for
  * tests/rpc/test_rpc.c.
  *
- *   brume-test-echo-server PORT [--threads N] [--max-message BYTES]
- *                          [--tls-cert F --tls-key F [--tls-ca F] [--mtls]] [--http PORT]
+ *   brume-test-echo-server --listen=127.0.0.1:PORT [--threads N] [--max-message-size 1MiB]
+ *       [--tls-cert F --tls-key F [--tls-ca F] [--tls-client-auth]] [--http-listen ADDR]
+ *       [--config FILE]     (--help lists every option: it is a daemon's config table)
  *
  * Echo answers at once, or after EchoRequest.delay_ms from a timer thread (the handler parks the
  * call and returns). Gather parks every call until EchoRequest.reply_size of them have arrived,
@@ -17,6 +18,7 @@
 #include <unistd.h>
 
 #include "brume/test/echo.pb-c.h"
+#include "config.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -134,13 +136,37 @@ static void *timer(void *arg) {
   return NULL;
 }
 
+static struct {
+  brume_common_config common;
+  int64_t threads;
+  int64_t max_message;
+} cfg;
+
+static const brume_opt echo_opts[] = {
+    BRUME_OPT_INT("threads", &cfg.threads, 1, 64, "1", "Threads running handlers."),
+    BRUME_OPT_SIZE("max_message_size", &cfg.max_message, BRUME_KIB, 64 * BRUME_MIB, "4MiB",
+                   "Largest request accepted."),
+};
+
+static const brume_config_spec spec = {
+    .name = "brume-test-echo-server",
+    .summary = "Serves brume.test.Echo through the RPC layer, for the RPC tests.",
+    .common = &cfg.common,
+    .default_listen = "127.0.0.1:0",
+    .opts = echo_opts,
+    .n_opts = BRUME_ARRAY_LEN(echo_opts),
+};
+
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    fprintf(stderr, "usage: %s PORT [--threads N] [--max-message BYTES] [--tls-cert F --tls-key F "
-                    "[--tls-ca F] [--mtls]]\n", argv[0]);
-    return 2;
+  brume_err *err = NULL;
+  int rc = brume_config_load(&spec, argc, argv, &err);
+  if (rc != 0) {
+    if (rc < 0) fprintf(stderr, "%s\n", err->msg);
+    brume_err_free(err);
+    brume_config_free(&spec);
+    return rc < 0 ? 2 : 0;
   }
-  brume_log_init("echo-server", BRUME_LOG_INFO);
+  brume_log_init("echo-server", (brume_log_level)cfg.common.log_level);
   /* Blocked before any thread starts, so that every thread inherits the mask and main alone
    * takes the signal in sigwait(). */
   sigset_t sigs;
@@ -148,35 +174,16 @@ int main(int argc, char **argv) {
   sigaddset(&sigs, SIGTERM);
   sigaddset(&sigs, SIGINT);
   pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-  char listen[64];
-  snprintf(listen, sizeof(listen), "127.0.0.1:%s", argv[1]);
-  brume_rpc_server_opts opts = {.listen = listen, .metrics = brume_metrics_default()};
-  const char *http_port = NULL;
-  for (int i = 2; i < argc; i++) {
-    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--mtls") == 0) {
-      opts.tls.require_client_cert = true;
-      continue;
-    }
-    if (v == NULL) {
-      fprintf(stderr, "%s needs a value\n", a);
-      return 2;
-    }
-    i++;
-    if (strcmp(a, "--threads") == 0) opts.threads = atoi(v);
-    else if (strcmp(a, "--max-message") == 0) opts.max_message_bytes = (size_t)atol(v);
-    else if (strcmp(a, "--tls-cert") == 0) opts.tls.cert_file = v;
-    else if (strcmp(a, "--tls-key") == 0) opts.tls.key_file = v;
-    else if (strcmp(a, "--tls-ca") == 0) opts.tls.ca_file = v;
-    else if (strcmp(a, "--http") == 0) http_port = v;
-    else {
-      fprintf(stderr, "unknown option %s\n", a);
-      return 2;
-    }
-  }
+
+  brume_rpc_server_opts opts = {
+      .listen = cfg.common.listen,
+      .tls = brume_rpc_server_tls(&cfg.common),
+      .threads = (int)cfg.threads,
+      .max_message_bytes = (size_t)cfg.max_message,
+      .metrics = brume_metrics_default(),
+  };
   static const brume_rpc_handler handlers[] = {handle_echo, handle_gather};
   BRUME_ENSURE(brume__test__echo__descriptor.n_methods == BRUME_ARRAY_LEN(handlers));
-  brume_err *err = NULL;
   brume_rpc_server *srv = brume_rpc_server_new(&opts, &err);
   if (srv == NULL || brume_rpc_server_add_service(srv, &brume__test__echo__descriptor, handlers,
                                                   NULL, &err) < 0 ||
@@ -184,16 +191,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "echo server: %s\n", err ? err->msg : "?");
     brume_err_free(err);
     brume_rpc_server_free(srv);
+    brume_config_free(&spec);
     return 1;
   }
   brume_http *http = NULL;
-  if (http_port) {
-    char http_addr[64];
-    snprintf(http_addr, sizeof(http_addr), "127.0.0.1:%s", http_port);
-    if ((http = brume_http_start(http_addr, brume_metrics_default(), &err)) == NULL) {
-      fprintf(stderr, "echo server: %s\n", err->msg);
-      return 1;
-    }
+  if (cfg.common.http_listen &&
+      (http = brume_http_start(cfg.common.http_listen, brume_metrics_default(), &err)) == NULL) {
+    fprintf(stderr, "echo server: %s\n", err->msg);
+    return 1;
   }
   pthread_t t;
   pthread_create(&t, NULL, timer, NULL);
@@ -209,5 +214,6 @@ int main(int argc, char **argv) {
   for (struct parked *p = gathered, *n; p; p = n) { n = p->next; free(p); }
   brume_rpc_server_free(srv);
   brume_http_stop(http);
+  brume_config_free(&spec);
   return 0;
 }

@@ -32,9 +32,9 @@ struct server {
 };
 
 static void server_start_on(struct server *s, int port, const char *const extra[]) {
-  char portstr[16];
-  snprintf(portstr, sizeof(portstr), "%d", port);
-  char *argv[24] = {(char *)server_bin, portstr};
+  char listen[64];
+  snprintf(listen, sizeof(listen), "--listen=127.0.0.1:%d", port);
+  char *argv[24] = {(char *)server_bin, listen};
   int n = 2;
   for (; extra && extra[n - 2]; n++) argv[n] = (char *)extra[n - 2];
   argv[n] = NULL;
@@ -118,9 +118,9 @@ static void test_success_with_metadata(void **state) {
   (void)state;
   struct server s;
   int http_port = brume_test_free_port();
-  char http_port_s[16];
-  snprintf(http_port_s, sizeof(http_port_s), "%d", http_port);
-  server_start(&s, (const char *const[]){"--http", http_port_s, NULL});
+  char http_listen[64];
+  snprintf(http_listen, sizeof(http_listen), "--http-listen=127.0.0.1:%d", http_port);
+  server_start(&s, (const char *const[]){http_listen, NULL});
   brume_rpc_client *c = client_new(s.addr, NULL);
   Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
   req.payload.data = (uint8_t *)"hello";
@@ -192,11 +192,11 @@ static void test_start_errors(void **state) {
   (void)state;
   struct server s;
   server_start(&s, NULL);
-  char port[16];
-  snprintf(port, sizeof(port), "%d", s.port);
-  assert_int_equal(server_exit_status((const char *const[]){port, NULL}), 1);
-  char other[16];
-  snprintf(other, sizeof(other), "%d", brume_test_free_port());
+  char taken[64];
+  snprintf(taken, sizeof(taken), "--listen=127.0.0.1:%d", s.port);
+  assert_int_equal(server_exit_status((const char *const[]){taken, NULL}), 1);
+  char other[64];
+  snprintf(other, sizeof(other), "--listen=127.0.0.1:%d", brume_test_free_port());
   assert_int_equal(server_exit_status((const char *const[]){other, "--tls-cert", "/nonexistent.pem",
                                                              "--tls-key", "/nonexistent.key", NULL}),
                    1);
@@ -248,7 +248,7 @@ static void test_unknown_method_unimplemented_fast(void **state) {
 static void test_oversized_and_undecodable(void **state) {
   (void)state;
   struct server s;
-  server_start(&s, (const char *const[]){"--max-message", "1048576", NULL});
+  server_start(&s, (const char *const[]){"--max-message-size", "1MiB", NULL});
   brume_rpc_client *c = client_new(s.addr, NULL);
   Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
   req.payload.len = 2u << 20;
@@ -399,17 +399,25 @@ static void test_tls(void **state) {
   server_stop(&s, SIGTERM);
 }
 
+/* Mutual TLS set up the way a daemon is: the server from its config file, the client from the
+ * same common options its daemon would have. */
 static void test_mutual_tls(void **state) {
   (void)state;
+  char *conf = brume_xasprintf("%s/mtls.conf", pki);
+  FILE *f = fopen(conf, "w");
+  assert_non_null(f);
+  fprintf(f, "# mutual TLS\ntls_ca = %s\ntls_cert = %s\ntls_key = %s\ntls_client_auth = true\n",
+          pki_file("ca.pem"), pki_file("server.pem"), pki_file("server.key"));
+  fclose(f);
   struct server s;
-  server_start(&s, (const char *const[]){"--tls-cert", pki_file("server.pem"), "--tls-key",
-                                         pki_file("server.key"), "--tls-ca", pki_file("ca.pem"),
-                                         "--mtls", NULL});
+  server_start(&s, (const char *const[]){"--config", conf, NULL});
+  free(conf);
   brume_rpc_call_opts o = {.deadline_ms = 5000};
 
-  brume_rpc_client_opts with_cert = {.tls = {.ca_file = pki_file("ca.pem"),
-                                             .cert_file = pki_file("client.pem"),
-                                             .key_file = pki_file("client.key")}};
+  brume_common_config client_cfg = {.tls_ca = pki_file("ca.pem"),
+                                    .tls_cert = pki_file("client.pem"),
+                                    .tls_key = pki_file("client.key")};
+  brume_rpc_client_opts with_cert = {.tls = brume_rpc_client_tls(&client_cfg)};
   brume_rpc_client *c = client_new(s.addr, &with_cert);
   assert_int_equal(ping(c, &o, NULL), 0);
   brume_rpc_client_free(c);
