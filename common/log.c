@@ -77,6 +77,7 @@ void brume_log(brume_log_level level, const char *msg, const char *kvfmt, ...) {
     int m = vsnprintf(line + len, sizeof(line) - len, kvfmt, ap);
     va_end(ap);
     if (m > 0) len += (size_t)m < sizeof(line) - len ? (size_t)m : sizeof(line) - len - 1;
+    else len--; /* no pairs after all: no trailing space */
   }
   if (len >= sizeof(line) - 1) len = sizeof(line) - 2;
   line[len++] = '\n';

@@ -154,6 +154,14 @@ brume_rpc_pool *brume_rpc_pool_new(const brume_rpc_client_opts *opts);
 brume_rpc_client *brume_rpc_pool_get(brume_rpc_pool *pool, const char *target, brume_err **err);
 void brume_rpc_pool_free(brume_rpc_pool *pool);
 
+/* `brume_autoptr(ProtobufCMessage) reply = NULL;` frees a decoded message at scope exit. */
+static inline void brume_proto_free(ProtobufCMessage *msg) {
+  protobuf_c_message_free_unpacked(msg, NULL);
+}
+BRUME_DEFINE_AUTOPTR(ProtobufCMessage, brume_proto_free)
+BRUME_DEFINE_AUTOPTR(brume_rpc_client, brume_rpc_client_free)
+BRUME_DEFINE_AUTOPTR(brume_rpc_server, brume_rpc_server_free)
+
 /* ---- codec (shared by both sides; exposed for the fuzz target) ---- */
 
 /* Decodes bytes as a message of type desc; NULL + INVALID_ARGUMENT when they are not one. */

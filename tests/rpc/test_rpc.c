@@ -77,17 +77,13 @@ static brume_rpc_client *client_new(const char *addr, const brume_rpc_client_opt
 static int echo(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc,
                 const ProtobufCMessage *req, const brume_rpc_call_opts *opts,
                 Brume__Test__EchoReply **out, char **msg) {
-  brume_err *err = NULL;
-  ProtobufCMessage *reply = NULL;
-  int rc = brume_rpc_unary(c, svc, 0, req, &reply, opts, &err);
-  if (rc < 0) {
-    int code = err->code;
+  brume_autoptr(brume_err) err = NULL;
+  brume_autoptr(ProtobufCMessage) reply = NULL;
+  if (brume_rpc_unary(c, svc, 0, req, &reply, opts, &err) < 0) {
     if (msg) *msg = brume_xstrdup(err->msg);
-    brume_err_free(err);
-    return code;
+    return err->code;
   }
-  if (out) *out = (Brume__Test__EchoReply *)reply;
-  else protobuf_c_message_free_unpacked(reply, NULL);
+  if (out) *out = brume_steal(&reply);
   return 0;
 }
 
