@@ -19,9 +19,42 @@ grpc_byte_buffer *brume_rpc_pack(const ProtobufCMessage *msg) {
   return bb;
 }
 
+/* protobuf-c keeps a field numbered 0 as an unknown field when its tag is written in an overlong
+ * varint (0x82 0x00), although no valid message has one, and then packs it in a form it refuses
+ * to unpack (found by fuzz_rpc_decode). Such a message is malformed: look for it at every level. */
+static bool has_field_zero(const ProtobufCMessage *msg) {
+  for (unsigned i = 0; i < msg->n_unknown_fields; i++)
+    if (msg->unknown_fields[i].tag == 0) return true;
+  const ProtobufCMessageDescriptor *d = msg->descriptor;
+  for (unsigned i = 0; i < d->n_fields; i++) {
+    const ProtobufCFieldDescriptor *f = &d->fields[i];
+    if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+    const char *base = (const char *)msg;
+    if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+      size_t n = *(const size_t *)(base + f->quantifier_offset);
+      ProtobufCMessage *const *items = *(ProtobufCMessage *const *const *)(base + f->offset);
+      for (size_t j = 0; j < n; j++)
+        if (items[j] && has_field_zero(items[j])) return true;
+      continue;
+    }
+    if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+        *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+      continue;
+    const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)(base + f->offset);
+    if (sub && has_field_zero(sub)) return true;
+  }
+  return false;
+}
+
 ProtobufCMessage *brume_rpc_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
                                    size_t len, brume_err **err) {
   ProtobufCMessage *msg = protobuf_c_message_unpack(desc, NULL, len, data);
+  if (msg && has_field_zero(msg)) {
+    protobuf_c_message_free_unpacked(msg, NULL);
+    brume_err_set(err, BRUME_INVALID_ARGUMENT, "the message is not a valid %s: it has a field 0",
+                  desc->name);
+    return NULL;
+  }
   if (msg == NULL) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT, "the message is not a valid %s (%zu bytes)",
                   desc->name, len);
