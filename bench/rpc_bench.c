@@ -112,6 +112,15 @@ static void report_client_cpu(const char *side, double cpu, long calls) {
           calls, calls ? cpu * 1e6 / (double)calls : 0.0);
 }
 
+/* Prints one client's figures (sequential percentiles, then calls/s in flight) and frees rtt. */
+static void report_client(const char *side, double *rtt, size_t ncalls, long calls, double secs,
+                          double cpu) {
+  report_client_cpu(side, cpu, calls);
+  report_seq(side, rtt, ncalls);
+  print_metric(side, "inflight64_calls_per_s", (double)calls / secs, "calls/s", 0);
+  free(rtt);
+}
+
 static uint8_t payload[PAYLOAD_BYTES];
 
 static Brume__Test__EchoRequest echo_request(void) {
@@ -459,10 +468,7 @@ static int client_layer(const char *addr, size_t ncalls, double seconds) {
     return 1;
   }
 
-  report_client_cpu("layer", cpu1 - cpu0, c1 - c0);
-  report_seq("layer", rtt, ncalls);
-  print_metric("layer", "inflight64_calls_per_s", (double)(c1 - c0) / (t1 - t0), "calls/s", 0);
-  free(rtt);
+  report_client("layer", rtt, ncalls, c1 - c0, t1 - t0, cpu1 - cpu0);
   return 0;
 }
 
@@ -620,10 +626,7 @@ static int client_bare(const char *addr, size_t ncalls, double seconds) {
     return 1;
   }
 
-  report_client_cpu("bare", cpu1 - cpu0, c1 - c0);
-  report_seq("bare", rtt, ncalls);
-  print_metric("bare", "inflight64_calls_per_s", (double)(c1 - c0) / (t1 - t0), "calls/s", 0);
-  free(rtt);
+  report_client("bare", rtt, ncalls, c1 - c0, t1 - t0, cpu1 - cpu0);
   return 0;
 }
 
