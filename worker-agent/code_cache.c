@@ -1,0 +1,475 @@
+#include "code_cache.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+BRUME_DEFINE_AUTOPTR(CURL, curl_easy_cleanup)
+BRUME_DEFINE_AUTOPTR(EVP_MD_CTX, EVP_MD_CTX_free)
+
+#define TMP_PREFIX ".tmp-"
+
+/* One fetch in progress, shared by every request for its digest. */
+typedef struct flight {
+  struct flight *next;
+  char sha[65];
+  bool done;
+  brume_status code; /* BRUME_OK when the archive is in the cache */
+  char *msg;
+  int waiters;
+} flight;
+
+struct brume_code_cache {
+  char *dir;
+  int dirfd;
+  int64_t max_zip, max_unzipped;
+  int timeout_ms;
+  char *ca_path;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  flight *flights;
+  unsigned long seq;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+static void curl_init(void) {
+  curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int mkdir_p(const char *path, brume_err **err) {
+  brume_autofree char *p = brume_xstrdup(path);
+  for (char *s = p + 1; *s; s++) {
+    if (*s != '/') continue;
+    *s = '\0';
+    if (mkdir(p, 0700) < 0 && errno != EEXIST)
+      return brume_err_set(err, BRUME_INTERNAL, "code cache: mkdir %s: %s", p, strerror(errno));
+    *s = '/';
+  }
+  if (mkdir(p, 0700) < 0 && errno != EEXIST)
+    return brume_err_set(err, BRUME_INTERNAL, "code cache: mkdir %s: %s", p, strerror(errno));
+  return 0;
+}
+
+brume_code_cache *brume_code_cache_new(const brume_code_cache_opts *opts, brume_err **err) {
+  if (!opts->dir || !*opts->dir) {
+    brume_err_set(err, BRUME_INVALID_ARGUMENT, "code cache: no directory");
+    return NULL;
+  }
+  pthread_once(&curl_once, curl_init);
+  if (curl_init_rc != CURLE_OK) {
+    brume_err_set(err, BRUME_INTERNAL, "code cache: curl_global_init: %s",
+                  curl_easy_strerror(curl_init_rc));
+    return NULL;
+  }
+  if (mkdir_p(opts->dir, err) < 0) return NULL;
+  int dfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) {
+    brume_err_set(err, BRUME_INTERNAL, "code cache: open %s: %s", opts->dir, strerror(errno));
+    return NULL;
+  }
+  /* Temporary files of an earlier process: fetches that never finished. */
+  int scan = dup(dfd);
+  DIR *d = scan >= 0 ? fdopendir(scan) : NULL;
+  if (d) {
+    struct dirent *e;
+    while ((e = readdir(d)))
+      if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) unlinkat(dfd, e->d_name, 0);
+    closedir(d);
+  } else if (scan >= 0) {
+    close(scan);
+  }
+  brume_code_cache *c = brume_xcalloc(1, sizeof(*c));
+  c->dir = brume_xstrdup(opts->dir);
+  c->dirfd = dfd;
+  c->max_zip = opts->max_zip_bytes > 0 ? opts->max_zip_bytes : BRUME_CODE_MAX_ZIP_BYTES;
+  c->max_unzipped =
+      opts->max_unzipped_bytes > 0 ? opts->max_unzipped_bytes : BRUME_CODE_MAX_UNZIPPED_BYTES;
+  c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : BRUME_CODE_FETCH_TIMEOUT_MS;
+  c->ca_path = opts->ca_path ? brume_xstrdup(opts->ca_path) : NULL;
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  return c;
+}
+
+void brume_code_cache_free(brume_code_cache *c) {
+  if (!c) return;
+  BRUME_ENSURE(c->flights == NULL);
+  close(c->dirfd);
+  pthread_mutex_destroy(&c->mu);
+  pthread_cond_destroy(&c->cv);
+  free(c->dir);
+  free(c->ca_path);
+  free(c);
+}
+
+/* ---- zip central directory ---- */
+
+static uint16_t le16(const unsigned char *p) {
+  return (uint16_t)(p[0] | p[1] << 8);
+}
+static uint32_t le32(const unsigned char *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t le64(const unsigned char *p) {
+  return le32(p) | (uint64_t)le32(p + 4) << 32;
+}
+
+#define EOCD_SIG 0x06054b50u
+#define EOCD_LEN 22
+#define Z64_LOCATOR_SIG 0x07064b50u
+#define Z64_LOCATOR_LEN 20
+#define Z64_EOCD_SIG 0x06064b50u
+#define Z64_EOCD_LEN 56
+#define CDH_SIG 0x02014b50u
+#define CDH_LEN 46
+
+static int not_zip(brume_err **err, const char *why) {
+  return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the code archive is not a valid zip: %s", why);
+}
+
+int brume_code_zip_unzipped_size(const unsigned char *buf, size_t len, uint64_t *total,
+                                 brume_err **err) {
+  *total = 0;
+  if (len < EOCD_LEN) return not_zip(err, "too short");
+  /* The end-of-central-directory record is the last one whose comment fits the file. */
+  size_t eocd = 0;
+  bool found = false;
+  size_t lowest = len - EOCD_LEN > 65535 ? len - EOCD_LEN - 65535 : 0;
+  for (size_t i = len - EOCD_LEN + 1; i-- > lowest;) {
+    if (le32(buf + i) == EOCD_SIG && i + EOCD_LEN + le16(buf + i + 20) <= len) {
+      eocd = i;
+      found = true;
+      break;
+    }
+  }
+  if (!found) return not_zip(err, "no end of central directory");
+  const unsigned char *e = buf + eocd;
+  if (le16(e + 4) != 0 || le16(e + 6) != 0) return not_zip(err, "a multi-disk archive");
+  uint64_t entries = le16(e + 10), cd_size = le32(e + 12), cd_off = le32(e + 16);
+  if (entries == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu) {
+    if (eocd < Z64_LOCATOR_LEN || le32(buf + eocd - Z64_LOCATOR_LEN) != Z64_LOCATOR_SIG)
+      return not_zip(err, "zip64 sizes without a zip64 locator");
+    uint64_t z = le64(buf + eocd - Z64_LOCATOR_LEN + 8);
+    if (z > len || len - z < Z64_EOCD_LEN || le32(buf + z) != Z64_EOCD_SIG)
+      return not_zip(err, "a bad zip64 end of central directory");
+    if (le32(buf + z + 16) != 0 || le32(buf + z + 20) != 0)
+      return not_zip(err, "a multi-disk archive");
+    entries = le64(buf + z + 32);
+    cd_size = le64(buf + z + 40);
+    cd_off = le64(buf + z + 48);
+  }
+  if (cd_off > len || cd_size > len - cd_off)
+    return not_zip(err, "the central directory is outside the file");
+  const unsigned char *p = buf + cd_off, *end = buf + cd_off + cd_size;
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < entries; i++) {
+    if ((size_t)(end - p) < CDH_LEN || le32(p) != CDH_SIG)
+      return not_zip(err, "a truncated central directory");
+    uint64_t usize = le32(p + 24);
+    size_t nlen = le16(p + 28), xlen = le16(p + 30), clen = le16(p + 32);
+    if ((size_t)(end - p) - CDH_LEN < nlen + xlen + clen)
+      return not_zip(err, "a truncated central directory entry");
+    if (usize == 0xffffffffu) {
+      /* The zip64 extra field holds the 64-bit values, in order, of the 32-bit fields that
+       * are 0xffffffff: uncompressed size first. */
+      const unsigned char *x = p + CDH_LEN + nlen, *xend = x + xlen;
+      bool have = false;
+      while (xend - x >= 4) {
+        uint16_t id = le16(x), sz = le16(x + 2);
+        if ((size_t)(xend - x - 4) < sz) break;
+        if (id == 0x0001 && sz >= 8) {
+          usize = le64(x + 4);
+          have = true;
+          break;
+        }
+        x += 4 + sz;
+      }
+      if (!have) return not_zip(err, "an entry without its zip64 size");
+    }
+    if (usize > UINT64_MAX - sum) return not_zip(err, "entry sizes overflow");
+    sum += usize;
+    p += CDH_LEN + nlen + xlen + clen;
+  }
+  *total = sum;
+  return 0;
+}
+
+/* ---- fetch ---- */
+
+typedef struct sink {
+  int fd;
+  EVP_MD_CTX *md;
+  int64_t bytes, max;
+  bool too_big;
+  int write_errno;
+} sink;
+
+static size_t on_data(char *p, size_t size, size_t n, void *user) {
+  sink *s = user;
+  size_t len = size * n;
+  if (s->bytes + (int64_t)len > s->max) {
+    s->too_big = true;
+    return 0; /* aborts the transfer */
+  }
+  EVP_DigestUpdate(s->md, p, len);
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(s->fd, p + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      s->write_errno = errno;
+      return 0;
+    }
+    off += (size_t)w;
+  }
+  s->bytes += (int64_t)len;
+  return len;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bool http_url(const char *url) {
+  return url && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
+}
+
+/* Fetches url into <dir>/<sha>.zip. 0 or -1 with *err; leaves no file behind on failure. */
+static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t size_bytes,
+                 brume_err **err) {
+  if (!http_url(url))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "code %s: URL '%.200s' is not http(s)", sha,
+                         url ? url : "");
+  pthread_mutex_lock(&c->mu);
+  unsigned long seq = ++c->seq;
+  pthread_mutex_unlock(&c->mu);
+  brume_autofree char *tmp = brume_xasprintf(TMP_PREFIX "%s-%d-%lu", sha, (int)getpid(), seq);
+  brume_autofree char *final = brume_xasprintf("%s.zip", sha);
+  brume_autoclose int fd = openat(c->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    return brume_err_set(err, BRUME_INTERNAL, "code cache: create %s/%s: %s", c->dir, tmp,
+                         strerror(errno));
+  int rc = -1;
+  void *map = MAP_FAILED;
+  brume_autoptr(EVP_MD_CTX) md = EVP_MD_CTX_new();
+  brume_autoptr(CURL) h = curl_easy_init();
+  BRUME_ENSURE(md && h);
+  EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+  sink s = {.fd = fd, .md = md, .max = c->max_zip};
+  char curl_msg[CURL_ERROR_SIZE] = "";
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: we are threaded */
+  curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(h, CURLOPT_MAXREDIRS, 3L);
+  curl_easy_setopt(h, CURLOPT_FAILONERROR, 1L);
+  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)c->timeout_ms);
+  curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_zip);
+  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
+  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
+  if (c->ca_path) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_path);
+  int64_t t0 = now_ms();
+  CURLcode cr = curl_easy_perform(h);
+  if (s.too_big || cr == CURLE_FILESIZE_EXCEEDED) {
+    brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                  "code %s from %s is over the %lld-byte limit for a zip archive", sha, url,
+                  (long long)c->max_zip);
+    goto out;
+  }
+  if (s.write_errno) {
+    brume_err_set(err, BRUME_INTERNAL, "code cache: write %s/%s: %s", c->dir, tmp,
+                  strerror(s.write_errno));
+    goto out;
+  }
+  if (cr != CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (cr == CURLE_HTTP_RETURNED_ERROR)
+      brume_err_set(err, BRUME_UNAVAILABLE, "fetch code %s from %s: HTTP %ld", sha, url, status);
+    else
+      brume_err_set(err, BRUME_UNAVAILABLE, "fetch code %s from %s: %s", sha, url,
+                    curl_msg[0] ? curl_msg : curl_easy_strerror(cr));
+    goto out;
+  }
+  if (size_bytes && (uint64_t)s.bytes != size_bytes) {
+    brume_err_set(err, BRUME_DATA_LOSS,
+                  "code %s from %s is %lld bytes, not the %llu announced; nothing stored", sha, url,
+                  (long long)s.bytes, (unsigned long long)size_bytes);
+    goto out;
+  }
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned dlen = 0;
+  EVP_DigestFinal_ex(md, digest, &dlen);
+  char hex[65];
+  for (unsigned i = 0; i < dlen && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  if (strcmp(hex, sha) != 0) {
+    brume_err_set(err, BRUME_DATA_LOSS,
+                  "code from %s does not match its digest: expected sha256 %s, got %s "
+                  "(%lld bytes); nothing stored",
+                  url, sha, hex, (long long)s.bytes);
+    goto out;
+  }
+  if (s.bytes > 0) map = mmap(NULL, (size_t)s.bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (s.bytes > 0 && map == MAP_FAILED) {
+    brume_err_set(err, BRUME_INTERNAL, "code cache: mmap %s/%s: %s", c->dir, tmp, strerror(errno));
+    goto out;
+  }
+  uint64_t unzipped = 0;
+  if (brume_code_zip_unzipped_size(s.bytes > 0 ? map : (const void *)"", (size_t)s.bytes, &unzipped,
+                                   err) < 0) {
+    brume_err_wrap(err, "code %s", sha);
+    goto out;
+  }
+  if (unzipped > (uint64_t)c->max_unzipped) {
+    brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                  "code %s unpacks to %llu bytes, over the %lld-byte limit", sha,
+                  (unsigned long long)unzipped, (long long)c->max_unzipped);
+    goto out;
+  }
+  /* Durable before visible: a crash after the rename must not leave a short file under the
+   * final name, because hits are never re-hashed. */
+  if (fsync(fd) < 0 || renameat(c->dirfd, tmp, c->dirfd, final) < 0) {
+    brume_err_set(err, BRUME_INTERNAL, "code cache: store %s/%s: %s", c->dir, final,
+                  strerror(errno));
+    goto out;
+  }
+  fsync(c->dirfd);
+  rc = 0;
+  brume_info("Fetched function code.", "sha256=%s bytes=%lld unzipped_bytes=%llu ms=%lld", sha,
+             (long long)s.bytes, (unsigned long long)unzipped, (long long)(now_ms() - t0));
+out:
+  if (map != MAP_FAILED) munmap(map, (size_t)s.bytes);
+  if (rc < 0) unlinkat(c->dirfd, tmp, 0);
+  return rc;
+}
+
+char *brume_code_cache_get(brume_code_cache *c, const char *sha256, const char *url,
+                           uint64_t size_bytes, bool *cached, brume_err **err) {
+  if (cached) *cached = false;
+  char sha[65];
+  size_t n = sha256 ? strlen(sha256) : 0;
+  bool hex = n == 64;
+  for (size_t i = 0; hex && i < 64; i++) {
+    if (!isxdigit((unsigned char)sha256[i]))
+      hex = false;
+    else
+      sha[i] = (char)tolower((unsigned char)sha256[i]);
+  }
+  if (!hex) {
+    brume_err_set(err, BRUME_INVALID_ARGUMENT, "code digest '%.80s' is not 64 hex digits",
+                  sha256 ? sha256 : "");
+    return NULL;
+  }
+  sha[64] = '\0';
+  if (size_bytes > (uint64_t)c->max_zip) {
+    brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                  "code %s is %llu bytes, over the %lld-byte limit for a zip archive", sha,
+                  (unsigned long long)size_bytes, (long long)c->max_zip);
+    return NULL;
+  }
+  char *path = brume_xasprintf("%s/%s.zip", c->dir, sha);
+  brume_autofree char *final = brume_xasprintf("%s.zip", sha);
+
+  pthread_mutex_lock(&c->mu);
+  for (;;) {
+    if (faccessat(c->dirfd, final, F_OK, 0) == 0) {
+      pthread_mutex_unlock(&c->mu);
+      if (cached) *cached = true;
+      return path;
+    }
+    flight *f = c->flights;
+    while (f && strcmp(f->sha, sha) != 0) f = f->next;
+    if (!f) break;
+    /* Someone is fetching it: take their outcome. */
+    f->waiters++;
+    while (!f->done) pthread_cond_wait(&c->cv, &c->mu);
+    brume_status code = f->code;
+    brume_autofree char *msg = f->msg ? brume_xstrdup(f->msg) : NULL;
+    if (--f->waiters == 0) {
+      free(f->msg);
+      free(f);
+    }
+    if (code != BRUME_OK) {
+      pthread_mutex_unlock(&c->mu);
+      brume_err_set(err, code, "%s", msg ? msg : "fetch failed");
+      free(path);
+      return NULL;
+    }
+    /* Fetched: the next round finds the file (unless it was removed meanwhile: fetch again). */
+  }
+  flight *f = brume_xcalloc(1, sizeof(*f));
+  memcpy(f->sha, sha, sizeof(f->sha));
+  f->next = c->flights;
+  c->flights = f;
+  pthread_mutex_unlock(&c->mu);
+
+  brume_err *ferr = NULL;
+  int rc = fetch(c, sha, url, size_bytes, &ferr);
+
+  pthread_mutex_lock(&c->mu);
+  for (flight **pp = &c->flights; *pp; pp = &(*pp)->next)
+    if (*pp == f) {
+      *pp = f->next;
+      break;
+    }
+  f->done = true;
+  f->code = rc == 0 ? BRUME_OK : (ferr ? ferr->code : BRUME_INTERNAL);
+  f->msg = ferr ? brume_xstrdup(ferr->msg) : NULL;
+  if (f->waiters == 0) {
+    free(f->msg);
+    free(f);
+  } else {
+    pthread_cond_broadcast(&c->cv);
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (rc < 0) {
+    if (err && !*err)
+      *err = ferr;
+    else
+      brume_err_free(ferr);
+    free(path);
+    return NULL;
+  }
+  return path;
+}
+
+void *brume_code_cache_read(const char *path, size_t *len, brume_err **err) {
+  brume_autoclose int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) < 0) {
+    brume_err_set(err, BRUME_INTERNAL, "code cache: open %s: %s", path, strerror(errno));
+    return NULL;
+  }
+  size_t size = (size_t)st.st_size;
+  unsigned char *buf = brume_xmalloc(size ? size : 1);
+  for (size_t got = 0; got < size;) {
+    ssize_t r = read(fd, buf + got, size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      brume_err_set(err, BRUME_INTERNAL, "code cache: read %s: %s", path,
+                    r < 0 ? strerror(errno) : "file shrank");
+      free(buf);
+      return NULL;
+    }
+    got += (size_t)r;
+  }
+  *len = size;
+  return buf;
+}
