@@ -3,8 +3,9 @@
 #   1. build/        normal build (RelWithDebInfo): all CTest suites
 #   2. build-asan/   ASan + UBSan build: all CTest suites again
 #   3. build-fuzz/   clang + libFuzzer: each fuzz target for FUZZ_SECONDS (default 30) on its seed corpus
-# Needs the packages from deploy/install-deps.sh. Tests start their own etcd and servers on free
-# loopback ports. Exits non-zero on any failure.
+# Needs the packages from deploy/install-deps.sh and root (libvirtd, the guest image). Starts
+# libvirtd and virtlogd through deploy/host-setup.sh; tests start their own etcd and servers on
+# free loopback ports. Exits non-zero on any failure.
 #   deploy/test.sh [--quick]   --quick: normal build and CTest only
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,19 +17,37 @@ quick=0
 
 step() { printf '\n==== %s\n' "$*"; }
 
+# The worker tests run against a real libvirtd; start it (and virtlogd) unless they run already.
+step "host set-up (libvirtd, virtlogd)"
+bash deploy/host-setup.sh
+
 step "normal build"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$jobs"
+# A skipped test (exit 77: etcd, libvirtd, QEMU or root missing) is a failure here: this script
+# runs where deploy/install-deps.sh and deploy/host-setup.sh provided all of them.
+run_ctest() {
+  local dir=$1 log
+  log=$(mktemp)
+  (cd "$dir" && ctest --output-on-failure -j1) 2>&1 | tee "$log"
+  if grep -q '(Skipped)' "$log"; then
+    echo "deploy/test.sh: tests were skipped in $dir (see above): a prerequisite is missing" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
 step "tests (normal build)"
-(cd build && ctest --output-on-failure -j1)
+run_ctest build
 [ $quick -eq 1 ] && exit 0
 
 step "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRUME_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 step "tests (sanitizer build)"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ctest --output-on-failure -j1)
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  run_ctest build-asan
 
 step "fuzz build (clang, libFuzzer)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \
