@@ -1,0 +1,557 @@
+/* brume-worker end to end: the daemon as its own process, a real etcd, real microVMs.
+ *
+ *   test_worker_daemon GUEST_DIR BRUME_INIT ECHO_RUNTIME_STATIC BRUME_WORKER
+ *
+ * The guest image is built as test_microvm does; the function is the static echo runtime in a
+ * zip served by a local HTTP server. Through the Worker gRPC service: CreateSandbox, 100
+ * invocations with distinct payloads (the runtime's counter keeps counting, and libvirt shows
+ * the domain paused between invocations: freeze_after is 0), bad input (memory 64 and 20,000,
+ * a wrong digest that starts no VM, an unknown sandbox, payloads over 6 MiB), the host's key
+ * in etcd, List and Stats, Destroy (the domain is gone), then kill -9 of the worker with a
+ * sandbox alive and a restart with the same host id (no domain of this host is left), and a
+ * clean SIGTERM (the registration is revoked). Timings are printed as "# " lines. Exit 77
+ * (skip) when not root, libvirtd does not answer, etcd is absent or the guest image cannot be
+ * built. */
+#include <errno.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+/* cmocka.h needs the headers above. */
+#include <cmocka.h>
+
+#include "brume/worker.pb-c.h"
+#include "domain.h"
+#include "etcd.h"
+#include "etcd_server.h"
+#include "http.h"
+#include "libvirt.h"
+#include "log.h"
+#include "proc.h"
+#include "rpc.h"
+
+enum { M_CREATE, M_INVOKE, M_FREEZE, M_THAW, M_DESTROY, M_LIST, M_STATS };
+
+static const char *worker_bin, *runtime_bin;
+static char *dir;
+static char kernel_src[512], initrd_src[512];
+static char host_id[32];
+static char *name_prefix;
+static virConnectPtr conn;
+static brume_test_etcd *etcd_srv;
+static brume_http *code_http;
+static uint8_t *zip_data;
+static size_t zip_len;
+static char zip_sha[65];
+static char code_url[256];
+static int rpc_port, http_port;
+static pid_t worker_pid = -1;
+static brume_rpc_client *client;
+static char sandbox_id[80];
+
+static void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void run(const char *fmt, ...) {
+  char cmd[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof(cmd), fmt, ap);
+  va_end(ap);
+  int rc = system(cmd);
+  if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
+}
+
+static double now_ms_f(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static char *last_line_of(const char *cmd) {
+  FILE *p = popen(cmd, "r");
+  if (p == NULL) return NULL;
+  char line[1024], last[1024] = "";
+  while (fgets(line, sizeof(line), p)) snprintf(last, sizeof(last), "%s", line);
+  if (pclose(p) != 0 || last[0] == '\0') return NULL;
+  last[strcspn(last, "\n")] = '\0';
+  return brume_xstrdup(last);
+}
+
+static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
+  (void)req;
+  (void)user;
+  brume_http_reply(resp, 200, "application/zip", zip_data, zip_len);
+}
+
+static void print_worker_log(void) {
+  char path[600];
+  snprintf(path, sizeof(path), "%s/worker.log", dir);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return;
+  char line[2048];
+  fprintf(stderr, "---- %s\n", path);
+  while (fgets(line, sizeof(line), f)) fputs(line, stderr);
+  fclose(f);
+}
+
+static void start_worker(void) {
+  char listen[64], http_listen[64], kdir[600], rdir[600], cdir[600], log[600];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", rpc_port);
+  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", http_port);
+  snprintf(kdir, sizeof(kdir), "%s/images", dir);
+  snprintf(rdir, sizeof(rdir), "%s/run", dir);
+  snprintf(cdir, sizeof(cdir), "%s/code", dir);
+  snprintf(log, sizeof(log), "%s/worker.log", dir);
+  char *argv[] = {(char *)worker_bin,
+                  "--listen",
+                  listen,
+                  "--http-listen",
+                  http_listen,
+                  "--etcd-endpoints",
+                  etcd_srv->endpoint,
+                  "--guest-kernel",
+                  kernel_src,
+                  "--guest-initrd",
+                  initrd_src,
+                  "--host-id",
+                  host_id,
+                  "--image-dir",
+                  kdir,
+                  "--run-dir",
+                  rdir,
+                  "--code-cache-dir",
+                  cdir,
+                  NULL};
+  double t0 = now_ms_f();
+  worker_pid = brume_test_spawn(argv, log);
+  assert_true(worker_pid > 0);
+  if (brume_test_wait_port(rpc_port, 120000) < 0) {
+    print_worker_log();
+    fail_msg("brume-worker did not listen on %d", rpc_port);
+  }
+  print_message("# worker start (libvirt, cleanup, accelerator probe, etcd) %.0f ms\n",
+                now_ms_f() - t0);
+  /* A fresh channel: the old one may still hold the killed worker's connection. */
+  brume_rpc_client_free(client);
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_port);
+  brume_rpc_client_opts co = {.max_message_bytes = 8u << 20};
+  brume_err *err = NULL;
+  client = brume_rpc_client_new(target, &co, &err);
+  if (client == NULL) fail_msg("client: %s", err->msg);
+}
+
+static int call(unsigned method, const void *req, void *reply, brume_err **err) {
+  brume_rpc_call_opts o = {
+      .deadline_ms = 120000, .request_id = "test-worker-daemon", .wait_for_ready = true};
+  return brume_rpc_unary(client, &brume__worker__descriptor, method, req,
+                         (ProtobufCMessage **)reply, &o, err);
+}
+
+static Brume__FunctionVersionRef fref = BRUME__FUNCTION_VERSION_REF__INIT;
+static Brume__FunctionCode fcode = BRUME__FUNCTION_CODE__INIT;
+static Brume__ResourceSpec fres = BRUME__RESOURCE_SPEC__INIT;
+
+static Brume__SandboxSpec make_spec(uint32_t memory, const char *sha) {
+  fref.account_id = "acct1";
+  fref.function_name = "echo";
+  fref.version = "1";
+  fcode.sha256 = (char *)sha;
+  fcode.url = code_url;
+  fcode.size_bytes = zip_len;
+  fres.memory_mib = memory;
+  fres.ephemeral_storage_mib = 512;
+  Brume__SandboxSpec s = BRUME__SANDBOX_SPEC__INIT;
+  s.function = &fref;
+  s.code = &fcode;
+  s.resources = &fres;
+  s.timeout_ms = 5000;
+  s.handler_mode = BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API;
+  s.handler = "echo.handler";
+  s.function_arn = "arn:brume:lambda:local:acct1:function:echo:1";
+  return s;
+}
+
+/* CreateSandbox; returns the status code (0: OK) and fills id on success. */
+static int create(uint32_t memory, const char *sha, char *id, size_t idsize, double *ms,
+                  brume_err **err) {
+  Brume__SandboxSpec spec = make_spec(memory, sha);
+  Brume__WorkerCreateSandboxRequest req = BRUME__WORKER_CREATE_SANDBOX_REQUEST__INIT;
+  req.spec = &spec;
+  req.caller_id = "test/daemon";
+  Brume__WorkerCreateSandboxResponse *resp = NULL;
+  double t0 = now_ms_f();
+  if (call(M_CREATE, &req, &resp, err) < 0) return (*err)->code;
+  if (ms) *ms = now_ms_f() - t0;
+  if (resp->init_error)
+    fail_msg("init error %s: %s", resp->init_error->type, resp->init_error->message);
+  assert_false(resp->pool_hit);
+  assert_true(resp->init_duration_us > 0);
+  assert_true(resp->vm_ready_us > 0 && resp->vm_ready_us <= resp->init_duration_us);
+  print_message(
+      "# CreateSandbox: init %.1f ms = vm ready %.1f ms + code %.1f ms + runtime %.1f ms\n",
+      resp->init_duration_us / 1000.0, resp->vm_ready_us / 1000.0, resp->code_load_us / 1000.0,
+      resp->runtime_init_us / 1000.0);
+  snprintf(id, idsize, "%s", resp->sandbox_id);
+  brume__worker_create_sandbox_response__free_unpacked(resp, NULL);
+  return 0;
+}
+
+static int invoke(const char *id, const char *rid, const void *payload, size_t len,
+                  Brume__WorkerInvokeResponse **resp, brume_err **err) {
+  Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
+  req.sandbox_id = (char *)id;
+  req.request_id = (char *)rid;
+  req.payload.data = (uint8_t *)payload;
+  req.payload.len = len;
+  return call(M_INVOKE, &req, resp, err);
+}
+
+static size_t domains_of_host(void) {
+  size_t n = 0;
+  brume_err *err = NULL;
+  char **names = brume_libvirt_list_by_prefix(conn, name_prefix, &n, &err);
+  if (names == NULL) fail_msg("list domains: %s", err->msg);
+  brume_libvirt_names_free(names);
+  return n;
+}
+
+static int domain_state(const char *id) {
+  brume_err *err = NULL;
+  brume_autofree char *name = brume_domain_name("brume", host_id, id, NULL);
+  virDomainPtr dom = brume_libvirt_lookup(conn, name, &err);
+  if (dom == NULL) {
+    int code = err->code;
+    brume_err_free(err);
+    return code == BRUME_NOT_FOUND ? -1 : -2;
+  }
+  int st = -2;
+  brume_libvirt_state(dom, &st, NULL, NULL);
+  virDomainFree(dom);
+  return st;
+}
+
+static void test_create_and_invoke(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  double ms = 0;
+  if (create(128, zip_sha, sandbox_id, sizeof(sandbox_id), &ms, &err) != 0) {
+    print_worker_log();
+    fail_msg("CreateSandbox: %s", err->msg);
+  }
+  print_message("# CreateSandbox round trip %.0f ms (boot, TCG)\n", ms);
+  assert_int_equal(domains_of_host(), 1);
+
+  double rtt[100];
+  char rid[32], payload[64], want[96];
+  for (int i = 1; i <= 100; i++) {
+    snprintf(rid, sizeof(rid), "req-%d", i);
+    snprintf(payload, sizeof(payload), "worker event %d %08x", i, (unsigned)i * 2654435761u);
+    snprintf(want, sizeof(want), "%s #%d", payload, i);
+    Brume__WorkerInvokeResponse *r = NULL;
+    double t0 = now_ms_f();
+    if (invoke(sandbox_id, rid, payload, strlen(payload), &r, &err) < 0)
+      fail_msg("Invoke %d: %s", i, err->msg);
+    rtt[i - 1] = now_ms_f() - t0;
+    if (r->function_error)
+      fail_msg("function error %s: %s", r->function_error->type, r->function_error->message);
+    if (r->payload.len != strlen(want) || memcmp(r->payload.data, want, r->payload.len) != 0)
+      fail_msg("payload %.*s, want %s", (int)r->payload.len, (const char *)r->payload.data, want);
+    assert_int_equal(r->state, BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE);
+    assert_true(r->duration_us > 0);
+    brume__worker_invoke_response__free_unpacked(r, NULL);
+    if (i == 50 || i == 100) {
+      /* freeze_after 0: the worker suspends the domain right after answering. */
+      long long end = brume_test_now_ms() + 3000;
+      while (domain_state(sandbox_id) != VIR_DOMAIN_PAUSED && brume_test_now_ms() < end)
+        usleep(2000);
+      assert_int_equal(domain_state(sandbox_id), VIR_DOMAIN_PAUSED);
+    }
+  }
+  qsort(rtt, 100, sizeof(rtt[0]), cmp_double);
+  print_message(
+      "# warm Invoke through the worker (thaw + invoke; freeze after): p50 %.2f ms, p99 %.2f "
+      "ms, max %.2f ms (100, TCG)\n",
+      rtt[49], rtt[98], rtt[99]);
+
+  /* Freeze and Thaw are idempotent; Thaw then Invoke keeps counting. */
+  Brume__WorkerFreezeRequest fr = BRUME__WORKER_FREEZE_REQUEST__INIT;
+  fr.sandbox_id = sandbox_id;
+  Brume__WorkerFreezeResponse *frr = NULL;
+  assert_int_equal(call(M_FREEZE, &fr, &frr, &err), 0);
+  brume__worker_freeze_response__free_unpacked(frr, NULL);
+  Brume__WorkerThawRequest th = BRUME__WORKER_THAW_REQUEST__INIT;
+  th.sandbox_id = sandbox_id;
+  Brume__WorkerThawResponse *thr = NULL;
+  assert_int_equal(call(M_THAW, &th, &thr, &err), 0);
+  print_message("# Thaw %.2f ms\n", thr->duration_us / 1000.0);
+  brume__worker_thaw_response__free_unpacked(thr, NULL);
+  assert_int_equal(domain_state(sandbox_id), VIR_DOMAIN_RUNNING);
+  Brume__WorkerInvokeResponse *r = NULL;
+  assert_int_equal(invoke(sandbox_id, "req-101", "again", 5, &r, &err), 0);
+  assert_int_equal(r->payload.len, strlen("again #101"));
+  assert_memory_equal(r->payload.data, "again #101", r->payload.len);
+  brume__worker_invoke_response__free_unpacked(r, NULL);
+}
+
+static void expect_code(int rc, brume_err *err, brume_status want, const char *what) {
+  if (rc == 0) fail_msg("%s: succeeded, want status %d", what, want);
+  if ((int)err->code != (int)want)
+    fail_msg("%s: status %d (%s), want %d", what, err->code, err->msg, want);
+}
+
+static void test_bad_input(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  int rc;
+  char id[80];
+  rc = create(64, zip_sha, id, sizeof(id), NULL, &err);
+  expect_code(rc, err, BRUME_INVALID_ARGUMENT, "memory 64");
+  assert_non_null(strstr(err->msg, "InvalidParameterValueException: "));
+  brume_err_clear(&err);
+  rc = create(20000, zip_sha, id, sizeof(id), NULL, &err);
+  expect_code(rc, err, BRUME_INVALID_ARGUMENT, "memory 20,000");
+  brume_err_clear(&err);
+
+  size_t before = domains_of_host();
+  char bad[65];
+  memset(bad, 'a', 64);
+  bad[64] = '\0';
+  rc = create(128, bad, id, sizeof(id), NULL, &err);
+  if (rc == 0) fail_msg("a wrong digest was accepted");
+  print_message("# wrong digest: status %d: %s\n", err->code, err->msg);
+  assert_int_equal(err->code, BRUME_DATA_LOSS);
+  brume_err_clear(&err);
+  assert_int_equal(domains_of_host(), before);
+
+  Brume__WorkerInvokeResponse *r = NULL;
+  rc = invoke("sb-nonexistent", "req-x", "x", 1, &r, &err);
+  expect_code(rc, err, BRUME_NOT_FOUND, "Invoke of an unknown sandbox");
+  assert_non_null(strstr(err->msg, "ResourceNotFoundException: "));
+  brume_err_clear(&err);
+
+  size_t big = 6 * 1024 * 1024 + 1;
+  uint8_t *p = brume_xcalloc(1, 7 * 1024 * 1024);
+  memset(p, 'x', 7 * 1024 * 1024);
+  rc = invoke(sandbox_id, "req-big", p, big, &r, &err);
+  expect_code(rc, err, BRUME_INVALID_ARGUMENT, "6 MiB + 1");
+  assert_non_null(strstr(err->msg, "RequestTooLargeException: "));
+  brume_err_clear(&err);
+  rc = invoke(sandbox_id, "req-7mib", p, 7 * 1024 * 1024, &r, &err);
+  assert_int_not_equal(rc, 0);
+  assert_true(err->code == BRUME_RESOURCE_EXHAUSTED || err->code == BRUME_INVALID_ARGUMENT);
+  print_message("# 7 MiB payload: status %d\n", err->code);
+  brume_err_clear(&err);
+  free(p);
+
+  /* The sandbox still serves. */
+  assert_int_equal(invoke(sandbox_id, "req-102", "still", 5, &r, &err), 0);
+  assert_memory_equal(r->payload.data, "still #102", r->payload.len);
+  brume__worker_invoke_response__free_unpacked(r, NULL);
+}
+
+static void test_etcd_list_stats(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  brume_etcd *e = brume_etcd_new(etcd_srv->endpoint, NULL, &err);
+  assert_non_null(e);
+  char key[128];
+  snprintf(key, sizeof(key), "/brume/svc/worker/%s", host_id);
+  brume_etcd_kv *kv = NULL;
+  assert_int_equal(brume_etcd_get(e, key, &kv, NULL, &err), 0);
+  if (kv == NULL) fail_msg("no key %s in etcd", key);
+  print_message("# etcd %s = %s\n", key, kv->value);
+  assert_non_null(strstr(kv->value, "\"accelerator\":"));
+  brume_etcd_kv_free(kv);
+  brume_etcd_free(e);
+
+  Brume__WorkerListRequest lr = BRUME__WORKER_LIST_REQUEST__INIT;
+  Brume__WorkerListResponse *l = NULL;
+  assert_int_equal(call(M_LIST, &lr, &l, &err), 0);
+  assert_int_equal(l->n_sandboxes, 1);
+  assert_string_equal(l->sandboxes[0]->sandbox_id, sandbox_id);
+  assert_int_equal(l->sandboxes[0]->state, BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE);
+  assert_int_equal(l->sandboxes[0]->invocations, 102);
+  brume__worker_list_response__free_unpacked(l, NULL);
+
+  Brume__WorkerStatsRequest sr = BRUME__WORKER_STATS_REQUEST__INIT;
+  Brume__WorkerStatsResponse *s = NULL;
+  assert_int_equal(call(M_STATS, &sr, &s, &err), 0);
+  assert_int_equal(s->sandboxes_created, 1);
+  assert_int_equal(s->invocations, 102);
+  assert_int_equal(s->host->sandboxes, 1);
+  brume__worker_stats_response__free_unpacked(s, NULL);
+}
+
+static void test_destroy(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  int rc;
+  Brume__WorkerDestroyRequest dr = BRUME__WORKER_DESTROY_REQUEST__INIT;
+  dr.sandbox_id = sandbox_id;
+  Brume__WorkerDestroyResponse *d = NULL;
+  double t0 = now_ms_f();
+  if (call(M_DESTROY, &dr, &d, &err) < 0) fail_msg("Destroy: %s", err->msg);
+  print_message("# Destroy %.0f ms\n", now_ms_f() - t0);
+  assert_int_equal(d->state, BRUME__SANDBOX_STATE__SANDBOX_STATE_GONE);
+  brume__worker_destroy_response__free_unpacked(d, NULL);
+  assert_int_equal(domain_state(sandbox_id), -1);
+  assert_int_equal(domains_of_host(), 0);
+  rc = call(M_DESTROY, &dr, &d, &err);
+  expect_code(rc, err, BRUME_NOT_FOUND, "Destroy again");
+  brume_err_clear(&err);
+  Brume__WorkerInvokeResponse *r = NULL;
+  rc = invoke(sandbox_id, "req-gone", "x", 1, &r, &err);
+  expect_code(rc, err, BRUME_NOT_FOUND, "Invoke after Destroy");
+  brume_err_clear(&err);
+}
+
+static void test_kill_and_restart(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  int rc;
+  char id[80];
+  if (create(128, zip_sha, id, sizeof(id), NULL, &err) != 0) fail_msg("create: %s", err->msg);
+  assert_int_equal(domains_of_host(), 1);
+  brume_test_stop(worker_pid, SIGKILL, 5000);
+  worker_pid = -1;
+  start_worker();
+  long long end = brume_test_now_ms() + 10000;
+  while (domains_of_host() != 0 && brume_test_now_ms() < end) usleep(50 * 1000);
+  assert_int_equal(domains_of_host(), 0);
+
+  /* The new worker serves, and does not know the old sandbox. */
+  Brume__WorkerInvokeResponse *r = NULL;
+  rc = invoke(id, "req-old", "x", 1, &r, &err);
+  expect_code(rc, err, BRUME_NOT_FOUND, "old sandbox");
+  brume_err_clear(&err);
+
+  /* A clean stop destroys its sandboxes and revokes the registration. */
+  if (create(128, zip_sha, id, sizeof(id), NULL, &err) != 0) fail_msg("create: %s", err->msg);
+  int status = brume_test_stop(worker_pid, SIGTERM, 30000);
+  worker_pid = -1;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_int_equal(domains_of_host(), 0);
+  brume_etcd *e = brume_etcd_new(etcd_srv->endpoint, NULL, &err);
+  char key[128];
+  snprintf(key, sizeof(key), "/brume/svc/worker/%s", host_id);
+  brume_etcd_kv *kv = NULL;
+  assert_int_equal(brume_etcd_get(e, key, &kv, NULL, &err), 0);
+  assert_null(kv);
+  brume_etcd_free(e);
+}
+
+int main(int argc, char **argv) {
+  brume_log_init("test-worker-daemon", BRUME_LOG_WARN);
+  if (argc != 5) {
+    fprintf(stderr,
+            "usage: %s GUEST_DIR BRUME_INIT ECHO_RUNTIME_STATIC BRUME_WORKER (run it through "
+            "ctest)\n",
+            argv[0]);
+    return 1;
+  }
+  runtime_bin = argv[3];
+  worker_bin = argv[4];
+  if (geteuid() != 0) {
+    fprintf(stderr, "test_worker_daemon: skipped: needs root for qemu:///system\n");
+    return 77;
+  }
+  if (!brume_test_etcd_available()) {
+    fprintf(stderr, "test_worker_daemon: skipped: no etcd binary on PATH\n");
+    return 77;
+  }
+  brume_err *err = NULL;
+  conn = brume_libvirt_connect(NULL, &err);
+  if (!conn) {
+    fprintf(stderr, "test_worker_daemon: skipped: %s\n", err->msg);
+    brume_err_free(err);
+    return 77;
+  }
+  char cmd[4096];
+  snprintf(cmd, sizeof(cmd), "%s/build-kernel.sh", argv[1]);
+  brume_autofree char *k = last_line_of(cmd);
+  snprintf(cmd, sizeof(cmd), "%s/build-initramfs.sh %s", argv[1], argv[2]);
+  brume_autofree char *i = k ? last_line_of(cmd) : NULL;
+  if (k == NULL || i == NULL) {
+    fprintf(stderr, "test_worker_daemon: skipped: the guest image cannot be built\n");
+    virConnectClose(conn);
+    return 77;
+  }
+  snprintf(kernel_src, sizeof(kernel_src), "%s", k);
+  snprintf(initrd_src, sizeof(initrd_src), "%s", i);
+
+  snprintf(host_id, sizeof(host_id), "wd%d", (int)getpid());
+  name_prefix = brume_domain_name_prefix("brume", host_id, NULL);
+  dir = brume_test_tmpdir("worker-daemon");
+  chmod(dir, 0755);
+
+  /* The function: the static echo runtime as bootstrap, served over HTTP. */
+  char zip[600];
+  snprintf(zip, sizeof(zip), "%s/echo.zip", dir);
+  run("mkdir -p %s/rt && cp %s %s/rt/bootstrap && chmod 755 %s/rt/bootstrap && cd %s/rt && "
+      "zip -q -r %s .",
+      dir, runtime_bin, dir, dir, dir, zip);
+  snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
+  brume_autofree char *sum = last_line_of(cmd);
+  if (sum == NULL || strlen(sum) < 64) {
+    fprintf(stderr, "test_worker_daemon: sha256sum failed\n");
+    return 1;
+  }
+  memcpy(zip_sha, sum, 64);
+  FILE *f = fopen(zip, "rb");
+  fseek(f, 0, SEEK_END);
+  zip_len = (size_t)ftell(f);
+  fseek(f, 0, SEEK_SET);
+  zip_data = brume_xmalloc(zip_len);
+  if (fread(zip_data, 1, zip_len, f) != zip_len) return 1;
+  fclose(f);
+  code_http = brume_http_start("127.0.0.1:0", NULL, &err);
+  if (code_http == NULL) {
+    fprintf(stderr, "code server: %s\n", err->msg);
+    return 1;
+  }
+  brume_http_route(code_http, "GET", "/code/", serve_code, NULL);
+  snprintf(code_url, sizeof(code_url), "http://127.0.0.1:%d/code/%s.zip",
+           brume_http_port(code_http), zip_sha);
+
+  etcd_srv = brume_test_etcd_start();
+  if (etcd_srv == NULL) return 1;
+  rpc_port = brume_test_free_port();
+  http_port = brume_test_free_port();
+  start_worker();
+
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_create_and_invoke), cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_etcd_list_stats),   cmocka_unit_test(test_destroy),
+      cmocka_unit_test(test_kill_and_restart),
+  };
+  int rc = cmocka_run_group_tests_name("worker_daemon", tests, NULL, NULL);
+  if (rc != 0) print_worker_log();
+
+  if (worker_pid > 0) brume_test_stop(worker_pid, SIGTERM, 30000);
+  brume_rpc_client_free(client);
+  brume_libvirt_destroy_by_prefix(conn, name_prefix, NULL);
+  virConnectClose(conn);
+  snprintf(cmd, sizeof(cmd), "rm -f /var/log/libvirt/qemu/%s*.log", name_prefix);
+  if (system(cmd) != 0) fprintf(stderr, "test_worker_daemon: could not remove the QEMU logs\n");
+  brume_http_stop(code_http);
+  brume_test_etcd_free(etcd_srv);
+  brume_test_rmtree(dir);
+  free(dir);
+  free(zip_data);
+  free(name_prefix);
+  return rc;
+}

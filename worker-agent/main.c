@@ -1,0 +1,337 @@
+/* brume-worker: runs the sandboxes of one host as QEMU microVMs through libvirt.
+ *
+ * Table of contents: the configuration, then start() in order (log, libvirt and the restart
+ * cleanup, the guest image, the accelerator, the code cache, the job pool, the gRPC Worker
+ * service, the HTTP /healthz and /metrics listener, the etcd registration), then the loop (wait
+ * for SIGTERM or SIGINT), then stop() in reverse order. docs/worker.md, "brume-worker". */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "accel.h"
+#include "brume/worker.pb-c.h"
+#include "code_cache.h"
+#include "config.h"
+#include "domain.h"
+#include "etcd.h"
+#include "http.h"
+#include "libvirt.h"
+#include "log.h"
+#include "metrics.h"
+#include "registration.h"
+#include "rpc.h"
+#include "service.h"
+#include "workq.h"
+
+/* ---- configuration ---- */
+
+static brume_common_config common;
+static struct {
+  char *host_id;
+  char *etcd_prefix;
+  char *libvirt_uri;
+  char *guest_kernel;
+  char *guest_initrd;
+  char *image_dir;
+  char *run_dir;
+  char *code_cache_dir;
+  int accelerator;
+  int64_t threads;
+  int64_t max_message_size;
+  int64_t freeze_after;
+  int64_t init_timeout;
+  int64_t shutdown_grace;
+} cfg;
+
+static const char *const accel_choices[] = {"auto", "kvm", "tcg", NULL};
+enum { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
+
+static const brume_opt opts[] = {
+    BRUME_OPT_STRING("host_id", &cfg.host_id, NULL,
+                     "this worker's id in etcd and in domain names (default: the hostname)"),
+    BRUME_OPT_STRING("etcd_prefix", &cfg.etcd_prefix, "/brume", "prefix of Brume's etcd keys"),
+    BRUME_OPT_STRING("libvirt_uri", &cfg.libvirt_uri, BRUME_LIBVIRT_DEFAULT_URI,
+                     "libvirt connection URI"),
+    BRUME_OPT_PATH("guest_kernel", &cfg.guest_kernel, NULL, "the guest kernel (vmlinux, PVH)",
+                   .flags = BRUME_OPT_REQUIRED),
+    BRUME_OPT_PATH("guest_initrd", &cfg.guest_initrd, NULL,
+                   "the guest initramfs (brume-init and busybox)", .flags = BRUME_OPT_REQUIRED),
+    BRUME_OPT_PATH("image_dir", &cfg.image_dir, "/var/lib/brume/images",
+                   "where the guest image is copied for QEMU to read"),
+    BRUME_OPT_PATH("run_dir", &cfg.run_dir, "/var/lib/brume/run",
+                   "control sockets and console logs of the sandboxes"),
+    BRUME_OPT_PATH("code_cache_dir", &cfg.code_cache_dir, "/var/lib/brume/code",
+                   "the cache of function code archives"),
+    BRUME_OPT_ENUM("accelerator", &cfg.accelerator, accel_choices, "auto",
+                   "auto (probe: KVM only if it boots the guest), kvm or tcg"),
+    BRUME_OPT_INT("threads", &cfg.threads, 1, 256, "8", "threads running blocking jobs"),
+    BRUME_OPT_SIZE("max_message_size", &cfg.max_message_size, 1 * BRUME_MIB, 64 * BRUME_MIB, "7MiB",
+                   "largest gRPC request (6 MiB payloads plus headroom)"),
+    BRUME_OPT_DURATION("freeze_after", &cfg.freeze_after, 0, BRUME_MINUTES(60), "0",
+                       "idle time before a sandbox is frozen (0: at once)"),
+    BRUME_OPT_DURATION("init_timeout", &cfg.init_timeout, 100, BRUME_MINUTES(15), "10s",
+                       "a runtime's init limit when CreateSandbox gives none"),
+    BRUME_OPT_DURATION("shutdown_grace", &cfg.shutdown_grace, 0, BRUME_MINUTES(1), "500ms",
+                       "time a runtime gets after its shutdown signal before its VM goes"),
+};
+
+static int validate(brume_err **err) {
+  if (common.etcd_endpoints == NULL)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "etcd_endpoints is required: the worker registers its host in etcd");
+  if (cfg.freeze_after > 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "freeze_after: only 0 (freeze at once) is implemented so far");
+  return 0;
+}
+
+static const brume_config_spec spec = {
+    .name = "brume-worker",
+    .summary = "Runs the sandboxes of one host as microVMs through libvirt.",
+    .default_config = "/etc/brume/brume-worker.conf",
+    .common = &common,
+    .default_listen = "127.0.0.1:7030",
+    .default_http_listen = "127.0.0.1:9030",
+    .opts = opts,
+    .n_opts = BRUME_ARRAY_LEN(opts),
+    .validate = validate,
+};
+
+/* ---- the daemon ---- */
+
+static struct {
+  char host_id[256];
+  char kernel[4096], initrd[4096];
+  virConnectPtr conn;
+  brume_accel accel;
+  brume_code_cache *cache;
+  brume_sandboxes *table;
+  brume_workq *wq;
+  brume_worker_service svc;
+  brume_metrics *metrics;
+  brume_rpc_server *rpc;
+  brume_http *http;
+  brume_etcd *etcd;
+  brume_registration *reg;
+} d;
+
+static int mkdir_p(const char *path, mode_t mode, brume_err **err) {
+  char buf[4096];
+  snprintf(buf, sizeof(buf), "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+      return brume_err_set(err, BRUME_INTERNAL, "mkdir %s: %s", buf, strerror(errno));
+    *p = '/';
+  }
+  if (mkdir(buf, mode) < 0 && errno != EEXIST)
+    return brume_err_set(err, BRUME_INTERNAL, "mkdir %s: %s", buf, strerror(errno));
+  if (chmod(buf, mode) < 0)
+    return brume_err_set(err, BRUME_INTERNAL, "chmod %s: %s", buf, strerror(errno));
+  return 0;
+}
+
+/* Copies src to dir/<basename> (mode 0644, through a temporary file) into out. */
+static int copy_image(const char *src, const char *dir, char *out, size_t size, brume_err **err) {
+  brume_autofree char *b = brume_xstrdup(src);
+  snprintf(out, size, "%s/%s", dir, basename(b));
+  brume_autofree char *tmp = brume_xasprintf("%s.tmp.%d", out, (int)getpid());
+  brume_autoclose int in = open(src, O_RDONLY | O_CLOEXEC);
+  if (in < 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "open %s: %s", src, strerror(errno));
+  brume_autoclose int o = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (o < 0) return brume_err_set(err, BRUME_INTERNAL, "create %s: %s", tmp, strerror(errno));
+  char buf[1 << 16];
+  ssize_t n;
+  while ((n = read(in, buf, sizeof(buf))) > 0)
+    if (write(o, buf, (size_t)n) != n) {
+      unlink(tmp);
+      return brume_err_set(err, BRUME_INTERNAL, "write %s: %s", tmp, strerror(errno));
+    }
+  if (n < 0 || fchmod(o, 0644) < 0 || rename(tmp, out) < 0) {
+    unlink(tmp);
+    return brume_err_set(err, BRUME_INTERNAL, "copy %s to %s: %s", src, out, strerror(errno));
+  }
+  return 0;
+}
+
+static int health(void *user, brume_err **err) {
+  (void)user;
+  if (virConnectIsAlive(d.conn) != 1)
+    return brume_err_set(err, BRUME_UNAVAILABLE, "libvirtd is not answering");
+  if (d.reg && !brume_registration_healthy(d.reg))
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the etcd registration is stale");
+  return 0;
+}
+
+static brume_accel decide_accel(brume_err **err) {
+  if (cfg.accelerator == ACCEL_KVM) return BRUME_ACCEL_KVM;
+  if (cfg.accelerator == ACCEL_TCG) {
+    brume_info("Accelerator set by configuration.", "accelerator=tcg");
+    return BRUME_ACCEL_TCG;
+  }
+  brume_domain_spec tmpl = {
+      .name_prefix = BRUME_WORKER_NAME_PREFIX,
+      .host_id = d.host_id,
+      .kernel = d.kernel,
+      .initrd = d.initrd,
+      .tsc_khz = brume_domain_host_tsc_khz(),
+  };
+  brume_accel_libvirt_ctx ctx = {.conn = d.conn, .spec = &tmpl, .work_dir = cfg.run_dir};
+  brume_accel_probe_opts o = {.boot = brume_accel_libvirt_boot, .boot_user = &ctx};
+  brume_accel_result res = {0};
+  if (brume_accel_probe(&o, &res, err) < 0) return BRUME_ACCEL_UNSPECIFIED;
+  brume_accel a = res.accel;
+  brume_accel_result_clear(&res);
+  return a;
+}
+
+static char *registration_value(void) {
+  return brume_xasprintf("{\"addr\":\"%s\",\"vcpus\":%" PRIu32 ",\"memory_mib\":%" PRIu32
+                         ",\"free_memory_mib\":%" PRIu32 ",\"accelerator\":\"%s\"}",
+                         common.listen, brume_worker_host_vcpus(), brume_worker_host_memory_mib(),
+                         brume_worker_free_memory_mib(&d.svc),
+                         d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG");
+}
+
+static int start(brume_err **err) {
+  if (cfg.host_id == NULL) {
+    if (gethostname(d.host_id, sizeof(d.host_id) - 1) < 0)
+      return brume_err_set(err, BRUME_INTERNAL, "gethostname: %s", strerror(errno));
+  } else {
+    snprintf(d.host_id, sizeof(d.host_id), "%s", cfg.host_id);
+  }
+  brume_autofree char *prefix = brume_domain_name_prefix(BRUME_WORKER_NAME_PREFIX, d.host_id, err);
+  if (prefix == NULL) return brume_err_wrap(err, "host_id");
+
+  /* libvirt, and the domains an earlier run of this worker left. */
+  d.conn = brume_libvirt_connect(cfg.libvirt_uri, err);
+  if (d.conn == NULL) return -1;
+  int n = brume_libvirt_destroy_by_prefix(d.conn, prefix, err);
+  if (n < 0) return brume_err_wrap(err, "destroying leftover domains");
+  brume_info("Leftover domains destroyed.", "prefix=%s count=%d", prefix, n);
+
+  /* The guest image where QEMU (libvirt-qemu) can read it; sockets where it can listen. */
+  if (mkdir_p(cfg.image_dir, 0755, err) < 0 || mkdir_p(cfg.run_dir, 0755, err) < 0) return -1;
+  if (copy_image(cfg.guest_kernel, cfg.image_dir, d.kernel, sizeof(d.kernel), err) < 0 ||
+      copy_image(cfg.guest_initrd, cfg.image_dir, d.initrd, sizeof(d.initrd), err) < 0)
+    return -1;
+
+  d.accel = decide_accel(err);
+  if (d.accel == BRUME_ACCEL_UNSPECIFIED) return brume_err_wrap(err, "accelerator probe");
+
+  brume_code_cache_opts co = {.dir = cfg.code_cache_dir};
+  d.cache = brume_code_cache_new(&co, err);
+  if (d.cache == NULL) return -1;
+  d.table = brume_sandboxes_new();
+  d.wq = brume_workq_new((int)cfg.threads);
+
+  d.svc = (brume_worker_service){
+      .host_id = d.host_id,
+      .address = common.listen,
+      .kernel = d.kernel,
+      .initrd = d.initrd,
+      .run_dir = cfg.run_dir,
+      .accel = d.accel,
+      .tsc_khz = brume_domain_host_tsc_khz(),
+      .freeze_after_ms = cfg.freeze_after,
+      .init_timeout_ms = cfg.init_timeout,
+      .grace_ms = cfg.shutdown_grace,
+      .conn = d.conn,
+      .cache = d.cache,
+      .table = d.table,
+      .wq = d.wq,
+  };
+
+  d.metrics = brume_metrics_new();
+  brume_rpc_server_opts ro = {
+      .listen = common.listen,
+      .tls = brume_rpc_server_tls(&common),
+      .max_message_bytes = (size_t)cfg.max_message_size,
+      .threads = 2,
+      .slots_per_method = 64,
+      .metrics = d.metrics,
+  };
+  d.rpc = brume_rpc_server_new(&ro, err);
+  if (d.rpc == NULL) return -1;
+  if (brume_rpc_server_add_service(d.rpc, &brume__worker__descriptor,
+                                   brume_worker_service_handlers(), &d.svc, err) < 0 ||
+      brume_rpc_server_start(d.rpc, err) < 0)
+    return -1;
+
+  d.http = brume_http_start(common.http_listen, d.metrics, err);
+  if (d.http == NULL) return -1;
+  brume_http_set_health(d.http, health, NULL);
+
+  brume_etcd_opts eo = {
+      .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
+  d.etcd = brume_etcd_new(common.etcd_endpoints, &eo, err);
+  if (d.etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
+  brume_autofree char *value = registration_value();
+  d.reg = brume_register(d.etcd, cfg.etcd_prefix, "worker", d.host_id, value, 10, err);
+  if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+  brume_info("Worker registered.", "host_id=%s accelerator=%s", d.host_id,
+             brume_accel_name(d.accel));
+  return 0;
+}
+
+static void stop(void) {
+  if (d.wq) brume_workq_stop(d.wq); /* finishes the jobs under way; new calls are refused */
+  brume_rpc_server_free(d.rpc);
+  d.rpc = NULL;
+  if (d.table) brume_worker_service_destroy_all(&d.svc);
+  brume_registration_free(d.reg);
+  brume_etcd_free(d.etcd);
+  brume_http_stop(d.http);
+  brume_workq_free(d.wq);
+  brume_sandboxes_free(d.table);
+  brume_code_cache_free(d.cache);
+  brume_metrics_free(d.metrics);
+  if (d.conn) virConnectClose(d.conn);
+}
+
+int main(int argc, char **argv) {
+  brume_err *err = NULL;
+  int rc = brume_config_load(&spec, argc, argv, &err);
+  if (rc != 0) {
+    if (rc < 0) fprintf(stderr, "%s\n", err->msg);
+    brume_err_free(err);
+    brume_config_free(&spec);
+    return rc < 0 ? 2 : 0;
+  }
+  brume_log_init("worker", (brume_log_level)common.log_level);
+
+  /* Blocked before any thread starts, so that every thread inherits the mask and only
+   * sigwait() below sees them. */
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  if (start(&err) < 0) {
+    char q[1024];
+    brume_error("The worker could not start.", "err=%s", brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_free(err);
+    stop();
+    brume_config_free(&spec);
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  brume_info("Shutting down.", "signal=%d", sig);
+  stop();
+  brume_info("The worker stopped.", "host_id=%s", d.host_id);
+  brume_config_free(&spec);
+  return 0;
+}

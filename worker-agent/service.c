@@ -1,0 +1,723 @@
+/* The Worker service's handlers and the jobs that carry them out (service.h). */
+#include "service.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "brume/worker.pb-c.h"
+#include "domain.h"
+#include "libvirt.h"
+#include "log.h"
+#include "resources.h"
+
+/* How long a boot may take to reach brume-init (TCG under load included). */
+#define BOOT_TIMEOUT_MS 60000
+/* Slack on top of the function's deadline for the guest's own Sandbox.Timedout answer. */
+#define INVOKE_SLACK_MS 2000
+/* Lambda's defaults when the spec leaves them 0. */
+#define DEFAULT_TIMEOUT_MS 3000
+#define DEFAULT_EPHEMERAL_MIB 512
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* The reason name that starts a failed call's message (common.proto, ErrorReason). */
+static const char *reason_of(brume_status code) {
+  switch (code) {
+    case BRUME_INVALID_ARGUMENT:
+      return "InvalidParameterValueException";
+    case BRUME_NOT_FOUND:
+      return "ResourceNotFoundException";
+    case BRUME_FAILED_PRECONDITION:
+      return "InvalidSandboxStateException";
+    case BRUME_ALREADY_EXISTS:
+      return "ResourceConflictException";
+    case BRUME_UNAVAILABLE:
+      return "ServiceUnavailableException";
+    case BRUME_DATA_LOSS:
+      return "CodeUnavailableException";
+    default:
+      return "ServiceException";
+  }
+}
+
+/* A parked call and what its job needs. */
+typedef struct job {
+  brume_worker_service *svc;
+  brume_rpc_call *call;
+  const ProtobufCMessage *req;
+  char *request_id;
+} job;
+
+static void job_free(job *j) {
+  free(j->request_id);
+  free(j);
+}
+
+/* Fails the call with err, the message starting with reason (NULL: from the code), logs it. */
+static void job_fail(job *j, const char *reason, const brume_err *err) {
+  if (reason == NULL) reason = reason_of(err->code);
+  char q[512];
+  brume_warn("Worker call failed.", "request_id=%s method=%s code=%d err=%s", j->request_id,
+             brume_rpc_call_method(j->call), (int)err->code,
+             brume_log_quote(q, sizeof(q), err->msg));
+  brume_rpc_call_fail(j->call, err->code, "%s: %s", reason, err->msg);
+}
+
+/* ---- CreateSandbox ---- */
+
+static int validate_spec(const Brume__SandboxSpec *spec, brume_err **err) {
+  if (spec == NULL) return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec is missing");
+  if (spec->function == NULL || spec->function->account_id[0] == '\0' ||
+      spec->function->function_name[0] == '\0')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "spec.function needs account_id and function_name");
+  if (spec->resources == NULL)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec.resources is missing");
+  if (brume_resources_check_memory(spec->resources->memory_mib, err) < 0)
+    return brume_err_wrap(err, "spec.resources.memory_mib");
+  uint32_t eph = spec->resources->ephemeral_storage_mib;
+  if (eph != 0 && brume_resources_check_ephemeral(eph, err) < 0)
+    return brume_err_wrap(err, "spec.resources.ephemeral_storage_mib");
+  if (spec->resources->vcpu_milli > BRUME_VCPU_MILLI_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "spec.resources.vcpu_milli %" PRIu32 " is over %d",
+                         spec->resources->vcpu_milli, BRUME_VCPU_MILLI_MAX);
+  if (spec->handler_mode != BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API &&
+      spec->handler_mode != BRUME__HANDLER_MODE__HANDLER_MODE_EXEC)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "spec.handler_mode must be RUNTIME_API or EXEC");
+  if (spec->handler_mode == BRUME__HANDLER_MODE__HANDLER_MODE_EXEC && spec->handler[0] == '\0')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec.handler is required in EXEC mode");
+  if (spec->code == NULL || spec->code->sha256[0] == '\0' || spec->code->url[0] == '\0')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec.code needs sha256 and url");
+  if (spec->timeout_ms > 900000)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "spec.timeout_ms %" PRIu32 " is out of range: 1-900,000",
+                         spec->timeout_ms);
+  return 0;
+}
+
+/* A fresh sandbox id: "sb-" and 16 hex digits of randomness (unique across restarts too). */
+static void new_sandbox_id(brume_worker_service *svc, char *buf, size_t size) {
+  uint64_t r = 0;
+  if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+    r = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32);
+  r ^= atomic_fetch_add(&svc->next_id, 1);
+  snprintf(buf, size, "sb-%016" PRIx64, r);
+}
+
+/* Kills the domain of a sandbox that never served or cannot serve again, and marks it GONE. */
+static void kill_sandbox(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
+                         const char *request_id) {
+  brume_err *err = NULL;
+  brume_sandboxes_apply(svc->table, s, ev, NULL, NULL, NULL);
+  if (s->dom && brume_libvirt_destroy(s->dom, &err) < 0) {
+    char q[512];
+    brume_error("Could not destroy a sandbox's domain.", "request_id=%s sandbox_id=%s err=%s",
+                request_id, s->id, brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_clear(&err);
+  }
+  if (ev != BRUME_SANDBOX_EV_INIT_FAILED)
+    brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+}
+
+static void create_job(void *p) {
+  job *j = p;
+  brume_worker_service *svc = j->svc;
+  const Brume__WorkerCreateSandboxRequest *req = (const void *)j->req;
+  const Brume__SandboxSpec *spec = req->spec;
+  int64_t t0 = mono_us();
+  brume_err *err = NULL;
+  const char *reason = NULL;
+  brume_sbx *s = NULL;
+  Brume__GuestInitDone *done = NULL;
+  brume_autofree void *zip = NULL;
+  brume_autofree char *zip_path = NULL;
+  brume_autofree char *xml = NULL;
+  brume_autofree Brume__GuestInit__EnvironmentEntry *envs = NULL;
+  brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
+
+  if (validate_spec(spec, &err) < 0) goto fail;
+
+  bool cached = false;
+  zip_path = brume_code_cache_get(svc->cache, spec->code->sha256, spec->code->url,
+                                  spec->code->size_bytes, &cached, &err);
+  if (zip_path == NULL) {
+    reason = err->code == BRUME_INVALID_ARGUMENT ? "InvalidZipFileException"
+                                                 : "CodeUnavailableException";
+    if (err->code == BRUME_INTERNAL) reason = NULL;
+    goto fail;
+  }
+  size_t zip_len = 0;
+  zip = brume_code_cache_read(zip_path, &zip_len, &err);
+  if (zip == NULL) goto fail;
+  int64_t code_fetch_us = mono_us() - t0;
+
+  char id[32];
+  new_sandbox_id(svc, id, sizeof(id));
+  s = brume_sandboxes_add(svc->table, id, spec, &err);
+  if (s == NULL) goto fail;
+  s->memory_mib = spec->resources->memory_mib;
+  s->vcpu_milli = spec->resources->vcpu_milli ? spec->resources->vcpu_milli
+                                              : brume_resources_vcpu_milli(s->memory_mib);
+  s->name = brume_domain_name(BRUME_WORKER_NAME_PREFIX, svc->host_id, id, &err);
+  if (s->name == NULL) goto fail;
+  s->sock = brume_xasprintf("%s/%s.sock", svc->run_dir, id);
+  s->console = brume_xasprintf("%s/%s.console", svc->run_dir, id);
+  brume_domain_spec ds = {
+      .name_prefix = BRUME_WORKER_NAME_PREFIX,
+      .host_id = svc->host_id,
+      .sandbox_id = id,
+      .accel = svc->accel,
+      .kernel = svc->kernel,
+      .initrd = svc->initrd,
+      .tsc_khz = svc->tsc_khz,
+      .memory_mib = s->memory_mib,
+      .vcpu_milli = s->vcpu_milli,
+      .no_cpu_quota = true, /* the boot runs at full speed; the cap comes after Init */
+      .channel_path = s->sock,
+      .console_log = s->console,
+  };
+  xml = brume_domain_xml(&ds, &err);
+  if (xml == NULL) goto fail;
+  s->dom = brume_libvirt_create(svc->conn, xml, BRUME_LIBVIRT_AUTODESTROY, &err);
+  if (s->dom == NULL) goto fail;
+  s->link = brume_guest_link_connect(s->sock, BOOT_TIMEOUT_MS, &err);
+  if (s->link == NULL) {
+    brume_err_wrap(&err, "sandbox %s did not boot to its agent", id);
+    goto fail;
+  }
+  int64_t vm_ready_us = mono_us() - t0 - code_fetch_us;
+
+  Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
+  in.code_zip.data = zip;
+  in.code_zip.len = zip_len;
+  in.handler_mode = spec->handler_mode;
+  in.handler = spec->handler;
+  in.n_environment = spec->n_environment;
+  envs = brume_xcalloc(spec->n_environment + 1, sizeof(*envs));
+  envp = brume_xcalloc(spec->n_environment + 1, sizeof(*envp));
+  for (size_t i = 0; i < spec->n_environment; i++) {
+    brume__guest_init__environment_entry__init(&envs[i]);
+    envs[i].key = spec->environment[i]->key;
+    envs[i].value = spec->environment[i]->value;
+    envp[i] = &envs[i];
+  }
+  in.environment = envp;
+  in.function_name = spec->function->function_name;
+  in.function_version = spec->function->version;
+  in.memory_mib = s->memory_mib;
+  in.function_arn = spec->function_arn;
+  int64_t init_timeout = req->init_timeout_ms ? req->init_timeout_ms : svc->init_timeout_ms;
+  in.init_timeout_ms = (uint32_t)init_timeout;
+  in.tmp_mib = spec->resources->ephemeral_storage_mib ? spec->resources->ephemeral_storage_mib
+                                                      : DEFAULT_EPHEMERAL_MIB;
+  int64_t ti = mono_us();
+  if (brume_guest_link_init(s->link, &in, &done, (int)init_timeout + 5000, &err) < 0) goto fail;
+  int64_t init_rtt_us = mono_us() - ti;
+
+  Brume__WorkerCreateSandboxResponse resp = BRUME__WORKER_CREATE_SANDBOX_RESPONSE__INIT;
+  resp.init_duration_us = (uint64_t)(mono_us() - t0);
+  resp.vm_ready_us = (uint64_t)vm_ready_us;
+  resp.runtime_init_us = done->runtime_init_us;
+  int64_t sent_us = init_rtt_us - (int64_t)done->runtime_init_us;
+  resp.code_load_us = (uint64_t)(code_fetch_us + (sent_us > 0 ? sent_us : 0));
+  if (done->error) {
+    kill_sandbox(svc, s, BRUME_SANDBOX_EV_INIT_FAILED, j->request_id);
+    char q[512];
+    brume_info("The function failed to initialise; its sandbox is destroyed.",
+               "request_id=%s sandbox_id=%s type=%s message=%s", j->request_id, id,
+               done->error->type, brume_log_quote(q, sizeof(q), done->error->message));
+    resp.init_error = done->error;
+    brume_rpc_call_reply(j->call, &resp.base);
+    goto out;
+  }
+  uint32_t vcpus = brume_resources_vcpus(s->vcpu_milli);
+  int64_t quota = brume_resources_vcpu_quota_us(s->vcpu_milli, vcpus, BRUME_CPU_PERIOD_US);
+  if (brume_libvirt_set_vcpu_quota(s->dom, BRUME_CPU_PERIOD_US, quota, &err) < 0) goto fail;
+  s->init_duration_us = resp.init_duration_us; /* PROVISIONING: nobody else reads it yet */
+  if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_CREATED, NULL, NULL, &err) < 0)
+    goto fail;
+  atomic_fetch_add(&svc->created, 1);
+  resp.sandbox_id = id;
+  brume_info("Sandbox created.",
+             "request_id=%s sandbox_id=%s function=%s/%s version=%s memory_mib=%" PRIu32
+             " init_ms=%.1f vm_ready_ms=%.1f code_ms=%.1f code_cached=%s",
+             j->request_id, id, spec->function->account_id, spec->function->function_name,
+             spec->function->version, s->memory_mib, (double)resp.init_duration_us / 1000.0,
+             (double)resp.vm_ready_us / 1000.0, (double)resp.code_load_us / 1000.0,
+             cached ? "true" : "false");
+  brume_rpc_call_reply(j->call, &resp.base);
+  goto out;
+
+fail:
+  if (s) kill_sandbox(svc, s, BRUME_SANDBOX_EV_INIT_FAILED, j->request_id);
+  job_fail(j, reason, err);
+  brume_err_free(err);
+out:
+  if (done) brume__guest_init_done__free_unpacked(done, NULL);
+  brume_sandboxes_put(svc->table, s);
+  job_free(j);
+}
+
+/* ---- Invoke ---- */
+
+static void invoke_job(void *p) {
+  job *j = p;
+  brume_worker_service *svc = j->svc;
+  const Brume__WorkerInvokeRequest *req = (const void *)j->req;
+  brume_err *err = NULL;
+  const char *reason = NULL;
+  brume_sbx *s = NULL;
+  Brume__GuestInvokeDone *done = NULL;
+
+  if (req->sandbox_id[0] == '\0') {
+    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
+    goto fail;
+  }
+  if (req->payload.len > BRUME_WORKER_MAX_PAYLOAD) {
+    reason = "RequestTooLargeException";
+    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "the payload (%zu bytes) is over %d bytes",
+                  req->payload.len, BRUME_WORKER_MAX_PAYLOAD);
+    goto fail;
+  }
+  s = brume_sandboxes_get(svc->table, req->sandbox_id, &err);
+  if (s == NULL) goto fail;
+  if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_INVOKE_START, NULL, NULL, &err) < 0)
+    goto fail;
+  if (brume_sandboxes_sync_frozen(svc->table, s, NULL, &err) < 0) {
+    kill_sandbox(svc, s, BRUME_SANDBOX_EV_BROKEN, j->request_id);
+    brume_err_wrap(&err, "sandbox %s could not be thawed and is destroyed", s->id);
+    goto fail;
+  }
+
+  int64_t now = wall_ms();
+  uint32_t timeout = s->spec->timeout_ms ? s->spec->timeout_ms : DEFAULT_TIMEOUT_MS;
+  int64_t deadline = now + timeout;
+  if (req->deadline_unix_ms > 0 && req->deadline_unix_ms < deadline)
+    deadline = req->deadline_unix_ms;
+  Brume__GuestInvoke inv = BRUME__GUEST_INVOKE__INIT;
+  inv.request_id = req->request_id[0] ? req->request_id : j->request_id;
+  inv.payload = req->payload;
+  inv.deadline_unix_ms = deadline;
+  int64_t left = deadline - now;
+  int link_ms = (int)((left > 0 ? left : 0) + INVOKE_SLACK_MS);
+  int64_t t0 = mono_us();
+  int rc = brume_guest_link_invoke(s->link, &inv, &done, link_ms, &err);
+  int64_t took_us = mono_us() - t0;
+  if (rc < 0) {
+    brume_sandbox_state before;
+    if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_BROKEN, NULL, &before, NULL) < 0 ||
+        before == BRUME_SANDBOX_TERMINATING) {
+      /* Destroy cut the invocation off. */
+      brume_err_clear(&err);
+      brume_err_set(&err, BRUME_UNAVAILABLE, "sandbox %s was destroyed during the invocation",
+                    s->id);
+      goto fail;
+    }
+    brume_libvirt_destroy(s->dom, NULL);
+    brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+    /* The guest channel failed: ServiceException, and the sandbox is GONE. */
+    err->code = BRUME_INTERNAL;
+    brume_err_wrap(&err, "sandbox %s failed and is destroyed", s->id);
+    goto fail;
+  }
+  atomic_fetch_add(&svc->invocations, 1);
+
+  Brume__WorkerInvokeResponse resp = BRUME__WORKER_INVOKE_RESPONSE__INIT;
+  resp.payload = done->payload;
+  resp.function_error = done->error;
+  if (req->want_log_tail) resp.log_tail = done->log_tail;
+  resp.duration_us = done->duration_us ? done->duration_us : (uint64_t)took_us;
+  resp.billed_duration_ms = (uint32_t)((resp.duration_us + 999) / 1000);
+  resp.max_memory_used_mib = done->max_memory_used_mib;
+  bool broken = done->sandbox_broken || brume_guest_link_runtime_exited(s->link, NULL);
+  bool freeze = false;
+  if (broken) {
+    brume_sandbox_state before;
+    if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_BROKEN, NULL, &before, NULL) >= 0 &&
+        before != BRUME_SANDBOX_TERMINATING) {
+      brume_libvirt_destroy(s->dom, NULL);
+      brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+    }
+    resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_GONE;
+    brume_info("The sandbox cannot serve again and is destroyed.",
+               "request_id=%s sandbox_id=%s type=%s", j->request_id, s->id,
+               done->error ? done->error->type : "-");
+  } else {
+    int st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_INVOKE_END, NULL, NULL, &err);
+    if (st < 0) {
+      /* Destroy came while the function ran: the answer is lost with the sandbox. */
+      brume_err_clear(&err);
+      brume_err_set(&err, BRUME_UNAVAILABLE, "sandbox %s was destroyed during the invocation",
+                    s->id);
+      goto fail;
+    }
+    resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE;
+    freeze = svc->freeze_after_ms == 0;
+  }
+  brume_debug("Invocation done.", "request_id=%s sandbox_id=%s duration_us=%" PRIu64 " error=%s",
+              j->request_id, s->id, resp.duration_us, done->error ? done->error->type : "-");
+  brume_rpc_call_reply(j->call, &resp.base);
+  /* Freeze after answering: the caller does not wait for the suspend. A request that took the
+   * sandbox in between wins (FREEZE then fails on INVOKING, which is fine). */
+  if (freeze &&
+      brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_FREEZE, NULL, NULL, NULL) >= 0 &&
+      brume_sandboxes_sync_frozen(svc->table, s, NULL, &err) < 0) {
+    char q[512];
+    brume_warn("Could not freeze an idle sandbox.", "request_id=%s sandbox_id=%s err=%s",
+               j->request_id, s->id, brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_clear(&err);
+  }
+  goto out;
+
+fail:
+  job_fail(j, reason, err);
+  brume_err_free(err);
+out:
+  if (done) brume__guest_invoke_done__free_unpacked(done, NULL);
+  brume_sandboxes_put(svc->table, s);
+  job_free(j);
+}
+
+/* ---- Freeze, Thaw ---- */
+
+static void freeze_thaw(job *j, const char *sandbox_id, brume_sandbox_event ev) {
+  brume_worker_service *svc = j->svc;
+  brume_err *err = NULL;
+  uint64_t us = 0;
+  brume_sbx *s = NULL;
+  if (sandbox_id[0] == '\0') {
+    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
+    goto fail;
+  }
+  s = brume_sandboxes_get(svc->table, sandbox_id, &err);
+  if (s == NULL) goto fail;
+  if (brume_sandboxes_apply(svc->table, s, ev, NULL, NULL, &err) < 0) goto fail;
+  if (brume_sandboxes_sync_frozen(svc->table, s, &us, &err) < 0) goto fail;
+  brume_debug(ev == BRUME_SANDBOX_EV_FREEZE ? "Sandbox frozen." : "Sandbox thawed.",
+              "request_id=%s sandbox_id=%s duration_us=%" PRIu64, j->request_id, s->id, us);
+  if (ev == BRUME_SANDBOX_EV_FREEZE) {
+    Brume__WorkerFreezeResponse resp = BRUME__WORKER_FREEZE_RESPONSE__INIT;
+    resp.duration_us = us;
+    brume_rpc_call_reply(j->call, &resp.base);
+  } else {
+    Brume__WorkerThawResponse resp = BRUME__WORKER_THAW_RESPONSE__INIT;
+    resp.duration_us = us;
+    brume_rpc_call_reply(j->call, &resp.base);
+  }
+  goto out;
+fail:
+  job_fail(j, NULL, err);
+  brume_err_free(err);
+out:
+  brume_sandboxes_put(svc->table, s);
+  job_free(j);
+}
+
+static void freeze_job(void *p) {
+  job *j = p;
+  freeze_thaw(j, ((const Brume__WorkerFreezeRequest *)(const void *)j->req)->sandbox_id,
+              BRUME_SANDBOX_EV_FREEZE);
+}
+
+static void thaw_job(void *p) {
+  job *j = p;
+  freeze_thaw(j, ((const Brume__WorkerThawRequest *)(const void *)j->req)->sandbox_id,
+              BRUME_SANDBOX_EV_THAW);
+}
+
+/* ---- Destroy ---- */
+
+/* Carries out DESTROY on s (graceful unless it is invoking). Returns the state it left. */
+static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t grace_ms,
+                           const char *request_id, brume_err **err) {
+  brume_sandbox_state before;
+  unsigned act = 0;
+  int st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROY, &act, &before, err);
+  if (st < 0) return -1;
+  if (before == BRUME_SANDBOX_TERMINATING || before == BRUME_SANDBOX_GONE) return st;
+  int64_t t0 = mono_us();
+  bool clean = false;
+  if (before == BRUME_SANDBOX_IDLE) {
+    /* The link is ours now (TERMINATING): thaw if needed, then a graceful shutdown. */
+    brume_err *e = NULL;
+    if (brume_sandboxes_sync_frozen(svc->table, s, NULL, &e) == 0 &&
+        brume_guest_link_shutdown(s->link, grace_ms, &clean, (int)grace_ms + 2000, &e) == 0) {
+    } else {
+      char q[512];
+      brume_warn("The sandbox did not shut down gracefully.", "request_id=%s sandbox_id=%s err=%s",
+                 request_id, s->id, brume_log_quote(q, sizeof(q), e ? e->msg : "?"));
+      brume_err_free(e);
+    }
+  }
+  /* An invoking sandbox's link belongs to its invoker: destroying the domain cuts it off. */
+  if (brume_libvirt_destroy(s->dom, err) < 0) return -1;
+  st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, err);
+  brume_info("Sandbox destroyed.", "request_id=%s sandbox_id=%s was=%s clean=%s ms=%.1f",
+             request_id, s->id, brume_sandbox_state_name(before), clean ? "true" : "false",
+             (double)(mono_us() - t0) / 1000.0);
+  return st;
+}
+
+static void destroy_job(void *p) {
+  job *j = p;
+  brume_worker_service *svc = j->svc;
+  const Brume__WorkerDestroyRequest *req = (const void *)j->req;
+  brume_err *err = NULL;
+  brume_sbx *s = NULL;
+  if (req->sandbox_id[0] == '\0') {
+    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
+    goto fail;
+  }
+  s = brume_sandboxes_get(svc->table, req->sandbox_id, &err);
+  if (s == NULL) goto fail;
+  int st = destroy_sandbox(svc, s, req->grace_ms ? req->grace_ms : (uint32_t)svc->grace_ms,
+                           j->request_id, &err);
+  if (st < 0) goto fail;
+  Brume__WorkerDestroyResponse resp = BRUME__WORKER_DESTROY_RESPONSE__INIT;
+  resp.state = (Brume__SandboxState)st;
+  brume_rpc_call_reply(j->call, &resp.base);
+  goto out;
+fail:
+  job_fail(j, NULL, err);
+  brume_err_free(err);
+out:
+  brume_sandboxes_put(svc->table, s);
+  job_free(j);
+}
+
+void brume_worker_service_destroy_all(brume_worker_service *svc) {
+  size_t n = 0;
+  char **ids = brume_sandboxes_ids(svc->table, &n);
+  for (size_t i = 0; i < n; i++) {
+    brume_sbx *s = brume_sandboxes_get(svc->table, ids[i], NULL);
+    brume_err *err = NULL;
+    if (s && destroy_sandbox(svc, s, (uint32_t)svc->grace_ms, "shutdown", &err) < 0) {
+      /* A sandbox still PROVISIONING (cannot happen once the job pool stopped) or libvirt gone:
+       * AUTODESTROY removes the domain when the connection closes. */
+      char q[512];
+      brume_warn("Could not destroy a sandbox at shutdown.", "sandbox_id=%s err=%s", ids[i],
+                 brume_log_quote(q, sizeof(q), err->msg));
+      brume_err_free(err);
+    }
+    brume_sandboxes_put(svc->table, s);
+    free(ids[i]);
+  }
+  free(ids);
+}
+
+/* ---- List, Stats (quick: answered on the server thread) ---- */
+
+typedef struct list_ctx {
+  const Brume__WorkerListRequest *req;
+  const char *host_id;
+  Brume__SandboxInfo **infos;
+  size_t n, cap;
+} list_ctx;
+
+static void list_one(const brume_sbx *s, void *user) {
+  list_ctx *c = user;
+  const Brume__FunctionVersionRef *f = s->spec->function;
+  if (c->req->account_id[0] && strcmp(c->req->account_id, f->account_id) != 0) return;
+  if (c->req->function_name[0] && strcmp(c->req->function_name, f->function_name) != 0) return;
+  if (c->req->state != BRUME__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED &&
+      (int)c->req->state != (int)s->fsm.state)
+    return;
+  if (c->n == c->cap) {
+    c->cap = c->cap ? c->cap * 2 : 16;
+    c->infos = brume_xrealloc(c->infos, c->cap * sizeof(*c->infos));
+  }
+  Brume__SandboxInfo *i = brume_xcalloc(1, sizeof(*i));
+  brume__sandbox_info__init(i);
+  i->sandbox_id = brume_xstrdup(s->id);
+  i->host_id = brume_xstrdup(c->host_id);
+  Brume__FunctionVersionRef *fc = brume_xcalloc(1, sizeof(*fc));
+  brume__function_version_ref__init(fc);
+  fc->account_id = brume_xstrdup(f->account_id);
+  fc->function_name = brume_xstrdup(f->function_name);
+  fc->version = brume_xstrdup(f->version);
+  fc->revision_id = brume_xstrdup(f->revision_id);
+  i->function = fc;
+  i->state = (Brume__SandboxState)s->fsm.state;
+  i->frozen = s->fsm.frozen;
+  Brume__ResourceSpec *r = brume_xcalloc(1, sizeof(*r));
+  brume__resource_spec__init(r);
+  r->memory_mib = s->memory_mib;
+  r->ephemeral_storage_mib = s->spec->resources->ephemeral_storage_mib;
+  r->vcpu_milli = s->vcpu_milli;
+  i->resources = r;
+  i->created_unix_ms = s->created_unix_ms;
+  i->idle_since_unix_ms = s->idle_since_unix_ms;
+  i->invocations = s->invocations;
+  i->init_duration_us = s->init_duration_us;
+  c->infos[c->n++] = i;
+}
+
+static void list_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
+  brume_worker_service *svc = user;
+  list_ctx c = {.req = (const void *)request, .host_id = svc->host_id};
+  brume_sandboxes_each(svc->table, list_one, &c);
+  Brume__WorkerListResponse resp = BRUME__WORKER_LIST_RESPONSE__INIT;
+  resp.n_sandboxes = c.n;
+  resp.sandboxes = c.infos;
+  brume_rpc_call_reply(call, &resp.base);
+  for (size_t k = 0; k < c.n; k++) {
+    Brume__SandboxInfo *i = c.infos[k];
+    free(i->sandbox_id);
+    free(i->host_id);
+    free(i->function->account_id);
+    free(i->function->function_name);
+    free(i->function->version);
+    free(i->function->revision_id);
+    free(i->function);
+    free(i->resources);
+    free(i);
+  }
+  free(c.infos);
+}
+
+uint32_t brume_worker_host_vcpus(void) {
+  long n = sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? (uint32_t)n : 1;
+}
+
+uint32_t brume_worker_host_memory_mib(void) {
+  struct sysinfo si;
+  if (sysinfo(&si) != 0) return 0;
+  return (uint32_t)(((uint64_t)si.totalram * si.mem_unit) >> 20);
+}
+
+/* MemAvailable from /proc/meminfo, in MiB (0 if unknown). */
+static uint32_t host_available_mib(void) {
+  FILE *f = fopen("/proc/meminfo", "r");
+  if (f == NULL) return 0;
+  char line[256];
+  unsigned long long kib = 0;
+  while (fgets(line, sizeof(line), f))
+    if (sscanf(line, "MemAvailable: %llu kB", &kib) == 1) break;
+  fclose(f);
+  return (uint32_t)(kib >> 10);
+}
+
+typedef struct stats_ctx {
+  uint32_t by_state[6];
+  uint64_t memory, vcpu_milli;
+  uint32_t n;
+} stats_ctx;
+
+static void stats_one(const brume_sbx *s, void *user) {
+  stats_ctx *c = user;
+  if (s->fsm.state >= 1 && s->fsm.state <= 5) c->by_state[s->fsm.state]++;
+  c->memory += s->memory_mib;
+  c->vcpu_milli += s->vcpu_milli;
+  c->n++;
+}
+
+uint32_t brume_worker_free_memory_mib(brume_worker_service *svc) {
+  stats_ctx c = {0};
+  brume_sandboxes_each(svc->table, stats_one, &c);
+  uint32_t total = brume_worker_host_memory_mib();
+  return c.memory >= total ? 0 : total - (uint32_t)c.memory;
+}
+
+static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
+  (void)request;
+  brume_worker_service *svc = user;
+  stats_ctx c = {0};
+  brume_sandboxes_each(svc->table, stats_one, &c);
+  Brume__HostInfo host = BRUME__HOST_INFO__INIT;
+  host.host_id = (char *)svc->host_id;
+  host.address = (char *)svc->address;
+  host.accelerator = (Brume__Accelerator)svc->accel;
+  host.vcpus = brume_worker_host_vcpus();
+  host.memory_mib = brume_worker_host_memory_mib();
+  host.free_memory_mib = c.memory >= host.memory_mib ? 0 : host.memory_mib - (uint32_t)c.memory;
+  host.host_memory_available_mib = host_available_mib();
+  host.vcpu_milli_committed = (uint32_t)c.vcpu_milli;
+  host.sandboxes = c.n;
+  Brume__SandboxStateCount counts[5], *countp[5];
+  size_t k = 0;
+  for (int st = 1; st <= 5; st++) {
+    if (c.by_state[st] == 0) continue;
+    brume__sandbox_state_count__init(&counts[k]);
+    counts[k].state = (Brume__SandboxState)st;
+    counts[k].count = c.by_state[st];
+    countp[k] = &counts[k];
+    k++;
+  }
+  host.n_sandboxes_by_state = k;
+  host.sandboxes_by_state = countp;
+  host.updated_unix_ms = wall_ms();
+  Brume__WorkerStatsResponse resp = BRUME__WORKER_STATS_RESPONSE__INIT;
+  resp.host = &host;
+  resp.sandboxes_created = atomic_load(&svc->created);
+  resp.pool_hits = atomic_load(&svc->pool_hits);
+  resp.invocations = atomic_load(&svc->invocations);
+  brume_rpc_call_reply(call, &resp.base);
+}
+
+/* ---- the handler table ---- */
+
+static void park(brume_rpc_call *call, const ProtobufCMessage *req, void *user, brume_workq_fn fn,
+                 const char *request_id) {
+  brume_worker_service *svc = user;
+  job *j = brume_xcalloc(1, sizeof(*j));
+  j->svc = svc;
+  j->call = call;
+  j->req = req;
+  const char *md = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
+  j->request_id = brume_xstrdup(request_id && request_id[0] ? request_id : md ? md : "-");
+  brume_err *err = NULL;
+  if (brume_workq_push(svc->wq, fn, j, &err) < 0) {
+    job_fail(j, NULL, err);
+    brume_err_free(err);
+    job_free(j);
+  }
+}
+
+static void create_handler(brume_rpc_call *call, const ProtobufCMessage *req, void *user) {
+  park(call, req, user, create_job, NULL);
+}
+static void invoke_handler(brume_rpc_call *call, const ProtobufCMessage *req, void *user) {
+  park(call, req, user, invoke_job,
+       ((const Brume__WorkerInvokeRequest *)(const void *)req)->request_id);
+}
+static void freeze_handler(brume_rpc_call *call, const ProtobufCMessage *req, void *user) {
+  park(call, req, user, freeze_job, NULL);
+}
+static void thaw_handler(brume_rpc_call *call, const ProtobufCMessage *req, void *user) {
+  park(call, req, user, thaw_job, NULL);
+}
+static void destroy_handler(brume_rpc_call *call, const ProtobufCMessage *req, void *user) {
+  park(call, req, user, destroy_job, NULL);
+}
+
+static const char *const method_names[] = {"CreateSandbox", "Invoke", "Freeze", "Thaw",
+                                           "Destroy",       "List",   "Stats"};
+static const brume_rpc_handler handlers[] = {create_handler, invoke_handler,  freeze_handler,
+                                             thaw_handler,   destroy_handler, list_handler,
+                                             stats_handler};
+
+const brume_rpc_handler *brume_worker_service_handlers(void) {
+  BRUME_ENSURE(brume__worker__descriptor.n_methods == BRUME_ARRAY_LEN(handlers));
+  for (size_t i = 0; i < BRUME_ARRAY_LEN(handlers); i++)
+    BRUME_ENSURE(strcmp(brume__worker__descriptor.methods[i].name, method_names[i]) == 0);
+  return handlers;
+}

@@ -1,0 +1,58 @@
+/* The Worker gRPC service (proto/brume/worker.proto): CreateSandbox, Invoke, Freeze, Thaw,
+ * Destroy, List, Stats.
+ *
+ * Handlers never block: each parks its call and queues a job on the worker's job pool (workq.h),
+ * and the job answers with brume_rpc_call_reply/fail. List and Stats only read the table and
+ * answer at once. Every log line about a call carries request_id (the x-request-id metadata, or
+ * Invoke's request_id). */
+#ifndef BRUME_WORKER_SERVICE_H
+#define BRUME_WORKER_SERVICE_H
+
+#include <libvirt/libvirt.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "accel.h"
+#include "code_cache.h"
+#include "rpc.h"
+#include "sandboxes.h"
+#include "workq.h"
+
+/* Lambda's limit for a synchronous invocation's event. */
+#define BRUME_WORKER_MAX_PAYLOAD (6 * 1024 * 1024)
+/* The domain names' prefix: "brume-<host>-<sandbox>". */
+#define BRUME_WORKER_NAME_PREFIX "brume"
+
+typedef struct brume_worker_service {
+  /* Set by main before serving; read-only afterwards. */
+  const char *host_id;
+  const char *address;         /* the gRPC address published in HostInfo */
+  const char *kernel, *initrd; /* in image_dir, readable by QEMU */
+  const char *run_dir;         /* control sockets and console logs */
+  brume_accel accel;
+  uint32_t tsc_khz;
+  int64_t freeze_after_ms; /* 0: freeze at once after each invocation */
+  int64_t init_timeout_ms; /* when the request says 0 */
+  int64_t grace_ms;        /* Destroy's default grace period */
+  virConnectPtr conn;
+  brume_code_cache *cache;
+  brume_sandboxes *table;
+  brume_workq *wq;
+
+  atomic_uint_fast64_t created, pool_hits, invocations, next_id;
+} brume_worker_service;
+
+/* The handlers in worker.proto's method order (checked against the descriptor: aborts if the
+ * order differs), for brume_rpc_server_add_service with the service as user. */
+const brume_rpc_handler *brume_worker_service_handlers(void);
+
+/* Shuts down and destroys every sandbox (the daemon's exit). Call after the job pool stopped. */
+void brume_worker_service_destroy_all(brume_worker_service *svc);
+
+/* Host figures for the registration and Stats. */
+uint32_t brume_worker_host_vcpus(void);
+uint32_t brume_worker_host_memory_mib(void);
+/* Host memory minus what the sandboxes were given. */
+uint32_t brume_worker_free_memory_mib(brume_worker_service *svc);
+
+#endif
