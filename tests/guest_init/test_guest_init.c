@@ -27,6 +27,7 @@
 
 #include "brume/guest.pb-c.h"
 #include "proc.h"
+#include "testutil.h"
 
 #define WAIT_MS 5000
 
@@ -53,36 +54,11 @@ static char *path_in(const char *dir, const char *name) {
   return b;
 }
 
-static void run(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof(cmd), fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-}
-
-static uint8_t *read_file(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) fail_msg("open %s: %s", path, strerror(errno));
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)n + 1);
-  assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
-  return data;
-}
+/* Runs a shell command; the test fails unless it exits 0. */
+#define run(...) assert_int_equal(brume_test_run(__VA_ARGS__), 0)
 
 static void dump_log(const guest *g) {
-  FILE *f = fopen(g->log, "r");
-  if (f == NULL) return;
-  char line[1024];
-  fprintf(stderr, "---- %s\n", g->log);
-  while (fgets(line, sizeof(line), f)) fputs(line, stderr);
-  fclose(f);
+  brume_test_dump_file(g->log);
 }
 
 static void guest_connect(guest *g) {
@@ -250,7 +226,8 @@ typedef struct init_args {
 
 static void send_init(guest *g, const init_args *a) {
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
-  in.code_zip.data = read_file(a->zip, &in.code_zip.len);
+  in.code_zip.data = brume_test_read_file(a->zip, &in.code_zip.len);
+  assert_non_null(in.code_zip.data);
   in.handler_mode = a->mode;
   in.handler = (char *)(a->handler ? a->handler : "echo.handler");
   in.function_name = "echo";
@@ -710,9 +687,9 @@ static void test_exec_missing_handler(void **state) {
 static int make_zips(void **state) {
   (void)state;
   workdir = brume_test_tmpdir("guest-zips");
-  run("mkdir -p %s/rt %s/ex/bin %s/none", workdir, workdir, workdir);
-  run("cp %s %s/rt/bootstrap && chmod 755 %s/rt/bootstrap", runtime_bin, workdir, workdir);
-  run("cd %s/rt && zip -q -r ../runtime.zip .", workdir);
+  assert_int_equal(brume_test_zip_bootstrap(workdir, runtime_bin, path_in(workdir, "runtime.zip")),
+                   0);
+  run("mkdir -p %s/ex/bin %s/none", workdir, workdir);
   FILE *f = fopen(path_in(workdir, "ex/bin/handler.sh"), "w");
   fputs(
       "#!/bin/sh\n"

@@ -23,6 +23,7 @@
 #include "guest_link.h"
 #include "log.h"
 #include "proc.h"
+#include "testutil.h"
 
 #define WAIT_MS 5000
 
@@ -37,37 +38,8 @@ typedef struct guest {
   char log[512];
 } guest;
 
-static void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void run(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof(cmd), fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-}
-
-static uint8_t *read_whole(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) fail_msg("open %s: %s", path, strerror(errno));
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)n + 1);
-  assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
-  return data;
-}
-
 static void dump_log(const guest *g) {
-  FILE *f = fopen(g->log, "r");
-  if (f == NULL) return;
-  char line[1024];
-  fprintf(stderr, "---- %s\n", g->log);
-  while (fgets(line, sizeof(line), f)) fputs(line, stderr);
-  fclose(f);
+  brume_test_dump_file(g->log);
 }
 
 static int guest_setup(void **state) {
@@ -119,7 +91,8 @@ static void init_ok(guest *g, brume_guest_link *l) {
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
   char zip[512];
   snprintf(zip, sizeof(zip), "%s/runtime.zip", zipdir);
-  in.code_zip.data = read_whole(zip, &in.code_zip.len);
+  in.code_zip.data = brume_test_read_file(zip, &in.code_zip.len);
+  assert_non_null(in.code_zip.data);
   in.handler = "echo.handler";
   in.function_name = "echo";
   in.function_version = "1";
@@ -316,9 +289,9 @@ static void test_timeouts_and_close(void **state) {
 static int make_zip(void **state) {
   (void)state;
   zipdir = brume_test_tmpdir("guest-link-zip");
-  run("mkdir -p %s/rt && cp %s %s/rt/bootstrap && chmod 755 %s/rt/bootstrap", zipdir, runtime_bin,
-      zipdir, zipdir);
-  run("cd %s/rt && zip -q -r ../runtime.zip .", zipdir);
+  char zip[512];
+  snprintf(zip, sizeof(zip), "%s/runtime.zip", zipdir);
+  assert_int_equal(brume_test_zip_bootstrap(zipdir, runtime_bin, zip), 0);
   return 0;
 }
 

@@ -32,6 +32,7 @@
 #include "libvirt.h"
 #include "log.h"
 #include "proc.h"
+#include "testutil.h"
 
 #define PREFIX "brumetest"
 #define BOOT_MS 60000
@@ -44,66 +45,8 @@ static char *dir; /* kernel, initrd, sockets, consoles, zips: searchable by libv
 static char kernel[512], initrd[512];
 static const char *runtime_bin;
 
-static void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void run(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof(cmd), fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-}
-
-static double now_ms_f(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static uint8_t *read_whole(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  if (f == NULL) fail_msg("open %s: %s", path, strerror(errno));
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  uint8_t *data = malloc((size_t)n + 1);
-  assert_int_equal(fread(data, 1, (size_t)n, f), (size_t)n);
-  fclose(f);
-  *len = (size_t)n;
-  return data;
-}
-
-/* The last line a command prints on stdout, or NULL when it fails. */
-static char *last_line_of(const char *cmd) {
-  FILE *p = popen(cmd, "r");
-  if (p == NULL) return NULL;
-  char line[1024], last[1024] = "";
-  while (fgets(line, sizeof(line), p)) snprintf(last, sizeof(last), "%s", line);
-  if (pclose(p) != 0 || last[0] == '\0') return NULL;
-  last[strcspn(last, "\n")] = '\0';
-  return brume_xstrdup(last);
-}
-
-static void print_console(const char *console) {
-  FILE *f = fopen(console, "r");
-  if (f == NULL) return;
-  char line[1024];
-  fprintf(stderr, "---- %s\n", console);
-  while (fgets(line, sizeof(line), f)) fputs(line, stderr);
-  fclose(f);
-}
+/* Runs a shell command; the test fails unless it exits 0. */
+#define run(...) assert_int_equal(brume_test_run(__VA_ARGS__), 0)
 
 /* One sandbox VM. */
 typedef struct vm {
@@ -135,16 +78,16 @@ static void vm_boot(vm *v, const char *id) {
   brume_err *err = NULL;
   brume_autofree char *xml = brume_domain_xml(&spec, &err);
   if (xml == NULL) fail_msg("domain xml: %s", err->msg);
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   v->dom = brume_libvirt_create(conn, xml, BRUME_LIBVIRT_AUTODESTROY, &err);
   if (v->dom == NULL) fail_msg("create %s: %s", id, err->msg);
-  double t1 = now_ms_f();
+  double t1 = brume_test_mono_ms();
   v->link = brume_guest_link_connect(v->sock, BOOT_MS, &err);
   if (v->link == NULL) {
-    print_console(v->console);
+    brume_test_dump_file(v->console);
     fail_msg("guest link %s: %s", id, err->msg);
   }
-  double t2 = now_ms_f();
+  double t2 = brume_test_mono_ms();
   const Brume__GuestReady *r = brume_guest_link_ready(v->link);
   assert_false(r->initialised);
   print_message(
@@ -156,7 +99,8 @@ static void vm_boot(vm *v, const char *id) {
 
 static void vm_init(vm *v, const char *zip, Brume__HandlerMode mode, const char *handler) {
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
-  in.code_zip.data = read_whole(zip, &in.code_zip.len);
+  in.code_zip.data = brume_test_read_file(zip, &in.code_zip.len);
+  assert_non_null(in.code_zip.data);
   in.handler_mode = mode;
   in.handler = (char *)handler;
   in.function_name = "echo";
@@ -166,12 +110,12 @@ static void vm_init(vm *v, const char *zip, Brume__HandlerMode mode, const char 
   in.tmp_mib = 64;
   Brume__GuestInitDone *done = NULL;
   brume_err *err = NULL;
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   int r = brume_guest_link_init(v->link, &in, &done, CALL_MS, &err);
-  double t1 = now_ms_f();
+  double t1 = brume_test_mono_ms();
   free(in.code_zip.data);
   if (r < 0) {
-    print_console(v->console);
+    brume_test_dump_file(v->console);
     fail_msg("init %s: %s", v->id, err->msg);
   }
   if (done->error) fail_msg("InitDone: %s: %s", done->error->type, done->error->message);
@@ -189,15 +133,15 @@ static double vm_invoke(vm *v, const char *id, const char *payload, const char *
   inv.request_id = (char *)id;
   inv.payload.data = (uint8_t *)payload;
   inv.payload.len = strlen(payload);
-  inv.deadline_unix_ms = wall_ms() + 5000;
+  inv.deadline_unix_ms = brume_test_wall_ms() + 5000;
   Brume__GuestInvokeDone *d = NULL;
   brume_err *err = NULL;
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   if (brume_guest_link_invoke(v->link, &inv, &d, CALL_MS, &err) < 0) {
-    print_console(v->console);
+    brume_test_dump_file(v->console);
     fail_msg("invoke %s: %s", id, err->msg);
   }
-  double rtt = now_ms_f() - t0;
+  double rtt = brume_test_mono_ms() - t0;
   if (d->error) fail_msg("function error %s: %s", d->error->type, d->error->message);
   if (d->payload.len != strlen(want) || memcmp(d->payload.data, want, d->payload.len) != 0)
     fail_msg("payload %.*s, want %s", (int)d->payload.len, (const char *)d->payload.data, want);
@@ -233,16 +177,16 @@ static bool qemu_process_exists(const char *name) {
 static void vm_end(vm *v) {
   brume_err *err = NULL;
   bool clean = false;
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   if (brume_guest_link_shutdown(v->link, 500, &clean, CALL_MS, &err) < 0)
     fail_msg("shutdown %s: %s", v->id, err->msg);
-  double t1 = now_ms_f();
+  double t1 = brume_test_mono_ms();
   assert_true(clean);
   brume_guest_link_close(v->link);
   v->link = NULL;
   assert_true(qemu_process_exists(v->name));
   assert_int_equal(brume_libvirt_destroy(v->dom, &err), 0);
-  double t2 = now_ms_f();
+  double t2 = brume_test_mono_ms();
   virDomainFree(v->dom);
   v->dom = NULL;
   print_message("# %s: Shutdown %.1f ms, destroy %.0f ms\n", v->id, t1 - t0, t2 - t1);
@@ -260,9 +204,7 @@ static void test_runtime_api_vm(void **state) {
   (void)state;
   char zip[512];
   snprintf(zip, sizeof(zip), "%s/runtime.zip", dir);
-  run("mkdir -p %s/rt && cp %s %s/rt/bootstrap && chmod 755 %s/rt/bootstrap && cd %s/rt && "
-      "zip -q -r %s .",
-      dir, runtime_bin, dir, dir, dir, zip);
+  assert_int_equal(brume_test_zip_bootstrap(dir, runtime_bin, zip), 0);
 
   vm v = {0};
   vm_boot(&v, "rt");
@@ -276,15 +218,15 @@ static void test_runtime_api_vm(void **state) {
     snprintf(want, sizeof(want), "%s #%d", payload, i);
     rtt[i - 1] = vm_invoke(&v, id, payload, want);
   }
-  qsort(rtt, 100, sizeof(rtt[0]), cmp_double);
   print_message("# rt: warm invoke round trip p50 %.2f ms, p99 %.2f ms, max %.2f ms (100, TCG)\n",
-                rtt[49], rtt[98], rtt[99]);
+                brume_test_percentile(rtt, 100, 50), brume_test_percentile(rtt, 100, 99),
+                brume_test_percentile(rtt, 100, 100));
 
   /* Freeze: libvirt says paused; thaw; the runtime's counter carries on. */
   brume_err *err = NULL;
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   assert_int_equal(brume_libvirt_suspend(v.dom, &err), 0);
-  double t1 = now_ms_f();
+  double t1 = brume_test_mono_ms();
   int st = -1;
   assert_int_equal(brume_libvirt_state(v.dom, &st, NULL, &err), 0);
   assert_int_equal(st, VIR_DOMAIN_PAUSED);
@@ -292,9 +234,9 @@ static void test_runtime_api_vm(void **state) {
   assert_int_equal(brume_guest_link_ping(v.link, 200, &err), -1);
   assert_int_equal(err->code, BRUME_DEADLINE_EXCEEDED);
   brume_err_clear(&err);
-  double t2 = now_ms_f();
+  double t2 = brume_test_mono_ms();
   assert_int_equal(brume_libvirt_resume(v.dom, &err), 0);
-  double t3 = now_ms_f();
+  double t3 = brume_test_mono_ms();
   assert_int_equal(brume_libvirt_state(v.dom, &st, NULL, &err), 0);
   assert_int_equal(st, VIR_DOMAIN_RUNNING);
   double after = vm_invoke(&v, "req-thawed", "after the thaw", "after the thaw #101");
@@ -335,9 +277,8 @@ static void test_exec_vm(void **state) {
     snprintf(want, sizeof(want), "SHELL EVENT %d", i);
     rtt[i] = vm_invoke(&v, id, payload, want);
   }
-  qsort(rtt, 10, sizeof(rtt[0]), cmp_double);
   print_message("# exec: invoke round trip (a process per event) p50 %.1f ms, max %.1f ms (10)\n",
-                rtt[4], rtt[9]);
+                brume_test_percentile(rtt, 10, 50), brume_test_percentile(rtt, 10, 100));
   vm_end(&v);
 }
 
@@ -361,18 +302,15 @@ int main(int argc, char **argv) {
     return 77;
   }
   char cmd[4096];
-  double t0 = now_ms_f();
-  snprintf(cmd, sizeof(cmd), "%s/build-kernel.sh", argv[1]);
-  brume_autofree char *k = last_line_of(cmd);
-  snprintf(cmd, sizeof(cmd), "%s/build-initramfs.sh %s", argv[1], argv[2]);
-  brume_autofree char *i = k ? last_line_of(cmd) : NULL;
-  if (k == NULL || i == NULL) {
+  double t0 = brume_test_mono_ms();
+  brume_autofree char *k = NULL, *i = NULL;
+  if (brume_test_guest_image(argv[1], argv[2], &k, &i) < 0) {
     fprintf(stderr, "test_microvm: skipped: the guest image cannot be built (%s)\n",
             k ? "build-initramfs.sh failed" : "build-kernel.sh failed");
     virConnectClose(conn);
     return 77;
   }
-  printf("# guest image ready in %.0f ms: %s, %s\n", now_ms_f() - t0, k, i);
+  printf("# guest image ready in %.0f ms: %s, %s\n", brume_test_mono_ms() - t0, k, i);
 
   snprintf(host_id, sizeof(host_id), "m%d", (int)getpid());
   name_prefix = brume_domain_name_prefix(PREFIX, host_id, NULL);

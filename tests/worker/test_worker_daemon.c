@@ -37,6 +37,7 @@
 #include "log.h"
 #include "proc.h"
 #include "rpc.h"
+#include "testutil.h"
 
 enum { M_CREATE, M_INVOKE, M_FREEZE, M_THAW, M_DESTROY, M_LIST, M_STATS };
 
@@ -57,38 +58,6 @@ static pid_t worker_pid = -1;
 static brume_rpc_client *client;
 static char sandbox_id[80];
 
-static void run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void run(const char *fmt, ...) {
-  char cmd[2048];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof(cmd), fmt, ap);
-  va_end(ap);
-  int rc = system(cmd);
-  if (rc != 0) fail_msg("command failed (%d): %s", rc, cmd);
-}
-
-static double now_ms_f(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
-}
-
-static char *last_line_of(const char *cmd) {
-  FILE *p = popen(cmd, "r");
-  if (p == NULL) return NULL;
-  char line[1024], last[1024] = "";
-  while (fgets(line, sizeof(line), p)) snprintf(last, sizeof(last), "%s", line);
-  if (pclose(p) != 0 || last[0] == '\0') return NULL;
-  last[strcspn(last, "\n")] = '\0';
-  return brume_xstrdup(last);
-}
-
 static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
   (void)req;
   (void)user;
@@ -98,12 +67,7 @@ static void serve_code(const brume_http_request *req, brume_http_response *resp,
 static void print_worker_log(void) {
   char path[600];
   snprintf(path, sizeof(path), "%s/worker.log", dir);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return;
-  char line[2048];
-  fprintf(stderr, "---- %s\n", path);
-  while (fgets(line, sizeof(line), f)) fputs(line, stderr);
-  fclose(f);
+  brume_test_dump_file(path);
 }
 
 static void start_worker(void) {
@@ -134,7 +98,7 @@ static void start_worker(void) {
                   "--code-cache-dir",
                   cdir,
                   NULL};
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   worker_pid = brume_test_spawn(argv, log);
   assert_true(worker_pid > 0);
   if (brume_test_wait_port(rpc_port, 120000) < 0) {
@@ -142,7 +106,7 @@ static void start_worker(void) {
     fail_msg("brume-worker did not listen on %d", rpc_port);
   }
   print_message("# worker start (libvirt, cleanup, accelerator probe, etcd) %.0f ms\n",
-                now_ms_f() - t0);
+                brume_test_mono_ms() - t0);
   /* A fresh channel: the old one may still hold the killed worker's connection. */
   brume_rpc_client_free(client);
   char target[64];
@@ -192,9 +156,9 @@ static int create(uint32_t memory, const char *sha, char *id, size_t idsize, dou
   req.spec = &spec;
   req.caller_id = "test/daemon";
   Brume__WorkerCreateSandboxResponse *resp = NULL;
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   if (call(M_CREATE, &req, &resp, err) < 0) return (*err)->code;
-  if (ms) *ms = now_ms_f() - t0;
+  if (ms) *ms = brume_test_mono_ms() - t0;
   if (resp->init_error)
     fail_msg("init error %s: %s", resp->init_error->type, resp->init_error->message);
   assert_false(resp->pool_hit);
@@ -261,10 +225,10 @@ static void test_create_and_invoke(void **state) {
     snprintf(payload, sizeof(payload), "worker event %d %08x", i, (unsigned)i * 2654435761u);
     snprintf(want, sizeof(want), "%s #%d", payload, i);
     Brume__WorkerInvokeResponse *r = NULL;
-    double t0 = now_ms_f();
+    double t0 = brume_test_mono_ms();
     if (invoke(sandbox_id, rid, payload, strlen(payload), &r, &err) < 0)
       fail_msg("Invoke %d: %s", i, err->msg);
-    rtt[i - 1] = now_ms_f() - t0;
+    rtt[i - 1] = brume_test_mono_ms() - t0;
     if (r->function_error)
       fail_msg("function error %s: %s", r->function_error->type, r->function_error->message);
     if (r->payload.len != strlen(want) || memcmp(r->payload.data, want, r->payload.len) != 0)
@@ -280,11 +244,11 @@ static void test_create_and_invoke(void **state) {
       assert_int_equal(domain_state(sandbox_id), VIR_DOMAIN_PAUSED);
     }
   }
-  qsort(rtt, 100, sizeof(rtt[0]), cmp_double);
   print_message(
       "# warm Invoke through the worker (thaw + invoke; freeze after): p50 %.2f ms, p99 %.2f "
       "ms, max %.2f ms (100, TCG)\n",
-      rtt[49], rtt[98], rtt[99]);
+      brume_test_percentile(rtt, 100, 50), brume_test_percentile(rtt, 100, 99),
+      brume_test_percentile(rtt, 100, 100));
 
   /* Freeze and Thaw are idempotent; Thaw then Invoke keeps counting. */
   Brume__WorkerFreezeRequest fr = BRUME__WORKER_FREEZE_REQUEST__INIT;
@@ -402,9 +366,9 @@ static void test_destroy(void **state) {
   Brume__WorkerDestroyRequest dr = BRUME__WORKER_DESTROY_REQUEST__INIT;
   dr.sandbox_id = sandbox_id;
   Brume__WorkerDestroyResponse *d = NULL;
-  double t0 = now_ms_f();
+  double t0 = brume_test_mono_ms();
   if (call(M_DESTROY, &dr, &d, &err) < 0) fail_msg("Destroy: %s", err->msg);
-  print_message("# Destroy %.0f ms\n", now_ms_f() - t0);
+  print_message("# Destroy %.0f ms\n", brume_test_mono_ms() - t0);
   assert_int_equal(d->state, BRUME__SANDBOX_STATE__SANDBOX_STATE_GONE);
   brume__worker_destroy_response__free_unpacked(d, NULL);
   assert_int_equal(domain_state(sandbox_id), -1);
@@ -481,11 +445,8 @@ int main(int argc, char **argv) {
     return 77;
   }
   char cmd[4096];
-  snprintf(cmd, sizeof(cmd), "%s/build-kernel.sh", argv[1]);
-  brume_autofree char *k = last_line_of(cmd);
-  snprintf(cmd, sizeof(cmd), "%s/build-initramfs.sh %s", argv[1], argv[2]);
-  brume_autofree char *i = k ? last_line_of(cmd) : NULL;
-  if (k == NULL || i == NULL) {
+  brume_autofree char *k = NULL, *i = NULL;
+  if (brume_test_guest_image(argv[1], argv[2], &k, &i) < 0) {
     fprintf(stderr, "test_worker_daemon: skipped: the guest image cannot be built\n");
     virConnectClose(conn);
     return 77;
@@ -501,23 +462,19 @@ int main(int argc, char **argv) {
   /* The function: the static echo runtime as bootstrap, served over HTTP. */
   char zip[600];
   snprintf(zip, sizeof(zip), "%s/echo.zip", dir);
-  run("mkdir -p %s/rt && cp %s %s/rt/bootstrap && chmod 755 %s/rt/bootstrap && cd %s/rt && "
-      "zip -q -r %s .",
-      dir, runtime_bin, dir, dir, dir, zip);
+  if (brume_test_zip_bootstrap(dir, runtime_bin, zip) != 0) {
+    fprintf(stderr, "test_worker_daemon: making %s failed\n", zip);
+    return 1;
+  }
   snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
-  brume_autofree char *sum = last_line_of(cmd);
+  brume_autofree char *sum = brume_test_last_line(cmd);
   if (sum == NULL || strlen(sum) < 64) {
     fprintf(stderr, "test_worker_daemon: sha256sum failed\n");
     return 1;
   }
   memcpy(zip_sha, sum, 64);
-  FILE *f = fopen(zip, "rb");
-  fseek(f, 0, SEEK_END);
-  zip_len = (size_t)ftell(f);
-  fseek(f, 0, SEEK_SET);
-  zip_data = brume_xmalloc(zip_len);
-  if (fread(zip_data, 1, zip_len, f) != zip_len) return 1;
-  fclose(f);
+  zip_data = brume_test_read_file(zip, &zip_len);
+  if (zip_data == NULL) return 1;
   code_http = brume_http_start("127.0.0.1:0", NULL, &err);
   if (code_http == NULL) {
     fprintf(stderr, "code server: %s\n", err->msg);
