@@ -1,9 +1,10 @@
 /* brume-worker: runs the sandboxes of one host as QEMU microVMs through libvirt.
  *
  * Table of contents: the configuration, then start() in order (log, libvirt and the restart
- * cleanup, the guest image, the accelerator, the code cache, the job pool, the gRPC Worker
- * service, the HTTP /healthz and /metrics listener, the etcd registration), then the loop (wait
- * for SIGTERM or SIGINT), then stop() in reverse order. docs/worker.md, "brume-worker". */
+ * cleanup, the guest image, the accelerator, the code cache, the job pool, the pool of booted
+ * VMs, the gRPC Worker service, the HTTP /healthz and /metrics listener, the etcd registration),
+ * then the loop (wait for SIGTERM or SIGINT), then stop() in reverse order. docs/worker.md,
+ * "brume-worker". */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -26,6 +27,7 @@
 #include "libvirt.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "registration.h"
 #include "rpc.h"
 #include "service.h"
@@ -49,6 +51,8 @@ static struct {
   int64_t freeze_after;
   int64_t init_timeout;
   int64_t shutdown_grace;
+  int64_t pool_size;
+  int64_t pool_memory;
 } cfg;
 
 static const char *const accel_choices[] = {"auto", "kvm", "tcg", NULL};
@@ -81,6 +85,10 @@ static const brume_opt opts[] = {
                        "a runtime's init limit when CreateSandbox gives none"),
     BRUME_OPT_DURATION("shutdown_grace", &cfg.shutdown_grace, 0, BRUME_MINUTES(1), "500ms",
                        "time a runtime gets after its shutdown signal before its VM goes"),
+    BRUME_OPT_INT("pool_size", &cfg.pool_size, 0, 64, "2",
+                  "booted, not yet specialised VMs kept ready (0: every CreateSandbox boots)"),
+    BRUME_OPT_INT("pool_memory_mib", &cfg.pool_memory, 128, 10240, "128",
+                  "memory of the pooled VMs (one size: other sizes boot)"),
 };
 
 static int validate(brume_err **err) {
@@ -115,6 +123,7 @@ static struct {
   brume_code_cache *cache;
   brume_sandboxes *table;
   brume_workq *wq;
+  brume_pool *pool;
   brume_worker_service svc;
   brume_metrics *metrics;
   brume_rpc_server *rpc;
@@ -253,6 +262,23 @@ static int start(brume_err **err) {
   };
 
   d.metrics = brume_metrics_new();
+  brume_pool_opts po = {
+      .size = (size_t)cfg.pool_size,
+      .memory_mib = (uint32_t)cfg.pool_memory,
+      .conn = d.conn,
+      .name_prefix = BRUME_WORKER_NAME_PREFIX,
+      .host_id = d.host_id,
+      .accel = d.accel,
+      .kernel = d.kernel,
+      .initrd = d.initrd,
+      .tsc_khz = d.svc.tsc_khz,
+      .run_dir = cfg.run_dir,
+      .boot_timeout_ms = 60000,
+      .metrics = d.metrics,
+  };
+  d.pool = brume_pool_start(&po);
+  d.svc.pool = d.pool;
+
   brume_rpc_server_opts ro = {
       .listen = common.listen,
       .tls = brume_rpc_server_tls(&common),
@@ -289,6 +315,8 @@ static void stop(void) {
   brume_rpc_server_free(d.rpc);
   d.rpc = NULL;
   if (d.table) brume_worker_service_destroy_all(&d.svc);
+  brume_pool_stop(d.pool); /* after the last take: the job pool has stopped */
+  d.pool = NULL;
   brume_registration_free(d.reg);
   brume_etcd_free(d.etcd);
   brume_http_stop(d.http);

@@ -169,41 +169,68 @@ static void create_job(void *p) {
   if (zip == NULL) goto fail;
   int64_t code_fetch_us = mono_us() - t0;
 
+  /* A pooled VM of the same memory and vCPU count, already booted to its agent: it keeps the
+   * sandbox id it was booted for (its domain name and socket follow from it). */
+  uint32_t memory_mib = spec->resources->memory_mib;
+  uint32_t vcpu_milli = spec->resources->vcpu_milli ? spec->resources->vcpu_milli
+                                                    : brume_resources_vcpu_milli(memory_mib);
+  brume_pool_vm *vm = brume_pool_take(svc->pool, memory_mib, brume_resources_vcpus(vcpu_milli));
+  bool pool_hit = vm != NULL;
   char id[32];
-  new_sandbox_id(svc, id, sizeof(id));
+  if (vm)
+    snprintf(id, sizeof(id), "%s", vm->id);
+  else
+    new_sandbox_id(svc, id, sizeof(id));
   s = brume_sandboxes_add(svc->table, id, spec, &err);
-  if (s == NULL) goto fail;
-  s->memory_mib = spec->resources->memory_mib;
-  s->vcpu_milli = spec->resources->vcpu_milli ? spec->resources->vcpu_milli
-                                              : brume_resources_vcpu_milli(s->memory_mib);
-  s->name = brume_domain_name(BRUME_WORKER_NAME_PREFIX, svc->host_id, id, &err);
-  if (s->name == NULL) goto fail;
-  s->sock = brume_xasprintf("%s/%s.sock", svc->run_dir, id);
-  s->console = brume_xasprintf("%s/%s.console", svc->run_dir, id);
-  brume_domain_spec ds = {
-      .name_prefix = BRUME_WORKER_NAME_PREFIX,
-      .host_id = svc->host_id,
-      .sandbox_id = id,
-      .accel = svc->accel,
-      .kernel = svc->kernel,
-      .initrd = svc->initrd,
-      .tsc_khz = svc->tsc_khz,
-      .memory_mib = s->memory_mib,
-      .vcpu_milli = s->vcpu_milli,
-      .no_cpu_quota = true, /* the boot runs at full speed; the cap comes after Init */
-      .channel_path = s->sock,
-      .console_log = s->console,
-  };
-  xml = brume_domain_xml(&ds, &err);
-  if (xml == NULL) goto fail;
-  s->dom = brume_libvirt_create(svc->conn, xml, BRUME_LIBVIRT_AUTODESTROY, &err);
-  if (s->dom == NULL) goto fail;
-  s->link = brume_guest_link_connect(s->sock, BOOT_TIMEOUT_MS, &err);
-  if (s->link == NULL) {
-    brume_err_wrap(&err, "sandbox %s did not boot to its agent", id);
+  if (s == NULL) {
+    if (vm) brume_libvirt_destroy(vm->dom, NULL);
+    brume_pool_vm_free(vm);
     goto fail;
   }
-  int64_t vm_ready_us = mono_us() - t0 - code_fetch_us;
+  s->memory_mib = memory_mib;
+  s->vcpu_milli = vcpu_milli;
+  int64_t vm_ready_us = 0;
+  if (vm) {
+    /* Hand the VM over to the sandbox: it is out of the pool, so nobody else has it. */
+    s->name = vm->name;
+    s->sock = vm->sock;
+    s->console = vm->console;
+    s->dom = vm->dom;
+    s->link = vm->link;
+    vm->name = vm->sock = vm->console = NULL;
+    vm->dom = NULL;
+    vm->link = NULL;
+    brume_pool_vm_free(vm);
+  } else {
+    s->name = brume_domain_name(BRUME_WORKER_NAME_PREFIX, svc->host_id, id, &err);
+    if (s->name == NULL) goto fail;
+    s->sock = brume_xasprintf("%s/%s.sock", svc->run_dir, id);
+    s->console = brume_xasprintf("%s/%s.console", svc->run_dir, id);
+    brume_domain_spec ds = {
+        .name_prefix = BRUME_WORKER_NAME_PREFIX,
+        .host_id = svc->host_id,
+        .sandbox_id = id,
+        .accel = svc->accel,
+        .kernel = svc->kernel,
+        .initrd = svc->initrd,
+        .tsc_khz = svc->tsc_khz,
+        .memory_mib = s->memory_mib,
+        .vcpu_milli = s->vcpu_milli,
+        .no_cpu_quota = true, /* the boot runs at full speed; the cap comes after Init */
+        .channel_path = s->sock,
+        .console_log = s->console,
+    };
+    xml = brume_domain_xml(&ds, &err);
+    if (xml == NULL) goto fail;
+    s->dom = brume_libvirt_create(svc->conn, xml, BRUME_LIBVIRT_AUTODESTROY, &err);
+    if (s->dom == NULL) goto fail;
+    s->link = brume_guest_link_connect(s->sock, BOOT_TIMEOUT_MS, &err);
+    if (s->link == NULL) {
+      brume_err_wrap(&err, "sandbox %s did not boot to its agent", id);
+      goto fail;
+    }
+    vm_ready_us = mono_us() - t0 - code_fetch_us;
+  }
 
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
   in.code_zip.data = zip;
@@ -235,6 +262,7 @@ static void create_job(void *p) {
   Brume__WorkerCreateSandboxResponse resp = BRUME__WORKER_CREATE_SANDBOX_RESPONSE__INIT;
   resp.init_duration_us = (uint64_t)(mono_us() - t0);
   resp.vm_ready_us = (uint64_t)vm_ready_us;
+  resp.pool_hit = pool_hit;
   resp.runtime_init_us = done->runtime_init_us;
   int64_t sent_us = init_rtt_us - (int64_t)done->runtime_init_us;
   resp.code_load_us = (uint64_t)(code_fetch_us + (sent_us > 0 ? sent_us : 0));
@@ -255,14 +283,15 @@ static void create_job(void *p) {
   if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_CREATED, NULL, NULL, &err) < 0)
     goto fail;
   atomic_fetch_add(&svc->created, 1);
+  if (pool_hit) atomic_fetch_add(&svc->pool_hits, 1);
   resp.sandbox_id = id;
   brume_info("Sandbox created.",
              "request_id=%s sandbox_id=%s function=%s/%s version=%s memory_mib=%" PRIu32
-             " init_ms=%.1f vm_ready_ms=%.1f code_ms=%.1f code_cached=%s",
+             " pool_hit=%s init_ms=%.1f vm_ready_ms=%.1f code_ms=%.1f code_cached=%s",
              j->request_id, id, spec->function->account_id, spec->function->function_name,
-             spec->function->version, s->memory_mib, (double)resp.init_duration_us / 1000.0,
-             (double)resp.vm_ready_us / 1000.0, (double)resp.code_load_us / 1000.0,
-             cached ? "true" : "false");
+             spec->function->version, s->memory_mib, pool_hit ? "true" : "false",
+             (double)resp.init_duration_us / 1000.0, (double)resp.vm_ready_us / 1000.0,
+             (double)resp.code_load_us / 1000.0, cached ? "true" : "false");
   brume_rpc_call_reply(j->call, &resp.base);
   goto out;
 

@@ -14,6 +14,7 @@
 
 #include "accel.h"
 #include "code_cache.h"
+#include "pool.h"
 #include "rpc.h"
 #include "sandboxes.h"
 #include "workq.h"
@@ -38,6 +39,7 @@ typedef struct brume_worker_service {
   brume_code_cache *cache;
   brume_sandboxes *table;
   brume_workq *wq;
+  brume_pool *pool; /* NULL: every CreateSandbox boots */
 
   atomic_uint_fast64_t created, pool_hits, invocations, next_id;
 } brume_worker_service;

@@ -9,7 +9,11 @@
  * a wrong digest that starts no VM, an unknown sandbox, payloads over 6 MiB), the host's key
  * in etcd, List and Stats, Destroy (the domain is gone), then kill -9 of the worker with a
  * sandbox alive and a restart with the same host id (no domain of this host is left), and a
- * clean SIGTERM (the registration is revoked). Timings are printed as "# " lines. Exit 77
+ * clean SIGTERM (the registration is revoked). Those run with pool_size 0; then the pool, with
+ * pool_size 2: once it is full, two CreateSandbox of 128 MiB are pool hits on different domains
+ * and much faster than a boot (one of 256 MiB), the pool refills after the takes, a SIGTERM
+ * destroys the pooled VMs, and after a kill -9 the restart cleanup does. Timings are printed
+ * as "# " lines. Exit 77
  * (skip) when not root, libvirtd does not answer, etcd is absent or the guest image cannot be
  * built. */
 #include <errno.h>
@@ -57,6 +61,7 @@ static int rpc_port, http_port;
 static pid_t worker_pid = -1;
 static brume_rpc_client *client;
 static char sandbox_id[80];
+static const char *pool_size = "0"; /* --pool-size of the next start_worker */
 
 static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
   (void)req;
@@ -97,6 +102,8 @@ static void start_worker(void) {
                   rdir,
                   "--code-cache-dir",
                   cdir,
+                  "--pool-size",
+                  (char *)pool_size,
                   NULL};
   double t0 = brume_test_mono_ms();
   worker_pid = brume_test_spawn(argv, log);
@@ -148,9 +155,10 @@ static Brume__SandboxSpec make_spec(uint32_t memory, const char *sha) {
   return s;
 }
 
-/* CreateSandbox; returns the status code (0: OK) and fills id on success. */
-static int create(uint32_t memory, const char *sha, char *id, size_t idsize, double *ms,
-                  brume_err **err) {
+/* CreateSandbox; returns the status code (0: OK) and fills id on success. *hit gets pool_hit
+ * (NULL: it must be false). */
+static int create_ex(uint32_t memory, const char *sha, char *id, size_t idsize, double *ms,
+                     bool *hit, brume_err **err) {
   Brume__SandboxSpec spec = make_spec(memory, sha);
   Brume__WorkerCreateSandboxRequest req = BRUME__WORKER_CREATE_SANDBOX_REQUEST__INIT;
   req.spec = &spec;
@@ -161,16 +169,27 @@ static int create(uint32_t memory, const char *sha, char *id, size_t idsize, dou
   if (ms) *ms = brume_test_mono_ms() - t0;
   if (resp->init_error)
     fail_msg("init error %s: %s", resp->init_error->type, resp->init_error->message);
-  assert_false(resp->pool_hit);
+  if (hit)
+    *hit = resp->pool_hit;
+  else
+    assert_false(resp->pool_hit);
   assert_true(resp->init_duration_us > 0);
-  assert_true(resp->vm_ready_us > 0 && resp->vm_ready_us <= resp->init_duration_us);
+  if (resp->pool_hit)
+    assert_int_equal(resp->vm_ready_us, 0);
+  else
+    assert_true(resp->vm_ready_us > 0 && resp->vm_ready_us <= resp->init_duration_us);
   print_message(
-      "# CreateSandbox: init %.1f ms = vm ready %.1f ms + code %.1f ms + runtime %.1f ms\n",
-      resp->init_duration_us / 1000.0, resp->vm_ready_us / 1000.0, resp->code_load_us / 1000.0,
-      resp->runtime_init_us / 1000.0);
+      "# CreateSandbox (%s): init %.1f ms = vm ready %.1f ms + code %.1f ms + runtime %.1f ms\n",
+      resp->pool_hit ? "pool hit" : "boot", resp->init_duration_us / 1000.0,
+      resp->vm_ready_us / 1000.0, resp->code_load_us / 1000.0, resp->runtime_init_us / 1000.0);
   snprintf(id, idsize, "%s", resp->sandbox_id);
   brume__worker_create_sandbox_response__free_unpacked(resp, NULL);
   return 0;
+}
+
+static int create(uint32_t memory, const char *sha, char *id, size_t idsize, double *ms,
+                  brume_err **err) {
+  return create_ex(memory, sha, id, idsize, ms, NULL, err);
 }
 
 static int invoke(const char *id, const char *rid, const void *payload, size_t len,
@@ -418,6 +437,108 @@ static void test_kill_and_restart(void **state) {
   brume_etcd_free(e);
 }
 
+/* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
+static int pool_vms(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd),
+           "curl -s --max-time 5 http://127.0.0.1:%d/metrics | grep '^brume_worker_pool_vms '",
+           http_port);
+  brume_autofree char *line = brume_test_last_line(cmd);
+  if (line == NULL) return -1;
+  const char *sp = strchr(line, ' ');
+  return sp ? atoi(sp + 1) : -1;
+}
+
+/* Waits until the pool holds want VMs (booting one takes about a second under TCG). */
+static void wait_pool(int want, int timeout_ms, const char *what) {
+  double t0 = brume_test_mono_ms();
+  long long end = brume_test_now_ms() + timeout_ms;
+  while (pool_vms() != want && brume_test_now_ms() < end) usleep(100 * 1000);
+  if (pool_vms() != want) {
+    print_worker_log();
+    fail_msg("%s: the pool holds %d VMs after %d ms, want %d", what, pool_vms(), timeout_ms, want);
+  }
+  print_message("# %s: pool of %d ready after %.0f ms\n", what, want, brume_test_mono_ms() - t0);
+}
+
+static void test_pool(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  pool_size = "2";
+  start_worker();
+  wait_pool(2, 60000, "start");
+  assert_int_equal(domains_of_host(), 2);
+
+  /* Two takes: pool hits, on two different domains, each named after its sandbox. */
+  char id1[80], id2[80], id3[80];
+  double hit1 = 0, hit2 = 0, boot = 0;
+  bool hit = false;
+  if (create_ex(128, zip_sha, id1, sizeof(id1), &hit1, &hit, &err) != 0)
+    fail_msg("create 1: %s", err->msg);
+  assert_true(hit);
+  if (create_ex(128, zip_sha, id2, sizeof(id2), &hit2, &hit, &err) != 0)
+    fail_msg("create 2: %s", err->msg);
+  assert_true(hit);
+  assert_string_not_equal(id1, id2);
+  assert_true(domain_state(id1) >= 0);
+  assert_true(domain_state(id2) >= 0);
+
+  /* The sandboxes serve, each with its own runtime. */
+  Brume__WorkerInvokeResponse *r = NULL;
+  assert_int_equal(invoke(id1, "req-p1", "p1", 2, &r, &err), 0);
+  assert_memory_equal(r->payload.data, "p1 #1", r->payload.len);
+  brume__worker_invoke_response__free_unpacked(r, NULL);
+  assert_int_equal(invoke(id2, "req-p2", "p2", 2, &r, &err), 0);
+  assert_memory_equal(r->payload.data, "p2 #1", r->payload.len);
+  brume__worker_invoke_response__free_unpacked(r, NULL);
+
+  /* The pool refills: 2 sandboxes + 2 pooled VMs. */
+  wait_pool(2, 60000, "refill after 2 takes");
+  assert_int_equal(domains_of_host(), 4);
+
+  /* Another memory size boots. */
+  if (create_ex(256, zip_sha, id3, sizeof(id3), &boot, &hit, &err) != 0)
+    fail_msg("create 256: %s", err->msg);
+  assert_false(hit);
+  print_message(
+      "# CreateSandbox round trip: from the pool %.0f ms and %.0f ms, boot (256 MiB) "
+      "%.0f ms (TCG)\n",
+      hit1, hit2, boot);
+  assert_true(hit1 < boot / 2 && hit2 < boot / 2);
+  assert_int_equal(domains_of_host(), 5);
+
+  Brume__WorkerStatsRequest sr = BRUME__WORKER_STATS_REQUEST__INIT;
+  Brume__WorkerStatsResponse *s = NULL;
+  assert_int_equal(call(M_STATS, &sr, &s, &err), 0);
+  assert_int_equal(s->sandboxes_created, 3);
+  assert_int_equal(s->pool_hits, 2);
+  assert_int_equal(s->host->sandboxes, 3);
+  brume__worker_stats_response__free_unpacked(s, NULL);
+
+  /* A clean stop destroys the sandboxes and the pooled VMs. */
+  int status = brume_test_stop(worker_pid, SIGTERM, 30000);
+  worker_pid = -1;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  assert_int_equal(domains_of_host(), 0);
+
+  /* After a kill -9 (libvirtd's AUTODESTROY may already remove them) the restart cleanup finds
+   * the pooled VMs by the name prefix. */
+  start_worker();
+  wait_pool(2, 60000, "second start");
+  brume_test_stop(worker_pid, SIGKILL, 5000);
+  worker_pid = -1;
+  pool_size = "0";
+  start_worker();
+  long long end = brume_test_now_ms() + 10000;
+  while (domains_of_host() != 0 && brume_test_now_ms() < end) usleep(50 * 1000);
+  assert_int_equal(domains_of_host(), 0);
+  status = brume_test_stop(worker_pid, SIGTERM, 30000);
+  worker_pid = -1;
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(int argc, char **argv) {
   brume_log_init("test-worker-daemon", BRUME_LOG_WARN);
   if (argc != 5) {
@@ -493,7 +614,7 @@ int main(int argc, char **argv) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_create_and_invoke), cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_etcd_list_stats),   cmocka_unit_test(test_destroy),
-      cmocka_unit_test(test_kill_and_restart),
+      cmocka_unit_test(test_kill_and_restart),  cmocka_unit_test(test_pool),
   };
   int rc = cmocka_run_group_tests_name("worker_daemon", tests, NULL, NULL);
   if (rc != 0) print_worker_log();

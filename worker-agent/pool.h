@@ -1,0 +1,71 @@
+/* The pool of booted, not-yet-specialised microVMs: domains created without a CPU quota whose
+ * guest link is connected and whose GuestReady came, but that got no Init yet. CreateSandbox
+ * takes one (brume_pool_take) instead of booting, sends it Init and applies the quota.
+ *
+ * One memory size for now (pool_memory_mib): a request for another size boots as before.
+ *
+ * Each pooled VM already carries the id of the sandbox it will become ("sb-" and 16 random hex
+ * digits), so its domain is "<prefix>-<host>-<sandbox id>" like a booted sandbox's: nothing is
+ * renamed when it is taken, and the restart cleanup by name prefix finds pooled VMs too.
+ *
+ * A background thread boots VMs until `size` are ready: at start and after each take. A taken
+ * VM leaves the pool at once (under the pool's mutex), so it never serves two sandboxes.
+ *
+ * Thread safety: take and ready may be called from any thread; stop from one thread, after the
+ * last take. */
+#ifndef BRUME_WORKER_POOL_H
+#define BRUME_WORKER_POOL_H
+
+#include <libvirt/libvirt.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "accel.h"
+#include "guest_link.h"
+#include "metrics.h"
+
+typedef struct brume_pool brume_pool;
+
+/* A VM taken from the pool: the caller owns everything in it. */
+typedef struct brume_pool_vm {
+  char *id;             /* the sandbox id it was booted for */
+  char *name;           /* the libvirt domain's name */
+  char *sock, *console; /* control socket and console log paths */
+  uint32_t memory_mib, vcpu_milli;
+  virDomainPtr dom;
+  brume_guest_link *link; /* connected, Ready received, no Init */
+} brume_pool_vm;
+
+typedef struct brume_pool_opts {
+  size_t size;         /* VMs kept ready; 0: no pool (no thread either) */
+  uint32_t memory_mib; /* their memory (128-10,240) */
+  virConnectPtr conn;
+  const char *name_prefix, *host_id; /* domain names, as for CreateSandbox */
+  brume_accel accel;
+  const char *kernel, *initrd; /* absolute, readable by QEMU */
+  uint32_t tsc_khz;
+  const char *run_dir;    /* control sockets and console logs */
+  int boot_timeout_ms;    /* create to GuestReady */
+  brume_metrics *metrics; /* NULL: no brume_worker_pool_vms gauge */
+} brume_pool_opts;
+
+/* Starts the pool (the strings in opts must outlive it) and its refill thread. Never fails:
+ * a boot that fails is logged and tried again after a pause. */
+brume_pool *brume_pool_start(const brume_pool_opts *opts);
+
+/* A ready VM of memory_mib MiB and vcpus vCPUs, removed from the pool (and a refill is started),
+ * or NULL when none is ready (the caller boots one). NULL pool is fine (NULL). */
+brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus);
+
+/* How many VMs are ready now. */
+size_t brume_pool_ready(brume_pool *p);
+
+/* Closes the link and frees the handles and strings; the domain itself is left as it is (a
+ * taken VM's domain belongs to its sandbox). NULL is fine. */
+void brume_pool_vm_free(brume_pool_vm *vm);
+
+/* Stops the refill thread (waiting for a boot under way), destroys every pooled VM's domain and
+ * frees the pool. NULL is fine. */
+void brume_pool_stop(brume_pool *p);
+
+#endif
