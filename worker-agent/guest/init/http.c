@@ -135,7 +135,7 @@ init_http_status init_http_parse_head(const char *buf, size_t len, uint64_t max_
   req->head_len = end;
 
   size_t pos = first;
-  init_http_str line;
+  init_http_str line = {NULL, 0};
   next_line(buf, end, &pos, &line);
   if (parse_request_line(line, req) != INIT_HTTP_DONE) return INIT_HTTP_BAD;
 

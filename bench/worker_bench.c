@@ -1,0 +1,471 @@
+/* bench_worker: brume-worker as its own process, a real etcd, real 128 MiB microVMs.
+ *
+ * Run by bench/worker.sh (root, libvirtd up, etcd on PATH). The guest image is built as
+ * tests/worker/test_worker_daemon does (cached); the function is the static echo runtime in a
+ * zip served over HTTP. Through the Worker gRPC service it measures, and prints as JSON lines on
+ * stdout (progress on stderr):
+ *   accelerator                          0 = TCG, 1 = KVM (the worker's probe, from Stats)
+ *   create_from_boot_p50_ms/_p99_ms      CreateSandbox round trip with pool_size 0
+ *   host_memory_per_idle_sandbox_mib     VmRSS of the idle sandboxes' qemu processes / count
+ *   warm_invoke_p50_us/_p99_us           Invoke round trip (freeze_after 0: thaw + freeze each)
+ *   freeze_ms, thaw_ms                   Freeze / Thaw round trips (p50)
+ *   creations_per_s_4_parallel           CreateSandbox from boot, 4 callers at once
+ *   create_from_pool_p50_ms/_p99_ms      CreateSandbox with pool_size 2, the pool full each time
+ * Environment: BENCH_WORKER_HOST_ID (default bw<pid>), BENCH_WORKER_BOOTS (5),
+ * BENCH_WORKER_INVOKES (200), BENCH_WORKER_POOL_TAKES (5), BENCH_WORKER_PARALLEL_TOTAL (8).
+ * Whatever happens, on exit the worker gets SIGTERM, the domains of its host id are destroyed,
+ * etcd stops and the temp directories go. */
+#include <ctype.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "brume/worker.pb-c.h"
+#include "domain.h"
+#include "etcd_server.h"
+#include "http.h"
+#include "libvirt.h"
+#include "log.h"
+#include "proc.h"
+#include "rpc.h"
+#include "testutil.h"
+
+enum { M_CREATE, M_INVOKE, M_FREEZE, M_THAW, M_DESTROY, M_LIST, M_STATS };
+
+static char host_id[64];
+static char *name_prefix;
+static char *dir;
+static char kernel_src[512], initrd_src[512];
+static virConnectPtr conn;
+static brume_test_etcd *etcd_srv;
+static brume_http *code_http;
+static uint8_t *zip_data;
+static size_t zip_len;
+static char zip_sha[65];
+static char code_url[256];
+static int rpc_port, http_port;
+static pid_t worker_pid = -1;
+static brume_rpc_client *client;
+
+static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void progress(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("bench_worker: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+}
+
+static void emit(const char *metric, double value, const char *unit) {
+  printf("{\"bench\": \"worker\", \"metric\": \"%s\", \"value\": %.3f, \"unit\": \"%s\"}\n", metric,
+         value, unit);
+  fflush(stdout);
+}
+
+static void cleanup(void) {
+  if (worker_pid > 0) brume_test_stop(worker_pid, SIGTERM, 30000);
+  worker_pid = -1;
+  brume_rpc_client_free(client);
+  client = NULL;
+  if (conn && name_prefix) {
+    brume_libvirt_destroy_by_prefix(conn, name_prefix, NULL);
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -f /var/log/libvirt/qemu/%s*.log", name_prefix);
+    if (system(cmd) != 0) progress("could not remove the QEMU logs");
+  }
+  if (conn) virConnectClose(conn);
+  conn = NULL;
+  if (code_http) brume_http_stop(code_http);
+  code_http = NULL;
+  brume_test_etcd_free(etcd_srv);
+  etcd_srv = NULL;
+  if (dir) brume_test_rmtree(dir);
+  free(dir);
+  dir = NULL;
+}
+
+static void on_signal(int sig) {
+  (void)sig;
+  exit(130); /* runs cleanup() through atexit */
+}
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("bench_worker: FAILED: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  va_end(ap);
+  if (dir) {
+    char path[600];
+    snprintf(path, sizeof(path), "%s/worker.log", dir);
+    brume_test_dump_file(path);
+  }
+  exit(1);
+}
+
+static int env_int(const char *name, int def) {
+  const char *v = getenv(name);
+  return v && *v ? atoi(v) : def;
+}
+
+static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
+  (void)req;
+  (void)user;
+  brume_http_reply(resp, 200, "application/zip", zip_data, zip_len);
+}
+
+static brume_rpc_client *new_client(void) {
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_port);
+  brume_rpc_client_opts co = {.max_message_bytes = 8u << 20};
+  brume_err *err = NULL;
+  brume_rpc_client *c = brume_rpc_client_new(target, &co, &err);
+  if (c == NULL) die("client: %s", err->msg);
+  return c;
+}
+
+static void start_worker(const char *pool_size) {
+  char listen[64], http_listen[64], kdir[600], rdir[600], cdir[600], log[600];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", rpc_port);
+  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", http_port);
+  snprintf(kdir, sizeof(kdir), "%s/images", dir);
+  snprintf(rdir, sizeof(rdir), "%s/run", dir);
+  snprintf(cdir, sizeof(cdir), "%s/code", dir);
+  snprintf(log, sizeof(log), "%s/worker.log", dir);
+  char *argv[] = {BENCH_BRUME_WORKER, "--listen",      listen,       "--http-listen",
+                  http_listen,        "--etcd-endpoints", etcd_srv->endpoint,
+                  "--guest-kernel",   kernel_src,      "--guest-initrd", initrd_src,
+                  "--host-id",        host_id,         "--image-dir",  kdir,
+                  "--run-dir",        rdir,            "--code-cache-dir", cdir,
+                  "--pool-size",      (char *)pool_size, "--freeze-after", "0",
+                  NULL};
+  double t0 = brume_test_mono_ms();
+  worker_pid = brume_test_spawn(argv, log);
+  if (worker_pid <= 0) die("could not start %s", BENCH_BRUME_WORKER);
+  if (brume_test_wait_port(rpc_port, 120000) < 0) die("brume-worker did not listen");
+  progress("worker (pool_size %s) listening after %.0f ms", pool_size,
+           brume_test_mono_ms() - t0);
+  brume_rpc_client_free(client);
+  client = new_client();
+}
+
+static void stop_worker(void) {
+  brume_test_stop(worker_pid, SIGTERM, 30000);
+  worker_pid = -1;
+}
+
+static int call_on(brume_rpc_client *c, unsigned method, const void *req, void *reply,
+                   brume_err **err) {
+  brume_rpc_call_opts o = {
+      .deadline_ms = 120000, .request_id = "bench-worker", .wait_for_ready = true};
+  return brume_rpc_unary(c, &brume__worker__descriptor, method, req, (ProtobufCMessage **)reply,
+                         &o, err);
+}
+
+/* CreateSandbox of 128 MiB through c; returns the round trip in ms, fills id and *hit. */
+static double create_on(brume_rpc_client *c, char *id, size_t idsize, bool *hit) {
+  Brume__FunctionVersionRef fref = BRUME__FUNCTION_VERSION_REF__INIT;
+  Brume__FunctionCode fcode = BRUME__FUNCTION_CODE__INIT;
+  Brume__ResourceSpec fres = BRUME__RESOURCE_SPEC__INIT;
+  fref.account_id = "acct1";
+  fref.function_name = "echo";
+  fref.version = "1";
+  fcode.sha256 = zip_sha;
+  fcode.url = code_url;
+  fcode.size_bytes = zip_len;
+  fres.memory_mib = 128;
+  fres.ephemeral_storage_mib = 512;
+  Brume__SandboxSpec s = BRUME__SANDBOX_SPEC__INIT;
+  s.function = &fref;
+  s.code = &fcode;
+  s.resources = &fres;
+  s.timeout_ms = 5000;
+  s.handler_mode = BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API;
+  s.handler = "echo.handler";
+  s.function_arn = "arn:brume:lambda:local:acct1:function:echo:1";
+  Brume__WorkerCreateSandboxRequest req = BRUME__WORKER_CREATE_SANDBOX_REQUEST__INIT;
+  req.spec = &s;
+  req.caller_id = "bench/worker";
+  Brume__WorkerCreateSandboxResponse *resp = NULL;
+  brume_err *err = NULL;
+  double t0 = brume_test_mono_ms();
+  if (call_on(c, M_CREATE, &req, &resp, &err) < 0) die("CreateSandbox: %s", err->msg);
+  double ms = brume_test_mono_ms() - t0;
+  if (resp->init_error)
+    die("init error %s: %s", resp->init_error->type, resp->init_error->message);
+  if (hit) *hit = resp->pool_hit;
+  snprintf(id, idsize, "%s", resp->sandbox_id);
+  brume__worker_create_sandbox_response__free_unpacked(resp, NULL);
+  return ms;
+}
+
+static void destroy(brume_rpc_client *c, const char *id) {
+  Brume__WorkerDestroyRequest dr = BRUME__WORKER_DESTROY_REQUEST__INIT;
+  dr.sandbox_id = (char *)id;
+  Brume__WorkerDestroyResponse *d = NULL;
+  brume_err *err = NULL;
+  if (call_on(c, M_DESTROY, &dr, &d, &err) < 0) die("Destroy %s: %s", id, err->msg);
+  brume__worker_destroy_response__free_unpacked(d, NULL);
+}
+
+/* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
+static int pool_vms(void) {
+  char cmd[256];
+  snprintf(cmd, sizeof(cmd),
+           "curl -s --max-time 5 http://127.0.0.1:%d/metrics | grep '^brume_worker_pool_vms '",
+           http_port);
+  brume_autofree char *line = brume_test_last_line(cmd);
+  if (line == NULL) return -1;
+  const char *sp = strchr(line, ' ');
+  return sp ? atoi(sp + 1) : -1;
+}
+
+static double wait_pool(int want, int timeout_ms) {
+  double t0 = brume_test_mono_ms();
+  long long end = brume_test_now_ms() + timeout_ms;
+  while (pool_vms() != want && brume_test_now_ms() < end) usleep(50 * 1000);
+  if (pool_vms() != want) die("the pool holds %d VMs after %d ms, want %d", pool_vms(), timeout_ms, want);
+  return brume_test_mono_ms() - t0;
+}
+
+/* Sum of VmRSS (KiB) of the processes whose command line holds name_prefix; *count gets their
+ * number. */
+static long long qemu_rss_kib(int *count) {
+  long long sum = 0;
+  *count = 0;
+  DIR *d = opendir("/proc");
+  if (d == NULL) return 0;
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (!isdigit((unsigned char)e->d_name[0])) continue;
+    if (atoi(e->d_name) == (int)getpid()) continue;
+    char path[300];
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+    /* /proc files have no size to stat: read them as a stream. */
+    FILE *cf = fopen(path, "r");
+    if (cf == NULL) continue;
+    char *cl = calloc(1, 65537);
+    size_t len = fread(cl, 1, 65536, cf);
+    fclose(cf);
+    for (size_t i = 0; i < len; i++)
+      if (cl[i] == '\0') cl[i] = ' ';
+    cl[len] = '\0';
+    bool match = strstr((char *)cl, name_prefix) != NULL && strstr((char *)cl, "qemu") != NULL;
+    free(cl);
+    if (!match) continue;
+    snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    char line[256];
+    while (fgets(line, sizeof(line), f))
+      if (strncmp(line, "VmRSS:", 6) == 0) {
+        sum += atoll(line + 6);
+        (*count)++;
+        break;
+      }
+    fclose(f);
+  }
+  closedir(d);
+  return sum;
+}
+
+typedef struct {
+  int n;
+  char ids[8][80];
+} par_arg;
+
+static void *par_thread(void *p) {
+  par_arg *a = p;
+  brume_rpc_client *c = new_client();
+  for (int i = 0; i < a->n; i++) {
+    bool hit = false;
+    create_on(c, a->ids[i], sizeof(a->ids[i]), &hit);
+  }
+  brume_rpc_client_free(c);
+  return NULL;
+}
+
+int main(void) {
+  brume_log_init("bench-worker", BRUME_LOG_WARN);
+  setvbuf(stderr, NULL, _IONBF, 0);
+  if (geteuid() != 0) die("needs root for qemu:///system");
+  if (!brume_test_etcd_available()) die("no etcd binary on PATH");
+  int n_boot = env_int("BENCH_WORKER_BOOTS", 5);
+  int n_invoke = env_int("BENCH_WORKER_INVOKES", 200);
+  int n_take = env_int("BENCH_WORKER_POOL_TAKES", 5);
+  int n_par = env_int("BENCH_WORKER_PARALLEL_TOTAL", 8);
+  if (n_boot < 1 || n_boot > 16 || n_invoke < 1 || n_take < 1 || n_par < 4 || n_par > 32)
+    die("bad BENCH_WORKER_* setting");
+  const char *hid = getenv("BENCH_WORKER_HOST_ID");
+  snprintf(host_id, sizeof(host_id), "%s", hid && *hid ? hid : "");
+  if (host_id[0] == '\0') snprintf(host_id, sizeof(host_id), "bw%d", (int)getpid());
+
+  atexit(cleanup);
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  signal(SIGHUP, on_signal);
+
+  brume_err *err = NULL;
+  conn = brume_libvirt_connect(NULL, &err);
+  if (!conn) die("libvirt: %s", err->msg);
+  name_prefix = brume_domain_name_prefix("brume", host_id, NULL);
+  if (name_prefix == NULL) die("bad host id %s", host_id);
+  brume_autofree char *k = NULL, *i = NULL;
+  progress("guest image (cached after the first build)");
+  if (brume_test_guest_image(BENCH_GUEST_DIR, BENCH_BRUME_INIT, &k, &i) < 0)
+    die("the guest image cannot be built");
+  snprintf(kernel_src, sizeof(kernel_src), "%s", k);
+  snprintf(initrd_src, sizeof(initrd_src), "%s", i);
+
+  dir = brume_test_tmpdir("bench-worker");
+  chmod(dir, 0755);
+  char zip[600], cmd[800];
+  snprintf(zip, sizeof(zip), "%s/echo.zip", dir);
+  if (brume_test_zip_bootstrap(dir, BENCH_ECHO_RUNTIME, zip) != 0) die("making %s", zip);
+  snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
+  brume_autofree char *sum = brume_test_last_line(cmd);
+  if (sum == NULL || strlen(sum) < 64) die("sha256sum failed");
+  memcpy(zip_sha, sum, 64);
+  zip_data = brume_test_read_file(zip, &zip_len);
+  if (zip_data == NULL) die("reading %s", zip);
+  code_http = brume_http_start("127.0.0.1:0", NULL, &err);
+  if (code_http == NULL) die("code server: %s", err->msg);
+  brume_http_route(code_http, "GET", "/code/", serve_code, NULL);
+  snprintf(code_url, sizeof(code_url), "http://127.0.0.1:%d/code/%s.zip",
+           brume_http_port(code_http), zip_sha);
+  etcd_srv = brume_test_etcd_start();
+  if (etcd_srv == NULL) die("etcd did not start");
+  rpc_port = brume_test_free_port();
+  http_port = brume_test_free_port();
+
+  /* Part 1: pool_size 0, every CreateSandbox boots. */
+  start_worker("0");
+  Brume__WorkerStatsRequest sr = BRUME__WORKER_STATS_REQUEST__INIT;
+  Brume__WorkerStatsResponse *st = NULL;
+  if (call_on(client, M_STATS, &sr, &st, &err) < 0) die("Stats: %s", err->msg);
+  int accel = st->host ? (int)st->host->accelerator : 0;
+  brume__worker_stats_response__free_unpacked(st, NULL);
+  const char *accel_name = accel == BRUME__ACCELERATOR__ACCELERATOR_KVM   ? "KVM"
+                           : accel == BRUME__ACCELERATOR__ACCELERATOR_TCG ? "TCG"
+                                                                          : "unknown";
+  progress("accelerator: %s", accel_name);
+  emit("accelerator", accel == BRUME__ACCELERATOR__ACCELERATOR_KVM ? 1 : 0, "enum");
+
+  char ids[16][80];
+  double boot[16];
+  for (int b = 0; b < n_boot; b++) {
+    bool hit = true;
+    boot[b] = create_on(client, ids[b], sizeof(ids[b]), &hit);
+    if (hit) die("a pool hit with pool_size 0");
+    progress("create from boot %d: %.0f ms", b + 1, boot[b]);
+  }
+  emit("create_from_boot_p50_ms", brume_test_percentile(boot, n_boot, 50), "ms");
+  emit("create_from_boot_p99_ms", brume_test_percentile(boot, n_boot, 99), "ms");
+
+  /* The sandboxes are idle (frozen at once: freeze_after 0); let their memory settle. */
+  usleep(500 * 1000);
+  int nq = 0;
+  long long kib = qemu_rss_kib(&nq);
+  if (nq != n_boot) progress("%d qemu processes for %d sandboxes", nq, n_boot);
+  if (nq > 0) {
+    progress("idle sandboxes: %d qemu processes, VmRSS %.1f MiB in all", nq, kib / 1024.0);
+    emit("host_memory_per_idle_sandbox_mib", kib / 1024.0 / nq, "MiB");
+  }
+
+  /* Warm Invoke on the first sandbox. */
+  progress("warm Invoke with freeze_after 0 (the only value implemented): each call pays a thaw "
+           "before and a freeze after it, as measured here");
+  double *rtt = calloc((size_t)n_invoke, sizeof(double));
+  char rid[32], payload[64];
+  for (int n = -10; n < n_invoke; n++) {
+    snprintf(rid, sizeof(rid), "req-%d", n + 11);
+    snprintf(payload, sizeof(payload), "bench event %d", n + 11);
+    Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
+    req.sandbox_id = ids[0];
+    req.request_id = rid;
+    req.payload.data = (uint8_t *)payload;
+    req.payload.len = strlen(payload);
+    Brume__WorkerInvokeResponse *r = NULL;
+    double t0 = brume_test_mono_ms();
+    if (call_on(client, M_INVOKE, &req, &r, &err) < 0) die("Invoke: %s", err->msg);
+    double us = (brume_test_mono_ms() - t0) * 1000.0;
+    if (r->function_error)
+      die("function error %s: %s", r->function_error->type, r->function_error->message);
+    if (r->payload.len < strlen(payload) || memcmp(r->payload.data, payload, strlen(payload)))
+      die("wrong payload %.*s", (int)r->payload.len, (const char *)r->payload.data);
+    brume__worker_invoke_response__free_unpacked(r, NULL);
+    if (n >= 0) rtt[n] = us;
+  }
+  emit("warm_invoke_p50_us", brume_test_percentile(rtt, n_invoke, 50), "us");
+  emit("warm_invoke_p99_us", brume_test_percentile(rtt, n_invoke, 99), "us");
+  free(rtt);
+
+  /* Freeze / Thaw round trips: thaw then freeze, 10 times (the sandbox is frozen now). */
+  double fz[10], th[10];
+  for (int n = 0; n < 10; n++) {
+    Brume__WorkerThawRequest tr = BRUME__WORKER_THAW_REQUEST__INIT;
+    tr.sandbox_id = ids[0];
+    Brume__WorkerThawResponse *trr = NULL;
+    double t0 = brume_test_mono_ms();
+    if (call_on(client, M_THAW, &tr, &trr, &err) < 0) die("Thaw: %s", err->msg);
+    th[n] = brume_test_mono_ms() - t0;
+    brume__worker_thaw_response__free_unpacked(trr, NULL);
+    Brume__WorkerFreezeRequest fr = BRUME__WORKER_FREEZE_REQUEST__INIT;
+    fr.sandbox_id = ids[0];
+    Brume__WorkerFreezeResponse *frr = NULL;
+    t0 = brume_test_mono_ms();
+    if (call_on(client, M_FREEZE, &fr, &frr, &err) < 0) die("Freeze: %s", err->msg);
+    fz[n] = brume_test_mono_ms() - t0;
+    brume__worker_freeze_response__free_unpacked(frr, NULL);
+  }
+  emit("freeze_ms", brume_test_percentile(fz, 10, 50), "ms");
+  emit("thaw_ms", brume_test_percentile(th, 10, 50), "ms");
+
+  for (int b = 0; b < n_boot; b++) destroy(client, ids[b]);
+
+  /* 4 callers at once, n_par creations from boot in all. */
+  par_arg pa[4];
+  pthread_t tid[4];
+  memset(pa, 0, sizeof(pa));
+  for (int t = 0; t < 4; t++) pa[t].n = n_par / 4 + (t < n_par % 4 ? 1 : 0);
+  double t0 = brume_test_mono_ms();
+  for (int t = 0; t < 4; t++) pthread_create(&tid[t], NULL, par_thread, &pa[t]);
+  for (int t = 0; t < 4; t++) pthread_join(tid[t], NULL);
+  double wall = brume_test_mono_ms() - t0;
+  progress("%d creations from boot by 4 callers at once: %.0f ms", n_par, wall);
+  emit("creations_per_s_4_parallel", n_par / (wall / 1000.0), "1/s");
+  for (int t = 0; t < 4; t++)
+    for (int n = 0; n < pa[t].n; n++) destroy(client, pa[t].ids[n]);
+  stop_worker();
+
+  /* Part 2: pool_size 2; each take with the pool full again. */
+  start_worker("2");
+  progress("pool of 2 ready after %.0f ms", wait_pool(2, 120000));
+  double take[16];
+  if (n_take > 16) n_take = 16;
+  for (int n = 0; n < n_take; n++) {
+    char id[80];
+    bool hit = false;
+    take[n] = create_on(client, id, sizeof(id), &hit);
+    if (!hit) die("CreateSandbox of 128 MiB missed a full pool");
+    destroy(client, id);
+    double refill = wait_pool(2, 120000);
+    progress("create from pool %d: %.1f ms (refilled after %.0f ms)", n + 1, take[n], refill);
+  }
+  emit("create_from_pool_p50_ms", brume_test_percentile(take, n_take, 50), "ms");
+  emit("create_from_pool_p99_ms", brume_test_percentile(take, n_take, 99), "ms");
+  stop_worker();
+  free(zip_data);
+  return 0;
+}
