@@ -1,4 +1,5 @@
 #include "etcd.h"
+#include "strbuf.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -61,32 +62,23 @@ static long long now_ms(void) {
 
 /* ---- response buffer ---- */
 
+/* A response body, refused once it would pass MAX_RESPONSE. */
 typedef struct buf {
-  char *data;
-  size_t len;
-  size_t cap;
+  brume_strbuf sb;
   bool too_big;
 } buf;
 
 static void buf_clear(buf *b) {
-  free(b->data);
-  memset(b, 0, sizeof(*b));
+  brume_strbuf_clear(&b->sb);
+  b->too_big = false;
 }
 
 static bool buf_append(buf *b, const char *p, size_t n) {
-  if (n > MAX_RESPONSE - b->len) {
+  if (n > MAX_RESPONSE - b->sb.len) {
     b->too_big = true;
     return false;
   }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 1024;
-    while (cap < b->len + n + 1) cap *= 2;
-    b->data = brume_xrealloc(b->data, cap);
-    b->cap = cap;
-  }
-  memcpy(b->data + b->len, p, n);
-  b->len += n;
-  b->data[b->len] = '\0';
+  brume_strbuf_append(&b->sb, p, n);
   return true;
 }
 
@@ -250,7 +242,7 @@ static void append_failure(char **list, const char *endpoint, const char *why) {
 static int http_failure(long http, const buf *resp, brume_err **err) {
   brume_status code;
   brume_autofree char *msg = NULL;
-  if (brume_etcd_json_parse_error(resp->data, resp->len, &code, &msg)) {
+  if (brume_etcd_json_parse_error(resp->sb.s, resp->sb.len, &code, &msg)) {
     if (strncmp(msg, "etcd", 4) == 0) return brume_err_set(err, code, "%s", msg);
     return brume_err_set(err, code, "etcd: %s", msg);
   }
@@ -348,7 +340,7 @@ int brume_etcd_get(brume_etcd *e, const char *key, brume_etcd_kv **kv_out, int64
     buf_clear(&resp);
     return brume_err_wrap(err, "get %s", key);
   }
-  brume_autoptr(brume_etcd_range) r = brume_etcd_json_parse_range(resp.data, resp.len, err);
+  brume_autoptr(brume_etcd_range) r = brume_etcd_json_parse_range(resp.sb.s, resp.sb.len, err);
   buf_clear(&resp);
   if (r == NULL) return brume_err_wrap(err, "get %s", key);
   if (revision_out) *revision_out = r->revision;
@@ -367,7 +359,7 @@ brume_etcd_range *brume_etcd_get_prefix(brume_etcd *e, const char *prefix, brume
   buf resp = {0};
   brume_etcd_range *r = NULL;
   if (call(e, "/v3/kv/range", body, true, &resp, err) == 0)
-    r = brume_etcd_json_parse_range(resp.data, resp.len, err);
+    r = brume_etcd_json_parse_range(resp.sb.s, resp.sb.len, err);
   buf_clear(&resp);
   if (r == NULL) brume_err_wrap(err, "get prefix %s", prefix);
   return r;
@@ -381,7 +373,7 @@ int brume_etcd_put(brume_etcd *e, const char *key, const void *value, size_t val
   int64_t rev = 0;
   /* Repeating a put writes the same value again: harmless. */
   int r = call(e, "/v3/kv/put", body, true, &resp, err);
-  if (r == 0) r = brume_etcd_json_parse_put(resp.data, resp.len, &rev, err);
+  if (r == 0) r = brume_etcd_json_parse_put(resp.sb.s, resp.sb.len, &rev, err);
   buf_clear(&resp);
   if (r < 0) return brume_err_wrap(err, "put %s", key);
   if (revision_out) *revision_out = rev;
@@ -396,7 +388,7 @@ int brume_etcd_delete(brume_etcd *e, const char *key, bool prefix, int64_t *dele
   int64_t deleted = 0, rev = 0;
   /* A repeated delete finds nothing left to delete; only the count can be off. */
   int r = call(e, "/v3/kv/deleterange", body, true, &resp, err);
-  if (r == 0) r = brume_etcd_json_parse_delete(resp.data, resp.len, &deleted, &rev, err);
+  if (r == 0) r = brume_etcd_json_parse_delete(resp.sb.s, resp.sb.len, &deleted, &rev, err);
   buf_clear(&resp);
   if (r < 0) return brume_err_wrap(err, "delete %s%s", key, prefix ? "*" : "");
   if (deleted_out) *deleted_out = deleted;
@@ -413,7 +405,7 @@ brume_etcd_txn_result *brume_etcd_txn(brume_etcd *e, const brume_etcd_txn_req *r
   /* Never repeated once sent: a compare-and-swap that went through would then fail its compare,
    * and the caller would wrongly believe it lost. */
   if (call(e, "/v3/kv/txn", body, false, &resp, err) == 0)
-    t = brume_etcd_json_parse_txn(resp.data, resp.len, err);
+    t = brume_etcd_json_parse_txn(resp.sb.s, resp.sb.len, err);
   buf_clear(&resp);
   if (t == NULL) brume_err_wrap(err, "txn");
   return t;
@@ -429,7 +421,7 @@ int brume_etcd_lease_grant(brume_etcd *e, int64_t ttl_s, int64_t *id_out, int64_
   int64_t id = 0, ttl = 0;
   /* A repeated grant leaves an unused lease behind, which expires by itself. */
   int r = call(e, "/v3/lease/grant", body, true, &resp, err);
-  if (r == 0) r = brume_etcd_json_parse_lease_grant(resp.data, resp.len, &id, &ttl, err);
+  if (r == 0) r = brume_etcd_json_parse_lease_grant(resp.sb.s, resp.sb.len, &id, &ttl, err);
   buf_clear(&resp);
   if (r < 0) return brume_err_wrap(err, "lease grant");
   *id_out = id;
@@ -442,7 +434,7 @@ int brume_etcd_lease_keepalive(brume_etcd *e, int64_t id, int64_t *ttl_out, brum
   buf resp = {0};
   int64_t ttl = 0;
   int r = call(e, "/v3/lease/keepalive", body, true, &resp, err);
-  if (r == 0) r = brume_etcd_json_parse_lease_keepalive(resp.data, resp.len, &ttl, err);
+  if (r == 0) r = brume_etcd_json_parse_lease_keepalive(resp.sb.s, resp.sb.len, &ttl, err);
   buf_clear(&resp);
   /* A lease that is gone still gets a 200 answer, just without a TTL. */
   if (r == 0 && ttl <= 0) r = brume_err_set(err, BRUME_NOT_FOUND, "etcd: lease not found");
@@ -553,15 +545,15 @@ static size_t watch_write(char *ptr, size_t size, size_t nmemb, void *user) {
   }
   size_t start = 0;
   for (;;) {
-    char *nl = memchr(w->line.data + start, '\n', w->line.len - start);
+    char *nl = memchr(w->line.sb.s + start, '\n', w->line.sb.len - start);
     if (nl == NULL) break;
-    size_t len = (size_t)(nl - (w->line.data + start));
-    if (!watch_line(w, w->line.data + start, len)) return 0;
+    size_t len = (size_t)(nl - (w->line.sb.s + start));
+    if (!watch_line(w, w->line.sb.s + start, len)) return 0;
     start += len + 1;
   }
-  memmove(w->line.data, w->line.data + start, w->line.len - start);
-  w->line.len -= start;
-  w->line.data[w->line.len] = '\0';
+  memmove(w->line.sb.s, w->line.sb.s + start, w->line.sb.len - start);
+  w->line.sb.len -= start;
+  w->line.sb.s[w->line.sb.len] = '\0';
   return n;
 }
 
@@ -612,7 +604,7 @@ static CURLcode watch_stream(brume_etcd_watch *w, const char *endpoint, long *ht
     /* An HTTP error carries its JSON without a final newline. */
     brume_status code;
     char *msg = NULL;
-    if (brume_etcd_json_parse_error(w->line.data, w->line.len, &code, &msg)) {
+    if (brume_etcd_json_parse_error(w->line.sb.s, w->line.sb.len, &code, &msg)) {
       w->problem = brume_xasprintf("etcd: %s (%s)", msg, brume_status_name(code));
       free(msg);
     } else {
@@ -671,7 +663,7 @@ brume_etcd_watch *brume_etcd_watch_prefix(brume_etcd *e, const char *prefix, int
     buf resp = {0};
     brume_etcd_range *r = NULL;
     if (call(e, "/v3/kv/range", body, true, &resp, err) == 0)
-      r = brume_etcd_json_parse_range(resp.data, resp.len, err);
+      r = brume_etcd_json_parse_range(resp.sb.s, resp.sb.len, err);
     buf_clear(&resp);
     if (r == NULL) {
       brume_err_wrap(err, "watch %s", prefix);

@@ -6,69 +6,40 @@
 #include <unistd.h>
 
 #include "resources.h"
+#include "strbuf.h"
 
 #define NAME_MAX_LEN 200
 
-/* A growing string; out-of-memory aborts in brume_x*. */
-typedef struct sbuf {
-  char *s;
-  size_t len, cap;
-} sbuf;
-
-static void sb_append(sbuf *b, const char *s, size_t n) {
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 2048;
-    while (cap < b->len + n + 1) cap *= 2;
-    b->s = brume_xrealloc(b->s, cap);
-    b->cap = cap;
-  }
-  memcpy(b->s + b->len, s, n);
-  b->len += n;
-  b->s[b->len] = '\0';
-}
-
-static void sb_puts(sbuf *b, const char *s) {
-  sb_append(b, s, strlen(s));
-}
-
-static void __attribute__((format(printf, 2, 3))) sb_printf(sbuf *b, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  brume_autofree char *s = brume_xvasprintf(fmt, ap);
-  va_end(ap);
-  sb_puts(b, s);
-}
-
 /* Escaped for both text and single- or double-quoted attributes. */
-static void sb_escaped(sbuf *b, const char *s) {
+static void sb_escaped(brume_strbuf *b, const char *s) {
   for (; *s; s++) {
     switch (*s) {
       case '&':
-        sb_puts(b, "&amp;");
+        brume_strbuf_puts(b, "&amp;");
         break;
       case '<':
-        sb_puts(b, "&lt;");
+        brume_strbuf_puts(b, "&lt;");
         break;
       case '>':
-        sb_puts(b, "&gt;");
+        brume_strbuf_puts(b, "&gt;");
         break;
       case '\'':
-        sb_puts(b, "&apos;");
+        brume_strbuf_puts(b, "&apos;");
         break;
       case '"':
-        sb_puts(b, "&quot;");
+        brume_strbuf_puts(b, "&quot;");
         break;
       default:
-        sb_append(b, s, 1);
+        brume_strbuf_append(b, s, 1);
     }
   }
 }
 
 /* <tag>escaped</tag> on a line of its own. */
-static void sb_elem(sbuf *b, const char *indent, const char *tag, const char *value) {
-  sb_printf(b, "%s<%s>", indent, tag);
+static void sb_elem(brume_strbuf *b, const char *indent, const char *tag, const char *value) {
+  brume_strbuf_printf(b, "%s<%s>", indent, tag);
   sb_escaped(b, value);
-  sb_printf(b, "</%s>\n", tag);
+  brume_strbuf_printf(b, "</%s>\n", tag);
 }
 
 static int check_part(const char *what, const char *v, brume_err **err) {
@@ -157,23 +128,23 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
 
   bool tcg = spec->accel == BRUME_ACCEL_TCG;
   uint32_t vcpus = brume_resources_vcpus(milli);
-  sbuf b = {0};
+  brume_strbuf b = {0};
 
-  sb_printf(&b, "<domain type='%s'>\n", type);
+  brume_strbuf_printf(&b, "<domain type='%s'>\n", type);
   sb_elem(&b, "  ", "name", name);
-  sb_puts(&b, "  <metadata>\n    <brume:sandbox xmlns:brume='" BRUME_DOMAIN_METADATA_NS "' host='");
+  brume_strbuf_puts(&b, "  <metadata>\n    <brume:sandbox xmlns:brume='" BRUME_DOMAIN_METADATA_NS "' host='");
   sb_escaped(&b, spec->host_id);
-  sb_puts(&b, "' id='");
+  brume_strbuf_puts(&b, "' id='");
   sb_escaped(&b, spec->sandbox_id);
-  sb_puts(&b, "'/>\n  </metadata>\n");
-  sb_printf(&b, "  <memory unit='MiB'>%u</memory>\n", spec->memory_mib);
-  sb_printf(&b, "  <vcpu placement='static'>%u</vcpu>\n", vcpus);
+  brume_strbuf_puts(&b, "'/>\n  </metadata>\n");
+  brume_strbuf_printf(&b, "  <memory unit='MiB'>%u</memory>\n", spec->memory_mib);
+  brume_strbuf_printf(&b, "  <vcpu placement='static'>%u</vcpu>\n", vcpus);
   if (!spec->no_cpu_quota)
-    sb_printf(&b, "  <cputune>\n    <period>%d</period>\n    <quota>%lld</quota>\n  </cputune>\n",
+    brume_strbuf_printf(&b, "  <cputune>\n    <period>%d</period>\n    <quota>%lld</quota>\n  </cputune>\n",
               BRUME_CPU_PERIOD_US,
               (long long)brume_resources_vcpu_quota_us(milli, vcpus, BRUME_CPU_PERIOD_US));
 
-  sb_puts(&b, "  <os>\n    <type arch='x86_64' machine='microvm'>hvm</type>\n");
+  brume_strbuf_puts(&b, "  <os>\n    <type arch='x86_64' machine='microvm'>hvm</type>\n");
   sb_elem(&b, "    ", "kernel", spec->kernel);
   if (spec->initrd && *spec->initrd) sb_elem(&b, "    ", "initrd", spec->initrd);
   brume_autofree char *tsc =
@@ -183,48 +154,48 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
       brume_xasprintf("console=ttyS0 quiet reboot=t panic=-1%s%s%s", tsc, extra ? " " : "",
                       extra ? spec->cmdline_extra : "");
   sb_elem(&b, "    ", "cmdline", cmdline);
-  sb_puts(&b, "  </os>\n");
+  brume_strbuf_puts(&b, "  </os>\n");
 
-  sb_puts(&b, "  <features>\n    <acpi/>\n");
+  brume_strbuf_puts(&b, "  <features>\n    <acpi/>\n");
   if (tcg)
-    sb_printf(&b, "    <tcg>\n      <tb-cache unit='MiB'>%u</tb-cache>\n    </tcg>\n",
+    brume_strbuf_printf(&b, "    <tcg>\n      <tb-cache unit='MiB'>%u</tb-cache>\n    </tcg>\n",
               spec->tb_cache_mib ? spec->tb_cache_mib : BRUME_DOMAIN_TB_CACHE_MIB);
-  sb_puts(&b, "  </features>\n");
-  if (!tcg) sb_puts(&b, "  <cpu mode='host-passthrough' check='none' migratable='off'/>\n");
-  sb_puts(&b, "  <clock offset='utc'/>\n");
-  sb_puts(&b,
+  brume_strbuf_puts(&b, "  </features>\n");
+  if (!tcg) brume_strbuf_puts(&b, "  <cpu mode='host-passthrough' check='none' migratable='off'/>\n");
+  brume_strbuf_puts(&b, "  <clock offset='utc'/>\n");
+  brume_strbuf_puts(&b,
           "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n"
           "  <on_crash>destroy</on_crash>\n");
 
-  sb_puts(&b, "  <devices>\n");
-  sb_puts(&b, "    <controller type='usb' model='none'/>\n");
-  sb_puts(&b, "    <controller type='virtio-serial' index='0'>" MMIO "</controller>\n");
-  sb_puts(&b, "    <serial type='file'>\n      <source path='");
+  brume_strbuf_puts(&b, "  <devices>\n");
+  brume_strbuf_puts(&b, "    <controller type='usb' model='none'/>\n");
+  brume_strbuf_puts(&b, "    <controller type='virtio-serial' index='0'>" MMIO "</controller>\n");
+  brume_strbuf_puts(&b, "    <serial type='file'>\n      <source path='");
   sb_escaped(&b, spec->console_log);
-  sb_puts(&b, "'/>\n      <target port='0'/>\n    </serial>\n");
-  sb_puts(&b, "    <channel type='unix'>\n      <source mode='bind' path='");
+  brume_strbuf_puts(&b, "'/>\n      <target port='0'/>\n    </serial>\n");
+  brume_strbuf_puts(&b, "    <channel type='unix'>\n      <source mode='bind' path='");
   sb_escaped(&b, spec->channel_path);
-  sb_puts(&b, "'/>\n      <target type='virtio' name='" BRUME_DOMAIN_CHANNEL_NAME
+  brume_strbuf_puts(&b, "'/>\n      <target type='virtio' name='" BRUME_DOMAIN_CHANNEL_NAME
               "'/>\n"
               "      <address type='virtio-serial' controller='0' bus='0' port='1'/>\n"
               "    </channel>\n");
-  sb_puts(&b,
+  brume_strbuf_puts(&b,
           "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n"
           "      " MMIO "\n    </rng>\n");
   if (spec->scratch_disk && *spec->scratch_disk) {
-    sb_puts(&b,
+    brume_strbuf_puts(&b,
             "    <disk type='file' device='disk'>\n"
             "      <driver name='qemu' type='raw' cache='unsafe' discard='unmap'/>\n"
             "      <source file='");
     sb_escaped(&b, spec->scratch_disk);
-    sb_puts(&b, "'/>\n      <target dev='vda' bus='virtio'/>\n      " MMIO "\n    </disk>\n");
+    brume_strbuf_puts(&b, "'/>\n      <target dev='vda' bus='virtio'/>\n      " MMIO "\n    </disk>\n");
   }
   if (spec->network)
-    sb_puts(&b, "    <interface type='user'>\n      <model type='virtio'/>\n      " MMIO
+    brume_strbuf_puts(&b, "    <interface type='user'>\n      <model type='virtio'/>\n      " MMIO
                 "\n    </interface>\n");
-  sb_puts(&b, "    <memballoon model='none'/>\n");
-  sb_puts(&b, "  </devices>\n</domain>\n");
-  return b.s;
+  brume_strbuf_puts(&b, "    <memballoon model='none'/>\n");
+  brume_strbuf_puts(&b, "  </devices>\n</domain>\n");
+  return brume_strbuf_steal(&b);
 }
 
 static uint32_t read_u32_file(const char *path) {
