@@ -29,31 +29,15 @@
 #include <unistd.h>
 
 #include "brume/worker.pb-c.h"
-#include "domain.h"
-#include "etcd_server.h"
-#include "http.h"
-#include "libvirt.h"
 #include "log.h"
 #include "proc.h"
-#include "rpc.h"
 #include "testutil.h"
+#include "worker_fixture.h"
 
 enum { M_CREATE, M_INVOKE, M_FREEZE, M_THAW, M_DESTROY, M_LIST, M_STATS };
 
-static char host_id[64];
-static char *name_prefix;
-static char *dir;
-static char kernel_src[512], initrd_src[512];
-static virConnectPtr conn;
-static brume_test_etcd *etcd_srv;
-static brume_http *code_http;
-static uint8_t *zip_data;
-static size_t zip_len;
-static char zip_sha[65];
-static char code_url[256];
-static int rpc_port, http_port;
-static pid_t worker_pid = -1;
-static brume_rpc_client *client;
+static brume_test_worker *w;
+static brume_rpc_client *client; /* w->client */
 
 static void progress(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void progress(const char *fmt, ...) {
@@ -72,25 +56,9 @@ static void emit(const char *metric, double value, const char *unit) {
 }
 
 static void cleanup(void) {
-  if (worker_pid > 0) brume_test_stop(worker_pid, SIGTERM, 30000);
-  worker_pid = -1;
-  brume_rpc_client_free(client);
+  brume_test_worker_free(w);
+  w = NULL;
   client = NULL;
-  if (conn && name_prefix) {
-    brume_libvirt_destroy_by_prefix(conn, name_prefix, NULL);
-    char cmd[512];
-    snprintf(cmd, sizeof(cmd), "rm -f /var/log/libvirt/qemu/%s*.log", name_prefix);
-    if (system(cmd) != 0) progress("could not remove the QEMU logs");
-  }
-  if (conn) virConnectClose(conn);
-  conn = NULL;
-  if (code_http) brume_http_stop(code_http);
-  code_http = NULL;
-  brume_test_etcd_free(etcd_srv);
-  etcd_srv = NULL;
-  if (dir) brume_test_rmtree(dir);
-  free(dir);
-  dir = NULL;
 }
 
 static void on_signal(int sig) {
@@ -106,11 +74,7 @@ static void die(const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fputc('\n', stderr);
   va_end(ap);
-  if (dir) {
-    char path[600];
-    snprintf(path, sizeof(path), "%s/worker.log", dir);
-    brume_test_dump_file(path);
-  }
+  brume_test_worker_dump_log(w);
   exit(1);
 }
 
@@ -119,50 +83,23 @@ static int env_int(const char *name, int def) {
   return v && *v ? atoi(v) : def;
 }
 
-static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
-  (void)req;
-  (void)user;
-  brume_http_reply(resp, 200, "application/zip", zip_data, zip_len);
-}
-
 static brume_rpc_client *new_client(void) {
-  char target[64];
-  snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_port);
-  brume_rpc_client_opts co = {.max_message_bytes = 8u << 20};
   brume_err *err = NULL;
-  brume_rpc_client *c = brume_rpc_client_new(target, &co, &err);
+  brume_rpc_client *c = brume_test_worker_client(w, &err);
   if (c == NULL) die("client: %s", err->msg);
   return c;
 }
 
 static void start_worker(const char *pool_size) {
-  char listen[64], http_listen[64], kdir[600], rdir[600], cdir[600], log[600];
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", rpc_port);
-  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", http_port);
-  snprintf(kdir, sizeof(kdir), "%s/images", dir);
-  snprintf(rdir, sizeof(rdir), "%s/run", dir);
-  snprintf(cdir, sizeof(cdir), "%s/code", dir);
-  snprintf(log, sizeof(log), "%s/worker.log", dir);
-  char *argv[] = {BENCH_BRUME_WORKER, "--listen",      listen,       "--http-listen",
-                  http_listen,        "--etcd-endpoints", etcd_srv->endpoint,
-                  "--guest-kernel",   kernel_src,      "--guest-initrd", initrd_src,
-                  "--host-id",        host_id,         "--image-dir",  kdir,
-                  "--run-dir",        rdir,            "--code-cache-dir", cdir,
-                  "--pool-size",      (char *)pool_size, "--freeze-after", "0",
-                  NULL};
-  double t0 = brume_test_mono_ms();
-  worker_pid = brume_test_spawn(argv, log);
-  if (worker_pid <= 0) die("could not start %s", BENCH_BRUME_WORKER);
-  if (brume_test_wait_port(rpc_port, 120000) < 0) die("brume-worker did not listen");
-  progress("worker (pool_size %s) listening after %.0f ms", pool_size,
-           brume_test_mono_ms() - t0);
-  brume_rpc_client_free(client);
-  client = new_client();
+  const char *flags[] = {"--pool-size", pool_size, "--freeze-after", "0", NULL};
+  double ms = 0;
+  if (brume_test_worker_start(w, flags, &ms) < 0) die("could not start %s", BENCH_BRUME_WORKER);
+  client = w->client;
+  progress("worker (pool_size %s) listening after %.0f ms", pool_size, ms);
 }
 
 static void stop_worker(void) {
-  brume_test_stop(worker_pid, SIGTERM, 30000);
-  worker_pid = -1;
+  brume_test_worker_stop(w, SIGTERM, 30000);
 }
 
 static int call_on(brume_rpc_client *c, unsigned method, const void *req, void *reply,
@@ -181,9 +118,9 @@ static double create_on(brume_rpc_client *c, char *id, size_t idsize, bool *hit)
   fref.account_id = "acct1";
   fref.function_name = "echo";
   fref.version = "1";
-  fcode.sha256 = zip_sha;
-  fcode.url = code_url;
-  fcode.size_bytes = zip_len;
+  fcode.sha256 = w->zip_sha;
+  fcode.url = w->code_url;
+  fcode.size_bytes = w->zip_len;
   fres.memory_mib = 128;
   fres.ephemeral_storage_mib = 512;
   Brume__SandboxSpec s = BRUME__SANDBOX_SPEC__INIT;
@@ -219,23 +156,13 @@ static void destroy(brume_rpc_client *c, const char *id) {
   brume__worker_destroy_response__free_unpacked(d, NULL);
 }
 
-/* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
-static int pool_vms(void) {
-  char cmd[256];
-  snprintf(cmd, sizeof(cmd),
-           "curl -s --max-time 5 http://127.0.0.1:%d/metrics | grep '^brume_worker_pool_vms '",
-           http_port);
-  brume_autofree char *line = brume_test_last_line(cmd);
-  if (line == NULL) return -1;
-  const char *sp = strchr(line, ' ');
-  return sp ? atoi(sp + 1) : -1;
-}
-
 static double wait_pool(int want, int timeout_ms) {
   double t0 = brume_test_mono_ms();
   long long end = brume_test_now_ms() + timeout_ms;
-  while (pool_vms() != want && brume_test_now_ms() < end) usleep(50 * 1000);
-  if (pool_vms() != want) die("the pool holds %d VMs after %d ms, want %d", pool_vms(), timeout_ms, want);
+  while (brume_test_worker_pool_vms(w) != want && brume_test_now_ms() < end) usleep(50 * 1000);
+  if (brume_test_worker_pool_vms(w) != want)
+    die("the pool holds %d VMs after %d ms, want %d", brume_test_worker_pool_vms(w), timeout_ms,
+        want);
   return brume_test_mono_ms() - t0;
 }
 
@@ -261,7 +188,7 @@ static long long qemu_rss_kib(int *count) {
     for (size_t i = 0; i < len; i++)
       if (cl[i] == '\0') cl[i] = ' ';
     cl[len] = '\0';
-    bool match = strstr((char *)cl, name_prefix) != NULL && strstr((char *)cl, "qemu") != NULL;
+    bool match = strstr((char *)cl, w->name_prefix) != NULL && strstr((char *)cl, "qemu") != NULL;
     free(cl);
     if (!match) continue;
     snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
@@ -308,6 +235,7 @@ int main(void) {
   if (n_boot < 1 || n_boot > 16 || n_invoke < 1 || n_take < 1 || n_par < 4 || n_par > 32)
     die("bad BENCH_WORKER_* setting");
   const char *hid = getenv("BENCH_WORKER_HOST_ID");
+  char host_id[64];
   snprintf(host_id, sizeof(host_id), "%s", hid && *hid ? hid : "");
   if (host_id[0] == '\0') snprintf(host_id, sizeof(host_id), "bw%d", (int)getpid());
 
@@ -317,37 +245,13 @@ int main(void) {
   signal(SIGHUP, on_signal);
 
   brume_err *err = NULL;
-  conn = brume_libvirt_connect(NULL, &err);
-  if (!conn) die("libvirt: %s", err->msg);
-  name_prefix = brume_domain_name_prefix("brume", host_id, NULL);
-  if (name_prefix == NULL) die("bad host id %s", host_id);
-  brume_autofree char *k = NULL, *i = NULL;
+  w = brume_test_worker_new(BENCH_BRUME_WORKER, host_id, &err);
+  if (w == NULL) die("libvirt or host id %s: %s", host_id, err->msg);
   progress("guest image (cached after the first build)");
-  if (brume_test_guest_image(BENCH_GUEST_DIR, BENCH_BRUME_INIT, &k, &i) < 0)
+  if (brume_test_worker_guest(w, BENCH_GUEST_DIR, BENCH_BRUME_INIT) < 0)
     die("the guest image cannot be built");
-  snprintf(kernel_src, sizeof(kernel_src), "%s", k);
-  snprintf(initrd_src, sizeof(initrd_src), "%s", i);
-
-  dir = brume_test_tmpdir("bench-worker");
-  chmod(dir, 0755);
-  char zip[600], cmd[800];
-  snprintf(zip, sizeof(zip), "%s/echo.zip", dir);
-  if (brume_test_zip_bootstrap(dir, BENCH_ECHO_RUNTIME, zip) != 0) die("making %s", zip);
-  snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
-  brume_autofree char *sum = brume_test_last_line(cmd);
-  if (sum == NULL || strlen(sum) < 64) die("sha256sum failed");
-  memcpy(zip_sha, sum, 64);
-  zip_data = brume_test_read_file(zip, &zip_len);
-  if (zip_data == NULL) die("reading %s", zip);
-  code_http = brume_http_start("127.0.0.1:0", NULL, &err);
-  if (code_http == NULL) die("code server: %s", err->msg);
-  brume_http_route(code_http, "GET", "/code/", serve_code, NULL);
-  snprintf(code_url, sizeof(code_url), "http://127.0.0.1:%d/code/%s.zip",
-           brume_http_port(code_http), zip_sha);
-  etcd_srv = brume_test_etcd_start();
-  if (etcd_srv == NULL) die("etcd did not start");
-  rpc_port = brume_test_free_port();
-  http_port = brume_test_free_port();
+  if (brume_test_worker_setup(w, "bench-worker", BENCH_ECHO_RUNTIME) < 0)
+    die("the fixture (code zip, code server, etcd) could not be set up");
 
   /* Part 1: pool_size 0, every CreateSandbox boots. */
   start_worker("0");
@@ -466,6 +370,5 @@ int main(void) {
   emit("create_from_pool_p50_ms", brume_test_percentile(take, n_take, 50), "ms");
   emit("create_from_pool_p99_ms", brume_test_percentile(take, n_take, 99), "ms");
   stop_worker();
-  free(zip_data);
   return 0;
 }

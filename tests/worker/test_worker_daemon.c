@@ -35,92 +35,36 @@
 #include "brume/worker.pb-c.h"
 #include "domain.h"
 #include "etcd.h"
-#include "etcd_server.h"
-#include "http.h"
-#include "libvirt.h"
 #include "log.h"
 #include "proc.h"
-#include "rpc.h"
 #include "testutil.h"
+#include "worker_fixture.h"
 
 enum { M_CREATE, M_INVOKE, M_FREEZE, M_THAW, M_DESTROY, M_LIST, M_STATS };
 
-static const char *worker_bin, *runtime_bin;
-static char *dir;
-static char kernel_src[512], initrd_src[512];
-static char host_id[32];
-static char *name_prefix;
-static virConnectPtr conn;
-static brume_test_etcd *etcd_srv;
-static brume_http *code_http;
-static uint8_t *zip_data;
-static size_t zip_len;
-static char zip_sha[65];
-static char code_url[256];
-static int rpc_port, http_port;
-static pid_t worker_pid = -1;
-static brume_rpc_client *client;
+static brume_test_worker *w;
+static brume_rpc_client *client; /* w->client */
 static char sandbox_id[80];
 static const char *pool_size = "0"; /* --pool-size of the next start_worker */
 
-static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
-  (void)req;
-  (void)user;
-  brume_http_reply(resp, 200, "application/zip", zip_data, zip_len);
-}
-
 static void print_worker_log(void) {
-  char path[600];
-  snprintf(path, sizeof(path), "%s/worker.log", dir);
-  brume_test_dump_file(path);
+  brume_test_worker_dump_log(w);
 }
 
 static void start_worker(void) {
-  char listen[64], http_listen[64], kdir[600], rdir[600], cdir[600], log[600];
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", rpc_port);
-  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", http_port);
-  snprintf(kdir, sizeof(kdir), "%s/images", dir);
-  snprintf(rdir, sizeof(rdir), "%s/run", dir);
-  snprintf(cdir, sizeof(cdir), "%s/code", dir);
-  snprintf(log, sizeof(log), "%s/worker.log", dir);
-  char *argv[] = {(char *)worker_bin,
-                  "--listen",
-                  listen,
-                  "--http-listen",
-                  http_listen,
-                  "--etcd-endpoints",
-                  etcd_srv->endpoint,
-                  "--guest-kernel",
-                  kernel_src,
-                  "--guest-initrd",
-                  initrd_src,
-                  "--host-id",
-                  host_id,
-                  "--image-dir",
-                  kdir,
-                  "--run-dir",
-                  rdir,
-                  "--code-cache-dir",
-                  cdir,
-                  "--pool-size",
-                  (char *)pool_size,
-                  NULL};
+  const char *flags[] = {"--pool-size", pool_size, NULL};
   double t0 = brume_test_mono_ms();
-  worker_pid = brume_test_spawn(argv, log);
-  assert_true(worker_pid > 0);
-  if (brume_test_wait_port(rpc_port, 120000) < 0) {
+  assert_true(brume_test_worker_spawn(w, flags) > 0);
+  if (brume_test_worker_wait(w, 120000) < 0) {
     print_worker_log();
-    fail_msg("brume-worker did not listen on %d", rpc_port);
+    fail_msg("brume-worker did not listen on %d", w->rpc_port);
   }
   print_message("# worker start (libvirt, cleanup, accelerator probe, etcd) %.0f ms\n",
                 brume_test_mono_ms() - t0);
   /* A fresh channel: the old one may still hold the killed worker's connection. */
-  brume_rpc_client_free(client);
-  char target[64];
-  snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_port);
-  brume_rpc_client_opts co = {.max_message_bytes = 8u << 20};
+  brume_rpc_client_free(w->client);
   brume_err *err = NULL;
-  client = brume_rpc_client_new(target, &co, &err);
+  client = w->client = brume_test_worker_client(w, &err);
   if (client == NULL) fail_msg("client: %s", err->msg);
 }
 
@@ -140,8 +84,8 @@ static Brume__SandboxSpec make_spec(uint32_t memory, const char *sha) {
   fref.function_name = "echo";
   fref.version = "1";
   fcode.sha256 = (char *)sha;
-  fcode.url = code_url;
-  fcode.size_bytes = zip_len;
+  fcode.url = w->code_url;
+  fcode.size_bytes = w->zip_len;
   fres.memory_mib = memory;
   fres.ephemeral_storage_mib = 512;
   Brume__SandboxSpec s = BRUME__SANDBOX_SPEC__INIT;
@@ -205,7 +149,7 @@ static int invoke(const char *id, const char *rid, const void *payload, size_t l
 static size_t domains_of_host(void) {
   size_t n = 0;
   brume_err *err = NULL;
-  char **names = brume_libvirt_list_by_prefix(conn, name_prefix, &n, &err);
+  char **names = brume_libvirt_list_by_prefix(w->conn, w->name_prefix, &n, &err);
   if (names == NULL) fail_msg("list domains: %s", err->msg);
   brume_libvirt_names_free(names);
   return n;
@@ -213,8 +157,8 @@ static size_t domains_of_host(void) {
 
 static int domain_state(const char *id) {
   brume_err *err = NULL;
-  brume_autofree char *name = brume_domain_name("brume", host_id, id, NULL);
-  virDomainPtr dom = brume_libvirt_lookup(conn, name, &err);
+  brume_autofree char *name = brume_domain_name("brume", w->host_id, id, NULL);
+  virDomainPtr dom = brume_libvirt_lookup(w->conn, name, &err);
   if (dom == NULL) {
     int code = err->code;
     brume_err_free(err);
@@ -230,7 +174,7 @@ static void test_create_and_invoke(void **state) {
   (void)state;
   brume_err *err = NULL;
   double ms = 0;
-  if (create(128, zip_sha, sandbox_id, sizeof(sandbox_id), &ms, &err) != 0) {
+  if (create(128, w->zip_sha, sandbox_id, sizeof(sandbox_id), &ms, &err) != 0) {
     print_worker_log();
     fail_msg("CreateSandbox: %s", err->msg);
   }
@@ -300,11 +244,11 @@ static void test_bad_input(void **state) {
   brume_err *err = NULL;
   int rc;
   char id[80];
-  rc = create(64, zip_sha, id, sizeof(id), NULL, &err);
+  rc = create(64, w->zip_sha, id, sizeof(id), NULL, &err);
   expect_code(rc, err, BRUME_INVALID_ARGUMENT, "memory 64");
   assert_non_null(strstr(err->msg, "InvalidParameterValueException: "));
   brume_err_clear(&err);
-  rc = create(20000, zip_sha, id, sizeof(id), NULL, &err);
+  rc = create(20000, w->zip_sha, id, sizeof(id), NULL, &err);
   expect_code(rc, err, BRUME_INVALID_ARGUMENT, "memory 20,000");
   brume_err_clear(&err);
 
@@ -348,10 +292,10 @@ static void test_bad_input(void **state) {
 static void test_etcd_list_stats(void **state) {
   (void)state;
   brume_err *err = NULL;
-  brume_etcd *e = brume_etcd_new(etcd_srv->endpoint, NULL, &err);
+  brume_etcd *e = brume_etcd_new(w->etcd->endpoint, NULL, &err);
   assert_non_null(e);
   char key[128];
-  snprintf(key, sizeof(key), "/brume/svc/worker/%s", host_id);
+  snprintf(key, sizeof(key), "/brume/svc/worker/%s", w->host_id);
   brume_etcd_kv *kv = NULL;
   assert_int_equal(brume_etcd_get(e, key, &kv, NULL, &err), 0);
   if (kv == NULL) fail_msg("no key %s in etcd", key);
@@ -406,10 +350,9 @@ static void test_kill_and_restart(void **state) {
   brume_err *err = NULL;
   int rc;
   char id[80];
-  if (create(128, zip_sha, id, sizeof(id), NULL, &err) != 0) fail_msg("create: %s", err->msg);
+  if (create(128, w->zip_sha, id, sizeof(id), NULL, &err) != 0) fail_msg("create: %s", err->msg);
   assert_int_equal(domains_of_host(), 1);
-  brume_test_stop(worker_pid, SIGKILL, 5000);
-  worker_pid = -1;
+  brume_test_worker_stop(w, SIGKILL, 5000);
   start_worker();
   long long end = brume_test_now_ms() + 10000;
   while (domains_of_host() != 0 && brume_test_now_ms() < end) usleep(50 * 1000);
@@ -422,41 +365,29 @@ static void test_kill_and_restart(void **state) {
   brume_err_clear(&err);
 
   /* A clean stop destroys its sandboxes and revokes the registration. */
-  if (create(128, zip_sha, id, sizeof(id), NULL, &err) != 0) fail_msg("create: %s", err->msg);
-  int status = brume_test_stop(worker_pid, SIGTERM, 30000);
-  worker_pid = -1;
+  if (create(128, w->zip_sha, id, sizeof(id), NULL, &err) != 0) fail_msg("create: %s", err->msg);
+  int status = brume_test_worker_stop(w, SIGTERM, 30000);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   assert_int_equal(domains_of_host(), 0);
-  brume_etcd *e = brume_etcd_new(etcd_srv->endpoint, NULL, &err);
+  brume_etcd *e = brume_etcd_new(w->etcd->endpoint, NULL, &err);
   char key[128];
-  snprintf(key, sizeof(key), "/brume/svc/worker/%s", host_id);
+  snprintf(key, sizeof(key), "/brume/svc/worker/%s", w->host_id);
   brume_etcd_kv *kv = NULL;
   assert_int_equal(brume_etcd_get(e, key, &kv, NULL, &err), 0);
   assert_null(kv);
   brume_etcd_free(e);
 }
 
-/* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
-static int pool_vms(void) {
-  char cmd[256];
-  snprintf(cmd, sizeof(cmd),
-           "curl -s --max-time 5 http://127.0.0.1:%d/metrics | grep '^brume_worker_pool_vms '",
-           http_port);
-  brume_autofree char *line = brume_test_last_line(cmd);
-  if (line == NULL) return -1;
-  const char *sp = strchr(line, ' ');
-  return sp ? atoi(sp + 1) : -1;
-}
-
 /* Waits until the pool holds want VMs (booting one takes about a second under TCG). */
 static void wait_pool(int want, int timeout_ms, const char *what) {
   double t0 = brume_test_mono_ms();
   long long end = brume_test_now_ms() + timeout_ms;
-  while (pool_vms() != want && brume_test_now_ms() < end) usleep(100 * 1000);
-  if (pool_vms() != want) {
+  while (brume_test_worker_pool_vms(w) != want && brume_test_now_ms() < end) usleep(100 * 1000);
+  if (brume_test_worker_pool_vms(w) != want) {
     print_worker_log();
-    fail_msg("%s: the pool holds %d VMs after %d ms, want %d", what, pool_vms(), timeout_ms, want);
+    fail_msg("%s: the pool holds %d VMs after %d ms, want %d", what, brume_test_worker_pool_vms(w),
+             timeout_ms, want);
   }
   print_message("# %s: pool of %d ready after %.0f ms\n", what, want, brume_test_mono_ms() - t0);
 }
@@ -473,10 +404,10 @@ static void test_pool(void **state) {
   char id1[80], id2[80], id3[80];
   double hit1 = 0, hit2 = 0, boot = 0;
   bool hit = false;
-  if (create_ex(128, zip_sha, id1, sizeof(id1), &hit1, &hit, &err) != 0)
+  if (create_ex(128, w->zip_sha, id1, sizeof(id1), &hit1, &hit, &err) != 0)
     fail_msg("create 1: %s", err->msg);
   assert_true(hit);
-  if (create_ex(128, zip_sha, id2, sizeof(id2), &hit2, &hit, &err) != 0)
+  if (create_ex(128, w->zip_sha, id2, sizeof(id2), &hit2, &hit, &err) != 0)
     fail_msg("create 2: %s", err->msg);
   assert_true(hit);
   assert_string_not_equal(id1, id2);
@@ -497,7 +428,7 @@ static void test_pool(void **state) {
   assert_int_equal(domains_of_host(), 4);
 
   /* Another memory size boots. */
-  if (create_ex(256, zip_sha, id3, sizeof(id3), &boot, &hit, &err) != 0)
+  if (create_ex(256, w->zip_sha, id3, sizeof(id3), &boot, &hit, &err) != 0)
     fail_msg("create 256: %s", err->msg);
   assert_false(hit);
   print_message(
@@ -516,8 +447,7 @@ static void test_pool(void **state) {
   brume__worker_stats_response__free_unpacked(s, NULL);
 
   /* A clean stop destroys the sandboxes and the pooled VMs. */
-  int status = brume_test_stop(worker_pid, SIGTERM, 30000);
-  worker_pid = -1;
+  int status = brume_test_worker_stop(w, SIGTERM, 30000);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   assert_int_equal(domains_of_host(), 0);
@@ -526,15 +456,13 @@ static void test_pool(void **state) {
    * the pooled VMs by the name prefix. */
   start_worker();
   wait_pool(2, 60000, "second start");
-  brume_test_stop(worker_pid, SIGKILL, 5000);
-  worker_pid = -1;
+  brume_test_worker_stop(w, SIGKILL, 5000);
   pool_size = "0";
   start_worker();
   long long end = brume_test_now_ms() + 10000;
   while (domains_of_host() != 0 && brume_test_now_ms() < end) usleep(50 * 1000);
   assert_int_equal(domains_of_host(), 0);
-  status = brume_test_stop(worker_pid, SIGTERM, 30000);
-  worker_pid = -1;
+  status = brume_test_worker_stop(w, SIGTERM, 30000);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
 }
@@ -548,8 +476,6 @@ int main(int argc, char **argv) {
             argv[0]);
     return 1;
   }
-  runtime_bin = argv[3];
-  worker_bin = argv[4];
   if (geteuid() != 0) {
     fprintf(stderr, "test_worker_daemon: skipped: needs root for qemu:///system\n");
     return 77;
@@ -559,56 +485,23 @@ int main(int argc, char **argv) {
     return 77;
   }
   brume_err *err = NULL;
-  conn = brume_libvirt_connect(NULL, &err);
-  if (!conn) {
+  char host_id[32];
+  snprintf(host_id, sizeof(host_id), "wd%d", (int)getpid());
+  w = brume_test_worker_new(argv[4], host_id, &err);
+  if (!w) {
     fprintf(stderr, "test_worker_daemon: skipped: %s\n", err->msg);
     brume_err_free(err);
     return 77;
   }
-  char cmd[4096];
-  brume_autofree char *k = NULL, *i = NULL;
-  if (brume_test_guest_image(argv[1], argv[2], &k, &i) < 0) {
+  if (brume_test_worker_guest(w, argv[1], argv[2]) < 0) {
     fprintf(stderr, "test_worker_daemon: skipped: the guest image cannot be built\n");
-    virConnectClose(conn);
+    brume_test_worker_free(w);
     return 77;
   }
-  snprintf(kernel_src, sizeof(kernel_src), "%s", k);
-  snprintf(initrd_src, sizeof(initrd_src), "%s", i);
-
-  snprintf(host_id, sizeof(host_id), "wd%d", (int)getpid());
-  name_prefix = brume_domain_name_prefix("brume", host_id, NULL);
-  dir = brume_test_tmpdir("worker-daemon");
-  chmod(dir, 0755);
-
-  /* The function: the static echo runtime as bootstrap, served over HTTP. */
-  char zip[600];
-  snprintf(zip, sizeof(zip), "%s/echo.zip", dir);
-  if (brume_test_zip_bootstrap(dir, runtime_bin, zip) != 0) {
-    fprintf(stderr, "test_worker_daemon: making %s failed\n", zip);
+  if (brume_test_worker_setup(w, "worker-daemon", argv[3]) < 0) {
+    brume_test_worker_free(w);
     return 1;
   }
-  snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
-  brume_autofree char *sum = brume_test_last_line(cmd);
-  if (sum == NULL || strlen(sum) < 64) {
-    fprintf(stderr, "test_worker_daemon: sha256sum failed\n");
-    return 1;
-  }
-  memcpy(zip_sha, sum, 64);
-  zip_data = brume_test_read_file(zip, &zip_len);
-  if (zip_data == NULL) return 1;
-  code_http = brume_http_start("127.0.0.1:0", NULL, &err);
-  if (code_http == NULL) {
-    fprintf(stderr, "code server: %s\n", err->msg);
-    return 1;
-  }
-  brume_http_route(code_http, "GET", "/code/", serve_code, NULL);
-  snprintf(code_url, sizeof(code_url), "http://127.0.0.1:%d/code/%s.zip",
-           brume_http_port(code_http), zip_sha);
-
-  etcd_srv = brume_test_etcd_start();
-  if (etcd_srv == NULL) return 1;
-  rpc_port = brume_test_free_port();
-  http_port = brume_test_free_port();
   start_worker();
 
   const struct CMUnitTest tests[] = {
@@ -619,17 +512,6 @@ int main(int argc, char **argv) {
   int rc = cmocka_run_group_tests_name("worker_daemon", tests, NULL, NULL);
   if (rc != 0) print_worker_log();
 
-  if (worker_pid > 0) brume_test_stop(worker_pid, SIGTERM, 30000);
-  brume_rpc_client_free(client);
-  brume_libvirt_destroy_by_prefix(conn, name_prefix, NULL);
-  virConnectClose(conn);
-  snprintf(cmd, sizeof(cmd), "rm -f /var/log/libvirt/qemu/%s*.log", name_prefix);
-  if (system(cmd) != 0) fprintf(stderr, "test_worker_daemon: could not remove the QEMU logs\n");
-  brume_http_stop(code_http);
-  brume_test_etcd_free(etcd_srv);
-  brume_test_rmtree(dir);
-  free(dir);
-  free(zip_data);
-  free(name_prefix);
+  brume_test_worker_free(w);
   return rc;
 }

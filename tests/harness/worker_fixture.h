@@ -1,0 +1,64 @@
+/* Test harness: brume-worker as its own process, with what it needs around it.
+ *
+ * A real etcd, the static echo runtime zipped and served over brume_http (the function code),
+ * the guest image, a temp directory (images/, run/, code/, worker.log), free RPC and HTTP ports,
+ * the worker process and a brume_rpc_client to it. Shared by tests/worker/test_worker_daemon and
+ * bench/worker_bench; no cmocka here: the functions return -1 (or NULL) on failure, with a line
+ * on stderr, and the caller asserts or dies. Needs root and libvirtd (qemu:///system). */
+#ifndef BRUME_TEST_WORKER_FIXTURE_H
+#define BRUME_TEST_WORKER_FIXTURE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "etcd_server.h"
+#include "http.h"
+#include "libvirt.h"
+#include "rpc.h"
+
+typedef struct brume_test_worker {
+  const char *worker_bin; /* the brume-worker binary */
+  char host_id[64];
+  char *name_prefix; /* of the domains of host_id */
+  virConnectPtr conn;
+  char kernel[512], initrd[512]; /* the guest image */
+  char *dir;                     /* temp directory: echo.zip, images/, run/, code/, worker.log */
+  brume_test_etcd *etcd;
+  brume_http *code_http; /* serves zip_data at code_url */
+  uint8_t *zip_data;
+  size_t zip_len;
+  char zip_sha[65];
+  char code_url[256];
+  int rpc_port, http_port;
+  pid_t pid; /* the worker, -1 when not running */
+  brume_rpc_client *client;
+} brume_test_worker;
+
+/* Connects to qemu:///system for host_id. NULL on failure, with the reason in *err. */
+brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *host_id,
+                                         brume_err **err);
+/* Builds (or takes from the cache) the guest image. -1 if it cannot be built. */
+int brume_test_worker_guest(brume_test_worker *w, const char *guest_dir, const char *init_bin);
+/* Temp directory named after name, the echo zip of runtime_bin and its server, etcd, ports. */
+int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *runtime_bin);
+/* Spawns the worker with the common flags, then extra (NULL-terminated, may be NULL). */
+pid_t brume_test_worker_spawn(brume_test_worker *w, const char *const *extra);
+/* Waits until the worker listens on rpc_port. */
+int brume_test_worker_wait(brume_test_worker *w, int timeout_ms);
+/* A new client to the worker (8 MiB messages). */
+brume_rpc_client *brume_test_worker_client(brume_test_worker *w, brume_err **err);
+/* Spawn, wait (120 s), and a fresh w->client (the old one may hold a killed worker's
+ * connection). -1 on failure. *ms (may be NULL) gets the time to listen. */
+int brume_test_worker_start(brume_test_worker *w, const char *const *extra, double *ms);
+/* Signals the worker and reaps it (brume_test_stop); its wait status, or -1. pid becomes -1. */
+int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms);
+/* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
+int brume_test_worker_pool_vms(brume_test_worker *w);
+/* Prints worker.log to stderr. */
+void brume_test_worker_dump_log(brume_test_worker *w);
+/* SIGTERM to the worker, destroys the domains of host_id and their QEMU logs, stops the code
+ * server and etcd, removes the temp directory. NULL is fine. */
+void brume_test_worker_free(brume_test_worker *w);
+
+#endif
