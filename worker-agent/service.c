@@ -287,11 +287,13 @@ static void create_job(void *p) {
   resp.sandbox_id = id;
   brume_info("Sandbox created.",
              "request_id=%s sandbox_id=%s function=%s/%s version=%s memory_mib=%" PRIu32
-             " pool_hit=%s init_ms=%.1f vm_ready_ms=%.1f code_ms=%.1f code_cached=%s",
+             " pool_hit=%s init_ms=%.1f vm_ready_ms=%.1f code_ms=%.1f unpack_ms=%.1f runtime_ms=%.1f"
+             " code_cached=%s",
              j->request_id, id, spec->function->account_id, spec->function->function_name,
              spec->function->version, s->memory_mib, pool_hit ? "true" : "false",
              (double)resp.init_duration_us / 1000.0, (double)resp.vm_ready_us / 1000.0,
-             (double)resp.code_load_us / 1000.0, cached ? "true" : "false");
+             (double)resp.code_load_us / 1000.0, (double)done->unpack_us / 1000.0,
+             (double)done->runtime_init_us / 1000.0, cached ? "true" : "false");
   brume_rpc_call_reply(j->call, &resp.base);
   goto out;
 

@@ -205,7 +205,8 @@ void brume_test_worker_free(brume_test_worker *w) {
   if (w->conn) virConnectClose(w->conn);
   if (w->code_http) brume_http_stop(w->code_http);
   brume_test_etcd_free(w->etcd);
-  if (w->dir) brume_test_rmtree(w->dir);
+  if (w->dir && getenv("BRUME_TEST_KEEP") == NULL) brume_test_rmtree(w->dir);
+  else if (w->dir) fprintf(stderr, "worker fixture: kept %s (BRUME_TEST_KEEP)\n", w->dir);
   free(w->dir);
   free(w->zip_data);
   free(w->name_prefix);
