@@ -138,11 +138,17 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
   sb_escaped(&b, spec->sandbox_id);
   brume_strbuf_puts(&b, "'/>\n  </metadata>\n");
   brume_strbuf_printf(&b, "  <memory unit='MiB'>%u</memory>\n", spec->memory_mib);
+  /* Guest RAM from a memfd (shmem) rather than anonymous memory: QEMU asks for transparent huge
+   * pages on anonymous guest RAM, and a guest that touches a byte of a 2 MiB range then costs
+   * the host 2 MiB (36 of 128 MiB resident after a boot here, 25 MiB with 4 KiB pages). */
+  brume_strbuf_puts(&b, "  <memoryBacking>\n    <source type='memfd'/>\n  </memoryBacking>\n");
   brume_strbuf_printf(&b, "  <vcpu placement='static'>%u</vcpu>\n", vcpus);
   if (!spec->no_cpu_quota)
-    brume_strbuf_printf(&b, "  <cputune>\n    <period>%d</period>\n    <quota>%lld</quota>\n  </cputune>\n",
-              BRUME_CPU_PERIOD_US,
-              (long long)brume_resources_vcpu_quota_us(milli, vcpus, BRUME_CPU_PERIOD_US));
+    brume_strbuf_printf(&b,
+                        "  <cputune>\n    <period>%d</period>\n    <quota>%lld</quota>\n"
+                        "  </cputune>\n",
+                        BRUME_CPU_PERIOD_US,
+                        (long long)brume_resources_vcpu_quota_us(milli, vcpus, BRUME_CPU_PERIOD_US));
 
   brume_strbuf_puts(&b, "  <os>\n    <type arch='x86_64' machine='microvm'>hvm</type>\n");
   sb_elem(&b, "    ", "kernel", spec->kernel);

@@ -14,7 +14,9 @@
  *   - no network device unless the spec asks for one (user-mode networking, no host set-up),
  *     no balloon, no USB, no PCI;
  *   - optionally a raw scratch disk for the function's /tmp (/dev/vda in the guest);
- *   - under TCG, a 16 MiB translation cache (QEMU's default is far larger: RSS) and the host's
+ *   - guest RAM backed by a memfd, so that it is resident 4 KiB page by 4 KiB page (QEMU asks
+ *     for transparent huge pages on anonymous RAM);
+ *   - under TCG, a small translation cache (QEMU's default is far larger: RSS) and the host's
  *     TSC frequency on the kernel command line (without it microvm hangs at boot in 25-40 % of
  *     runs here);
  *   - poweroff, reboot and crash all end the domain (a guest panic reboots: panic=-1).

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "accel.h"
@@ -23,12 +24,14 @@
 #include "config.h"
 #include "domain.h"
 #include "etcd.h"
+#include "freezer.h"
 #include "http.h"
 #include "libvirt.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
 #include "registration.h"
+#include "resources.h"
 #include "rpc.h"
 #include "service.h"
 #include "workq.h"
@@ -52,8 +55,15 @@ static struct {
   int64_t init_timeout;
   int64_t shutdown_grace;
   int64_t pool_size;
-  int64_t pool_memory;
+  char *pool_memory;
+  int64_t tcg_tb_cache;
+  int64_t reserved_memory;
 } cfg;
+
+/* pool_memory_mib, parsed by validate(). */
+#define MAX_POOL_SIZES 8
+static uint32_t pool_sizes[MAX_POOL_SIZES];
+static size_t n_pool_sizes;
 
 static const char *const accel_choices[] = {"auto", "kvm", "tcg", NULL};
 enum { ACCEL_AUTO, ACCEL_KVM, ACCEL_TCG };
@@ -86,19 +96,48 @@ static const brume_opt opts[] = {
     BRUME_OPT_DURATION("shutdown_grace", &cfg.shutdown_grace, 0, BRUME_MINUTES(1), "500ms",
                        "time a runtime gets after its shutdown signal before its VM goes"),
     BRUME_OPT_INT("pool_size", &cfg.pool_size, 0, 64, "2",
-                  "booted, not yet specialised VMs kept ready (0: every CreateSandbox boots)"),
-    BRUME_OPT_INT("pool_memory_mib", &cfg.pool_memory, 128, 10240, "128",
-                  "memory of the pooled VMs (one size: other sizes boot)"),
+                  "booted, not yet specialised VMs kept ready per pooled memory size (0: no pool)"),
+    BRUME_OPT_STRING("pool_memory_mib", &cfg.pool_memory, "128",
+                     "the memory sizes pooled, MiB, comma-separated (other sizes boot)"),
+    BRUME_OPT_SIZE("tcg_tb_cache", &cfg.tcg_tb_cache, 1 * BRUME_MIB, 1024 * BRUME_MIB, "4MiB",
+                   "TCG's translation cache per microVM (resident memory; unused under KVM)"),
+    BRUME_OPT_SIZE("reserved_memory", &cfg.reserved_memory, 0, 1024 * 1024 * BRUME_MIB, "1GiB",
+                   "host memory kept out of the sandboxes' reach (the host, QEMU's own)"),
 };
+
+/* "128,512" -> pool_sizes; each a valid sandbox memory size, at most MAX_POOL_SIZES, distinct. */
+static int parse_pool_sizes(const char *list, brume_err **err) {
+  n_pool_sizes = 0;
+  const char *p = list;
+  while (*p) {
+    while (*p == ' ' || *p == ',') p++;
+    if (*p == '\0') break;
+    char *end = NULL;
+    errno = 0;
+    unsigned long v = strtoul(p, &end, 10);
+    if (end == p || errno != 0 || v > UINT32_MAX || (*end && *end != ',' && *end != ' '))
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                           "pool_memory_mib: \"%s\" is not a comma-separated list of MiB", list);
+    if (brume_resources_check_memory((uint32_t)v, err) < 0)
+      return brume_err_wrap(err, "pool_memory_mib");
+    for (size_t i = 0; i < n_pool_sizes; i++)
+      if (pool_sizes[i] == v)
+        return brume_err_set(err, BRUME_INVALID_ARGUMENT, "pool_memory_mib: %lu is listed twice",
+                             v);
+    if (n_pool_sizes == MAX_POOL_SIZES)
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                           "pool_memory_mib: at most %d sizes", MAX_POOL_SIZES);
+    pool_sizes[n_pool_sizes++] = (uint32_t)v;
+    p = end;
+  }
+  return 0;
+}
 
 static int validate(brume_err **err) {
   if (common.etcd_endpoints == NULL)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "etcd_endpoints is required: the worker registers its host in etcd");
-  if (cfg.freeze_after > 0)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "freeze_after: only 0 (freeze at once) is implemented so far");
-  return 0;
+  return parse_pool_sizes(cfg.pool_memory, err);
 }
 
 static const brume_config_spec spec = {
@@ -124,13 +163,19 @@ static struct {
   brume_sandboxes *table;
   brume_workq *wq;
   brume_pool *pool;
+  brume_freezer *freezer;
   brume_worker_service svc;
   brume_metrics *metrics;
   brume_rpc_server *rpc;
   brume_http *http;
   brume_etcd *etcd;
   brume_registration *reg;
-} d;
+  /* The publisher: rewrites the registration when the free memory changes. */
+  pthread_t publisher;
+  bool publishing;
+  pthread_mutex_t pub_mu;
+  pthread_cond_t pub_cv;
+} d = {.pub_mu = PTHREAD_MUTEX_INITIALIZER, .pub_cv = PTHREAD_COND_INITIALIZER};
 
 static int mkdir_p(const char *path, mode_t mode, brume_err **err) {
   char buf[4096];
@@ -212,6 +257,40 @@ static char *registration_value(void) {
                          d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG");
 }
 
+/* How often the publisher compares the registration with the host's free memory. */
+#define PUBLISH_EVERY_MS 1000
+
+static void *publisher_main(void *arg) {
+  char *last = arg;
+  pthread_mutex_lock(&d.pub_mu);
+  while (d.publishing) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += PUBLISH_EVERY_MS / 1000;
+    pthread_cond_timedwait(&d.pub_cv, &d.pub_mu, &until);
+    if (!d.publishing) break;
+    pthread_mutex_unlock(&d.pub_mu);
+    char *value = registration_value();
+    brume_err *err = NULL;
+    if (strcmp(value, last) == 0) {
+      free(value);
+    } else if (brume_registration_update(d.reg, value, &err) < 0) {
+      char q[512];
+      brume_warn("Could not update the registration; trying again.", "err=%s",
+                 brume_log_quote(q, sizeof(q), err->msg));
+      brume_err_free(err);
+      free(value);
+    } else {
+      free(last);
+      last = value;
+    }
+    pthread_mutex_lock(&d.pub_mu);
+  }
+  pthread_mutex_unlock(&d.pub_mu);
+  free(last);
+  return NULL;
+}
+
 static int start(brume_err **err) {
   if (cfg.host_id == NULL) {
     if (gethostname(d.host_id, sizeof(d.host_id) - 1) < 0)
@@ -247,15 +326,11 @@ static int start(brume_err **err) {
   d.svc = (brume_worker_service){
       .host_id = d.host_id,
       .address = common.listen,
-      .kernel = d.kernel,
-      .initrd = d.initrd,
-      .run_dir = cfg.run_dir,
       .accel = d.accel,
-      .tsc_khz = brume_domain_host_tsc_khz(),
       .freeze_after_ms = cfg.freeze_after,
       .init_timeout_ms = cfg.init_timeout,
       .grace_ms = cfg.shutdown_grace,
-      .conn = d.conn,
+      .reserved_mib = (uint32_t)(cfg.reserved_memory / BRUME_MIB),
       .cache = d.cache,
       .table = d.table,
       .wq = d.wq,
@@ -264,20 +339,28 @@ static int start(brume_err **err) {
   d.metrics = brume_metrics_new();
   brume_pool_opts po = {
       .size = (size_t)cfg.pool_size,
-      .memory_mib = (uint32_t)cfg.pool_memory,
+      .memory_mib = pool_sizes,
+      .n_sizes = n_pool_sizes,
       .conn = d.conn,
-      .name_prefix = BRUME_WORKER_NAME_PREFIX,
-      .host_id = d.host_id,
-      .accel = d.accel,
-      .kernel = d.kernel,
-      .initrd = d.initrd,
-      .tsc_khz = d.svc.tsc_khz,
+      .tmpl =
+          {
+              .name_prefix = BRUME_WORKER_NAME_PREFIX,
+              .host_id = d.host_id,
+              .accel = d.accel,
+              .kernel = d.kernel,
+              .initrd = d.initrd,
+              .tsc_khz = brume_domain_host_tsc_khz(),
+              .tb_cache_mib = (uint32_t)(cfg.tcg_tb_cache / BRUME_MIB),
+          },
       .run_dir = cfg.run_dir,
       .boot_timeout_ms = 60000,
+      .fits = brume_worker_fits,
+      .fits_user = &d.svc,
       .metrics = d.metrics,
   };
   d.pool = brume_pool_start(&po);
   d.svc.pool = d.pool;
+  if (cfg.freeze_after > 0) d.freezer = brume_freezer_start(d.table, cfg.freeze_after, d.metrics);
 
   brume_rpc_server_opts ro = {
       .listen = common.listen,
@@ -302,9 +385,14 @@ static int start(brume_err **err) {
       .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
   d.etcd = brume_etcd_new(common.etcd_endpoints, &eo, err);
   if (d.etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
-  brume_autofree char *value = registration_value();
+  char *value = registration_value();
   d.reg = brume_register(d.etcd, cfg.etcd_prefix, "worker", d.host_id, value, 10, err);
-  if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+  if (d.reg == NULL) {
+    free(value);
+    return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+  }
+  d.publishing = true;
+  BRUME_ENSURE(pthread_create(&d.publisher, NULL, publisher_main, value) == 0);
   brume_info("Worker registered.", "host_id=%s accelerator=%s", d.host_id,
              brume_accel_name(d.accel));
   return 0;
@@ -314,9 +402,17 @@ static void stop(void) {
   if (d.wq) brume_workq_stop(d.wq); /* finishes the jobs under way; new calls are refused */
   brume_rpc_server_free(d.rpc);
   d.rpc = NULL;
+  brume_freezer_stop(d.freezer);
+  d.freezer = NULL;
   if (d.table) brume_worker_service_destroy_all(&d.svc);
   brume_pool_stop(d.pool); /* after the last take: the job pool has stopped */
   d.pool = NULL;
+  pthread_mutex_lock(&d.pub_mu);
+  bool joining = d.publishing;
+  d.publishing = false;
+  pthread_cond_broadcast(&d.pub_cv);
+  pthread_mutex_unlock(&d.pub_mu);
+  if (joining) pthread_join(d.publisher, NULL);
   brume_registration_free(d.reg);
   brume_etcd_free(d.etcd);
   brume_http_stop(d.http);

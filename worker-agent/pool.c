@@ -19,15 +19,22 @@
 /* Pause after a failed boot before the next try (libvirt down, image unreadable...). */
 #define RETRY_PAUSE_MS 2000
 
+/* The VMs of one memory size. */
+typedef struct pool_class {
+  uint32_t memory_mib, vcpu_milli, vcpus;
+  char label[16]; /* memory_mib as the gauge's label value */
+  brume_pool_vm **v; /* ready VMs, oldest first; cap o.size */
+  size_t n;
+} pool_class;
+
 struct brume_pool {
   brume_pool_opts o;
-  uint32_t vcpu_milli, vcpus;
   brume_gauge *gauge;
 
   pthread_mutex_t mu;
   pthread_cond_t cv; /* a take, or stop */
-  brume_pool_vm **v; /* ready VMs, oldest first; cap o.size */
-  size_t n;
+  pool_class *c;     /* one per o.memory_mib[] */
+  uint32_t booting_mib; /* the VM being booted for the pool, 0 if none */
   bool stopping;
   pthread_t thread;
   bool started;
@@ -63,40 +70,34 @@ static void vm_discard(brume_pool_vm *vm) {
 }
 
 /* Boots one VM to its GuestReady. Slow: called without the mutex. */
-static brume_pool_vm *boot(brume_pool *p, brume_err **err) {
+static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
+                           brume_err **err) {
   uint64_t r = 0;
   if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
     r = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
   brume_autofree char *xml = NULL;
   brume_pool_vm *vm = brume_xcalloc(1, sizeof(*vm));
   vm->id = brume_xasprintf("sb-%016" PRIx64, r);
-  vm->memory_mib = p->o.memory_mib;
-  vm->vcpu_milli = p->vcpu_milli;
-  vm->name = brume_domain_name(p->o.name_prefix, p->o.host_id, vm->id, err);
+  vm->memory_mib = memory_mib;
+  vm->vcpu_milli = vcpu_milli;
+  vm->name = brume_domain_name(p->o.tmpl.name_prefix, p->o.tmpl.host_id, vm->id, err);
   if (vm->name == NULL) goto fail;
   vm->sock = brume_xasprintf("%s/%s.sock", p->o.run_dir, vm->id);
   vm->console = brume_xasprintf("%s/%s.console", p->o.run_dir, vm->id);
-  brume_domain_spec ds = {
-      .name_prefix = p->o.name_prefix,
-      .host_id = p->o.host_id,
-      .sandbox_id = vm->id,
-      .accel = p->o.accel,
-      .kernel = p->o.kernel,
-      .initrd = p->o.initrd,
-      .tsc_khz = p->o.tsc_khz,
-      .memory_mib = vm->memory_mib,
-      .vcpu_milli = vm->vcpu_milli,
-      .no_cpu_quota = true, /* full speed until specialised */
-      .channel_path = vm->sock,
-      .console_log = vm->console,
-  };
+  brume_domain_spec ds = p->o.tmpl;
+  ds.sandbox_id = vm->id;
+  ds.memory_mib = vm->memory_mib;
+  ds.vcpu_milli = vm->vcpu_milli;
+  ds.no_cpu_quota = true; /* full speed until specialised */
+  ds.channel_path = vm->sock;
+  ds.console_log = vm->console;
   xml = brume_domain_xml(&ds, err);
   if (xml == NULL) goto fail;
   vm->dom = brume_libvirt_create(p->o.conn, xml, BRUME_LIBVIRT_AUTODESTROY, err);
   if (vm->dom == NULL) goto fail;
   vm->link = brume_guest_link_connect(vm->sock, p->o.boot_timeout_ms, err);
   if (vm->link == NULL) {
-    brume_err_wrap(err, "pool VM %s did not boot to its agent", vm->id);
+    brume_err_wrap(err, "VM %s did not boot to its agent", vm->id);
     goto fail;
   }
   return vm;
@@ -105,22 +106,45 @@ fail:
   return NULL;
 }
 
+brume_pool_vm *brume_pool_boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
+                               brume_err **err) {
+  return boot(p, memory_mib, vcpu_milli, err);
+}
+
+/* The class with the fewest ready VMs below size, or NULL when all are full. Under mu. */
+static pool_class *emptiest(brume_pool *p) {
+  pool_class *best = NULL;
+  for (size_t i = 0; i < p->o.n_sizes; i++)
+    if (p->c[i].n < p->o.size && (best == NULL || p->c[i].n < best->n)) best = &p->c[i];
+  return best;
+}
+
 static void *refill_main(void *arg) {
   brume_pool *p = arg;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    while (!p->stopping && p->n >= p->o.size) pthread_cond_wait(&p->cv, &p->mu);
+    pool_class *c;
+    while (!p->stopping && (c = emptiest(p)) == NULL) pthread_cond_wait(&p->cv, &p->mu);
     if (p->stopping) break;
     pthread_mutex_unlock(&p->mu);
-    int64_t t0 = mono_us();
     brume_err *err = NULL;
-    brume_pool_vm *vm = boot(p, &err);
+    brume_pool_vm *vm = NULL;
+    int64_t t0 = mono_us();
+    if (p->o.fits && !p->o.fits(p->o.fits_user, c->memory_mib)) {
+      brume_err_set(&err, BRUME_UNAVAILABLE, "no free memory for a pool VM");
+    } else {
+      pthread_mutex_lock(&p->mu);
+      p->booting_mib = c->memory_mib;
+      pthread_mutex_unlock(&p->mu);
+      vm = boot(p, c->memory_mib, c->vcpu_milli, &err);
+    }
     double ms = (double)(mono_us() - t0) / 1000.0;
     pthread_mutex_lock(&p->mu);
+    p->booting_mib = 0;
     if (vm == NULL) {
       char q[512];
       brume_warn("A pool VM did not boot; trying again.", "memory_mib=%" PRIu32 " ms=%.1f err=%s",
-                 p->o.memory_mib, ms, brume_log_quote(q, sizeof(q), err->msg));
+                 c->memory_mib, ms, brume_log_quote(q, sizeof(q), err->msg));
       brume_err_free(err);
       struct timespec until;
       clock_gettime(CLOCK_REALTIME, &until);
@@ -135,10 +159,10 @@ static void *refill_main(void *arg) {
       pthread_mutex_lock(&p->mu);
       break;
     }
-    p->v[p->n++] = vm;
-    if (p->gauge) brume_gauge_set(p->gauge, (double)p->n);
+    c->v[c->n++] = vm;
+    if (p->gauge) brume_gauge_set(p->gauge, (double)c->n, c->label);
     brume_info("Pool VM ready.", "domain=%s memory_mib=%" PRIu32 " boot_ms=%.1f ready=%zu/%zu",
-               vm->name, vm->memory_mib, ms, p->n, p->o.size);
+               vm->name, vm->memory_mib, ms, c->n, p->o.size);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
@@ -147,34 +171,49 @@ static void *refill_main(void *arg) {
 brume_pool *brume_pool_start(const brume_pool_opts *opts) {
   brume_pool *p = brume_xcalloc(1, sizeof(*p));
   p->o = *opts;
-  p->vcpu_milli = brume_resources_vcpu_milli(p->o.memory_mib);
-  p->vcpus = brume_resources_vcpus(p->vcpu_milli);
-  p->v = brume_xcalloc(p->o.size + 1, sizeof(*p->v));
+  if (p->o.size == 0) p->o.n_sizes = 0;
+  p->c = brume_xcalloc(p->o.n_sizes + 1, sizeof(*p->c));
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
-  if (p->o.metrics) {
+  if (p->o.metrics)
     p->gauge = brume_metrics_gauge(p->o.metrics, "brume_worker_pool_vms",
-                                   "Booted, not yet specialised microVMs ready in the pool.", NULL);
-    brume_gauge_set(p->gauge, 0);
+                                   "Booted, not yet specialised microVMs ready in the pool.",
+                                   "memory_mib", NULL);
+  char sizes[256] = "";
+  size_t used = 0;
+  for (size_t i = 0; i < p->o.n_sizes; i++) {
+    pool_class *c = &p->c[i];
+    c->memory_mib = p->o.memory_mib[i];
+    c->vcpu_milli = brume_resources_vcpu_milli(c->memory_mib);
+    c->vcpus = brume_resources_vcpus(c->vcpu_milli);
+    snprintf(c->label, sizeof(c->label), "%" PRIu32, c->memory_mib);
+    c->v = brume_xcalloc(p->o.size + 1, sizeof(*c->v));
+    if (p->gauge) brume_gauge_set(p->gauge, 0, c->label);
+    if (used < sizeof(sizes))
+      used += (size_t)snprintf(sizes + used, sizeof(sizes) - used, "%s%s", i ? "," : "", c->label);
   }
-  if (p->o.size > 0) {
+  if (p->o.n_sizes > 0) {
     BRUME_ENSURE(pthread_create(&p->thread, NULL, refill_main, p) == 0);
     p->started = true;
   }
-  brume_info("Pool started.", "size=%zu memory_mib=%" PRIu32, p->o.size, p->o.memory_mib);
+  brume_info("Pool started.", "size=%zu memory_mib=%s", p->o.size, p->o.n_sizes ? sizes : "-");
   return p;
 }
 
 brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus) {
-  if (p == NULL || memory_mib != p->o.memory_mib || vcpus != p->vcpus) return NULL;
+  if (p == NULL) return NULL;
+  pool_class *c = NULL;
+  for (size_t i = 0; i < p->o.n_sizes && c == NULL; i++)
+    if (p->c[i].memory_mib == memory_mib && p->c[i].vcpus == vcpus) c = &p->c[i];
+  if (c == NULL) return NULL;
   pthread_mutex_lock(&p->mu);
   brume_pool_vm *vm = NULL;
-  if (p->n > 0 && !p->stopping) {
-    vm = p->v[0];
-    p->n--;
-    for (size_t i = 0; i < p->n; i++) p->v[i] = p->v[i + 1];
-    p->v[p->n] = NULL;
-    if (p->gauge) brume_gauge_set(p->gauge, (double)p->n);
+  if (c->n > 0 && !p->stopping) {
+    vm = c->v[0];
+    c->n--;
+    for (size_t i = 0; i < c->n; i++) c->v[i] = c->v[i + 1];
+    c->v[c->n] = NULL;
+    if (p->gauge) brume_gauge_set(p->gauge, (double)c->n, c->label);
     pthread_cond_signal(&p->cv);
   }
   pthread_mutex_unlock(&p->mu);
@@ -184,9 +223,19 @@ brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpu
 size_t brume_pool_ready(brume_pool *p) {
   if (p == NULL) return 0;
   pthread_mutex_lock(&p->mu);
-  size_t n = p->n;
+  size_t n = 0;
+  for (size_t i = 0; i < p->o.n_sizes; i++) n += p->c[i].n;
   pthread_mutex_unlock(&p->mu);
   return n;
+}
+
+uint64_t brume_pool_memory_mib(brume_pool *p) {
+  if (p == NULL) return 0;
+  pthread_mutex_lock(&p->mu);
+  uint64_t mib = p->booting_mib;
+  for (size_t i = 0; i < p->o.n_sizes; i++) mib += (uint64_t)p->c[i].n * p->c[i].memory_mib;
+  pthread_mutex_unlock(&p->mu);
+  return mib;
 }
 
 void brume_pool_stop(brume_pool *p) {
@@ -196,12 +245,17 @@ void brume_pool_stop(brume_pool *p) {
   pthread_cond_broadcast(&p->cv);
   pthread_mutex_unlock(&p->mu);
   if (p->started) pthread_join(p->thread, NULL);
-  size_t n = p->n;
-  for (size_t i = 0; i < p->n; i++) vm_discard(p->v[i]);
-  p->n = 0;
-  if (p->gauge) brume_gauge_set(p->gauge, 0);
+  size_t n = 0;
+  for (size_t i = 0; i < p->o.n_sizes; i++) {
+    pool_class *c = &p->c[i];
+    for (size_t k = 0; k < c->n; k++) vm_discard(c->v[k]);
+    n += c->n;
+    c->n = 0;
+    if (p->gauge) brume_gauge_set(p->gauge, 0, c->label);
+    free(c->v);
+  }
   brume_info("Pool stopped.", "destroyed=%zu", n);
-  free(p->v);
+  free(p->c);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
   free(p);

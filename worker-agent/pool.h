@@ -2,7 +2,8 @@
  * guest link is connected and whose GuestReady came, but that got no Init yet. CreateSandbox
  * takes one (brume_pool_take) instead of booting, sends it Init and applies the quota.
  *
- * One memory size for now (pool_memory_mib): a request for another size boots as before.
+ * `size` VMs for each memory size in the configuration; a request for another size boots. The
+ * refill thread boots for the size with the fewest ready VMs first.
  *
  * Each pooled VM already carries the id of the sandbox it will become ("sb-" and 16 random hex
  * digits), so its domain is "<prefix>-<host>-<sandbox id>" like a booted sandbox's: nothing is
@@ -17,10 +18,11 @@
 #define BRUME_WORKER_POOL_H
 
 #include <libvirt/libvirt.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "accel.h"
+#include "domain.h"
 #include "guest_link.h"
 #include "metrics.h"
 
@@ -37,15 +39,19 @@ typedef struct brume_pool_vm {
 } brume_pool_vm;
 
 typedef struct brume_pool_opts {
-  size_t size;         /* VMs kept ready; 0: no pool (no thread either) */
-  uint32_t memory_mib; /* their memory (128-10,240) */
+  size_t size;                /* VMs kept ready per memory size; 0: no pool (no thread either) */
+  const uint32_t *memory_mib; /* the sizes pooled (128-10,240 each, distinct) */
+  size_t n_sizes;
   virConnectPtr conn;
-  const char *name_prefix, *host_id; /* domain names, as for CreateSandbox */
-  brume_accel accel;
-  const char *kernel, *initrd; /* absolute, readable by QEMU */
-  uint32_t tsc_khz;
+  /* What every VM's domain has in common (name prefix, host id, accelerator, guest image, TSC,
+   * TCG cache); the per-VM fields are ignored. */
+  brume_domain_spec tmpl;
   const char *run_dir;    /* control sockets and console logs */
   int boot_timeout_ms;    /* create to GuestReady */
+  /* Whether the host has room for one more VM of memory_mib (NULL: always); a refill that does
+   * not fit waits and asks again. */
+  bool (*fits)(void *user, uint32_t memory_mib);
+  void *fits_user;
   brume_metrics *metrics; /* NULL: no brume_worker_pool_vms gauge */
 } brume_pool_opts;
 
@@ -57,8 +63,17 @@ brume_pool *brume_pool_start(const brume_pool_opts *opts);
  * or NULL when none is ready (the caller boots one). NULL pool is fine (NULL). */
 brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus);
 
-/* How many VMs are ready now. */
+/* Boots a VM of memory_mib MiB and vcpu_milli thousandths of a vCPU for the caller, outside the
+ * pool (a miss: CreateSandbox boots its own), to its GuestReady; without a CPU quota. NULL with
+ * the reason in *err (the domain, if any, is destroyed). */
+brume_pool_vm *brume_pool_boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
+                               brume_err **err);
+
+/* How many VMs are ready now, all sizes together. */
 size_t brume_pool_ready(brume_pool *p);
+
+/* The memory of the VMs in the pool now, and of the one booting for it (MiB). NULL: 0. */
+uint64_t brume_pool_memory_mib(brume_pool *p);
 
 /* Closes the link and frees the handles and strings; the domain itself is left as it is (a
  * taken VM's domain belongs to its sandbox). NULL is fine. */

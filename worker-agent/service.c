@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/sysinfo.h>
 #include <time.h>
 #include <unistd.h>
@@ -55,6 +54,9 @@ static const char *reason_of(brume_status code) {
       return "ServiceException";
   }
 }
+
+static int reserve_boot(brume_worker_service *svc, uint32_t memory_mib, brume_err **err);
+static void unreserve_boot(brume_worker_service *svc, uint32_t memory_mib);
 
 /* A parked call and what its job needs. */
 typedef struct job {
@@ -113,15 +115,6 @@ static int validate_spec(const Brume__SandboxSpec *spec, brume_err **err) {
   return 0;
 }
 
-/* A fresh sandbox id: "sb-" and 16 hex digits of randomness (unique across restarts too). */
-static void new_sandbox_id(brume_worker_service *svc, char *buf, size_t size) {
-  uint64_t r = 0;
-  if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-    r = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32);
-  r ^= atomic_fetch_add(&svc->next_id, 1);
-  snprintf(buf, size, "sb-%016" PRIx64, r);
-}
-
 /* Kills the domain of a sandbox that never served or cannot serve again, and marks it GONE. */
 static void kill_sandbox(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
                          const char *request_id) {
@@ -149,7 +142,6 @@ static void create_job(void *p) {
   Brume__GuestInitDone *done = NULL;
   brume_autofree void *zip = NULL;
   brume_autofree char *zip_path = NULL;
-  brume_autofree char *xml = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry *envs = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
 
@@ -169,68 +161,47 @@ static void create_job(void *p) {
   if (zip == NULL) goto fail;
   int64_t code_fetch_us = mono_us() - t0;
 
-  /* A pooled VM of the same memory and vCPU count, already booted to its agent: it keeps the
-   * sandbox id it was booted for (its domain name and socket follow from it). */
+  /* A pooled VM of the same memory and vCPU count, already booted to its agent, else a boot. */
   uint32_t memory_mib = spec->resources->memory_mib;
   uint32_t vcpu_milli = spec->resources->vcpu_milli ? spec->resources->vcpu_milli
                                                     : brume_resources_vcpu_milli(memory_mib);
   brume_pool_vm *vm = brume_pool_take(svc->pool, memory_mib, brume_resources_vcpus(vcpu_milli));
   bool pool_hit = vm != NULL;
-  char id[32];
-  if (vm)
-    snprintf(id, sizeof(id), "%s", vm->id);
-  else
-    new_sandbox_id(svc, id, sizeof(id));
-  s = brume_sandboxes_add(svc->table, id, spec, &err);
-  if (s == NULL) {
-    if (vm) brume_libvirt_destroy(vm->dom, NULL);
-    brume_pool_vm_free(vm);
-    goto fail;
-  }
-  s->memory_mib = memory_mib;
-  s->vcpu_milli = vcpu_milli;
   int64_t vm_ready_us = 0;
-  if (vm) {
-    /* Hand the VM over to the sandbox: it is out of the pool, so nobody else has it. */
-    s->name = vm->name;
-    s->sock = vm->sock;
-    s->console = vm->console;
-    s->dom = vm->dom;
-    s->link = vm->link;
-    vm->name = vm->sock = vm->console = NULL;
-    vm->dom = NULL;
-    vm->link = NULL;
-    brume_pool_vm_free(vm);
-  } else {
-    s->name = brume_domain_name(BRUME_WORKER_NAME_PREFIX, svc->host_id, id, &err);
-    if (s->name == NULL) goto fail;
-    s->sock = brume_xasprintf("%s/%s.sock", svc->run_dir, id);
-    s->console = brume_xasprintf("%s/%s.console", svc->run_dir, id);
-    brume_domain_spec ds = {
-        .name_prefix = BRUME_WORKER_NAME_PREFIX,
-        .host_id = svc->host_id,
-        .sandbox_id = id,
-        .accel = svc->accel,
-        .kernel = svc->kernel,
-        .initrd = svc->initrd,
-        .tsc_khz = svc->tsc_khz,
-        .memory_mib = s->memory_mib,
-        .vcpu_milli = s->vcpu_milli,
-        .no_cpu_quota = true, /* the boot runs at full speed; the cap comes after Init */
-        .channel_path = s->sock,
-        .console_log = s->console,
-    };
-    xml = brume_domain_xml(&ds, &err);
-    if (xml == NULL) goto fail;
-    s->dom = brume_libvirt_create(svc->conn, xml, BRUME_LIBVIRT_AUTODESTROY, &err);
-    if (s->dom == NULL) goto fail;
-    s->link = brume_guest_link_connect(s->sock, BOOT_TIMEOUT_MS, &err);
-    if (s->link == NULL) {
-      brume_err_wrap(&err, "sandbox %s did not boot to its agent", id);
+  if (vm == NULL) {
+    /* A miss: boot a VM of our own (full speed: the CPU cap comes after Init), if it fits. */
+    if (reserve_boot(svc, memory_mib, &err) < 0) {
+      reason = "InsufficientCapacityException";
+      goto fail;
+    }
+    vm = brume_pool_boot(svc->pool, memory_mib, vcpu_milli, &err);
+    if (vm == NULL) {
+      unreserve_boot(svc, memory_mib);
       goto fail;
     }
     vm_ready_us = mono_us() - t0 - code_fetch_us;
   }
+  /* The VM keeps the sandbox id it was booted for (its domain name and socket follow from it). */
+  s = brume_sandboxes_add(svc->table, vm->id, spec, &err);
+  if (!pool_hit) unreserve_boot(svc, memory_mib); /* the table counts it now */
+  if (s == NULL) {
+    brume_libvirt_destroy(vm->dom, NULL);
+    brume_pool_vm_free(vm);
+    goto fail;
+  }
+  char *id = s->id;
+  s->memory_mib = memory_mib;
+  s->vcpu_milli = vcpu_milli;
+  /* Hand the VM over to the sandbox: it is out of the pool, so nobody else has it. */
+  s->name = vm->name;
+  s->sock = vm->sock;
+  s->console = vm->console;
+  s->dom = vm->dom;
+  s->link = vm->link;
+  vm->name = vm->sock = vm->console = NULL;
+  vm->dom = NULL;
+  vm->link = NULL;
+  brume_pool_vm_free(vm);
 
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
   in.code_zip.data = zip;
@@ -661,11 +632,42 @@ static void stats_one(const brume_sbx *s, void *user) {
   c->n++;
 }
 
-uint32_t brume_worker_free_memory_mib(brume_worker_service *svc) {
+/* Host memory minus the reserve, the sandboxes, the pool and the boots under way (negative when
+ * overcommitted). */
+static int64_t headroom_mib(brume_worker_service *svc) {
   stats_ctx c = {0};
   brume_sandboxes_each(svc->table, stats_one, &c);
-  uint32_t total = brume_worker_host_memory_mib();
-  return c.memory >= total ? 0 : total - (uint32_t)c.memory;
+  int64_t used = (int64_t)svc->reserved_mib + (int64_t)c.memory +
+                 (int64_t)brume_pool_memory_mib(svc->pool) + (int64_t)atomic_load(&svc->booting_mib);
+  return (int64_t)brume_worker_host_memory_mib() - used;
+}
+
+uint32_t brume_worker_free_memory_mib(brume_worker_service *svc) {
+  int64_t h = headroom_mib(svc);
+  return h <= 0 ? 0 : h > UINT32_MAX ? UINT32_MAX : (uint32_t)h;
+}
+
+/* Counts memory_mib as booting if it fits in the free memory, so that two creations at once
+ * cannot both take the last of it; release it with unreserve_boot once the VM is a sandbox (or
+ * failed). UNAVAILABLE when it does not fit. */
+static int reserve_boot(brume_worker_service *svc, uint32_t memory_mib, brume_err **err) {
+  atomic_fetch_add(&svc->booting_mib, memory_mib);
+  int64_t h = headroom_mib(svc); /* this boot included */
+  if (h >= 0) return 0;
+  atomic_fetch_sub(&svc->booting_mib, memory_mib);
+  return brume_err_set(err, BRUME_UNAVAILABLE,
+                       "this host has %" PRId64 " MiB free for sandboxes, %" PRIu32
+                       " MiB asked (host %" PRIu32 " MiB, %" PRIu32 " MiB reserved)",
+                       h + memory_mib > 0 ? h + memory_mib : 0, memory_mib,
+                       brume_worker_host_memory_mib(), svc->reserved_mib);
+}
+
+static void unreserve_boot(brume_worker_service *svc, uint32_t memory_mib) {
+  atomic_fetch_sub(&svc->booting_mib, memory_mib);
+}
+
+bool brume_worker_fits(void *svc, uint32_t memory_mib) {
+  return headroom_mib(svc) >= (int64_t)memory_mib;
 }
 
 static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
@@ -679,7 +681,7 @@ static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request,
   host.accelerator = (Brume__Accelerator)svc->accel;
   host.vcpus = brume_worker_host_vcpus();
   host.memory_mib = brume_worker_host_memory_mib();
-  host.free_memory_mib = c.memory >= host.memory_mib ? 0 : host.memory_mib - (uint32_t)c.memory;
+  host.free_memory_mib = brume_worker_free_memory_mib(svc);
   host.host_memory_available_mib = host_available_mib();
   host.vcpu_milli_committed = (uint32_t)c.vcpu_milli;
   host.sandboxes = c.n;

@@ -27,21 +27,19 @@
 typedef struct brume_worker_service {
   /* Set by main before serving; read-only afterwards. */
   const char *host_id;
-  const char *address;         /* the gRPC address published in HostInfo */
-  const char *kernel, *initrd; /* in image_dir, readable by QEMU */
-  const char *run_dir;         /* control sockets and console logs */
+  const char *address; /* the gRPC address published in HostInfo */
   brume_accel accel;
-  uint32_t tsc_khz;
   int64_t freeze_after_ms; /* 0: freeze at once after each invocation */
   int64_t init_timeout_ms; /* when the request says 0 */
   int64_t grace_ms;        /* Destroy's default grace period */
-  virConnectPtr conn;
+  uint32_t reserved_mib;   /* host memory the sandboxes may not have */
   brume_code_cache *cache;
   brume_sandboxes *table;
   brume_workq *wq;
-  brume_pool *pool; /* NULL: every CreateSandbox boots */
+  brume_pool *pool; /* takes and boots the VMs (pool size 0: every CreateSandbox boots) */
 
-  atomic_uint_fast64_t created, pool_hits, invocations, next_id;
+  atomic_uint_fast64_t created, pool_hits, invocations;
+  atomic_uint_fast64_t booting_mib; /* memory of the boots under way (service.c) */
 } brume_worker_service;
 
 /* The handlers in worker.proto's method order (checked against the descriptor: aborts if the
@@ -54,7 +52,10 @@ void brume_worker_service_destroy_all(brume_worker_service *svc);
 /* Host figures for the registration and Stats. */
 uint32_t brume_worker_host_vcpus(void);
 uint32_t brume_worker_host_memory_mib(void);
-/* Host memory minus what the sandboxes were given. */
+/* Host memory minus the reserve and what the sandboxes, the pool and the boots under way hold:
+ * what CreateSandbox may still boot (published in the registration and Stats). */
 uint32_t brume_worker_free_memory_mib(brume_worker_service *svc);
+/* Whether memory_mib more fits in that (svc: the service), for the pool's refill. */
+bool brume_worker_fits(void *svc, uint32_t memory_mib);
 
 #endif

@@ -108,6 +108,8 @@ static void test_tcg_xml(void **state) {
   /* 128 MiB: 72 thousandths of a vCPU, 7.2 ms of every 100 ms. */
   assert_contains(x,
                   "<cputune>\n    <period>100000</period>\n    <quota>7200</quota>\n  </cputune>");
+  /* Guest RAM from a memfd: no transparent huge pages. */
+  assert_contains(x, "<memoryBacking>\n    <source type='memfd'/>\n  </memoryBacking>");
   assert_contains(x, "<type arch='x86_64' machine='microvm'>hvm</type>");
   assert_contains(x, "<kernel>/var/cache/brume/vmlinux</kernel>");
   assert_contains(x, "<initrd>/var/cache/brume/initramfs.cpio.gz</initrd>");

@@ -1,0 +1,125 @@
+/* The idle freezer (freezer.h): one thread, a scan of the table per tick. */
+#include "freezer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "log.h"
+
+struct brume_freezer {
+  brume_sandboxes *table;
+  int64_t freeze_after_ms, tick_ms;
+  brume_counter *freezes;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool stopping;
+  pthread_t thread;
+};
+
+static int64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t brume_freezer_tick_ms(int64_t freeze_after_ms) {
+  int64_t t = freeze_after_ms / 4;
+  return t < 20 ? 20 : t > 1000 ? 1000 : t;
+}
+
+/* The ids of the sandboxes due for a freeze, collected under the table's mutex. */
+typedef struct due {
+  int64_t before_ms; /* idle since before this */
+  char **ids;
+  size_t n, cap;
+} due;
+
+static void collect(const brume_sbx *s, void *user) {
+  due *d = user;
+  if (s->fsm.state != BRUME_SANDBOX_IDLE || s->fsm.frozen || s->idle_since_unix_ms > d->before_ms)
+    return;
+  if (d->n == d->cap) {
+    d->cap = d->cap ? d->cap * 2 : 8;
+    d->ids = brume_xrealloc(d->ids, d->cap * sizeof(*d->ids));
+  }
+  d->ids[d->n++] = brume_xstrdup(s->id);
+}
+
+static void freeze_one(brume_freezer *f, const char *id) {
+  brume_sbx *s = brume_sandboxes_get(f->table, id, NULL);
+  if (s == NULL) return; /* destroyed since the scan */
+  brume_err *err = NULL;
+  uint64_t us = 0;
+  /* FREEZE fails when an Invoke or a Destroy took the sandbox since the scan: that is fine. */
+  if (brume_sandboxes_apply(f->table, s, BRUME_SANDBOX_EV_FREEZE, NULL, NULL, NULL) >= 0) {
+    if (brume_sandboxes_sync_frozen(f->table, s, &us, &err) < 0) {
+      char q[512];
+      brume_warn("Could not freeze an idle sandbox.", "sandbox_id=%s err=%s", id,
+                 brume_log_quote(q, sizeof(q), err->msg));
+      brume_err_free(err);
+    } else if (us > 0) {
+      if (f->freezes) brume_counter_inc(f->freezes, 1);
+      brume_debug("Idle sandbox frozen.", "sandbox_id=%s duration_us=%llu", id,
+                  (unsigned long long)us);
+    }
+  }
+  brume_sandboxes_put(f->table, s);
+}
+
+static void *freezer_main(void *arg) {
+  brume_freezer *f = arg;
+  pthread_mutex_lock(&f->mu);
+  while (!f->stopping) {
+    pthread_mutex_unlock(&f->mu);
+    due d = {.before_ms = wall_ms() - f->freeze_after_ms};
+    brume_sandboxes_each(f->table, collect, &d);
+    for (size_t i = 0; i < d.n; i++) {
+      freeze_one(f, d.ids[i]);
+      free(d.ids[i]);
+    }
+    free(d.ids);
+    pthread_mutex_lock(&f->mu);
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    int64_t ns = until.tv_nsec + f->tick_ms * 1000000;
+    until.tv_sec += ns / 1000000000;
+    until.tv_nsec = ns % 1000000000;
+    while (!f->stopping && pthread_cond_timedwait(&f->cv, &f->mu, &until) != ETIMEDOUT) {
+    }
+  }
+  pthread_mutex_unlock(&f->mu);
+  return NULL;
+}
+
+brume_freezer *brume_freezer_start(brume_sandboxes *table, int64_t freeze_after_ms,
+                                   brume_metrics *metrics) {
+  BRUME_ENSURE(freeze_after_ms > 0);
+  brume_freezer *f = brume_xcalloc(1, sizeof(*f));
+  f->table = table;
+  f->freeze_after_ms = freeze_after_ms;
+  f->tick_ms = brume_freezer_tick_ms(freeze_after_ms);
+  if (metrics)
+    f->freezes = brume_metrics_counter(metrics, "brume_worker_idle_freezes_total",
+                                       "Sandboxes frozen by the idle freezer.", NULL);
+  pthread_mutex_init(&f->mu, NULL);
+  pthread_cond_init(&f->cv, NULL);
+  BRUME_ENSURE(pthread_create(&f->thread, NULL, freezer_main, f) == 0);
+  brume_info("Idle freezer started.", "freeze_after_ms=%lld tick_ms=%lld",
+             (long long)freeze_after_ms, (long long)f->tick_ms);
+  return f;
+}
+
+void brume_freezer_stop(brume_freezer *f) {
+  if (f == NULL) return;
+  pthread_mutex_lock(&f->mu);
+  f->stopping = true;
+  pthread_cond_broadcast(&f->cv);
+  pthread_mutex_unlock(&f->mu);
+  pthread_join(f->thread, NULL);
+  pthread_cond_destroy(&f->cv);
+  pthread_mutex_destroy(&f->mu);
+  free(f);
+}
