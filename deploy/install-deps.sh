@@ -16,6 +16,8 @@ packages=(
   etcd-server etcd-client nats-server libnats-dev
   # worker hosts: libvirt + QEMU, and tini as a subreaper for libvirtd without systemd
   libvirt-dev libvirt-daemon-system qemu-system-x86 tini
+  # worker hosts: mke2fs for the sandboxes' /tmp scratch disks
+  e2fsprogs
   # the guest: a kernel built from Debian's source, busybox and a static brume-init in the initramfs
   linux-source-6.1 bc bison flex libelf-dev cpio xz-utils busybox-static zip unzip
   # test helpers

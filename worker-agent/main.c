@@ -32,6 +32,7 @@
 #include "pool.h"
 #include "registration.h"
 #include "resources.h"
+#include "scratch.h"
 #include "rpc.h"
 #include "service.h"
 #include "workq.h"
@@ -310,6 +311,8 @@ static int start(brume_err **err) {
 
   /* The guest image where QEMU (libvirt-qemu) can read it; sockets where it can listen. */
   if (mkdir_p(cfg.image_dir, 0755, err) < 0 || mkdir_p(cfg.run_dir, 0755, err) < 0) return -1;
+  int stale = brume_scratch_remove_all(cfg.run_dir);
+  if (stale > 0) brume_info("Leftover /tmp images removed.", "dir=%s count=%d", cfg.run_dir, stale);
   if (copy_image(cfg.guest_kernel, cfg.image_dir, d.kernel, sizeof(d.kernel), err) < 0 ||
       copy_image(cfg.guest_initrd, cfg.image_dir, d.initrd, sizeof(d.initrd), err) < 0)
     return -1;

@@ -15,6 +15,7 @@
 #include "libvirt.h"
 #include "log.h"
 #include "resources.h"
+#include "scratch.h"
 
 /* Pause after a failed boot before the next try (libvirt down, image unreadable...). */
 #define RETRY_PAUSE_MS 2000
@@ -54,10 +55,11 @@ void brume_pool_vm_free(brume_pool_vm *vm) {
   free(vm->name);
   free(vm->sock);
   free(vm->console);
+  free(vm->scratch);
   free(vm);
 }
 
-/* Destroys the domain of a VM that will never serve, and frees it. */
+/* Destroys the domain of a VM that will never serve, removes its disk, and frees it. */
 static void vm_discard(brume_pool_vm *vm) {
   brume_err *err = NULL;
   if (vm->dom && brume_libvirt_destroy(vm->dom, &err) < 0) {
@@ -66,12 +68,13 @@ static void vm_discard(brume_pool_vm *vm) {
                brume_log_quote(q, sizeof(q), err->msg));
     brume_err_free(err);
   }
+  if (vm->scratch) unlink(vm->scratch);
   brume_pool_vm_free(vm);
 }
 
 /* Boots one VM to its GuestReady. Slow: called without the mutex. */
 static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
-                           brume_err **err) {
+                           uint32_t ephemeral_mib, brume_err **err) {
   uint64_t r = 0;
   if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
     r = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
@@ -80,10 +83,17 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
   vm->id = brume_xasprintf("sb-%016" PRIx64, r);
   vm->memory_mib = memory_mib;
   vm->vcpu_milli = vcpu_milli;
+  vm->ephemeral_mib = ephemeral_mib;
   vm->name = brume_domain_name(p->o.tmpl.name_prefix, p->o.tmpl.host_id, vm->id, err);
   if (vm->name == NULL) goto fail;
   vm->sock = brume_xasprintf("%s/%s.sock", p->o.run_dir, vm->id);
   vm->console = brume_xasprintf("%s/%s.console", p->o.run_dir, vm->id);
+  vm->scratch = brume_xasprintf("%s/%s" BRUME_SCRATCH_SUFFIX, p->o.run_dir, vm->id);
+  if (brume_scratch_create(vm->scratch, ephemeral_mib, err) < 0) {
+    free(vm->scratch);
+    vm->scratch = NULL;
+    goto fail;
+  }
   brume_domain_spec ds = p->o.tmpl;
   ds.sandbox_id = vm->id;
   ds.memory_mib = vm->memory_mib;
@@ -91,6 +101,7 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
   ds.no_cpu_quota = true; /* full speed until specialised */
   ds.channel_path = vm->sock;
   ds.console_log = vm->console;
+  ds.scratch_disk = vm->scratch;
   xml = brume_domain_xml(&ds, err);
   if (xml == NULL) goto fail;
   vm->dom = brume_libvirt_create(p->o.conn, xml, BRUME_LIBVIRT_AUTODESTROY, err);
@@ -107,8 +118,8 @@ fail:
 }
 
 brume_pool_vm *brume_pool_boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
-                               brume_err **err) {
-  return boot(p, memory_mib, vcpu_milli, err);
+                               uint32_t ephemeral_mib, brume_err **err) {
+  return boot(p, memory_mib, vcpu_milli, ephemeral_mib, err);
 }
 
 /* The class with the fewest ready VMs below size, or NULL when all are full. Under mu. */
@@ -136,7 +147,7 @@ static void *refill_main(void *arg) {
       pthread_mutex_lock(&p->mu);
       p->booting_mib = c->memory_mib;
       pthread_mutex_unlock(&p->mu);
-      vm = boot(p, c->memory_mib, c->vcpu_milli, &err);
+      vm = boot(p, c->memory_mib, c->vcpu_milli, BRUME_POOL_EPHEMERAL_MIB, &err);
     }
     double ms = (double)(mono_us() - t0) / 1000.0;
     pthread_mutex_lock(&p->mu);
@@ -200,8 +211,9 @@ brume_pool *brume_pool_start(const brume_pool_opts *opts) {
   return p;
 }
 
-brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus) {
-  if (p == NULL) return NULL;
+brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus,
+                               uint32_t ephemeral_mib) {
+  if (p == NULL || ephemeral_mib != BRUME_POOL_EPHEMERAL_MIB) return NULL;
   pool_class *c = NULL;
   for (size_t i = 0; i < p->o.n_sizes && c == NULL; i++)
     if (p->c[i].memory_mib == memory_mib && p->c[i].vcpus == vcpus) c = &p->c[i];

@@ -33,7 +33,8 @@ typedef struct brume_pool_vm {
   char *id;             /* the sandbox id it was booted for */
   char *name;           /* the libvirt domain's name */
   char *sock, *console; /* control socket and console log paths */
-  uint32_t memory_mib, vcpu_milli;
+  char *scratch;        /* the /tmp image (scratch.h) */
+  uint32_t memory_mib, vcpu_milli, ephemeral_mib;
   virDomainPtr dom;
   brume_guest_link *link; /* connected, Ready received, no Init */
 } brume_pool_vm;
@@ -59,15 +60,21 @@ typedef struct brume_pool_opts {
  * a boot that fails is logged and tried again after a pause. */
 brume_pool *brume_pool_start(const brume_pool_opts *opts);
 
-/* A ready VM of memory_mib MiB and vcpus vCPUs, removed from the pool (and a refill is started),
- * or NULL when none is ready (the caller boots one). NULL pool is fine (NULL). */
-brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus);
+/* The /tmp size of pooled VMs: Lambda's default ephemeral storage. */
+#define BRUME_POOL_EPHEMERAL_MIB 512
 
-/* Boots a VM of memory_mib MiB and vcpu_milli thousandths of a vCPU for the caller, outside the
- * pool (a miss: CreateSandbox boots its own), to its GuestReady; without a CPU quota. NULL with
- * the reason in *err (the domain, if any, is destroyed). */
+/* A ready VM of memory_mib MiB, vcpus vCPUs and ephemeral_mib of /tmp, removed from the pool
+ * (and a refill is started), or NULL when none is ready (the caller boots one). NULL pool is
+ * fine (NULL). */
+brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus,
+                               uint32_t ephemeral_mib);
+
+/* Boots a VM of memory_mib MiB, vcpu_milli thousandths of a vCPU and a /tmp disk of
+ * ephemeral_mib for the caller, outside the pool (a miss: CreateSandbox boots its own), to its
+ * GuestReady; without a CPU quota. NULL with the reason in *err (the domain, if any, is
+ * destroyed and the disk removed). */
 brume_pool_vm *brume_pool_boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
-                               brume_err **err);
+                               uint32_t ephemeral_mib, brume_err **err);
 
 /* How many VMs are ready now, all sizes together. */
 size_t brume_pool_ready(brume_pool *p);
@@ -75,8 +82,8 @@ size_t brume_pool_ready(brume_pool *p);
 /* The memory of the VMs in the pool now, and of the one booting for it (MiB). NULL: 0. */
 uint64_t brume_pool_memory_mib(brume_pool *p);
 
-/* Closes the link and frees the handles and strings; the domain itself is left as it is (a
- * taken VM's domain belongs to its sandbox). NULL is fine. */
+/* Closes the link and frees the handles and strings; the domain and the disk image are left as
+ * they are (a taken VM's belong to its sandbox). NULL is fine. */
 void brume_pool_vm_free(brume_pool_vm *vm);
 
 /* Stops the refill thread (waiting for a boot under way), destroys every pooled VM's domain and

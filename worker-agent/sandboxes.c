@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "libvirt.h"
 
@@ -40,6 +41,8 @@ static void sbx_free(brume_sbx *s) {
   free(s->name);
   free(s->sock);
   free(s->console);
+  if (s->scratch) unlink(s->scratch);
+  free(s->scratch);
   free(s);
 }
 

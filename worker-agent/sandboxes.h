@@ -27,6 +27,7 @@ typedef struct brume_sbx {
   char *id;
   char *name;               /* the libvirt domain's name */
   char *sock, *console;     /* control socket and console log paths */
+  char *scratch;            /* the /tmp image, removed with the entry (scratch.h) */
   Brume__SandboxSpec *spec; /* own copy */
   uint32_t memory_mib, vcpu_milli;
 
@@ -59,7 +60,8 @@ brume_sbx *brume_sandboxes_add(brume_sandboxes *t, const char *id, const Brume__
 /* The entry for id with a reference for the caller, or NULL with NOT_FOUND. */
 brume_sbx *brume_sandboxes_get(brume_sandboxes *t, const char *id, brume_err **err);
 
-/* Drops a reference; the last one closes the link and frees the domain handle. NULL is fine. */
+/* Drops a reference; the last one closes the link, frees the domain handle and removes the /tmp
+ * image. NULL is fine. */
 void brume_sandboxes_put(brume_sandboxes *t, brume_sbx *s);
 
 /* Applies ev to s's state machine (sandbox.h). *actions and *before (either may be NULL) get

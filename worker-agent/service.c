@@ -165,7 +165,11 @@ static void create_job(void *p) {
   uint32_t memory_mib = spec->resources->memory_mib;
   uint32_t vcpu_milli = spec->resources->vcpu_milli ? spec->resources->vcpu_milli
                                                     : brume_resources_vcpu_milli(memory_mib);
-  brume_pool_vm *vm = brume_pool_take(svc->pool, memory_mib, brume_resources_vcpus(vcpu_milli));
+  uint32_t ephemeral_mib = spec->resources->ephemeral_storage_mib
+                               ? spec->resources->ephemeral_storage_mib
+                               : DEFAULT_EPHEMERAL_MIB;
+  brume_pool_vm *vm =
+      brume_pool_take(svc->pool, memory_mib, brume_resources_vcpus(vcpu_milli), ephemeral_mib);
   bool pool_hit = vm != NULL;
   int64_t vm_ready_us = 0;
   if (vm == NULL) {
@@ -174,7 +178,7 @@ static void create_job(void *p) {
       reason = "InsufficientCapacityException";
       goto fail;
     }
-    vm = brume_pool_boot(svc->pool, memory_mib, vcpu_milli, &err);
+    vm = brume_pool_boot(svc->pool, memory_mib, vcpu_milli, ephemeral_mib, &err);
     if (vm == NULL) {
       unreserve_boot(svc, memory_mib);
       goto fail;
@@ -186,6 +190,7 @@ static void create_job(void *p) {
   if (!pool_hit) unreserve_boot(svc, memory_mib); /* the table counts it now */
   if (s == NULL) {
     brume_libvirt_destroy(vm->dom, NULL);
+    unlink(vm->scratch);
     brume_pool_vm_free(vm);
     goto fail;
   }
@@ -196,9 +201,10 @@ static void create_job(void *p) {
   s->name = vm->name;
   s->sock = vm->sock;
   s->console = vm->console;
+  s->scratch = vm->scratch;
   s->dom = vm->dom;
   s->link = vm->link;
-  vm->name = vm->sock = vm->console = NULL;
+  vm->name = vm->sock = vm->console = vm->scratch = NULL;
   vm->dom = NULL;
   vm->link = NULL;
   brume_pool_vm_free(vm);
@@ -224,8 +230,7 @@ static void create_job(void *p) {
   in.function_arn = spec->function_arn;
   int64_t init_timeout = req->init_timeout_ms ? req->init_timeout_ms : svc->init_timeout_ms;
   in.init_timeout_ms = (uint32_t)init_timeout;
-  in.tmp_mib = spec->resources->ephemeral_storage_mib ? spec->resources->ephemeral_storage_mib
-                                                      : DEFAULT_EPHEMERAL_MIB;
+  in.tmp_mib = ephemeral_mib;
   int64_t ti = mono_us();
   if (brume_guest_link_init(s->link, &in, &done, (int)init_timeout + 5000, &err) < 0) goto fail;
   int64_t init_rtt_us = mono_us() - ti;

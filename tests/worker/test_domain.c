@@ -131,7 +131,10 @@ static void test_tcg_xml(void **state) {
       "<channel type='unix'>\n      <source mode='bind' path='/run/brume/sb-1/control.sock'/>\n"
       "      <target type='virtio' name='brume.control'/>");
   assert_contains(x, "<rng model='virtio'>");
-  assert_contains(x, "<memballoon model='none'/>");
+  /* The balloon is there for free page reporting only. */
+  assert_contains(x,
+                  "<memballoon model='virtio' freePageReporting='on'>\n"
+                  "      <address type='virtio-mmio'/>\n    </memballoon>");
   /* Nothing that needs PCI, and no network or disk unless asked. */
   assert_lacks(x, "pci");
   assert_lacks(x, "<interface");

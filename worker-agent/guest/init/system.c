@@ -101,7 +101,22 @@ int init_system_boot(brume_err **err) {
   return loopback_up(err);
 }
 
+/* The scratch disk the worker attaches for /tmp (worker-agent/scratch.h): ext2, empty. */
+#define TMP_DISK "/dev/vda"
+
 int init_system_set_tmp_size(uint32_t mib, brume_err **err) {
+  struct stat st;
+  if (stat(TMP_DISK, &st) == 0 && S_ISBLK(st.st_mode)) {
+    /* The disk replaces the boot's small tmpfs (nothing has written there yet). */
+    if (umount2("/tmp", MNT_DETACH) < 0 && errno != EINVAL)
+      return brume_err_set(err, BRUME_INTERNAL, "unmount the boot's /tmp: %s", strerror(errno));
+    if (mount(TMP_DISK, "/tmp", "ext2", MS_NOSUID | MS_NODEV | MS_NOATIME, NULL) < 0)
+      return brume_err_set(err, BRUME_INTERNAL, "mount %s (ext2) on /tmp: %s", TMP_DISK,
+                           strerror(errno));
+    if (chmod("/tmp", 01777) < 0)
+      return brume_err_set(err, BRUME_INTERNAL, "chmod /tmp: %s", strerror(errno));
+    return 0;
+  }
   char data[64];
   snprintf(data, sizeof(data), "mode=1777,size=%um", mib);
   if (mount("tmpfs", "/tmp", "tmpfs", MS_REMOUNT | MS_NOSUID | MS_NODEV, data) < 0)

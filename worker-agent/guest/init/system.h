@@ -16,7 +16,9 @@
  * brings up lo with 127.0.0.1. */
 int init_system_boot(brume_err **err);
 
-/* Resizes the /tmp tmpfs to mib MiB (the function's ephemeral storage). */
+/* Gives the function its /tmp of mib MiB (its ephemeral storage): the worker's scratch disk
+ * (/dev/vda, ext2, made to that size on the host) mounted there when the VM has one, else the
+ * boot's tmpfs resized to mib MiB. */
 int init_system_set_tmp_size(uint32_t mib, brume_err **err);
 
 /* Mounts a tmpfs on dir (where the code is unpacked), at most max_mib MiB. */
