@@ -6,13 +6,20 @@
  * stdout (progress on stderr):
  *   accelerator                          0 = TCG, 1 = KVM (the worker's probe, from Stats)
  *   create_from_boot_p50_ms/_p99_ms      CreateSandbox round trip with pool_size 0
- *   host_memory_per_idle_sandbox_mib     VmRSS of the idle sandboxes' qemu processes / count
- *   warm_invoke_p50_us/_p99_us           Invoke round trip (freeze_after 0: thaw + freeze each)
+ *   host_memory_per_idle_sandbox_mib     Pss (shared pages split among their users) of the idle
+ *                                        sandboxes' qemu processes / count
+ *   host_rss_per_idle_sandbox_mib        the same with VmRSS (shared pages counted in full)
+ *   warm_invoke_p50_us/_p99_us           Invoke round trip on a sandbox that stays thawed
+ *                                        (freeze_after 10s, the default's hot path)
+ *   warm_invoke_freeze_at_once_p50_us/_p99_us  the same with freeze_after 0: each call pays a
+ *                                        thaw before it and a freeze after it
  *   freeze_ms, thaw_ms                   Freeze / Thaw round trips (p50)
  *   creations_per_s_4_parallel           CreateSandbox from boot, 4 callers at once
  *   create_from_pool_p50_ms/_p99_ms      CreateSandbox with pool_size 2, the pool full each time
+ * Part 1 runs with pool_size 0 and freeze_after 0, part 2 with pool_size 2 and freeze_after 10s.
  * Environment: BENCH_WORKER_HOST_ID (default bw<pid>), BENCH_WORKER_BOOTS (5),
- * BENCH_WORKER_INVOKES (200), BENCH_WORKER_POOL_TAKES (5), BENCH_WORKER_PARALLEL_TOTAL (8).
+ * BENCH_WORKER_INVOKES (200), BENCH_WORKER_POOL_TAKES (5), BENCH_WORKER_PARALLEL_TOTAL (8),
+ * BENCH_WORKER_FLAGS (more brume-worker flags, e.g. "--tcg-tb-cache 16MiB").
  * Whatever happens, on exit the worker gets SIGTERM, the domains of its host id are destroyed,
  * etcd stops and the temp directories go. */
 #include <ctype.h>
@@ -90,12 +97,22 @@ static brume_rpc_client *new_client(void) {
   return c;
 }
 
-static void start_worker(const char *pool_size) {
-  const char *flags[] = {"--pool-size", pool_size, "--freeze-after", "0", NULL};
+static void start_worker(const char *pool_size, const char *freeze_after) {
+  /* BENCH_WORKER_FLAGS: more brume-worker flags, split at spaces (e.g. "--tcg-tb-cache 16MiB"). */
+  const char *flags[24] = {"--pool-size", pool_size, "--freeze-after", freeze_after, NULL};
+  static char extra[512];
+  const char *env = getenv("BENCH_WORKER_FLAGS");
+  snprintf(extra, sizeof(extra), "%s", env ? env : "");
+  size_t n = 4;
+  for (char *save = NULL, *t = strtok_r(extra, " ", &save); t && n + 1 < 24;
+       t = strtok_r(NULL, " ", &save))
+    flags[n++] = t;
+  flags[n] = NULL;
   double ms = 0;
   if (brume_test_worker_start(w, flags, &ms) < 0) die("could not start %s", BENCH_BRUME_WORKER);
   client = w->client;
-  progress("worker (pool_size %s) listening after %.0f ms", pool_size, ms);
+  progress("worker (pool_size %s, freeze_after %s) listening after %.0f ms", pool_size,
+           freeze_after, ms);
 }
 
 static void stop_worker(void) {
@@ -166,13 +183,13 @@ static double wait_pool(int want, int timeout_ms) {
   return brume_test_mono_ms() - t0;
 }
 
-/* Sum of VmRSS (KiB) of the processes whose command line holds name_prefix; *count gets their
- * number. */
-static long long qemu_rss_kib(int *count) {
-  long long sum = 0;
+/* Sums of Pss and Rss (KiB, from smaps_rollup) of the processes whose command line holds
+ * name_prefix; *count gets their number. */
+static void qemu_memory_kib(int *count, long long *pss, long long *rss) {
+  *pss = *rss = 0;
   *count = 0;
   DIR *d = opendir("/proc");
-  if (d == NULL) return 0;
+  if (d == NULL) return;
   struct dirent *e;
   while ((e = readdir(d)) != NULL) {
     if (!isdigit((unsigned char)e->d_name[0])) continue;
@@ -191,20 +208,71 @@ static long long qemu_rss_kib(int *count) {
     bool match = strstr((char *)cl, w->name_prefix) != NULL && strstr((char *)cl, "qemu") != NULL;
     free(cl);
     if (!match) continue;
-    snprintf(path, sizeof(path), "/proc/%s/status", e->d_name);
+    snprintf(path, sizeof(path), "/proc/%s/smaps_rollup", e->d_name);
     FILE *f = fopen(path, "r");
     if (f == NULL) continue;
     char line[256];
-    while (fgets(line, sizeof(line), f))
-      if (strncmp(line, "VmRSS:", 6) == 0) {
-        sum += atoll(line + 6);
-        (*count)++;
-        break;
-      }
+    while (fgets(line, sizeof(line), f)) {
+      if (strncmp(line, "Rss:", 4) == 0) *rss += atoll(line + 4);
+      if (strncmp(line, "Pss:", 4) == 0) *pss += atoll(line + 4);
+    }
+    (*count)++;
     fclose(f);
   }
   closedir(d);
-  return sum;
+}
+
+/* n warm Invokes on sandbox id (10 more first, not counted); p50 and p99 in us as name_p50_us
+ * and name_p99_us, and the p50 of the part spent in the guest (brume-init's duration: the event
+ * handed to the runtime until its response) as name_in_guest_p50_us. */
+static void warm_invokes(const char *id, int n_invoke, const char *name) {
+  brume_err *err = NULL;
+  double *rtt = calloc((size_t)n_invoke, sizeof(double));
+  double *in_guest = calloc((size_t)n_invoke, sizeof(double));
+  char rid[32], payload[64], metric[96];
+  for (int n = -10; n < n_invoke; n++) {
+    snprintf(rid, sizeof(rid), "req-%d", n + 11);
+    snprintf(payload, sizeof(payload), "bench event %d", n + 11);
+    Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
+    req.sandbox_id = (char *)id;
+    req.request_id = rid;
+    req.payload.data = (uint8_t *)payload;
+    req.payload.len = strlen(payload);
+    Brume__WorkerInvokeResponse *r = NULL;
+    double t0 = brume_test_mono_ms();
+    if (call_on(client, M_INVOKE, &req, &r, &err) < 0) die("Invoke: %s", err->msg);
+    double us = (brume_test_mono_ms() - t0) * 1000.0;
+    if (r->function_error)
+      die("function error %s: %s", r->function_error->type, r->function_error->message);
+    if (r->payload.len < strlen(payload) || memcmp(r->payload.data, payload, strlen(payload)))
+      die("wrong payload %.*s", (int)r->payload.len, (const char *)r->payload.data);
+    if (n >= 0) {
+      rtt[n] = us;
+      in_guest[n] = (double)r->duration_us;
+    }
+    brume__worker_invoke_response__free_unpacked(r, NULL);
+  }
+  snprintf(metric, sizeof(metric), "%s_p50_us", name);
+  emit(metric, brume_test_percentile(rtt, n_invoke, 50), "us");
+  snprintf(metric, sizeof(metric), "%s_p99_us", name);
+  emit(metric, brume_test_percentile(rtt, n_invoke, 99), "us");
+  /* The floor under that: the same call on an unknown sandbox (gRPC, the job queue, the table,
+   * NOT_FOUND). */
+  for (int n = 0; n < n_invoke; n++) {
+    Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
+    req.sandbox_id = "sb-unknown";
+    Brume__WorkerInvokeResponse *r = NULL;
+    double t0 = brume_test_mono_ms();
+    if (call_on(client, M_INVOKE, &req, &r, &err) == 0) die("Invoke of an unknown sandbox passed");
+    rtt[n] = (brume_test_mono_ms() - t0) * 1000.0;
+    brume_err_clear(&err);
+  }
+  snprintf(metric, sizeof(metric), "%s_rpc_floor_p50_us", name);
+  emit(metric, brume_test_percentile(rtt, n_invoke, 50), "us");
+  snprintf(metric, sizeof(metric), "%s_in_guest_p50_us", name);
+  emit(metric, brume_test_percentile(in_guest, n_invoke, 50), "us");
+  free(rtt);
+  free(in_guest);
 }
 
 typedef struct {
@@ -254,7 +322,7 @@ int main(void) {
     die("the fixture (code zip, code server, etcd) could not be set up");
 
   /* Part 1: pool_size 0, every CreateSandbox boots. */
-  start_worker("0");
+  start_worker("0", "0");
   Brume__WorkerStatsRequest sr = BRUME__WORKER_STATS_REQUEST__INIT;
   Brume__WorkerStatsResponse *st = NULL;
   if (call_on(client, M_STATS, &sr, &st, &err) < 0) die("Stats: %s", err->msg);
@@ -277,43 +345,23 @@ int main(void) {
   emit("create_from_boot_p50_ms", brume_test_percentile(boot, n_boot, 50), "ms");
   emit("create_from_boot_p99_ms", brume_test_percentile(boot, n_boot, 99), "ms");
 
-  /* The sandboxes are idle (frozen at once: freeze_after 0); let their memory settle. */
-  usleep(500 * 1000);
+  /* The sandboxes are idle (not invoked yet, so running: freeze_after 0 freezes after an
+   * invocation); let their memory settle (free page reporting waits 2 s). */
+  usleep(3000 * 1000);
   int nq = 0;
-  long long kib = qemu_rss_kib(&nq);
+  long long pss = 0, rss = 0;
+  qemu_memory_kib(&nq, &pss, &rss);
   if (nq != n_boot) progress("%d qemu processes for %d sandboxes", nq, n_boot);
   if (nq > 0) {
-    progress("idle sandboxes: %d qemu processes, VmRSS %.1f MiB in all", nq, kib / 1024.0);
-    emit("host_memory_per_idle_sandbox_mib", kib / 1024.0 / nq, "MiB");
+    progress("idle sandboxes: %d qemu processes, Pss %.1f MiB and Rss %.1f MiB in all", nq,
+             pss / 1024.0, rss / 1024.0);
+    emit("host_memory_per_idle_sandbox_mib", pss / 1024.0 / nq, "MiB");
+    emit("host_rss_per_idle_sandbox_mib", rss / 1024.0 / nq, "MiB");
   }
 
-  /* Warm Invoke on the first sandbox. */
-  progress("warm Invoke with freeze_after 0 (the only value implemented): each call pays a thaw "
-           "before and a freeze after it, as measured here");
-  double *rtt = calloc((size_t)n_invoke, sizeof(double));
-  char rid[32], payload[64];
-  for (int n = -10; n < n_invoke; n++) {
-    snprintf(rid, sizeof(rid), "req-%d", n + 11);
-    snprintf(payload, sizeof(payload), "bench event %d", n + 11);
-    Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
-    req.sandbox_id = ids[0];
-    req.request_id = rid;
-    req.payload.data = (uint8_t *)payload;
-    req.payload.len = strlen(payload);
-    Brume__WorkerInvokeResponse *r = NULL;
-    double t0 = brume_test_mono_ms();
-    if (call_on(client, M_INVOKE, &req, &r, &err) < 0) die("Invoke: %s", err->msg);
-    double us = (brume_test_mono_ms() - t0) * 1000.0;
-    if (r->function_error)
-      die("function error %s: %s", r->function_error->type, r->function_error->message);
-    if (r->payload.len < strlen(payload) || memcmp(r->payload.data, payload, strlen(payload)))
-      die("wrong payload %.*s", (int)r->payload.len, (const char *)r->payload.data);
-    brume__worker_invoke_response__free_unpacked(r, NULL);
-    if (n >= 0) rtt[n] = us;
-  }
-  emit("warm_invoke_p50_us", brume_test_percentile(rtt, n_invoke, 50), "us");
-  emit("warm_invoke_p99_us", brume_test_percentile(rtt, n_invoke, 99), "us");
-  free(rtt);
+  /* Warm Invoke on the first sandbox: freeze_after 0, so each call thaws and freezes. */
+  progress("warm Invoke with freeze_after 0: each call pays a thaw before and a freeze after it");
+  warm_invokes(ids[0], n_invoke, "warm_invoke_freeze_at_once");
 
   /* Freeze / Thaw round trips: thaw then freeze, 10 times (the sandbox is frozen now). */
   double fz[10], th[10];
@@ -353,8 +401,8 @@ int main(void) {
     for (int n = 0; n < pa[t].n; n++) destroy(client, pa[t].ids[n]);
   stop_worker();
 
-  /* Part 2: pool_size 2; each take with the pool full again. */
-  start_worker("2");
+  /* Part 2: pool_size 2, freeze_after 10s; each take with the pool full again. */
+  start_worker("2", "10s");
   progress("pool of 2 ready after %.0f ms", wait_pool(2, 120000));
   double take[16];
   if (n_take > 16) n_take = 16;
@@ -369,6 +417,14 @@ int main(void) {
   }
   emit("create_from_pool_p50_ms", brume_test_percentile(take, n_take, 50), "ms");
   emit("create_from_pool_p99_ms", brume_test_percentile(take, n_take, 99), "ms");
+
+  /* Warm Invoke on a sandbox that stays thawed between calls (freeze_after 10s). */
+  char warm_id[80];
+  bool warm_hit = false;
+  create_on(client, warm_id, sizeof(warm_id), &warm_hit);
+  progress("warm Invoke with freeze_after 10s: no thaw or freeze on the hot path");
+  warm_invokes(warm_id, n_invoke, "warm_invoke");
+  destroy(client, warm_id);
   stop_worker();
   return 0;
 }

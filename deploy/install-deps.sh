@@ -10,6 +10,8 @@ packages=(
   libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
   # etcd client (libcurl), JSON, HTTP listener, TLS
   libcurl4-openssl-dev libjansson-dev libmicrohttpd-dev libssl-dev openssl
+  # the worker's code cache unpacks function zips on the host
+  libarchive-dev
   # tests: cmocka unit tests, clang + compiler-rt for libFuzzer and sanitizers
   libcmocka-dev clang libclang-rt-14-dev
   # services the daemons and the tests run against

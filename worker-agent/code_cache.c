@@ -1,5 +1,7 @@
 #include "code_cache.h"
 
+#include <archive.h>
+#include <archive_entry.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
@@ -35,7 +37,7 @@ typedef struct flight {
 struct brume_code_cache {
   char *dir;
   int dirfd;
-  int64_t max_zip, max_unzipped;
+  int64_t max_zip, max_unzipped, max_files;
   int timeout_ms;
   char *ca_path;
   pthread_mutex_t mu;
@@ -98,6 +100,7 @@ brume_code_cache *brume_code_cache_new(const brume_code_cache_opts *opts, brume_
   c->max_zip = opts->max_zip_bytes > 0 ? opts->max_zip_bytes : BRUME_CODE_MAX_ZIP_BYTES;
   c->max_unzipped =
       opts->max_unzipped_bytes > 0 ? opts->max_unzipped_bytes : BRUME_CODE_MAX_UNZIPPED_BYTES;
+  c->max_files = opts->max_files_bytes > 0 ? opts->max_files_bytes : BRUME_CODE_MAX_FILES_BYTES;
   c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : BRUME_CODE_FETCH_TIMEOUT_MS;
   c->ca_path = opts->ca_path ? brume_xstrdup(opts->ca_path) : NULL;
   pthread_mutex_init(&c->mu, NULL);
@@ -472,4 +475,178 @@ void *brume_code_cache_read(const char *path, size_t *len, brume_err **err) {
   }
   *len = size;
   return buf;
+}
+
+/* ---- the unpacked form ---- */
+
+/* Whether a path fits GuestCodeFile.path: relative, non-empty components, no "." or "..". */
+static bool code_path_ok(const char *path) {
+  if (path[0] == '\0' || path[0] == '/') return false;
+  for (const char *p = path; *p;) {
+    size_t n = strcspn(p, "/");
+    if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) return false;
+    p += n;
+    if (*p == '/' && *++p == '\0') return false;
+  }
+  return true;
+}
+
+static void add_file(Brume__GuestCode *code, size_t *cap, Brume__GuestCodeFile *f) {
+  if (code->n_files == *cap) {
+    *cap = *cap ? *cap * 2 : 16;
+    code->files = brume_xrealloc(code->files, *cap * sizeof(*code->files));
+  }
+  code->files[code->n_files++] = f;
+}
+
+/* Reads the current entry's data into f, at most *budget bytes (decremented). */
+static const char *read_entry(struct archive *a, Brume__GuestCodeFile *f, uint64_t *budget) {
+  size_t cap = 0;
+  for (;;) {
+    if (f->data.len == cap) {
+      if (cap >= *budget) {
+        char probe;
+        la_ssize_t n = archive_read_data(a, &probe, 1);
+        if (n == 0) return NULL;
+        return n < 0 ? "an entry cannot be read" : "the files are over the size limit";
+      }
+      size_t want = cap ? cap * 2 : 65536;
+      cap = want < *budget ? want : (size_t)*budget;
+      f->data.data = brume_xrealloc(f->data.data, cap);
+    }
+    la_ssize_t n = archive_read_data(a, f->data.data + f->data.len, cap - f->data.len);
+    if (n < 0) return "an entry cannot be read";
+    if (n == 0) break;
+    f->data.len += (size_t)n;
+  }
+  *budget -= f->data.len;
+  return NULL;
+}
+
+Brume__GuestCode *brume_code_unpack_zip(const void *zip, size_t len, uint64_t max_bytes,
+                                        const char **why) {
+  struct archive *a = archive_read_new();
+  BRUME_ENSURE(a);
+  /* The seekable reader takes modes and types from the central directory, as unzip does. */
+  archive_read_support_format_zip_seekable(a);
+  Brume__GuestCode *code = brume_xmalloc(sizeof(*code));
+  brume__guest_code__init(code);
+  size_t cap = 0;
+  uint64_t budget = max_bytes;
+  *why = NULL;
+  if (archive_read_open_memory(a, zip, len) != ARCHIVE_OK) *why = "not a zip archive";
+  struct archive_entry *e;
+  while (*why == NULL) {
+    int r = archive_read_next_header(a, &e);
+    if (r == ARCHIVE_EOF) break;
+    if (r != ARCHIVE_OK) {
+      *why = "an entry header cannot be read";
+      break;
+    }
+    const char *name = archive_entry_pathname(e);
+    Brume__GuestCodeFile *f = brume_xmalloc(sizeof(*f));
+    brume__guest_code_file__init(f);
+    add_file(code, &cap, f);
+    f->path = brume_xstrdup(name ? name : "");
+    size_t n = strlen(f->path);
+    mode_t type = archive_entry_filetype(e);
+    if (type == AE_IFDIR && n > 1 && f->path[n - 1] == '/') f->path[n - 1] = '\0';
+    if (!code_path_ok(f->path)) {
+      *why = "an entry's path is absolute, empty or has a . or .. component";
+      break;
+    }
+    f->mode = archive_entry_perm(e) & 0777;
+    if (type == AE_IFREG) {
+      f->type = BRUME__GUEST_CODE_FILE__TYPE__REGULAR;
+      *why = read_entry(a, f, &budget);
+    } else if (type == AE_IFDIR) {
+      f->type = BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY;
+    } else if (type == AE_IFLNK && archive_entry_symlink(e) && archive_entry_symlink(e)[0]) {
+      f->type = BRUME__GUEST_CODE_FILE__TYPE__SYMLINK;
+      f->data.data = (uint8_t *)brume_xstrdup(archive_entry_symlink(e));
+      f->data.len = strlen((char *)f->data.data);
+    } else {
+      *why = "an entry is not a regular file, a directory or a symlink";
+    }
+  }
+  if (*why == NULL && code->n_files == 0) *why = "the archive has no entries";
+  archive_read_free(a);
+  if (*why) {
+    brume__guest_code__free_unpacked(code, NULL);
+    return NULL;
+  }
+  return code;
+}
+
+void brume_code_free(brume_code *code) {
+  if (code == NULL) return;
+  if (code->files) brume__guest_code__free_unpacked(code->files, NULL);
+  free(code->zip);
+  free(code);
+}
+
+/* Stores files as <dir>/<name> (a temporary file, fsync'ed, renamed). Best effort: a failure
+ * is logged and the next load unpacks the archive again. */
+static void store_files(brume_code_cache *c, const char *name, const Brume__GuestCode *files) {
+  pthread_mutex_lock(&c->mu);
+  unsigned long seq = ++c->seq;
+  pthread_mutex_unlock(&c->mu);
+  brume_autofree char *tmp = brume_xasprintf(TMP_PREFIX "%s-%d-%lu", name, (int)getpid(), seq);
+  size_t len = brume__guest_code__get_packed_size(files);
+  brume_autofree uint8_t *buf = brume_xmalloc(len ? len : 1);
+  brume__guest_code__pack(files, buf);
+  brume_autoclose int fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  size_t off = 0;
+  while (fd >= 0 && off < len) {
+    ssize_t w = write(fd, buf + off, len - off);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) break;
+    off += (size_t)w;
+  }
+  if (fd < 0 || off < len || fsync(fd) < 0 || renameat(c->dirfd, tmp, c->dirfd, name) < 0) {
+    brume_warn("Cannot store the unpacked function code.", "dir=%s file=%s error=\"%s\"", c->dir,
+               name, strerror(errno));
+    if (fd >= 0) unlinkat(c->dirfd, tmp, 0);
+  }
+}
+
+brume_code *brume_code_cache_load(brume_code_cache *c, const char *zip_path, brume_err **err) {
+  size_t n = strlen(zip_path);
+  BRUME_ENSURE(n > 4 && strcmp(zip_path + n - 4, ".zip") == 0);
+  brume_autofree char *copy = brume_xasprintf("%.*s.code", (int)(n - 4), zip_path);
+  const char *base = strrchr(copy, '/');
+  base = base ? base + 1 : copy;
+
+  brume_code *code = brume_xcalloc(1, sizeof(*code));
+  /* A stored form with no files says the archive goes as it is (it was tried before). */
+  bool tried = false;
+  size_t len = 0;
+  brume_autofree uint8_t *packed = brume_code_cache_read(copy, &len, NULL);
+  if (packed) {
+    code->files = brume__guest_code__unpack(NULL, len, packed);
+    if (code->files && code->files->n_files > 0) return code;
+    tried = code->files != NULL;
+    if (code->files) brume__guest_code__free_unpacked(code->files, NULL);
+    code->files = NULL;
+  }
+  code->zip = brume_code_cache_read(zip_path, &code->zip_len, err);
+  if (code->zip == NULL) {
+    brume_code_free(code);
+    return NULL;
+  }
+  if (tried) return code;
+  const char *why = NULL;
+  code->files = brume_code_unpack_zip(code->zip, code->zip_len, (uint64_t)c->max_files, &why);
+  if (code->files == NULL) {
+    brume_info("The function code goes to the guest as its zip archive.", "file=%s reason=\"%s\"",
+               zip_path, why);
+    Brume__GuestCode none = BRUME__GUEST_CODE__INIT;
+    store_files(c, base, &none);
+    return code;
+  }
+  free(code->zip);
+  code->zip = NULL;
+  code->zip_len = 0;
+  store_files(c, base, code->files);
+  return code;
 }

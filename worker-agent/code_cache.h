@@ -32,7 +32,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "brume/guest.pb-c.h"
 #include "err.h"
+#include "mem.h"
 
 /* Lambda's limits for a function's deployment package. */
 #define BRUME_CODE_MAX_ZIP_BYTES (50 * 1024 * 1024)
@@ -47,6 +49,7 @@ typedef struct brume_code_cache_opts {
   int64_t max_unzipped_bytes; /* 0: BRUME_CODE_MAX_UNZIPPED_BYTES */
   int timeout_ms;             /* per fetch; 0: BRUME_CODE_FETCH_TIMEOUT_MS */
   const char *ca_path;        /* for https URLs; NULL: the system CA store */
+  int64_t max_files_bytes;    /* 0: BRUME_CODE_MAX_FILES_BYTES (brume_code_cache_load) */
 } brume_code_cache_opts;
 
 /* Opens (and creates) the cache directory. NULL with INVALID_ARGUMENT (no dir) or INTERNAL. */
@@ -67,6 +70,38 @@ char *brume_code_cache_get(brume_code_cache *c, const char *sha256, const char *
 /* Reads a cached archive into memory (for GuestInit.code_zip). Returns a heap buffer and its
  * length in *len, or NULL with INTERNAL. */
 void *brume_code_cache_read(const char *path, size_t *len, brume_err **err);
+
+/* The unpacked form sent instead of the archive is at most this many bytes of file contents. */
+#define BRUME_CODE_MAX_FILES_BYTES (16 * 1024 * 1024)
+
+/* A function's code as GuestInit carries it: exactly one of files (GuestInit.code) and zip
+ * (GuestInit.code_zip) is set. */
+typedef struct brume_code {
+  Brume__GuestCode *files;
+  void *zip;
+  size_t zip_len;
+} brume_code;
+
+/* The code of the verified archive at zip_path (a path brume_code_cache_get returned), ready
+ * for GuestInit. Usually its files, unpacked on the host so that the guest inflates nothing:
+ * the first call for a digest unpacks the archive (libarchive) and stores the result next to
+ * it as <dir>/<sha256>.code (a GuestCode message, fsync'ed before it is renamed into place, so
+ * it is always whole); later calls read that file. The archive itself instead, for the guest's
+ * unzip to unpack or refuse as before, when its files hold more than max_files_bytes in all,
+ * when it has no entries or an entry other than a regular file, a directory or a symlink, an
+ * unusable path, or when it cannot be unpacked here (a damaged entry, an unsupported method).
+ * Returns a heap object for brume_code_free, or NULL with INTERNAL when the cache cannot be
+ * read. */
+brume_code *brume_code_cache_load(brume_code_cache *c, const char *zip_path, brume_err **err);
+void brume_code_free(brume_code *code);
+BRUME_DEFINE_AUTOPTR(brume_code, brume_code_free)
+
+/* Unpacks a zip archive into a GuestCode message with libarchive, entries in archive order,
+ * directory paths without their trailing '/'. Returns NULL (and says why in *why, a static
+ * string) when the archive is not one GuestInit.code can carry (see brume_code_cache_load).
+ * Pure; exported for tests and the fuzz target. */
+Brume__GuestCode *brume_code_unpack_zip(const void *zip, size_t len, uint64_t max_bytes,
+                                        const char **why);
 
 /* The sum of the uncompressed sizes of a zip archive's entries, from its central directory
  * (zip64 included). Returns 0, or -1 with INVALID_ARGUMENT when buf is not a well-formed zip

@@ -156,9 +156,11 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
   brume_autofree char *tsc =
       spec->tsc_khz ? brume_xasprintf(" tsc_early_khz=%u", spec->tsc_khz) : brume_xstrdup("");
   bool extra = spec->cmdline_extra && *spec->cmdline_extra;
-  brume_autofree char *cmdline =
-      brume_xasprintf("console=ttyS0 quiet reboot=t panic=-1%s%s%s", tsc, extra ? " " : "",
-                      extra ? spec->cmdline_extra : "");
+  /* nr_cpus: the kernel sizes its per-CPU areas for the vCPUs the domain has, not for the 6 it
+   * was built for (memory, and boot time under TCG). */
+  brume_autofree char *cmdline = brume_xasprintf(
+      "console=ttyS0 quiet reboot=t panic=-1 nr_cpus=%u%s%s%s",
+      vcpus, tsc, extra ? " " : "", extra ? spec->cmdline_extra : "");
   sb_elem(&b, "    ", "cmdline", cmdline);
   brume_strbuf_puts(&b, "  </os>\n");
 

@@ -41,7 +41,7 @@ static void sbx_free(brume_sbx *s) {
   free(s->name);
   free(s->sock);
   free(s->console);
-  if (s->scratch) unlink(s->scratch);
+  if (s->scratch) unlink(s->scratch); /* never GONE (the daemon's exit): AUTODESTROY ends it */
   free(s->scratch);
   free(s);
 }
@@ -151,6 +151,8 @@ int brume_sandboxes_apply(brume_sandboxes *t, brume_sbx *s, brume_sandbox_event 
     }
   }
   pthread_mutex_unlock(&t->mu);
+  /* GONE: the domain is destroyed, so its /tmp image can go before anyone is answered. */
+  if (gone && s->scratch) unlink(s->scratch);
   return st;
 }
 

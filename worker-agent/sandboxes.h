@@ -27,7 +27,7 @@ typedef struct brume_sbx {
   char *id;
   char *name;               /* the libvirt domain's name */
   char *sock, *console;     /* control socket and console log paths */
-  char *scratch;            /* the /tmp image, removed with the entry (scratch.h) */
+  char *scratch;            /* the /tmp image, removed at GONE or with the entry (scratch.h) */
   Brume__SandboxSpec *spec; /* own copy */
   uint32_t memory_mib, vcpu_milli;
 

@@ -140,7 +140,7 @@ static void create_job(void *p) {
   const char *reason = NULL;
   brume_sbx *s = NULL;
   Brume__GuestInitDone *done = NULL;
-  brume_autofree void *zip = NULL;
+  brume_autoptr(brume_code) code = NULL;
   brume_autofree char *zip_path = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry *envs = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
@@ -156,9 +156,8 @@ static void create_job(void *p) {
     if (err->code == BRUME_INTERNAL) reason = NULL;
     goto fail;
   }
-  size_t zip_len = 0;
-  zip = brume_code_cache_read(zip_path, &zip_len, &err);
-  if (zip == NULL) goto fail;
+  code = brume_code_cache_load(svc->cache, zip_path, &err);
+  if (code == NULL) goto fail;
   int64_t code_fetch_us = mono_us() - t0;
 
   /* A pooled VM of the same memory and vCPU count, already booted to its agent, else a boot. */
@@ -210,8 +209,9 @@ static void create_job(void *p) {
   brume_pool_vm_free(vm);
 
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
-  in.code_zip.data = zip;
-  in.code_zip.len = zip_len;
+  in.code = code->files;
+  in.code_zip.data = code->zip;
+  in.code_zip.len = code->zip_len;
   in.handler_mode = spec->handler_mode;
   in.handler = spec->handler;
   in.n_environment = spec->n_environment;
@@ -355,15 +355,15 @@ static void invoke_job(void *p) {
   resp.billed_duration_ms = (uint32_t)((resp.duration_us + 999) / 1000);
   resp.max_memory_used_mib = done->max_memory_used_mib;
   bool broken = done->sandbox_broken || brume_guest_link_runtime_exited(s->link, NULL);
-  bool freeze = false;
+  bool freeze = false, destroy = false;
   if (broken) {
+    /* TERMINATING now, destroyed after the answer: the caller learns of the timeout or the exit
+     * without waiting for libvirt (0.2-0.9 s here). */
     brume_sandbox_state before;
-    if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_BROKEN, NULL, &before, NULL) >= 0 &&
-        before != BRUME_SANDBOX_TERMINATING) {
-      brume_libvirt_destroy(s->dom, NULL);
-      brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
-    }
-    resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_GONE;
+    destroy = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_BROKEN, NULL, &before,
+                                    NULL) >= 0 &&
+              before != BRUME_SANDBOX_TERMINATING;
+    resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING;
     brume_info("The sandbox cannot serve again and is destroyed.",
                "request_id=%s sandbox_id=%s type=%s", j->request_id, s->id,
                done->error ? done->error->type : "-");
@@ -382,6 +382,10 @@ static void invoke_job(void *p) {
   brume_debug("Invocation done.", "request_id=%s sandbox_id=%s duration_us=%" PRIu64 " error=%s",
               j->request_id, s->id, resp.duration_us, done->error ? done->error->type : "-");
   brume_rpc_call_reply(j->call, &resp.base);
+  if (destroy) {
+    brume_libvirt_destroy(s->dom, NULL);
+    brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+  }
   /* Freeze after answering: the caller does not wait for the suspend. A request that took the
    * sandbox in between wins (FREEZE then fails on INVOKING, which is fine). */
   if (freeze &&

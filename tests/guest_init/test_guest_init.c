@@ -218,6 +218,7 @@ static int guest_teardown(void **state) {
 
 typedef struct init_args {
   const char *zip;
+  const Brume__GuestCode *code; /* instead of zip: the files, as the worker sends them */
   Brume__HandlerMode mode;
   const char *handler;
   const char *const *env; /* NAME, value, ..., NULL */
@@ -226,8 +227,12 @@ typedef struct init_args {
 
 static void send_init(guest *g, const init_args *a) {
   Brume__GuestInit in = BRUME__GUEST_INIT__INIT;
-  in.code_zip.data = brume_test_read_file(a->zip, &in.code_zip.len);
-  assert_non_null(in.code_zip.data);
+  if (a->code) {
+    in.code = (Brume__GuestCode *)a->code;
+  } else {
+    in.code_zip.data = brume_test_read_file(a->zip, &in.code_zip.len);
+    assert_non_null(in.code_zip.data);
+  }
   in.handler_mode = a->mode;
   in.handler = (char *)(a->handler ? a->handler : "echo.handler");
   in.function_name = "echo";
@@ -620,6 +625,66 @@ static void test_bad_zip(void **state) {
   free_msg(m);
 }
 
+/* The code as files (GuestInit.code): written with their modes, symlinks last; the runtime
+ * runs from them. A path that leaves the task root is InvalidZipFileException. */
+static void test_code_files(void **state) {
+  guest *g = *state;
+  Brume__GuestCodeFile boot = BRUME__GUEST_CODE_FILE__INIT, dir = BRUME__GUEST_CODE_FILE__INIT,
+                       data = BRUME__GUEST_CODE_FILE__INIT, link = BRUME__GUEST_CODE_FILE__INIT;
+  boot.path = "bootstrap";
+  boot.mode = 0755;
+  boot.data.data = brume_test_read_file(runtime_bin, &boot.data.len);
+  assert_non_null(boot.data.data);
+  dir.path = "conf";
+  dir.type = BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY;
+  dir.mode = 0700;
+  data.path = "conf/a.txt";
+  data.mode = 0640;
+  data.data.data = (uint8_t *)"abc";
+  data.data.len = 3;
+  link.path = "a.txt";
+  link.type = BRUME__GUEST_CODE_FILE__TYPE__SYMLINK;
+  link.data.data = (uint8_t *)"conf/a.txt";
+  link.data.len = 10;
+  Brume__GuestCodeFile *files[] = {&link, &boot, &dir, &data};
+  Brume__GuestCode code = BRUME__GUEST_CODE__INIT;
+  code.files = files;
+  code.n_files = 4;
+  init_args a = runtime_init;
+  a.code = &code;
+  init_ok(g, &a);
+  Brume__GuestMessage *m = invoke(g, "files-1", "hi", 5000);
+  assert_payload(m, "hi #1");
+  free_msg(m);
+  struct stat st;
+  assert_int_equal(stat(path_in(g->task, "bootstrap"), &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0755);
+  assert_int_equal(stat(path_in(g->task, "conf"), &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0700);
+  assert_int_equal(stat(path_in(g->task, "a.txt"), &st), 0); /* through the symlink */
+  assert_int_equal(st.st_mode & 07777, 0640);
+  assert_int_equal(st.st_size, 3);
+  free(boot.data.data);
+}
+
+static void test_code_files_bad_path(void **state) {
+  guest *g = *state;
+  Brume__GuestCodeFile f = BRUME__GUEST_CODE_FILE__INIT;
+  f.path = "../outside";
+  f.mode = 0644;
+  Brume__GuestCodeFile *files[] = {&f};
+  Brume__GuestCode code = BRUME__GUEST_CODE__INIT;
+  code.files = files;
+  code.n_files = 1;
+  init_args a = runtime_init;
+  a.code = &code;
+  Brume__GuestMessage *m = init(g, &a);
+  assert_fn_error(m->init_done->error, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_UNHANDLED,
+                  "InvalidZipFileException", "unusable path");
+  free_msg(m);
+  assert_int_not_equal(access(path_in(g->dir, "outside"), F_OK), 0);
+}
+
 static void test_shutdown_grace(void **state) {
   guest *g = *state;
   const char *env[] = {"ECHO_RUNTIME_IGNORE_TERM", "1", NULL};
@@ -740,6 +805,8 @@ int main(int argc, char **argv) {
       T(test_init_timeout),
       T(test_missing_bootstrap),
       T(test_bad_zip),
+      T(test_code_files),
+      T(test_code_files_bad_path),
       T(test_shutdown_grace),
       T(test_exec_mode),
       T(test_exec_missing_handler),

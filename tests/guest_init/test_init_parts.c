@@ -4,8 +4,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -14,6 +17,7 @@
 #include "logring.h"
 #include "runtime_api.h"
 #include "system.h"
+#include "unpack.h"
 
 /* The value of name in a NULL-terminated "NAME=value" array, or NULL. */
 static const char *env_get(char *const *env, const char *name) {
@@ -137,11 +141,108 @@ static void test_error_doc(void **state) {
   assert_null(type);
 }
 
+static void test_unpack_path(void **state) {
+  (void)state;
+  assert_true(init_unpack_path_ok("bootstrap"));
+  assert_true(init_unpack_path_ok("lib/a.so"));
+  assert_true(init_unpack_path_ok("..a/b..c/.d"));
+  const char *bad[] = {"", "/etc/passwd", "a//b", "a/", "./a", "a/./b", "..", "../a", "a/../b",
+                       "a/.."};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) assert_false(init_unpack_path_ok(bad[i]));
+}
+
+static Brume__GuestCodeFile *code_file(const char *path, Brume__GuestCodeFile__Type type,
+                                       uint32_t mode, const char *data) {
+  Brume__GuestCodeFile *f = calloc(1, sizeof(*f));
+  brume__guest_code_file__init(f);
+  f->path = (char *)path;
+  f->type = type;
+  f->mode = mode;
+  f->data.data = (uint8_t *)data;
+  f->data.len = data ? strlen(data) : 0;
+  return f;
+}
+
+static int unpack(const char *dir, Brume__GuestCodeFile **files, size_t n, brume_err **err) {
+  Brume__GuestCode code = BRUME__GUEST_CODE__INIT;
+  code.files = files;
+  code.n_files = n;
+  int rc = init_unpack_files(&code, dir, err);
+  for (size_t i = 0; i < n; i++) free(files[i]);
+  return rc;
+}
+
+static void test_unpack_files(void **state) {
+  (void)state;
+  char tmpl[] = "/tmp/brume-unpack-XXXXXX";
+  assert_non_null(mkdtemp(tmpl));
+  char dir[64], path[128], got[64];
+  snprintf(dir, sizeof(dir), "%s/task", tmpl);
+  const Brume__GuestCodeFile__Type REG = BRUME__GUEST_CODE_FILE__TYPE__REGULAR,
+                                   DIR = BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY,
+                                   LNK = BRUME__GUEST_CODE_FILE__TYPE__SYMLINK;
+  mode_t old = umask(022);
+  Brume__GuestCodeFile *ok[] = {
+      code_file("link", LNK, 0777, "lib/deep/x.txt"), /* before its target: made last */
+      code_file("bootstrap", REG, 0755, "#!/bin/sh\n"),
+      code_file("lib/deep/x.txt", REG, 0666, "x"),    /* parents made 0755 */
+      code_file("ro", DIR, 0555, NULL),                /* mode set after what goes in it */
+      code_file("ro/f", REG, 0600, "f"),
+      code_file("bootstrap", REG, 0700, "#!/bin/sh\nexit 0\n"), /* replaced, as unzip -o */
+  };
+  brume_err *err = NULL;
+  assert_int_equal(unpack(dir, ok, 6, &err), 0);
+  struct stat st;
+  snprintf(path, sizeof(path), "%s/bootstrap", dir);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0700);
+  assert_int_equal(st.st_size, 17);
+  snprintf(path, sizeof(path), "%s/lib/deep/x.txt", dir);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0666); /* not cut by the umask */
+  snprintf(path, sizeof(path), "%s/lib/deep", dir);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0755);
+  snprintf(path, sizeof(path), "%s/ro", dir);
+  assert_int_equal(stat(path, &st), 0);
+  assert_int_equal(st.st_mode & 07777, 0555);
+  snprintf(path, sizeof(path), "%s/link", dir);
+  ssize_t n = readlink(path, got, sizeof(got) - 1);
+  assert_int_equal(n, 14);
+  got[n] = '\0';
+  assert_string_equal(got, "lib/deep/x.txt");
+
+  /* Refusals: INVALID_ARGUMENT, which the agent reports as InvalidZipFileException. */
+  Brume__GuestCodeFile *through[] = {code_file("bootstrap/x", REG, 0644, "x")};
+  assert_int_equal(unpack(dir, through, 1, &err), -1);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  brume_err_free(err), err = NULL;
+  Brume__GuestCodeFile *via_link[] = {code_file("link2", LNK, 0777, "/etc"),
+                                      code_file("link2/passwd", LNK, 0777, "x")};
+  assert_int_equal(unpack(dir, via_link, 2, &err), -1);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  brume_err_free(err), err = NULL;
+  Brume__GuestCodeFile *escape[] = {code_file("../escape", REG, 0644, "x")};
+  assert_int_equal(unpack(dir, escape, 1, &err), -1);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  brume_err_free(err), err = NULL;
+  snprintf(path, sizeof(path), "%s/escape", tmpl);
+  assert_int_not_equal(access(path, F_OK), 0);
+  assert_int_equal(unpack(dir, NULL, 0, &err), -1);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  brume_err_free(err);
+  umask(old);
+  char cmd[128];
+  snprintf(cmd, sizeof(cmd), "chmod -R u+w %s && rm -rf %s", tmpl, tmpl);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_env),       cmocka_unit_test(test_logring),
       cmocka_unit_test(test_meminfo),   cmocka_unit_test(test_frame_len),
-      cmocka_unit_test(test_error_doc),
+      cmocka_unit_test(test_error_doc),  cmocka_unit_test(test_unpack_path),
+      cmocka_unit_test(test_unpack_files),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

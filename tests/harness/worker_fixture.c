@@ -1,6 +1,7 @@
 /* Test harness: brume-worker as its own process (worker_fixture.h). */
 #include "worker_fixture.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,10 +13,22 @@
 #include "proc.h"
 #include "testutil.h"
 
+/* GET /code/<sha>.zip: the zip with that digest; any other path is 404. */
 static void serve_code(const brume_http_request *req, brume_http_response *resp, void *user) {
-  (void)req;
   brume_test_worker *w = user;
-  brume_http_reply(resp, 200, "application/zip", w->zip_data, w->zip_len);
+  const char *file = req->path + strlen("/code/");
+  size_t n = strlen(file);
+  pthread_mutex_lock(&w->code_mu);
+  for (size_t i = 0; i < w->n_codes; i++) {
+    const brume_test_code *c = &w->codes[i];
+    if (n == 64 + 4 && memcmp(file, c->sha, 64) == 0 && strcmp(file + 64, ".zip") == 0) {
+      brume_http_reply(resp, 200, "application/zip", c->data, c->len); /* copies the body */
+      pthread_mutex_unlock(&w->code_mu);
+      return;
+    }
+  }
+  pthread_mutex_unlock(&w->code_mu);
+  brume_http_replyf(resp, 404, "text/plain", "no code at %s\n", req->path);
 }
 
 brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *host_id,
@@ -24,6 +37,7 @@ brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *hos
   if (w == NULL) return NULL;
   w->worker_bin = worker_bin;
   w->pid = -1;
+  pthread_mutex_init(&w->code_mu, NULL);
   snprintf(w->host_id, sizeof(w->host_id), "%s", host_id);
   w->conn = brume_libvirt_connect(NULL, err);
   if (w->conn == NULL) {
@@ -46,31 +60,42 @@ int brume_test_worker_guest(brume_test_worker *w, const char *guest_dir, const c
   return 0;
 }
 
+/* Serves zip (a file) as codes[n_codes] under name. */
+static const brume_test_code *add_zip(brume_test_worker *w, const char *name, const char *zip) {
+  if (w->n_codes == BRUME_TEST_WORKER_MAX_CODE) {
+    fprintf(stderr, "worker fixture: more than %d zips\n", BRUME_TEST_WORKER_MAX_CODE);
+    return NULL;
+  }
+  brume_test_code c = {0};
+  snprintf(c.name, sizeof(c.name), "%s", name);
+  char cmd[800];
+  snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
+  brume_autofree char *sum = brume_test_last_line(cmd);
+  if (sum == NULL || strlen(sum) < 64) {
+    fprintf(stderr, "worker fixture: sha256sum %s failed\n", zip);
+    return NULL;
+  }
+  memcpy(c.sha, sum, 64);
+  c.sha[64] = '\0';
+  c.data = brume_test_read_file(zip, &c.len);
+  if (c.data == NULL) {
+    fprintf(stderr, "worker fixture: reading %s failed\n", zip);
+    return NULL;
+  }
+  snprintf(c.url, sizeof(c.url), "http://127.0.0.1:%d/code/%s.zip", brume_http_port(w->code_http),
+           c.sha);
+  pthread_mutex_lock(&w->code_mu);
+  brume_test_code *slot = &w->codes[w->n_codes++];
+  *slot = c;
+  pthread_mutex_unlock(&w->code_mu);
+  return slot;
+}
+
 int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *runtime_bin) {
   w->dir = brume_test_tmpdir(name);
   if (w->dir == NULL) return -1;
   chmod(w->dir, 0755);
 
-  /* The function: the static echo runtime as bootstrap, served over HTTP. */
-  char zip[600], cmd[800];
-  snprintf(zip, sizeof(zip), "%s/echo.zip", w->dir);
-  if (brume_test_zip_bootstrap(w->dir, runtime_bin, zip) != 0) {
-    fprintf(stderr, "worker fixture: making %s failed\n", zip);
-    return -1;
-  }
-  snprintf(cmd, sizeof(cmd), "sha256sum %s", zip);
-  brume_autofree char *sum = brume_test_last_line(cmd);
-  if (sum == NULL || strlen(sum) < 64) {
-    fprintf(stderr, "worker fixture: sha256sum failed\n");
-    return -1;
-  }
-  memcpy(w->zip_sha, sum, 64);
-  w->zip_sha[64] = '\0';
-  w->zip_data = brume_test_read_file(zip, &w->zip_len);
-  if (w->zip_data == NULL) {
-    fprintf(stderr, "worker fixture: reading %s failed\n", zip);
-    return -1;
-  }
   brume_err *err = NULL;
   w->code_http = brume_http_start("127.0.0.1:0", NULL, &err);
   if (w->code_http == NULL) {
@@ -79,8 +104,20 @@ int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *
     return -1;
   }
   brume_http_route(w->code_http, "GET", "/code/", serve_code, w);
-  snprintf(w->code_url, sizeof(w->code_url), "http://127.0.0.1:%d/code/%s.zip",
-           brume_http_port(w->code_http), w->zip_sha);
+
+  /* The function: the static echo runtime as bootstrap. */
+  char zip[600];
+  snprintf(zip, sizeof(zip), "%s/echo.zip", w->dir);
+  if (brume_test_zip_bootstrap(w->dir, runtime_bin, zip) != 0) {
+    fprintf(stderr, "worker fixture: making %s failed\n", zip);
+    return -1;
+  }
+  const brume_test_code *echo = add_zip(w, "echo", zip);
+  if (echo == NULL) return -1;
+  w->zip_data = echo->data;
+  w->zip_len = echo->len;
+  memcpy(w->zip_sha, echo->sha, sizeof(w->zip_sha));
+  snprintf(w->code_url, sizeof(w->code_url), "%s", echo->url);
 
   w->etcd = brume_test_etcd_start();
   if (w->etcd == NULL) {
@@ -90,6 +127,30 @@ int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *
   w->rpc_port = brume_test_free_port();
   w->http_port = brume_test_free_port();
   return 0;
+}
+
+const brume_test_code *brume_test_worker_add_code(brume_test_worker *w, const char *name,
+                                                  const brume_test_file *files, size_t n) {
+  char stage[600], zip[600], path[1200];
+  snprintf(stage, sizeof(stage), "%s/src-%s", w->dir, name);
+  snprintf(zip, sizeof(zip), "%s/%s.zip", w->dir, name);
+  for (size_t i = 0; i < w->n_codes; i++)
+    if (strcmp(w->codes[i].name, name) == 0) {
+      fprintf(stderr, "worker fixture: a zip named %s exists already\n", name);
+      return NULL;
+    }
+  for (size_t i = 0; i < n; i++) {
+    snprintf(path, sizeof(path), "%s/%s", stage, files[i].path);
+    if (brume_test_run("mkdir -p \"$(dirname '%s')\"", path) != 0) return NULL;
+    FILE *f = fopen(path, "w");
+    if (f == NULL || fputs(files[i].text, f) < 0 || fclose(f) != 0 ||
+        chmod(path, files[i].mode) != 0) {
+      fprintf(stderr, "worker fixture: writing %s failed\n", path);
+      return NULL;
+    }
+  }
+  if (brume_test_run("cd %s && zip -q -r %s .", stage, zip) != 0) return NULL;
+  return add_zip(w, name, zip);
 }
 
 pid_t brume_test_worker_spawn(brume_test_worker *w, const char *const *extra) {
@@ -175,13 +236,57 @@ int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms) {
 
 int brume_test_worker_pool_vms(brume_test_worker *w) {
   char cmd[256];
+  /* One series per pooled memory size: their sum. */
   snprintf(cmd, sizeof(cmd),
-           "curl -s --max-time 5 http://127.0.0.1:%d/metrics | grep '^brume_worker_pool_vms '",
+           "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | "
+           "awk '/^brume_worker_pool_vms[ {]/ {n += $NF; seen = 1} END {if (seen) print n}'",
            w->http_port);
   brume_autofree char *line = brume_test_last_line(cmd);
-  if (line == NULL) return -1;
-  const char *sp = strchr(line, ' ');
-  return sp ? atoi(sp + 1) : -1;
+  return line && line[0] ? atoi(line) : -1;
+}
+
+/* How many processes have needle in their command line; *first (may be NULL) gets the pid of
+ * one of them, 0 when there is none. */
+static size_t scan_cmdlines(const char *needle, pid_t *first) {
+  size_t n = 0;
+  if (first) *first = 0;
+  DIR *d = opendir("/proc");
+  if (d == NULL) return 0;
+  char *buf = brume_xmalloc(65536);
+  struct dirent *e;
+  while ((e = readdir(d)) != NULL) {
+    if (e->d_name[0] < '0' || e->d_name[0] > '9') continue;
+    char path[300];
+    snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+    /* /proc files have no size to stat: read them as a stream. */
+    FILE *f = fopen(path, "r");
+    if (f == NULL) continue;
+    size_t len = fread(buf, 1, 65535, f);
+    fclose(f);
+    for (size_t i = 0; i < len; i++)
+      if (buf[i] == '\0') buf[i] = ' ';
+    buf[len] = '\0';
+    if (strstr(buf, needle) == NULL) continue;
+    if (first && n == 0) *first = (pid_t)atoi(e->d_name);
+    n++;
+  }
+  free(buf);
+  closedir(d);
+  return n;
+}
+
+pid_t brume_test_qemu_pid(const char *name) {
+  char needle[300];
+  snprintf(needle, sizeof(needle), "guest=%s,", name);
+  pid_t pid;
+  scan_cmdlines(needle, &pid);
+  return pid;
+}
+
+size_t brume_test_qemu_count(const char *prefix) {
+  char needle[300];
+  snprintf(needle, sizeof(needle), "guest=%s", prefix);
+  return scan_cmdlines(needle, NULL);
 }
 
 void brume_test_worker_dump_log(brume_test_worker *w) {
@@ -205,10 +310,13 @@ void brume_test_worker_free(brume_test_worker *w) {
   if (w->conn) virConnectClose(w->conn);
   if (w->code_http) brume_http_stop(w->code_http);
   brume_test_etcd_free(w->etcd);
-  if (w->dir && getenv("BRUME_TEST_KEEP") == NULL) brume_test_rmtree(w->dir);
-  else if (w->dir) fprintf(stderr, "worker fixture: kept %s (BRUME_TEST_KEEP)\n", w->dir);
+  if (w->dir && getenv("BRUME_TEST_KEEP") == NULL)
+    brume_test_rmtree(w->dir);
+  else if (w->dir)
+    fprintf(stderr, "worker fixture: kept %s (BRUME_TEST_KEEP)\n", w->dir);
   free(w->dir);
-  free(w->zip_data);
+  for (size_t i = 0; i < w->n_codes; i++) free(w->codes[i].data);
+  pthread_mutex_destroy(&w->code_mu);
   free(w->name_prefix);
   free(w);
 }

@@ -1,13 +1,15 @@
 /* Test harness: brume-worker as its own process, with what it needs around it.
  *
- * A real etcd, the static echo runtime zipped and served over brume_http (the function code),
- * the guest image, a temp directory (images/, run/, code/, worker.log), free RPC and HTTP ports,
- * the worker process and a brume_rpc_client to it. Shared by tests/worker/test_worker_daemon and
- * bench/worker_bench; no cmocka here: the functions return -1 (or NULL) on failure, with a line
- * on stderr, and the caller asserts or dies. Needs root and libvirtd (qemu:///system). */
+ * A real etcd, function zips served over brume_http (the static echo runtime zipped at setup,
+ * more with brume_test_worker_add_code), the guest image, a temp directory (images/, run/, code/,
+ * worker.log), free RPC and HTTP ports, the worker process and a brume_rpc_client to it. Shared by
+ * tests/worker/test_worker_daemon and bench/worker_bench; no cmocka here: the functions return -1
+ * (or NULL) on failure, with a line on stderr, and the caller asserts or dies. Needs root and
+ * libvirtd (qemu:///system). */
 #ifndef BRUME_TEST_WORKER_FIXTURE_H
 #define BRUME_TEST_WORKER_FIXTURE_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -17,15 +19,37 @@
 #include "libvirt.h"
 #include "rpc.h"
 
+#define BRUME_TEST_WORKER_MAX_CODE 8
+
+/* One function zip the fixture serves, at GET /code/<sha>.zip. */
+typedef struct brume_test_code {
+  char name[64]; /* the zip is <dir>/<name>.zip */
+  char sha[65];  /* its SHA-256, lower-case hex */
+  char url[256];
+  uint8_t *data;
+  size_t len;
+} brume_test_code;
+
+/* A file of a zip made by brume_test_worker_add_code. */
+typedef struct brume_test_file {
+  const char *path; /* inside the zip, relative; parent directories are made */
+  const char *text; /* its content */
+  unsigned mode;    /* e.g. 0755 for an executable */
+} brume_test_file;
+
 typedef struct brume_test_worker {
   const char *worker_bin; /* the brume-worker binary */
   char host_id[64];
   char *name_prefix; /* of the domains of host_id */
   virConnectPtr conn;
   char kernel[512], initrd[512]; /* the guest image */
-  char *dir;                     /* temp directory: echo.zip, images/, run/, code/, worker.log */
+  char *dir;                     /* temp directory: the zips, images/, run/, code/, worker.log */
   brume_test_etcd *etcd;
-  brume_http *code_http; /* serves zip_data at code_url */
+  brume_http *code_http;   /* serves codes[i].data at codes[i].url, 404 for any other path */
+  pthread_mutex_t code_mu; /* codes and n_codes: the server's thread reads them */
+  brume_test_code codes[BRUME_TEST_WORKER_MAX_CODE];
+  size_t n_codes;
+  /* The echo runtime's zip (codes[0]): zip_data aliases codes[0].data. */
   uint8_t *zip_data;
   size_t zip_len;
   char zip_sha[65];
@@ -40,8 +64,14 @@ brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *hos
                                          brume_err **err);
 /* Builds (or takes from the cache) the guest image. -1 if it cannot be built. */
 int brume_test_worker_guest(brume_test_worker *w, const char *guest_dir, const char *init_bin);
-/* Temp directory named after name, the echo zip of runtime_bin and its server, etcd, ports. */
+/* Temp directory named after name, the code server with the echo zip of runtime_bin (codes[0],
+ * named "echo"), etcd, ports. */
 int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *runtime_bin);
+/* After setup: zips the n files into <dir>/<name>.zip and serves it at its own URL
+ * (/code/<sha>.zip). Returns the entry (owned by w, valid until brume_test_worker_free), or NULL
+ * on failure (a line on stderr). */
+const brume_test_code *brume_test_worker_add_code(brume_test_worker *w, const char *name,
+                                                  const brume_test_file *files, size_t n);
 /* Spawns the worker with the common flags, then extra (NULL-terminated, may be NULL). */
 pid_t brume_test_worker_spawn(brume_test_worker *w, const char *const *extra);
 /* Waits until the worker listens on rpc_port. */
@@ -55,6 +85,12 @@ int brume_test_worker_start(brume_test_worker *w, const char *const *extra, doub
 int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms);
 /* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
 int brume_test_worker_pool_vms(brume_test_worker *w);
+/* The pid of the QEMU process running domain name (found by "guest=<name>," in
+ * /proc/<pid>/cmdline), 0 when there is none. */
+pid_t brume_test_qemu_pid(const char *name);
+/* How many processes have "guest=<prefix>" in their command line (QEMUs of domains whose names
+ * start with prefix). */
+size_t brume_test_qemu_count(const char *prefix);
 /* Prints worker.log to stderr. */
 void brume_test_worker_dump_log(brume_test_worker *w);
 /* SIGTERM to the worker, destroys the domains of host_id and their QEMU logs, stops the code

@@ -488,6 +488,133 @@ static void test_zip_sizes(void **state) {
   free(junk.p);
 }
 
+static const Brume__GuestCodeFile *find_file(const Brume__GuestCode *code, const char *path) {
+  for (size_t i = 0; i < code->n_files; i++)
+    if (strcmp(code->files[i]->path, path) == 0) return code->files[i];
+  return NULL;
+}
+
+/* A zip made by the zip CLI (deflated entries, a directory, a symlink, modes), unpacked on the
+ * host; then damaged, over the limit, empty. */
+static void test_unpack_zip(void **state) {
+  (void)state;
+  char *cmd = brume_xasprintf(
+      "set -e; cd %s && rm -rf src && mkdir -p src/lib/ro && cd src && "
+      "yes hello | head -c 100000 > lib/big.txt && printf '#!/bin/sh\\n' > bootstrap && "
+      "chmod 0750 bootstrap && chmod 0640 lib/big.txt && chmod 0555 lib/ro && "
+      "ln -s lib/big.txt link && zip -q -r -y ../cli.zip bootstrap lib link",
+      fx.dir);
+  assert_int_equal(system(cmd), 0);
+  free(cmd);
+  char *zpath = brume_xasprintf("%s/cli.zip", fx.dir);
+  size_t len = 0;
+  unsigned char *z = brume_code_cache_read(zpath, &len, NULL);
+  assert_non_null(z);
+  const char *why = NULL;
+  Brume__GuestCode *code = brume_code_unpack_zip(z, len, 1 << 20, &why);
+  if (!code) fail_msg("%s", why);
+  const Brume__GuestCodeFile *f = find_file(code, "bootstrap");
+  assert_non_null(f);
+  assert_int_equal(f->type, BRUME__GUEST_CODE_FILE__TYPE__REGULAR);
+  assert_int_equal(f->mode, 0750);
+  assert_int_equal(f->data.len, 10);
+  assert_memory_equal(f->data.data, "#!/bin/sh\n", 10);
+  f = find_file(code, "lib/big.txt");
+  assert_non_null(f);
+  assert_int_equal(f->mode, 0640);
+  assert_int_equal(f->data.len, 100000);
+  assert_memory_equal(f->data.data, "hello\nhello\n", 12);
+  f = find_file(code, "lib/ro");
+  assert_non_null(f);
+  assert_int_equal(f->type, BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY);
+  assert_int_equal(f->mode, 0555);
+  f = find_file(code, "link");
+  assert_non_null(f);
+  assert_int_equal(f->type, BRUME__GUEST_CODE_FILE__TYPE__SYMLINK);
+  assert_int_equal(f->data.len, strlen("lib/big.txt"));
+  assert_memory_equal(f->data.data, "lib/big.txt", f->data.len);
+  brume__guest_code__free_unpacked(code, NULL);
+
+  /* Over the limit, or damaged (a flipped byte in the deflated data fails its CRC). */
+  assert_null(brume_code_unpack_zip(z, len, 50000, &why));
+  assert_non_null(strstr(why, "size limit"));
+  unsigned char *bad = brume_xmalloc(len);
+  memcpy(bad, z, len);
+  for (size_t i = 0; i + 4 < len; i++) /* the big file's data: after its local header */
+    if (memcmp(bad + i, "lib/big.txt", 11) == 0) {
+      bad[i + 11 + 200] ^= 0x55;
+      break;
+    }
+  assert_null(brume_code_unpack_zip(bad, len, 1 << 20, &why));
+  assert_null(brume_code_unpack_zip("not a zip", 9, 1 << 20, &why));
+  buf empty = make_zip(NULL, 0, false, NULL);
+  assert_null(brume_code_unpack_zip(empty.p, empty.len, 1 << 20, &why));
+  entry dotdot[] = {{"../evil", "x", 0, false}};
+  buf dz = make_zip(dotdot, 1, false, NULL);
+  assert_null(brume_code_unpack_zip(dz.p, dz.len, 1 << 20, &why));
+  free(dz.p);
+  free(empty.p);
+  free(bad);
+  free(z);
+  free(zpath);
+}
+
+/* brume_code_cache_load: unpacked once per digest and stored as <sha>.code; the archive itself
+ * when the files are over the limit (remembered). */
+static void test_load(void **state) {
+  (void)state;
+  entry es[] = {{"bootstrap", "#!/bin/sh\necho hi\n", 0, false}, {"lib/a.txt", "aaaa", 0, false}};
+  buf z = make_zip(es, 2, false, NULL);
+  char sha[65];
+  sha256_hex(z.p, z.len, sha);
+  add_blob("/code/load", z, 0);
+  char *u = url("/code/load");
+  brume_err *err = NULL;
+  for (int small = 0; small < 2; small++) {
+    char *d = brume_xasprintf("%s/load%d", fx.dir, small);
+    brume_code_cache_opts o = {.dir = d, .timeout_ms = 5000, .max_files_bytes = small ? 10 : 0};
+    brume_code_cache *c = brume_code_cache_new(&o, &err);
+    assert_non_null(c);
+    char *path = brume_code_cache_get(c, sha, u, z.len, NULL, &err);
+    assert_non_null(path);
+    for (int round = 0; round < 2; round++) {
+      brume_code *code = brume_code_cache_load(c, path, &err);
+      assert_non_null(code);
+      if (small) {
+        assert_null(code->files);
+        assert_int_equal(code->zip_len, z.len);
+        assert_memory_equal(code->zip, z.p, z.len);
+      } else {
+        assert_null(code->zip);
+        assert_non_null(code->files);
+        assert_int_equal(code->files->n_files, 2);
+        assert_string_equal(code->files->files[0]->path, "bootstrap");
+        assert_int_equal(code->files->files[0]->mode, 0755);
+        assert_int_equal(code->files->files[1]->data.len, 4);
+      }
+      brume_code_free(code);
+      char *stored = brume_xasprintf("%s/%s.code", d, sha);
+      struct stat st;
+      assert_int_equal(stat(stored, &st), 0);
+      assert_int_equal(st.st_mode & 0777, 0600);
+      assert_true(small ? st.st_size == 0 : st.st_size > 0);
+      free(stored);
+    }
+    if (!small) {
+      /* The stored form is what a later load reads: not the archive again. */
+      assert_int_equal(truncate(path, 0), 0);
+      brume_code *code = brume_code_cache_load(c, path, &err);
+      assert_non_null(code);
+      assert_non_null(code->files);
+      brume_code_free(code);
+    }
+    free(path);
+    brume_code_cache_free(c);
+    free(d);
+  }
+  free(u);
+}
+
 int main(void) {
   brume_log_init("test-code-cache", BRUME_LOG_WARN);
   const struct CMUnitTest tests[] = {
@@ -496,6 +623,8 @@ int main(void) {
       cmocka_unit_test(test_concurrent_requests_fetch_once),
       cmocka_unit_test(test_leftover_temporaries),
       cmocka_unit_test(test_zip_sizes),
+      cmocka_unit_test(test_unpack_zip),
+      cmocka_unit_test(test_load),
   };
   return cmocka_run_group_tests_name("worker_code_cache", tests, setup, teardown);
 }

@@ -114,7 +114,7 @@ static void test_tcg_xml(void **state) {
   assert_contains(x, "<kernel>/var/cache/brume/vmlinux</kernel>");
   assert_contains(x, "<initrd>/var/cache/brume/initramfs.cpio.gz</initrd>");
   assert_contains(x,
-                  "<cmdline>console=ttyS0 quiet reboot=t panic=-1 tsc_early_khz=2596122</cmdline>");
+                  "<cmdline>console=ttyS0 quiet reboot=t panic=-1 nr_cpus=1 tsc_early_khz=2596122</cmdline>");
   assert_contains(x,
                   "<features>\n    <acpi/>\n    <tcg>\n      <tb-cache unit='MiB'>16</tb-cache>\n  "
                   "  </tcg>\n  </features>");
@@ -166,7 +166,7 @@ static void test_kvm_and_options(void **state) {
   assert_lacks(x, "<tcg>");
   assert_contains(x, "<cpu mode='host-passthrough' check='none' migratable='off'/>");
   assert_lacks(x, "<initrd>");
-  assert_contains(x, "<cmdline>console=ttyS0 quiet reboot=t panic=-1 brume.pool=1</cmdline>");
+  assert_contains(x, "<cmdline>console=ttyS0 quiet reboot=t panic=-1 nr_cpus=3 brume.pool=1</cmdline>");
   /* 4,096 MiB: 2.315 vCPUs as three vCPUs of 0.772 each. */
   assert_contains(x, "<vcpu placement='static'>3</vcpu>");
   assert_contains(x, "<quota>77167</quota>");
@@ -205,7 +205,7 @@ static void test_escaping(void **state) {
   assert_non_null(x);
   assert_contains(x, "<kernel>/k&amp;&lt;x&gt;&apos;&quot;/vmlinux</kernel>");
   assert_contains(x, "<source path='/run/a&apos;b/console.log'/>");
-  assert_contains(x, "panic=-1 tsc_early_khz=2596122 a=&quot;b c&quot; d&lt;e</cmdline>");
+  assert_contains(x, "panic=-1 nr_cpus=1 tsc_early_khz=2596122 a=&quot;b c&quot; d&lt;e</cmdline>");
   int v = validate(x);
   if (v >= 0) assert_int_equal(v, 1);
   free(x);

@@ -34,6 +34,7 @@ typedef struct options {
   const char *unzip;
   const char *log_level;
   bool no_system;
+  bool warm_up;
 } options;
 
 static const struct option long_options[] = {
@@ -44,6 +45,7 @@ static const struct option long_options[] = {
     {"unzip", required_argument, NULL, 'u'},
     {"log-level", required_argument, NULL, 'v'},
     {"no-system", no_argument, NULL, 'n'},
+    {"warm-up", no_argument, NULL, 'w'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -60,6 +62,8 @@ static void usage(FILE *f) {
       "  --unzip PROGRAM        the unzip program (default: unzip in PATH, else /bin/busybox)\n"
       "  --log-level LEVEL      debug, info, warn or error (default $BRUME_INIT_LOG_LEVEL, info)\n"
       "  --no-system            no mounts, lo or clock (implied unless PID 1)\n"
+      "  --warm-up              run through a runtime's start once and exit (PID 1 starts\n"
+      "                         itself so after boot)\n"
       "  --help                 show this and exit\n";
   fputs(text, f);
 }
@@ -93,6 +97,9 @@ static int parse_options(int argc, char **argv, bool pid1, options *o) {
         break;
       case 'n':
         o->no_system = true;
+        break;
+      case 'w':
+        o->warm_up = true;
         break;
       case 'h':
         usage(stdout);
@@ -148,6 +155,7 @@ int main(int argc, char **argv) {
   bool pid1 = getpid() == 1;
   options o;
   if (parse_options(argc, argv, pid1, &o) < 0) return 2;
+  if (o.warm_up && !pid1) return init_system_warm_up();
   bool system = pid1 && !o.no_system;
   brume_log_level level = BRUME_LOG_INFO;
   if (o.log_level && brume_log_level_parse(o.log_level, &level) < 0) {
@@ -181,6 +189,7 @@ int main(int argc, char **argv) {
   if (ch == NULL) init_system_fatal(pid1, "control channel: %s", err->msg);
   init_agent_set_channel(agent, ch);
   init_channel_start(ch);
+  if (system) init_system_start_warm_up("/proc/self/exe");
   brume_info(
       "brume-init is waiting for the host.", "channel=%s runtime_api=%s task_root=%s pid1=%s",
       o.channel_socket ? o.channel_socket : port, o.listen, o.task_root, pid1 ? "true" : "false");

@@ -12,13 +12,26 @@
 #include "err.h"
 
 /* Boots the machine: mounts /dev (devtmpfs), /proc, /sys, /dev/pts, /dev/shm and a small /tmp,
- * opens /dev/console as stdin, stdout and stderr if the kernel left them closed, sets PATH, and
- * brings up lo with 127.0.0.1. */
+ * opens /dev/console as stdin, stdout and stderr if the kernel left them closed, sets PATH,
+ * mounts the worker's scratch disk on /tmp when the VM has one (a failure is logged and left
+ * to init_system_set_tmp_size), and brings up lo with 127.0.0.1. */
 int init_system_boot(brume_err **err);
 
+/* Starts `self --warm-up` (brume-init's own binary) and does not wait for it: PID 1 reaps it
+ * like any orphan. Under TCG the first run of a guest kernel path is translated by QEMU, and
+ * boot fills and flushes QEMU's translation buffer: the first exec after boot took ~25 ms more
+ * than later ones, and the first loopback connection ~10 ms more. A pooled VM does this while it
+ * waits, so a function's runtime starts on warm paths. Nothing here is about a function; a
+ * failure only means a cold start. */
+void init_system_start_warm_up(const char *self);
+
+/* The child's side: through a pipe, a loopback TCP connection (listen, connect, accept, a
+ * request and an answer, epoll) and exit, as a runtime's start does. Returns the exit status. */
+int init_system_warm_up(void);
+
 /* Gives the function its /tmp of mib MiB (its ephemeral storage): the worker's scratch disk
- * (/dev/vda, ext2, made to that size on the host) mounted there when the VM has one, else the
- * boot's tmpfs resized to mib MiB. */
+ * (/dev/vda, ext2, made to that size on the host) when the VM has one (mounted at boot, or now
+ * if that failed), else the boot's tmpfs resized to mib MiB. */
 int init_system_set_tmp_size(uint32_t mib, brume_err **err);
 
 /* Mounts a tmpfs on dir (where the code is unpacked), at most max_mib MiB. */

@@ -140,3 +140,109 @@ int init_unpack_zip(const uint8_t *zip, size_t len, const char *dir, const char 
   }
   return 0;
 }
+
+bool init_unpack_path_ok(const char *path) {
+  if (path == NULL || path[0] == '\0' || path[0] == '/') return false;
+  for (const char *p = path; *p;) {
+    size_t n = strcspn(p, "/");
+    if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) return false;
+    p += n;
+    if (*p == '/') p++;
+    if (*p == '\0' && p[-1] == '/') return false; /* a trailing '/' */
+  }
+  return true;
+}
+
+/* Creates the missing directories on the way to path's last component (dirfd relative).
+ * Components are opened without following symlinks, so nothing lands outside the task root
+ * even if one exists there already (the host test's task root is a plain directory). */
+static int make_parents(int dirfd, const char *path, brume_err **err) {
+  brume_autofree char *copy = brume_xstrdup(path);
+  char *slash = strrchr(copy, '/');
+  if (slash == NULL) return 0;
+  *slash = '\0';
+  for (char *p = copy;;) {
+    char *next = strchr(p, '/');
+    if (next) *next = '\0';
+    if (mkdirat(dirfd, copy, 0755) < 0 && errno != EEXIST)
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "mkdir %s: %s", copy, strerror(errno));
+    struct stat st;
+    if (fstatat(dirfd, copy, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s in the code is not a directory", copy);
+    if (next == NULL) return 0;
+    *next = '/';
+    p = next + 1;
+  }
+}
+
+static int write_entry(int dirfd, const Brume__GuestCodeFile *f, brume_err **err) {
+  mode_t mode = f->mode & 0777;
+  brume_autoclose int fd =
+      openat(dirfd, f->path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+  if (fd < 0)
+    return brume_err_set(err, errno == ELOOP || errno == EISDIR ? BRUME_INVALID_ARGUMENT
+                                                                : BRUME_INTERNAL,
+                         "create %s: %s", f->path, strerror(errno));
+  for (size_t off = 0; off < f->data.len;) {
+    ssize_t n = write(fd, f->data.data + off, f->data.len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return brume_err_set(err, BRUME_INTERNAL, "write %s: %s", f->path, strerror(errno));
+    off += (size_t)n;
+  }
+  /* The mode given to open is cut by the umask, and a replaced file keeps its old one. */
+  if (fchmod(fd, mode) < 0)
+    return brume_err_set(err, BRUME_INTERNAL, "chmod %s: %s", f->path, strerror(errno));
+  return 0;
+}
+
+int init_unpack_files(const Brume__GuestCode *code, const char *dir, brume_err **err) {
+  if (code->n_files == 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the code archive is empty");
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    return brume_err_set(err, BRUME_INTERNAL, "mkdir %s: %s", dir, strerror(errno));
+  brume_autoclose int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dirfd < 0) return brume_err_set(err, BRUME_INTERNAL, "open %s: %s", dir, strerror(errno));
+  for (size_t i = 0; i < code->n_files; i++) {
+    const Brume__GuestCodeFile *f = code->files[i];
+    if (!init_unpack_path_ok(f->path))
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "entry %zu has an unusable path", i);
+    if (f->type != BRUME__GUEST_CODE_FILE__TYPE__REGULAR &&
+        f->type != BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY &&
+        f->type != BRUME__GUEST_CODE_FILE__TYPE__SYMLINK)
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s has an unknown type", f->path);
+    if (f->type == BRUME__GUEST_CODE_FILE__TYPE__SYMLINK) continue;
+    if (make_parents(dirfd, f->path, err) < 0) return -1;
+    if (f->type == BRUME__GUEST_CODE_FILE__TYPE__REGULAR) {
+      if (write_entry(dirfd, f, err) < 0) return -1;
+    } else if (mkdirat(dirfd, f->path, 0755) < 0 && errno != EEXIST) {
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "mkdir %s: %s", f->path, strerror(errno));
+    }
+  }
+  /* Last, as unzip does: directories' own modes (one without write permission must not stop
+   * what goes into it), then symlinks. */
+  for (size_t i = 0; i < code->n_files; i++) {
+    const Brume__GuestCodeFile *f = code->files[i];
+    if (f->type != BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY) continue;
+    struct stat st;
+    if (fstatat(dirfd, f->path, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s in the code is not a directory",
+                           f->path);
+    if (fchmodat(dirfd, f->path, f->mode & 0777, 0) < 0)
+      return brume_err_set(err, BRUME_INTERNAL, "chmod %s: %s", f->path, strerror(errno));
+  }
+  for (size_t i = 0; i < code->n_files; i++) {
+    const Brume__GuestCodeFile *f = code->files[i];
+    if (f->type != BRUME__GUEST_CODE_FILE__TYPE__SYMLINK) continue;
+    if (make_parents(dirfd, f->path, err) < 0) return -1;
+    brume_autofree char *target = brume_xmalloc(f->data.len + 1);
+    memcpy(target, f->data.data, f->data.len);
+    target[f->data.len] = '\0';
+    if (target[0] == '\0' || strlen(target) != f->data.len)
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "symlink %s has an unusable target",
+                           f->path);
+    if (symlinkat(target, dirfd, f->path) < 0)
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "symlink %s: %s", f->path,
+                           strerror(errno));
+  }
+  return 0;
+}

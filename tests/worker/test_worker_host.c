@@ -1,0 +1,273 @@
+/* brume-worker and its host's resources, end to end: the daemon as its own process, a real etcd,
+ * real microVMs.
+ *
+ *   test_worker_host GUEST_DIR BRUME_INIT ECHO_RUNTIME_STATIC BRUME_WORKER
+ *
+ * - the idle freezer (freeze_after 2s): a sandbox stays running right after an invocation, is
+ *   paused by libvirt once it has been idle for freeze_after (not before), keeps its memory (the
+ *   runtime's counter goes on) and runs again for the next invocation;
+ * - /tmp is the sandbox's scratch disk: a 128 MiB function writes 200 MiB there, df shows the
+ *   512 MiB asked, and the image goes with the sandbox;
+ * - free page reporting: 48 MiB written to and deleted from the guest's /dev/shm come back to
+ *   the host (the QEMU process's resident guest memory drops) within seconds;
+ * - capacity: with all but 200 MiB of the host reserved, one 128 MiB sandbox fits, a second is
+ *   refused with UNAVAILABLE InsufficientCapacityException, the registration's free_memory_mib
+ *   follows, and after a Destroy a sandbox fits again.
+ * Exit 77 (skip) when not root, libvirtd does not answer, etcd is absent or the guest image
+ * cannot be built. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+/* cmocka.h needs the headers above. */
+#include <cmocka.h>
+
+#include "etcd.h"
+#include "libvirt.h"
+#include "log.h"
+#include "testutil.h"
+#include "worker_calls.h"
+#include "worker_fixture.h"
+
+static brume_test_worker *w;
+static const brume_test_code *shell_code;
+
+/* EXEC mode: "tmp" fills /tmp with 200 MiB and reports its size; "shm" writes 48 MiB to /dev/shm
+ * (guest memory) and deletes them; anything else is echoed. */
+static const char handler_sh[] =
+    "#!/bin/sh\n"
+    "read -r cmd\n"
+    "case \"$cmd\" in\n"
+    "  tmp)\n"
+    "    dd if=/dev/zero of=/tmp/big bs=1048576 count=200 2>/dev/null || exit 3\n"
+    "    used=$(du -m /tmp/big | cut -f1)\n"
+    "    size=$(df -m /tmp | tail -n 1 | awk '{print $2}')\n"
+    "    rm /tmp/big\n"
+    "    echo \"wrote=$used size=$size\" ;;\n"
+    "  shm)\n"
+    "    dd if=/dev/zero of=/dev/shm/x bs=1048576 count=48 2>/dev/null || exit 4\n"
+    "    rm /dev/shm/x\n"
+    "    echo shm-done ;;\n"
+    "  *) echo \"echo $cmd\" ;;\n"
+    "esac\n";
+
+static void run_worker(const char *freeze_after, const char *reserved) {
+  if (w->pid > 0) brume_test_worker_stop(w, SIGTERM, 30000);
+  const char *flags[] = {"--pool-size", "0", "--freeze-after", freeze_after,
+                         "--reserved-memory", reserved, NULL};
+  brume_test_worker_run(w, flags);
+}
+
+static long long metric(const char *name) {
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd),
+           "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | awk '$1 == \"%s\" {print $2}'",
+           w->http_port, name);
+  brume_autofree char *line = brume_test_last_line(cmd);
+  return line && line[0] ? atoll(line) : -1;
+}
+
+static void test_idle_freezer(void **state) {
+  (void)state;
+  run_worker("2s", "1GiB");
+  brume_test_fn fn = {.function_name = "freezer"};
+  char id[80];
+  brume_err *err = NULL;
+  if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
+    fail_msg("CreateSandbox: %s", err->msg);
+  brume_test_worker_expect_reply(w, id, "f-1", "first", "first #1");
+  double idle_from = brume_test_mono_ms();
+  /* Right after the answer: still running (freeze_at_once would have paused it). */
+  assert_int_equal(brume_test_worker_domain_state(w, id), VIR_DOMAIN_RUNNING);
+  int st = VIR_DOMAIN_RUNNING;
+  while ((st = brume_test_worker_domain_state(w, id)) == VIR_DOMAIN_RUNNING &&
+         brume_test_mono_ms() - idle_from < 10000)
+    usleep(20 * 1000);
+  double frozen_after = brume_test_mono_ms() - idle_from;
+  print_message("# idle sandbox paused after %.0f ms (freeze_after 2 s, tick 500 ms)\n",
+                frozen_after);
+  assert_int_equal(st, VIR_DOMAIN_PAUSED);
+  assert_true(frozen_after >= 1900);
+  assert_true(metric("brume_worker_idle_freezes_total") >= 1);
+  /* The next invocation thaws it; the runtime's memory is intact. */
+  brume_test_worker_expect_reply(w, id, "f-2", "second", "second #2");
+  assert_int_equal(brume_test_worker_domain_state(w, id), VIR_DOMAIN_RUNNING);
+  brume_test_worker_destroy(w, id);
+}
+
+/* The files of w's run directory whose names end with suffix. */
+static int run_dir_files(const char *suffix) {
+  char dir[600];
+  snprintf(dir, sizeof(dir), "%s/run", w->dir);
+  DIR *d = opendir(dir);
+  if (d == NULL) return 0;
+  int n = 0;
+  struct dirent *e;
+  size_t sl = strlen(suffix);
+  while ((e = readdir(d)) != NULL) {
+    size_t l = strlen(e->d_name);
+    if (l > sl && strcmp(e->d_name + l - sl, suffix) == 0) n++;
+  }
+  closedir(d);
+  return n;
+}
+
+static void test_tmp_on_disk(void **state) {
+  (void)state;
+  brume_test_fn fn = {.function_name = "tmpwriter",
+                      .code = shell_code,
+                      .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
+                      .handler = "handler.sh",
+                      .timeout_ms = 120000};
+  char id[80];
+  brume_err *err = NULL;
+  if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
+    fail_msg("CreateSandbox: %s", err->msg);
+  assert_int_equal(run_dir_files(".tmp.img"), 1);
+  Brume__WorkerInvokeResponse *r = NULL;
+  double t0 = brume_test_mono_ms();
+  if (brume_test_worker_invoke(w, id, "tmp-1", "tmp\n", 4, &r, &err) < 0)
+    fail_msg("Invoke: %s", err->msg);
+  if (r->function_error)
+    fail_msg("function error %s: %s", r->function_error->type, r->function_error->message);
+  char out[128];
+  snprintf(out, sizeof(out), "%.*s", (int)r->payload.len, (const char *)r->payload.data);
+  print_message("# 200 MiB into /tmp of a 128 MiB sandbox: %s in %.0f ms\n", out,
+                brume_test_mono_ms() - t0);
+  int wrote = 0, size = 0;
+  assert_int_equal(sscanf(out, "wrote=%d size=%d", &wrote, &size), 2);
+  assert_true(wrote >= 200 && wrote <= 202); /* du counts ext2's indirect blocks too */
+  /* ext2 keeps a few MiB for its own tables. */
+  assert_true(size >= 490 && size <= 512);
+  brume__worker_invoke_response__free_unpacked(r, NULL);
+  brume_test_worker_destroy(w, id);
+  assert_int_equal(run_dir_files(".tmp.img"), 0);
+}
+
+/* The QEMU process's resident shared memory (the guest's RAM: a memfd), in KiB. */
+static long long guest_ram_kib(const char *id) {
+  brume_autofree char *name = brume_test_worker_domain_name(w, id);
+  pid_t pid = brume_test_qemu_pid(name);
+  if (pid <= 0) return -1;
+  char path[64], line[256];
+  snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return -1;
+  long long kib = -1;
+  while (fgets(line, sizeof(line), f))
+    if (strncmp(line, "RssShmem:", 9) == 0) kib = atoll(line + 9);
+  fclose(f);
+  return kib;
+}
+
+static void test_memory_returned(void **state) {
+  (void)state;
+  run_worker("1h", "1GiB"); /* a frozen guest cannot report its free pages */
+  brume_test_fn fn = {.function_name = "shm",
+                      .code = shell_code,
+                      .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
+                      .handler = "handler.sh",
+                      .timeout_ms = 60000};
+  char id[80];
+  brume_err *err = NULL;
+  if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
+    fail_msg("CreateSandbox: %s", err->msg);
+  long long before = guest_ram_kib(id);
+  brume_test_worker_expect_reply(w, id, "shm-1", "shm\n", "shm-done\n");
+  long long peak = guest_ram_kib(id);
+  long long now = peak;
+  double t0 = brume_test_mono_ms();
+  while ((now = guest_ram_kib(id)) > peak - 32 * 1024 && brume_test_mono_ms() - t0 < 20000)
+    usleep(100 * 1000);
+  print_message("# guest RAM resident: %.1f MiB before, %.1f MiB after 48 MiB in /dev/shm, "
+                "%.1f MiB %.1f s after deleting them (free page reporting)\n",
+                before / 1024.0, peak / 1024.0, now / 1024.0,
+                (brume_test_mono_ms() - t0) / 1000.0);
+  assert_true(now <= peak - 32 * 1024);
+  brume_test_worker_destroy(w, id);
+}
+
+static long long registered_free_mib(void) {
+  brume_err *err = NULL;
+  brume_etcd *e = brume_etcd_new(w->etcd->endpoint, NULL, &err);
+  if (e == NULL) fail_msg("etcd: %s", err->msg);
+  char key[256];
+  snprintf(key, sizeof(key), "/brume/svc/worker/%s", w->host_id);
+  brume_etcd_kv *kv = NULL;
+  if (brume_etcd_get(e, key, &kv, NULL, &err) < 0) fail_msg("etcd get: %s", err->msg);
+  long long v = -1;
+  const char *p = kv ? strstr(kv->value, "\"free_memory_mib\":") : NULL;
+  if (p) v = atoll(p + strlen("\"free_memory_mib\":"));
+  brume_etcd_kv_free(kv);
+  brume_etcd_free(e);
+  return v;
+}
+
+/* Waits up to 5 s for the registration to say free_memory_mib == want. */
+static void expect_registered_free(long long want) {
+  double t0 = brume_test_mono_ms();
+  long long v;
+  while ((v = registered_free_mib()) != want && brume_test_mono_ms() - t0 < 5000)
+    usleep(100 * 1000);
+  if (v != want) fail_msg("free_memory_mib in etcd is %lld, want %lld", v, want);
+}
+
+static void test_capacity(void **state) {
+  (void)state;
+  struct sysinfo si;
+  assert_int_equal(sysinfo(&si), 0);
+  long long total = (long long)(((uint64_t)si.totalram * si.mem_unit) >> 20);
+  char reserved[64];
+  snprintf(reserved, sizeof(reserved), "%lldMiB", total - 200);
+  run_worker("0", reserved);
+  expect_registered_free(200);
+  brume_test_fn fn = {.function_name = "capacity"};
+  char a[80], b[80];
+  brume_err *err = NULL;
+  if (brume_test_worker_create(w, &fn, a, sizeof(a), NULL, NULL, &err) != 0)
+    fail_msg("CreateSandbox: %s", err->msg);
+  expect_registered_free(72);
+  int rc = brume_test_worker_create(w, &fn, b, sizeof(b), NULL, NULL, &err);
+  brume_test_expect_code(rc, err, BRUME_UNAVAILABLE, "CreateSandbox on a full host");
+  assert_non_null(strstr(err->msg, "InsufficientCapacityException: this host has 72 MiB free"));
+  print_message("# %s\n", err->msg);
+  brume_err_clear(&err);
+  assert_int_equal(brume_test_worker_domains(w), 1); /* nothing was started for it */
+  brume_test_worker_destroy(w, a);
+  expect_registered_free(200);
+  if (brume_test_worker_create(w, &fn, b, sizeof(b), NULL, NULL, &err) != 0)
+    fail_msg("CreateSandbox after a Destroy: %s", err->msg);
+  brume_test_worker_expect_reply(w, b, "c-1", "fits again", "fits again #1");
+  brume_test_worker_destroy(w, b);
+}
+
+int main(int argc, char **argv) {
+  brume_log_init("test-worker-host", BRUME_LOG_WARN);
+  int code = 0;
+  w = brume_test_worker_prepare(argc, argv, "worker-host", "wh", &code);
+  if (w == NULL) return code;
+  const brume_test_file shell_files[] = {{"handler.sh", handler_sh, 0755}};
+  shell_code = brume_test_worker_add_code(w, "shell", shell_files, 1);
+  if (shell_code == NULL) {
+    brume_test_worker_free(w);
+    return 1;
+  }
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_idle_freezer),
+      cmocka_unit_test(test_tmp_on_disk),
+      cmocka_unit_test(test_memory_returned),
+      cmocka_unit_test(test_capacity),
+  };
+  int rc = cmocka_run_group_tests_name("worker_host", tests, NULL, NULL);
+  if (rc != 0) brume_test_worker_dump_log(w);
+  brume_test_worker_free(w);
+  return rc;
+}
