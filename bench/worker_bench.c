@@ -10,7 +10,13 @@
  *                                        sandboxes' qemu processes / count
  *   host_rss_per_idle_sandbox_mib        the same with VmRSS (shared pages counted in full)
  *   warm_invoke_p50_us/_p99_us           Invoke round trip on a sandbox that stays thawed
- *                                        (freeze_after 10s, the default's hot path)
+ *                                        (freeze_after 10s), back to back: the p99 is the
+ *                                        sandbox's CPU share running out (7.2 ms of every
+ *                                        100 ms for 128 MiB), see docs/worker.md
+ *   warm_invoke_1769mib_*                the same on a sandbox with a whole vCPU
+ *   warm_invoke_[freeze_at_once_]rpc_floor_p50_us   Invoke of an unknown sandbox (gRPC, the job
+ *                                        queue, the table: what the worker adds)
+ *   warm_invoke_[freeze_at_once_]in_guest_p50_us    the part brume-init measured in the guest
  *   warm_invoke_freeze_at_once_p50_us/_p99_us  the same with freeze_after 0: each call pays a
  *                                        thaw before it and a freeze after it
  *   freeze_ms, thaw_ms                   Freeze / Thaw round trips (p50)
@@ -128,7 +134,8 @@ static int call_on(brume_rpc_client *c, unsigned method, const void *req, void *
 }
 
 /* CreateSandbox of 128 MiB through c; returns the round trip in ms, fills id and *hit. */
-static double create_on(brume_rpc_client *c, char *id, size_t idsize, bool *hit) {
+static double create_mib_on(brume_rpc_client *c, uint32_t memory_mib, char *id, size_t idsize,
+                            bool *hit) {
   Brume__FunctionVersionRef fref = BRUME__FUNCTION_VERSION_REF__INIT;
   Brume__FunctionCode fcode = BRUME__FUNCTION_CODE__INIT;
   Brume__ResourceSpec fres = BRUME__RESOURCE_SPEC__INIT;
@@ -138,7 +145,7 @@ static double create_on(brume_rpc_client *c, char *id, size_t idsize, bool *hit)
   fcode.sha256 = w->zip_sha;
   fcode.url = w->code_url;
   fcode.size_bytes = w->zip_len;
-  fres.memory_mib = 128;
+  fres.memory_mib = memory_mib;
   fres.ephemeral_storage_mib = 512;
   Brume__SandboxSpec s = BRUME__SANDBOX_SPEC__INIT;
   s.function = &fref;
@@ -162,6 +169,10 @@ static double create_on(brume_rpc_client *c, char *id, size_t idsize, bool *hit)
   snprintf(id, idsize, "%s", resp->sandbox_id);
   brume__worker_create_sandbox_response__free_unpacked(resp, NULL);
   return ms;
+}
+
+static double create_on(brume_rpc_client *c, char *id, size_t idsize, bool *hit) {
+  return create_mib_on(c, 128, id, idsize, hit);
 }
 
 static void destroy(brume_rpc_client *c, const char *id) {
@@ -222,8 +233,8 @@ static void qemu_memory_kib(int *count, long long *pss, long long *rss) {
   closedir(d);
 }
 
-/* n warm Invokes on sandbox id (10 more first, not counted); p50 and p99 in us as name_p50_us
- * and name_p99_us, and the p50 of the part spent in the guest (brume-init's duration: the event
+/* n warm Invokes on sandbox id (10 more first, not counted), back to back; p50 and p99 in us as
+ * name_p50_us and name_p99_us, and the p50 of the part spent in the guest (brume-init's duration: the event
  * handed to the runtime until its response) as name_in_guest_p50_us. */
 static void warm_invokes(const char *id, int n_invoke, const char *name) {
   brume_err *err = NULL;
@@ -424,6 +435,11 @@ int main(void) {
   create_on(client, warm_id, sizeof(warm_id), &warm_hit);
   progress("warm Invoke with freeze_after 10s: no thaw or freeze on the hot path");
   warm_invokes(warm_id, n_invoke, "warm_invoke");
+  destroy(client, warm_id);
+  /* The same with a whole vCPU (1,769 MiB): no CPU share to run out of. */
+  create_mib_on(client, 1769, warm_id, sizeof(warm_id), &warm_hit);
+  progress("warm Invoke on a sandbox of 1,769 MiB (one whole vCPU)");
+  warm_invokes(warm_id, n_invoke, "warm_invoke_1769mib");
   destroy(client, warm_id);
   stop_worker();
   return 0;

@@ -45,6 +45,7 @@ static struct {
   char *etcd_prefix;
   char *libvirt_uri;
   char *guest_kernel;
+  char *guest_kernel_smp;
   char *guest_initrd;
   char *image_dir;
   char *run_dir;
@@ -77,6 +78,9 @@ static const brume_opt opts[] = {
                      "libvirt connection URI"),
     BRUME_OPT_PATH("guest_kernel", &cfg.guest_kernel, NULL, "the guest kernel (vmlinux, PVH)",
                    .flags = BRUME_OPT_REQUIRED),
+    BRUME_OPT_PATH("guest_kernel_smp", &cfg.guest_kernel_smp, NULL,
+                   "the SMP guest kernel for sandboxes of more than one vCPU (default: none, and "
+                   "those guests use one of their vCPUs)"),
     BRUME_OPT_PATH("guest_initrd", &cfg.guest_initrd, NULL,
                    "the guest initramfs (brume-init and busybox)", .flags = BRUME_OPT_REQUIRED),
     BRUME_OPT_PATH("image_dir", &cfg.image_dir, "/var/lib/brume/images",
@@ -157,7 +161,7 @@ static const brume_config_spec spec = {
 
 static struct {
   char host_id[256];
-  char kernel[4096], initrd[4096];
+  char kernel[4096], kernel_smp[4096], initrd[4096];
   virConnectPtr conn;
   brume_accel accel;
   brume_code_cache *cache;
@@ -195,10 +199,12 @@ static int mkdir_p(const char *path, mode_t mode, brume_err **err) {
   return 0;
 }
 
-/* Copies src to dir/<basename> (mode 0644, through a temporary file) into out. */
-static int copy_image(const char *src, const char *dir, char *out, size_t size, brume_err **err) {
+/* Copies src to dir/<name> (name NULL: src's basename; mode 0644, through a temporary file),
+ * that path into out. */
+static int copy_image(const char *src, const char *dir, const char *name, char *out, size_t size,
+                      brume_err **err) {
   brume_autofree char *b = brume_xstrdup(src);
-  snprintf(out, size, "%s/%s", dir, basename(b));
+  snprintf(out, size, "%s/%s", dir, name ? name : basename(b));
   brume_autofree char *tmp = brume_xasprintf("%s.tmp.%d", out, (int)getpid());
   brume_autoclose int in = open(src, O_RDONLY | O_CLOEXEC);
   if (in < 0)
@@ -313,8 +319,12 @@ static int start(brume_err **err) {
   if (mkdir_p(cfg.image_dir, 0755, err) < 0 || mkdir_p(cfg.run_dir, 0755, err) < 0) return -1;
   int stale = brume_scratch_remove_all(cfg.run_dir);
   if (stale > 0) brume_info("Leftover /tmp images removed.", "dir=%s count=%d", cfg.run_dir, stale);
-  if (copy_image(cfg.guest_kernel, cfg.image_dir, d.kernel, sizeof(d.kernel), err) < 0 ||
-      copy_image(cfg.guest_initrd, cfg.image_dir, d.initrd, sizeof(d.initrd), err) < 0)
+  if (copy_image(cfg.guest_kernel, cfg.image_dir, "vmlinux", d.kernel, sizeof(d.kernel), err) < 0 ||
+      copy_image(cfg.guest_initrd, cfg.image_dir, NULL, d.initrd, sizeof(d.initrd), err) < 0)
+    return -1;
+  if (cfg.guest_kernel_smp &&
+      copy_image(cfg.guest_kernel_smp, cfg.image_dir, "vmlinux-smp", d.kernel_smp,
+                 sizeof(d.kernel_smp), err) < 0)
     return -1;
 
   d.accel = decide_accel(err);
@@ -355,6 +365,7 @@ static int start(brume_err **err) {
               .tsc_khz = brume_domain_host_tsc_khz(),
               .tb_cache_mib = (uint32_t)(cfg.tcg_tb_cache / BRUME_MIB),
           },
+      .kernel_smp = cfg.guest_kernel_smp ? d.kernel_smp : NULL,
       .run_dir = cfg.run_dir,
       .boot_timeout_ms = 60000,
       .fits = brume_worker_fits,

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,7 @@ struct brume_pool {
   pthread_cond_t cv; /* a take, or stop */
   pool_class *c;     /* one per o.memory_mib[] */
   uint32_t booting_mib; /* the VM being booted for the pool, 0 if none */
+  atomic_bool warned_no_smp;
   bool stopping;
   pthread_t thread;
   bool started;
@@ -95,6 +97,13 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
     goto fail;
   }
   brume_domain_spec ds = p->o.tmpl;
+  uint32_t vcpus = brume_resources_vcpus(vcpu_milli);
+  if (vcpus > 1 && p->o.kernel_smp) {
+    ds.kernel = p->o.kernel_smp;
+  } else if (vcpus > 1 && !atomic_exchange(&p->warned_no_smp, true)) {
+    brume_warn("No SMP guest kernel (guest_kernel_smp): sandboxes of more than one vCPU use one.",
+               "vcpus=%" PRIu32, vcpus);
+  }
   ds.sandbox_id = vm->id;
   ds.memory_mib = vm->memory_mib;
   ds.vcpu_milli = vm->vcpu_milli;

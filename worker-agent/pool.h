@@ -47,6 +47,9 @@ typedef struct brume_pool_opts {
   /* What every VM's domain has in common (name prefix, host id, accelerator, guest image, TSC,
    * TCG cache); the per-VM fields are ignored. */
   brume_domain_spec tmpl;
+  /* The SMP kernel for VMs of more than one vCPU (tmpl.kernel is uniprocessor); NULL: none,
+   * they boot tmpl.kernel and use one vCPU (logged once). */
+  const char *kernel_smp;
   const char *run_dir;    /* control sockets and console logs */
   int boot_timeout_ms;    /* create to GuestReady */
   /* Whether the host has room for one more VM of memory_mib (NULL: always); a refill that does

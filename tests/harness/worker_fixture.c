@@ -57,6 +57,11 @@ int brume_test_worker_guest(brume_test_worker *w, const char *guest_dir, const c
   if (brume_test_guest_image(guest_dir, init_bin, &k, &i) < 0) return -1;
   snprintf(w->kernel, sizeof(w->kernel), "%s", k);
   snprintf(w->initrd, sizeof(w->initrd), "%s", i);
+  char cmd[700];
+  snprintf(cmd, sizeof(cmd), "%s/build-kernel.sh --smp", guest_dir);
+  brume_autofree char *smp = brume_test_last_line(cmd);
+  if (smp == NULL) return -1;
+  snprintf(w->kernel_smp, sizeof(w->kernel_smp), "%s", smp);
   return 0;
 }
 
@@ -179,8 +184,10 @@ pid_t brume_test_worker_spawn(brume_test_worker *w, const char *const *extra) {
                     "--run-dir",
                     rdir,
                     "--code-cache-dir",
-                    cdir};
-  size_t n = 19;
+                    cdir,
+                    "--guest-kernel-smp",
+                    w->kernel_smp};
+  size_t n = 21;
   for (size_t i = 0; extra && extra[i]; i++) {
     if (n + 1 >= sizeof(argv) / sizeof(argv[0])) {
       fprintf(stderr, "worker fixture: too many flags\n");

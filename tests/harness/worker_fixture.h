@@ -43,6 +43,7 @@ typedef struct brume_test_worker {
   char *name_prefix; /* of the domains of host_id */
   virConnectPtr conn;
   char kernel[512], initrd[512]; /* the guest image */
+  char kernel_smp[512];          /* its SMP kernel (build-kernel.sh --smp) */
   char *dir;                     /* temp directory: the zips, images/, run/, code/, worker.log */
   brume_test_etcd *etcd;
   brume_http *code_http;   /* serves codes[i].data at codes[i].url, 404 for any other path */
@@ -62,7 +63,8 @@ typedef struct brume_test_worker {
 /* Connects to qemu:///system for host_id. NULL on failure, with the reason in *err. */
 brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *host_id,
                                          brume_err **err);
-/* Builds (or takes from the cache) the guest image. -1 if it cannot be built. */
+/* Builds (or takes from the cache) the guest image and the SMP kernel. -1 if one cannot be
+ * built. */
 int brume_test_worker_guest(brume_test_worker *w, const char *guest_dir, const char *init_bin);
 /* Temp directory named after name, the code server with the echo zip of runtime_bin (codes[0],
  * named "echo"), etcd, ports. */

@@ -10,6 +10,7 @@
  *   512 MiB asked, and the image goes with the sandbox;
  * - free page reporting: 48 MiB written to and deleted from the guest's /dev/shm come back to
  *   the host (the QEMU process's resident guest memory drops) within seconds;
+ * - vCPUs: a 2,048 MiB sandbox's guest runs 2 CPUs (the SMP kernel), a 128 MiB one's 1;
  * - capacity: with all but 200 MiB of the host reserved, one 128 MiB sandbox fits, a second is
  *   refused with UNAVAILABLE InsufficientCapacityException, the registration's free_memory_mib
  *   follows, and after a Destroy a sandbox fits again.
@@ -41,7 +42,8 @@ static brume_test_worker *w;
 static const brume_test_code *shell_code;
 
 /* EXEC mode: "tmp" fills /tmp with 200 MiB and reports its size; "shm" writes 48 MiB to /dev/shm
- * (guest memory) and deletes them; anything else is echoed. */
+ * (guest memory) and deletes them; "cpus" counts the CPUs the guest runs; anything else is
+ * echoed. */
 static const char handler_sh[] =
     "#!/bin/sh\n"
     "read -r cmd\n"
@@ -56,6 +58,7 @@ static const char handler_sh[] =
     "    dd if=/dev/zero of=/dev/shm/x bs=1048576 count=48 2>/dev/null || exit 4\n"
     "    rm /dev/shm/x\n"
     "    echo shm-done ;;\n"
+    "  cpus) grep -c ^processor /proc/cpuinfo ;;\n"
     "  *) echo \"echo $cmd\" ;;\n"
     "esac\n";
 
@@ -195,6 +198,28 @@ static void test_memory_returned(void **state) {
   brume_test_worker_destroy(w, id);
 }
 
+/* A sandbox of 2,048 MiB has two vCPUs (ceil(1.158)) and its guest runs both: the worker boots
+ * the SMP kernel for it; one of 128 MiB boots the uniprocessor kernel and has one. */
+static void test_vcpus(void **state) {
+  (void)state;
+  const uint32_t sizes[] = {128, 2048};
+  const char *want[] = {"1\n", "2\n"};
+  for (size_t i = 0; i < 2; i++) {
+    brume_test_fn fn = {.function_name = "cpus",
+                        .code = shell_code,
+                        .memory_mib = sizes[i],
+                        .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
+                        .handler = "handler.sh",
+                        .timeout_ms = 60000};
+    char id[80];
+    brume_err *err = NULL;
+    if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
+      fail_msg("CreateSandbox of %u MiB: %s", sizes[i], err->msg);
+    brume_test_worker_expect_reply(w, id, "cpus-1", "cpus\n", want[i]);
+    brume_test_worker_destroy(w, id);
+  }
+}
+
 static long long registered_free_mib(void) {
   brume_err *err = NULL;
   brume_etcd *e = brume_etcd_new(w->etcd->endpoint, NULL, &err);
@@ -264,6 +289,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_idle_freezer),
       cmocka_unit_test(test_tmp_on_disk),
       cmocka_unit_test(test_memory_returned),
+      cmocka_unit_test(test_vcpus),
       cmocka_unit_test(test_capacity),
   };
   int rc = cmocka_run_group_tests_name("worker_host", tests, NULL, NULL);

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# worker-agent/guest/build-kernel.sh [--print-path] [OUT_DIR]
+# worker-agent/guest/build-kernel.sh [--smp] [--print-path] [OUT_DIR]
 #
 # Builds Brume's guest kernel: Debian's linux-source-6.1, `make tinyconfig`, then the committed
 # fragment kernel/brume-guest.config merged over it. The result is an uncompressed vmlinux that
 # QEMU boots directly through its PVH entry (no bzImage decompression, no firmware).
+#
+#   --smp         the SMP variant for sandboxes of more than one vCPU: kernel/brume-guest-smp.config
+#                 laid over the fragment (its options replace the fragment's lines for the same
+#                 symbols). A uniprocessor kernel starts a runtime about 40 ms sooner under TCG,
+#                 so sandboxes of one vCPU keep it.
 #
 # The build is cached: ${BRUME_CACHE:-$HOME/.cache/brume}/guest/kernel-<hash>/vmlinux, where
 # <hash> is the first 16 hex digits of the SHA-256 of the fragment, the linux-source package
@@ -24,7 +29,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 script="$here/$(basename "${BASH_SOURCE[0]}")"
-fragment="$here/kernel/brume-guest.config"
+base_fragment="$here/kernel/brume-guest.config"
+smp_overlay="$here/kernel/brume-guest-smp.config"
 source_tar=${BRUME_LINUX_SOURCE:-/usr/src/linux-source-6.1.tar.xz}
 cache_root="${BRUME_CACHE:-$HOME/.cache/brume}/guest"
 
@@ -32,17 +38,31 @@ say() { echo "[kernel] $*" >&2; }
 die() { echo "build-kernel.sh: $*" >&2; exit 1; }
 
 print_only=0
+smp=0
 out_dir=
 for arg in "$@"; do
   case "$arg" in
     --print-path) print_only=1 ;;
+    --smp) smp=1 ;;
     -h|--help) sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$script"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     *) [ -z "$out_dir" ] || die "more than one OUT_DIR"; out_dir=$arg ;;
   esac
 done
 
-[ -f "$fragment" ] || die "missing config fragment $fragment"
+[ -f "$base_fragment" ] || die "missing config fragment $base_fragment"
+# The fragment the build uses: the base, or the base with the SMP overlay's symbols replaced.
+fragment_text() {
+  if [ "$smp" = 0 ]; then
+    cat "$base_fragment"
+    return
+  fi
+  [ -f "$smp_overlay" ] || die "missing config fragment $smp_overlay"
+  local syms
+  syms=$(sed -n 's/^\(# \)\{0,1\}\(CONFIG_[A-Za-z0-9_]*\)[= ].*/\2/p' "$smp_overlay" | sort -u)
+  grep -v -E "^(# )?($(echo $syms | tr ' ' '|'))[= ]" "$base_fragment"
+  cat "$smp_overlay"
+}
 [ -f "$source_tar" ] || die "missing kernel source $source_tar (apt-get install linux-source-6.1)"
 
 # The package version names Debian's source exactly; another tarball (or no dpkg) is named by
@@ -54,7 +74,7 @@ fi
 if [ -z "$source_version" ]; then
   source_version="$(basename "$source_tar") $(stat -c '%s %Y' "$source_tar")"
 fi
-hash=$( { cat "$fragment"; echo "linux-source-6.1 $source_version"; cat "$script"; } |
+hash=$( { fragment_text; echo "linux-source-6.1 $source_version"; cat "$script"; } |
   sha256sum | cut -c1-16)
 final="$cache_root/kernel-$hash"
 
@@ -124,7 +144,9 @@ run_logged() {
   fi
 }
 
-say "configuring: tinyconfig + $(basename "$fragment")"
+fragment="$work/brume-guest.config"
+fragment_text >"$fragment"
+say "configuring: tinyconfig + $(basename "$base_fragment")$([ "$smp" = 1 ] && echo " + $(basename "$smp_overlay")")"
 run_logged kmake tinyconfig
 run_logged env -C "$src" scripts/kconfig/merge_config.sh -m .config "$fragment"
 run_logged kmake olddefconfig
