@@ -69,6 +69,19 @@ static void run_worker(const char *freeze_after, const char *reserved) {
   brume_test_worker_run(w, flags);
 }
 
+/* CreateSandbox of the shell function (EXEC) named name, of memory_mib (0: 128); fills id. */
+static void create_shell(const char *name, uint32_t memory_mib, char *id, size_t idsize) {
+  brume_test_fn fn = {.function_name = name,
+                      .code = shell_code,
+                      .memory_mib = memory_mib,
+                      .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
+                      .handler = "handler.sh",
+                      .timeout_ms = 120000};
+  brume_err *err = NULL;
+  if (brume_test_worker_create(w, &fn, id, idsize, NULL, NULL, &err) != 0)
+    fail_msg("CreateSandbox of %s (%u MiB): %s", name, memory_mib, err->msg);
+}
+
 static long long metric(const char *name) {
   char cmd[512];
   snprintf(cmd, sizeof(cmd),
@@ -125,15 +138,9 @@ static int run_dir_files(const char *suffix) {
 
 static void test_tmp_on_disk(void **state) {
   (void)state;
-  brume_test_fn fn = {.function_name = "tmpwriter",
-                      .code = shell_code,
-                      .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
-                      .handler = "handler.sh",
-                      .timeout_ms = 120000};
   char id[80];
   brume_err *err = NULL;
-  if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
-    fail_msg("CreateSandbox: %s", err->msg);
+  create_shell("tmpwriter", 0, id, sizeof(id));
   assert_int_equal(run_dir_files(".tmp.img"), 1);
   Brume__WorkerInvokeResponse *r = NULL;
   double t0 = brume_test_mono_ms();
@@ -174,15 +181,8 @@ static long long guest_ram_kib(const char *id) {
 static void test_memory_returned(void **state) {
   (void)state;
   run_worker("1h", "1GiB"); /* a frozen guest cannot report its free pages */
-  brume_test_fn fn = {.function_name = "shm",
-                      .code = shell_code,
-                      .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
-                      .handler = "handler.sh",
-                      .timeout_ms = 60000};
   char id[80];
-  brume_err *err = NULL;
-  if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
-    fail_msg("CreateSandbox: %s", err->msg);
+  create_shell("shm", 0, id, sizeof(id));
   long long before = guest_ram_kib(id);
   brume_test_worker_expect_reply(w, id, "shm-1", "shm\n", "shm-done\n");
   long long peak = guest_ram_kib(id);
@@ -205,16 +205,8 @@ static void test_vcpus(void **state) {
   const uint32_t sizes[] = {128, 2048};
   const char *want[] = {"1\n", "2\n"};
   for (size_t i = 0; i < 2; i++) {
-    brume_test_fn fn = {.function_name = "cpus",
-                        .code = shell_code,
-                        .memory_mib = sizes[i],
-                        .mode = BRUME__HANDLER_MODE__HANDLER_MODE_EXEC,
-                        .handler = "handler.sh",
-                        .timeout_ms = 60000};
     char id[80];
-    brume_err *err = NULL;
-    if (brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err) != 0)
-      fail_msg("CreateSandbox of %u MiB: %s", sizes[i], err->msg);
+    create_shell("cpus", sizes[i], id, sizeof(id));
     brume_test_worker_expect_reply(w, id, "cpus-1", "cpus\n", want[i]);
     brume_test_worker_destroy(w, id);
   }
