@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "etcd_json.h"
 #include "log.h"
 
@@ -52,12 +53,6 @@ static CURLcode curl_init_result;
 
 static void curl_init(void) {
   curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static long long now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- response buffer ---- */
@@ -258,13 +253,13 @@ static int http_failure(long http, const buf *resp, brume_err **err) {
  * On success the 200 answer is in *resp (caller clears it). */
 static int call(brume_etcd *e, const char *path, const char *body, bool retry_after_send, buf *resp,
                 brume_err **err) {
-  long long deadline = now_ms() + e->timeout_ms;
+  long long deadline = brume_mono_ms() + e->timeout_ms;
   size_t start = atomic_load(&e->current) % e->n_endpoints;
   brume_autofree char *failures = NULL;
   for (size_t k = 0; k < e->n_endpoints; k++) {
     size_t idx = (start + k) % e->n_endpoints;
     const char *ep = e->endpoints[idx];
-    long long left = deadline - now_ms();
+    long long left = deadline - brume_mono_ms();
     if (left <= 0)
       return brume_err_set(err, BRUME_DEADLINE_EXCEEDED, "etcd did not answer within %d ms (%s)",
                            e->timeout_ms, failures ? failures : ep);
@@ -559,11 +554,7 @@ static size_t watch_write(char *ptr, size_t size, size_t nmemb, void *user) {
 
 /* Sleeps ms unless stopped first. Returns false if the watch is stopping. */
 static bool watch_sleep(brume_etcd_watch *w, int ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (long)(ms % 1000) * 1000000;
-  if (ts.tv_nsec >= 1000000000) ts.tv_sec++, ts.tv_nsec -= 1000000000;
+  struct timespec ts = brume_timespec_in(CLOCK_MONOTONIC, ms);
   pthread_mutex_lock(&w->lock);
   while (!atomic_load(&w->stop) && pthread_cond_timedwait(&w->cond, &w->lock, &ts) == 0) {
   }

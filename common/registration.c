@@ -4,6 +4,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 
 struct brume_registration {
@@ -52,15 +53,8 @@ static void *renew(void *arg) {
   brume_registration *reg = arg;
   pthread_mutex_lock(&reg->lock);
   while (!reg->stopping) {
-    struct timespec until;
-    clock_gettime(CLOCK_MONOTONIC, &until);
     int64_t period_ms = reg->lease ? reg->ttl_s * 1000 / 3 : 500; /* retry sooner when lost */
-    until.tv_sec += period_ms / 1000;
-    until.tv_nsec += (period_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-      until.tv_sec++;
-      until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = brume_timespec_in(CLOCK_MONOTONIC, period_ms);
     while (!reg->stopping && pthread_cond_timedwait(&reg->wake, &reg->lock, &until) == 0) {
     }
     if (reg->stopping) break;

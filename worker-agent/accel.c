@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "brume/guest.pb-c.h"
+#include "clock.h"
 #include "domain.h"
 #include "libvirt.h"
 #include "log.h"
@@ -43,12 +44,6 @@ const char *brume_accel_domain_type(brume_accel accel) {
       break;
   }
   return NULL;
-}
-
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 void brume_accel_result_clear(brume_accel_result *res) {
@@ -85,9 +80,9 @@ int brume_accel_probe(const brume_accel_probe_opts *opts, brume_accel_result *re
   close(fd);
 
   brume_autoptr(brume_err) kvm_err = NULL;
-  int64_t t0 = now_ms();
+  int64_t t0 = brume_mono_ms();
   int rc = opts->boot(BRUME_ACCEL_KVM, timeout, opts->boot_user, &kvm_err);
-  res->kvm_boot_ms = now_ms() - t0;
+  res->kvm_boot_ms = brume_mono_ms() - t0;
   if (rc == 0) {
     res->accel = BRUME_ACCEL_KVM;
     res->reason = brume_xasprintf("KVM booted the guest to its agent in %lld ms",
@@ -116,10 +111,10 @@ int brume_accel_probe(const brume_accel_probe_opts *opts, brume_accel_result *re
 
 int brume_accel_ready_guest(int fd, int timeout_ms, void *user, brume_err **err) {
   (void)user;
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = brume_mono_ms() + timeout_ms;
   unsigned char buf[4 + READY_FRAME_MAX];
   for (;;) {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - brume_mono_ms();
     struct pollfd p = {.fd = fd, .events = POLLIN | POLLRDHUP};
     int pr = poll(&p, 1, left > 0 ? (int)left : 0);
     if (pr < 0 && errno != EINTR)
@@ -149,7 +144,7 @@ int brume_accel_ready_guest(int fd, int timeout_ms, void *user, brume_err **err)
       /* Part of a frame: the rest is on its way, unless the other side has gone. */
       if (p.revents & (POLLHUP | POLLRDHUP))
         return brume_err_set(err, BRUME_UNAVAILABLE, "the channel closed");
-      if (now_ms() >= deadline)
+      if (brume_mono_ms() >= deadline)
         return brume_err_set(err, BRUME_DEADLINE_EXCEEDED,
                              "the guest agent did not answer in time");
       usleep(1000);
@@ -276,7 +271,7 @@ int brume_accel_libvirt_boot(brume_accel accel, int timeout_ms, void *user, brum
   unlink(sock);
   unlink(console);
 
-  int64_t deadline = now_ms() + timeout_ms;
+  int64_t deadline = brume_mono_ms() + timeout_ms;
   brume_autoptr(virDomain) dom =
       brume_libvirt_create(ctx->conn, xml, BRUME_LIBVIRT_AUTODESTROY, err);
   if (!dom) {
@@ -303,7 +298,7 @@ int brume_accel_libvirt_boot(brume_accel accel, int timeout_ms, void *user, brum
       brume_err_set(err, BRUME_INTERNAL, "%s", stopped);
       goto out;
     }
-    if ((e != ENOENT && e != ECONNREFUSED) || now_ms() >= deadline) {
+    if ((e != ENOENT && e != ECONNREFUSED) || brume_mono_ms() >= deadline) {
       brume_err_set(err, BRUME_UNAVAILABLE, "connect to the channel %s: %s", sock, strerror(e));
       goto out;
     }
@@ -313,7 +308,7 @@ int brume_accel_libvirt_boot(brume_accel accel, int timeout_ms, void *user, brum
    * that crashed or paused (KVM internal errors pause it) fails the probe at once instead of at
    * the deadline. */
   for (;;) {
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - brume_mono_ms();
     if (left <= 0) {
       int st = VIR_DOMAIN_NOSTATE;
       brume_libvirt_state(dom, &st, NULL, NULL);

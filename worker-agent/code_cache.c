@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 BRUME_DEFINE_AUTOPTR(CURL, curl_easy_cleanup)
@@ -242,12 +243,6 @@ static size_t on_data(char *p, size_t size, size_t n, void *user) {
   return len;
 }
 
-static int64_t now_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static bool http_url(const char *url) {
   return url && (strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0);
 }
@@ -288,7 +283,7 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_data);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &s);
   if (c->ca_path) curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_path);
-  int64_t t0 = now_ms();
+  int64_t t0 = brume_mono_ms();
   CURLcode cr = curl_easy_perform(h);
   if (s.too_big || cr == CURLE_FILESIZE_EXCEEDED) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT,
@@ -356,7 +351,7 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
   fsync(c->dirfd);
   rc = 0;
   brume_info("Fetched function code.", "sha256=%s bytes=%lld unzipped_bytes=%llu ms=%lld", sha,
-             (long long)s.bytes, (unsigned long long)unzipped, (long long)(now_ms() - t0));
+             (long long)s.bytes, (unsigned long long)unzipped, (long long)(brume_mono_ms() - t0));
 out:
   if (map != MAP_FAILED) munmap(map, (size_t)s.bytes);
   if (rc < 0) unlinkat(c->dirfd, tmp, 0);

@@ -1,31 +1,21 @@
-/* The idle freezer (freezer.h): one thread, a scan of the table per tick. */
+/* The idle freezer (freezer.h): a scan of the table per tick of a brume_ticker. */
 #include "freezer.h"
 
-#include <errno.h>
-#include <pthread.h>
-#include <stdbool.h>
 #include <stdlib.h>
-#include <time.h>
 
+#include "clock.h"
 #include "log.h"
+#include "ticker.h"
 
 struct brume_freezer {
   brume_sandboxes *table;
-  int64_t freeze_after_ms, tick_ms;
+  int64_t freeze_after_ms;
   brume_counter *freezes;
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool stopping;
-  pthread_t thread;
+  brume_ticker *ticker;
 };
 
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t brume_freezer_tick_ms(int64_t freeze_after_ms) {
+/* The tick between scans: a quarter of freeze_after, 20 ms to 1 s. */
+static int64_t tick_ms(int64_t freeze_after_ms) {
   int64_t t = freeze_after_ms / 4;
   return t < 20 ? 20 : t > 1000 ? 1000 : t;
 }
@@ -69,29 +59,15 @@ static void freeze_one(brume_freezer *f, const char *id) {
   brume_sandboxes_put(f->table, s);
 }
 
-static void *freezer_main(void *arg) {
+static void scan(void *arg) {
   brume_freezer *f = arg;
-  pthread_mutex_lock(&f->mu);
-  while (!f->stopping) {
-    pthread_mutex_unlock(&f->mu);
-    due d = {.before_ms = wall_ms() - f->freeze_after_ms};
-    brume_sandboxes_each(f->table, collect, &d);
-    for (size_t i = 0; i < d.n; i++) {
-      freeze_one(f, d.ids[i]);
-      free(d.ids[i]);
-    }
-    free(d.ids);
-    pthread_mutex_lock(&f->mu);
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    int64_t ns = until.tv_nsec + f->tick_ms * 1000000;
-    until.tv_sec += ns / 1000000000;
-    until.tv_nsec = ns % 1000000000;
-    while (!f->stopping && pthread_cond_timedwait(&f->cv, &f->mu, &until) != ETIMEDOUT) {
-    }
+  due d = {.before_ms = brume_wall_ms() - f->freeze_after_ms};
+  brume_sandboxes_each(f->table, collect, &d);
+  for (size_t i = 0; i < d.n; i++) {
+    freeze_one(f, d.ids[i]);
+    free(d.ids[i]);
   }
-  pthread_mutex_unlock(&f->mu);
-  return NULL;
+  free(d.ids);
 }
 
 brume_freezer *brume_freezer_start(brume_sandboxes *table, int64_t freeze_after_ms,
@@ -100,26 +76,18 @@ brume_freezer *brume_freezer_start(brume_sandboxes *table, int64_t freeze_after_
   brume_freezer *f = brume_xcalloc(1, sizeof(*f));
   f->table = table;
   f->freeze_after_ms = freeze_after_ms;
-  f->tick_ms = brume_freezer_tick_ms(freeze_after_ms);
+  int64_t tick = tick_ms(freeze_after_ms);
   if (metrics)
     f->freezes = brume_metrics_counter(metrics, "brume_worker_idle_freezes_total",
                                        "Sandboxes frozen by the idle freezer.", NULL);
-  pthread_mutex_init(&f->mu, NULL);
-  pthread_cond_init(&f->cv, NULL);
-  BRUME_ENSURE(pthread_create(&f->thread, NULL, freezer_main, f) == 0);
+  f->ticker = brume_ticker_start(tick, scan, f);
   brume_info("Idle freezer started.", "freeze_after_ms=%lld tick_ms=%lld",
-             (long long)freeze_after_ms, (long long)f->tick_ms);
+             (long long)freeze_after_ms, (long long)tick);
   return f;
 }
 
 void brume_freezer_stop(brume_freezer *f) {
   if (f == NULL) return;
-  pthread_mutex_lock(&f->mu);
-  f->stopping = true;
-  pthread_cond_broadcast(&f->cv);
-  pthread_mutex_unlock(&f->mu);
-  pthread_join(f->thread, NULL);
-  pthread_cond_destroy(&f->cv);
-  pthread_mutex_destroy(&f->mu);
+  brume_ticker_stop(f->ticker);
   free(f);
 }

@@ -22,9 +22,6 @@ typedef struct brume_freezer brume_freezer;
 brume_freezer *brume_freezer_start(brume_sandboxes *table, int64_t freeze_after_ms,
                                    brume_metrics *metrics);
 
-/* The tick between scans for freeze_after_ms. */
-int64_t brume_freezer_tick_ms(int64_t freeze_after_ms);
-
 /* Stops and joins the thread. NULL is fine. */
 void brume_freezer_stop(brume_freezer *f);
 

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
+
 /* Read this much at a time at least; a large frame is read straight into room made for it. */
 #define READ_CHUNK 65536
 
@@ -28,27 +30,15 @@ struct brume_guest_link {
   char *broken_msg;
 };
 
-static int64_t mono_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* A deadline on the monotonic clock; -1 for none. */
 static int64_t deadline_in(int timeout_ms) {
-  return timeout_ms < 0 ? -1 : mono_ms() + timeout_ms;
+  return timeout_ms < 0 ? -1 : brume_mono_ms() + timeout_ms;
 }
 
 /* Milliseconds left for poll(): -1 for no deadline, 0 once it passed. */
 static int left_ms(int64_t deadline) {
   if (deadline < 0) return -1;
-  int64_t left = deadline - mono_ms();
+  int64_t left = deadline - brume_mono_ms();
   return left < 0 ? 0 : (int)(left > INT32_MAX ? INT32_MAX : left);
 }
 
@@ -57,7 +47,7 @@ static uint64_t fresh_nonce(void) {
   uint64_t n = 0;
   if (getrandom(&n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n)) {
     static uint64_t counter;
-    n = (uint64_t)wall_ms() * 1000003u ^ (uint64_t)getpid() << 32 ^
+    n = (uint64_t)brume_wall_ms() * 1000003u ^ (uint64_t)getpid() << 32 ^
         __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
   }
   return n ? n : 1;
@@ -321,7 +311,7 @@ int brume_guest_link_init(brume_guest_link *link, const Brume__GuestInit *init,
   if (check_usable(link, err) < 0) return -1;
   int64_t deadline = deadline_in(timeout_ms);
   Brume__GuestInit copy = *init;
-  if (copy.host_time_unix_ms == 0) copy.host_time_unix_ms = wall_ms();
+  if (copy.host_time_unix_ms == 0) copy.host_time_unix_ms = brume_wall_ms();
   Brume__GuestMessage m = BRUME__GUEST_MESSAGE__INIT;
   m.body_case = BRUME__GUEST_MESSAGE__BODY_INIT;
   m.init = &copy;
@@ -343,7 +333,7 @@ int brume_guest_link_invoke(brume_guest_link *link, const Brume__GuestInvoke *in
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "guest Invoke: no request id");
   int64_t deadline = deadline_in(timeout_ms);
   Brume__GuestInvoke copy = *inv;
-  if (copy.host_time_unix_ms == 0) copy.host_time_unix_ms = wall_ms();
+  if (copy.host_time_unix_ms == 0) copy.host_time_unix_ms = brume_wall_ms();
   Brume__GuestMessage m = BRUME__GUEST_MESSAGE__INIT;
   m.body_case = BRUME__GUEST_MESSAGE__BODY_INVOKE;
   m.invoke = &copy;

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "accel.h"
@@ -35,6 +34,7 @@
 #include "scratch.h"
 #include "rpc.h"
 #include "service.h"
+#include "ticker.h"
 #include "workq.h"
 
 /* ---- configuration ---- */
@@ -176,11 +176,9 @@ static struct {
   brume_etcd *etcd;
   brume_registration *reg;
   /* The publisher: rewrites the registration when the free memory changes. */
-  pthread_t publisher;
-  bool publishing;
-  pthread_mutex_t pub_mu;
-  pthread_cond_t pub_cv;
-} d = {.pub_mu = PTHREAD_MUTEX_INITIALIZER, .pub_cv = PTHREAD_COND_INITIALIZER};
+  brume_ticker *publisher;
+  char *published; /* the registration's value in etcd; the publisher's own */
+} d;
 
 static int mkdir_p(const char *path, mode_t mode, brume_err **err) {
   char buf[4096];
@@ -267,35 +265,24 @@ static char *registration_value(void) {
 /* How often the publisher compares the registration with the host's free memory. */
 #define PUBLISH_EVERY_MS 1000
 
-static void *publisher_main(void *arg) {
-  char *last = arg;
-  pthread_mutex_lock(&d.pub_mu);
-  while (d.publishing) {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += PUBLISH_EVERY_MS / 1000;
-    pthread_cond_timedwait(&d.pub_cv, &d.pub_mu, &until);
-    if (!d.publishing) break;
-    pthread_mutex_unlock(&d.pub_mu);
-    char *value = registration_value();
-    brume_err *err = NULL;
-    if (strcmp(value, last) == 0) {
-      free(value);
-    } else if (brume_registration_update(d.reg, value, &err) < 0) {
-      char q[512];
-      brume_warn("Could not update the registration; trying again.", "err=%s",
-                 brume_log_quote(q, sizeof(q), err->msg));
-      brume_err_free(err);
-      free(value);
-    } else {
-      free(last);
-      last = value;
-    }
-    pthread_mutex_lock(&d.pub_mu);
+/* A tick of the publisher: rewrites the registration if its value changed (d.published is the
+ * value etcd has). */
+static void publish(void *arg) {
+  (void)arg;
+  char *value = registration_value();
+  brume_err *err = NULL;
+  if (strcmp(value, d.published) == 0) {
+    free(value);
+  } else if (brume_registration_update(d.reg, value, &err) < 0) {
+    char q[512];
+    brume_warn("Could not update the registration; trying again.", "err=%s",
+               brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_free(err);
+    free(value);
+  } else {
+    free(d.published);
+    d.published = value;
   }
-  pthread_mutex_unlock(&d.pub_mu);
-  free(last);
-  return NULL;
 }
 
 static int start(brume_err **err) {
@@ -399,14 +386,10 @@ static int start(brume_err **err) {
       .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
   d.etcd = brume_etcd_new(common.etcd_endpoints, &eo, err);
   if (d.etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
-  char *value = registration_value();
-  d.reg = brume_register(d.etcd, cfg.etcd_prefix, "worker", d.host_id, value, 10, err);
-  if (d.reg == NULL) {
-    free(value);
-    return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
-  }
-  d.publishing = true;
-  BRUME_ENSURE(pthread_create(&d.publisher, NULL, publisher_main, value) == 0);
+  d.published = registration_value();
+  d.reg = brume_register(d.etcd, cfg.etcd_prefix, "worker", d.host_id, d.published, 10, err);
+  if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+  d.publisher = brume_ticker_start(PUBLISH_EVERY_MS, publish, NULL);
   brume_info("Worker registered.", "host_id=%s accelerator=%s", d.host_id,
              brume_accel_name(d.accel));
   return 0;
@@ -421,12 +404,8 @@ static void stop(void) {
   if (d.table) brume_worker_service_destroy_all(&d.svc);
   brume_pool_stop(d.pool); /* after the last take: the job pool has stopped */
   d.pool = NULL;
-  pthread_mutex_lock(&d.pub_mu);
-  bool joining = d.publishing;
-  d.publishing = false;
-  pthread_cond_broadcast(&d.pub_cv);
-  pthread_mutex_unlock(&d.pub_mu);
-  if (joining) pthread_join(d.publisher, NULL);
+  brume_ticker_stop(d.publisher);
+  free(d.published);
   brume_registration_free(d.reg);
   brume_etcd_free(d.etcd);
   brume_http_stop(d.http);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "domain.h"
 #include "libvirt.h"
 #include "log.h"
@@ -43,12 +44,6 @@ struct brume_pool {
   bool started;
 };
 
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 void brume_pool_vm_free(brume_pool_vm *vm) {
   if (vm == NULL) return;
   brume_guest_link_close(vm->link);
@@ -79,7 +74,7 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
                            uint32_t ephemeral_mib, brume_err **err) {
   uint64_t r = 0;
   if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-    r = (uint64_t)mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
+    r = (uint64_t)brume_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
   brume_autofree char *xml = NULL;
   brume_pool_vm *vm = brume_xcalloc(1, sizeof(*vm));
   vm->id = brume_xasprintf("sb-%016" PRIx64, r);
@@ -149,7 +144,7 @@ static void *refill_main(void *arg) {
     pthread_mutex_unlock(&p->mu);
     brume_err *err = NULL;
     brume_pool_vm *vm = NULL;
-    int64_t t0 = mono_us();
+    int64_t t0 = brume_mono_us();
     if (p->o.fits && !p->o.fits(p->o.fits_user, c->memory_mib)) {
       brume_err_set(&err, BRUME_UNAVAILABLE, "no free memory for a pool VM");
     } else {
@@ -158,7 +153,7 @@ static void *refill_main(void *arg) {
       pthread_mutex_unlock(&p->mu);
       vm = boot(p, c->memory_mib, c->vcpu_milli, BRUME_POOL_EPHEMERAL_MIB, &err);
     }
-    double ms = (double)(mono_us() - t0) / 1000.0;
+    double ms = (double)(brume_mono_us() - t0) / 1000.0;
     pthread_mutex_lock(&p->mu);
     p->booting_mib = 0;
     if (vm == NULL) {
@@ -166,9 +161,7 @@ static void *refill_main(void *arg) {
       brume_warn("A pool VM did not boot; trying again.", "memory_mib=%" PRIu32 " ms=%.1f err=%s",
                  c->memory_mib, ms, brume_log_quote(q, sizeof(q), err->msg));
       brume_err_free(err);
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_sec += RETRY_PAUSE_MS / 1000;
+      struct timespec until = brume_timespec_in(CLOCK_REALTIME, RETRY_PAUSE_MS);
       while (!p->stopping && pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT) {
       }
       continue;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "libvirt.h"
 
 struct brume_sandboxes {
@@ -13,18 +14,6 @@ struct brume_sandboxes {
   brume_sbx **v;
   size_t n, cap;
 };
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 brume_sandboxes *brume_sandboxes_new(void) {
   brume_sandboxes *t = brume_xcalloc(1, sizeof(*t));
@@ -90,7 +79,7 @@ brume_sbx *brume_sandboxes_add(brume_sandboxes *t, const char *id, const Brume__
   s->id = brume_xstrdup(id);
   s->spec = spec_copy(spec);
   brume_sandbox_fsm_init(&s->fsm);
-  s->created_unix_ms = wall_ms();
+  s->created_unix_ms = brume_wall_ms();
   s->refs = 2;
   pthread_mutex_init(&s->act, NULL);
   pthread_mutex_lock(&t->mu);
@@ -138,7 +127,7 @@ int brume_sandboxes_apply(brume_sandboxes *t, brume_sbx *s, brume_sandbox_event 
   if (before) *before = s->fsm.state;
   int st = brume_sandbox_apply(&s->fsm, s->id, ev, actions, err);
   if (st == BRUME_SANDBOX_IDLE && ev != BRUME_SANDBOX_EV_FREEZE && ev != BRUME_SANDBOX_EV_THAW)
-    s->idle_since_unix_ms = wall_ms();
+    s->idle_since_unix_ms = brume_wall_ms();
   if (st >= 0 && ev == BRUME_SANDBOX_EV_INVOKE_END) s->invocations++;
   bool gone = st == BRUME_SANDBOX_GONE;
   if (gone) {
@@ -164,10 +153,10 @@ int brume_sandboxes_sync_frozen(brume_sandboxes *t, brume_sbx *s, uint64_t *us, 
   pthread_mutex_unlock(&t->mu);
   int rc = 0;
   if (want != s->paused && s->dom != NULL) {
-    int64_t t0 = mono_us();
+    int64_t t0 = brume_mono_us();
     rc = want ? brume_libvirt_suspend(s->dom, err) : brume_libvirt_resume(s->dom, err);
     if (rc == 0) s->paused = want;
-    if (us) *us = (uint64_t)(mono_us() - t0);
+    if (us) *us = (uint64_t)(brume_mono_us() - t0);
   }
   pthread_mutex_unlock(&s->act);
   return rc;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "brume/worker.pb-c.h"
+#include "clock.h"
 #include "domain.h"
 #include "libvirt.h"
 #include "log.h"
@@ -22,18 +23,6 @@
 /* Lambda's defaults when the spec leaves them 0. */
 #define DEFAULT_TIMEOUT_MS 3000
 #define DEFAULT_EPHEMERAL_MIB 512
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* The reason name that starts a failed call's message (common.proto, ErrorReason). */
 static const char *reason_of(brume_status code) {
@@ -81,6 +70,16 @@ static void job_fail(job *j, const char *reason, const brume_err *err) {
   brume_rpc_call_fail(j->call, err->code, "%s: %s", reason, err->msg);
 }
 
+/* The sandbox a request names, with a reference for the caller: INVALID_ARGUMENT for an empty
+ * id, NOT_FOUND for an unknown one. */
+static brume_sbx *named_sandbox(brume_worker_service *svc, const char *id, brume_err **err) {
+  if (id[0] == '\0') {
+    brume_err_set(err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
+    return NULL;
+  }
+  return brume_sandboxes_get(svc->table, id, err);
+}
+
 /* ---- CreateSandbox ---- */
 
 static int validate_spec(const Brume__SandboxSpec *spec, brume_err **err) {
@@ -115,19 +114,32 @@ static int validate_spec(const Brume__SandboxSpec *spec, brume_err **err) {
   return 0;
 }
 
-/* Kills the domain of a sandbox that never served or cannot serve again, and marks it GONE. */
-static void kill_sandbox(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
-                         const char *request_id) {
+/* Applies ev (INIT_FAILED or BROKEN) to s. True when the caller now owns the sandbox's
+ * destruction; false when a Destroy had taken it first (it was TERMINATING) and carries it out. */
+static bool claim_for_kill(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev) {
+  brume_sandbox_state before;
+  return brume_sandboxes_apply(svc->table, s, ev, NULL, &before, NULL) >= 0 &&
+         before != BRUME_SANDBOX_TERMINATING;
+}
+
+/* Destroys the domain of a sandbox claimed with ev, with no grace, and marks it GONE. */
+static void destroy_claimed(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
+                            const char *request_id) {
   brume_err *err = NULL;
-  brume_sandboxes_apply(svc->table, s, ev, NULL, NULL, NULL);
   if (s->dom && brume_libvirt_destroy(s->dom, &err) < 0) {
     char q[512];
     brume_error("Could not destroy a sandbox's domain.", "request_id=%s sandbox_id=%s err=%s",
                 request_id, s->id, brume_log_quote(q, sizeof(q), err->msg));
     brume_err_clear(&err);
   }
-  if (ev != BRUME_SANDBOX_EV_INIT_FAILED)
+  if (ev != BRUME_SANDBOX_EV_INIT_FAILED) /* INIT_FAILED is GONE already */
     brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+}
+
+/* Kills a sandbox that never served or cannot serve again, unless a Destroy is at it already. */
+static void kill_sandbox(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
+                         const char *request_id) {
+  if (claim_for_kill(svc, s, ev)) destroy_claimed(svc, s, ev, request_id);
 }
 
 static void create_job(void *p) {
@@ -135,7 +147,7 @@ static void create_job(void *p) {
   brume_worker_service *svc = j->svc;
   const Brume__WorkerCreateSandboxRequest *req = (const void *)j->req;
   const Brume__SandboxSpec *spec = req->spec;
-  int64_t t0 = mono_us();
+  int64_t t0 = brume_mono_us();
   brume_err *err = NULL;
   const char *reason = NULL;
   brume_sbx *s = NULL;
@@ -158,7 +170,7 @@ static void create_job(void *p) {
   }
   code = brume_code_cache_load(svc->cache, zip_path, &err);
   if (code == NULL) goto fail;
-  int64_t code_fetch_us = mono_us() - t0;
+  int64_t code_fetch_us = brume_mono_us() - t0;
 
   /* A pooled VM of the same memory and vCPU count, already booted to its agent, else a boot. */
   uint32_t memory_mib = spec->resources->memory_mib;
@@ -182,7 +194,7 @@ static void create_job(void *p) {
       unreserve_boot(svc, memory_mib);
       goto fail;
     }
-    vm_ready_us = mono_us() - t0 - code_fetch_us;
+    vm_ready_us = brume_mono_us() - t0 - code_fetch_us;
   }
   /* The VM keeps the sandbox id it was booted for (its domain name and socket follow from it). */
   s = brume_sandboxes_add(svc->table, vm->id, spec, &err);
@@ -231,12 +243,12 @@ static void create_job(void *p) {
   int64_t init_timeout = req->init_timeout_ms ? req->init_timeout_ms : svc->init_timeout_ms;
   in.init_timeout_ms = (uint32_t)init_timeout;
   in.tmp_mib = ephemeral_mib;
-  int64_t ti = mono_us();
+  int64_t ti = brume_mono_us();
   if (brume_guest_link_init(s->link, &in, &done, (int)init_timeout + 5000, &err) < 0) goto fail;
-  int64_t init_rtt_us = mono_us() - ti;
+  int64_t init_rtt_us = brume_mono_us() - ti;
 
   Brume__WorkerCreateSandboxResponse resp = BRUME__WORKER_CREATE_SANDBOX_RESPONSE__INIT;
-  resp.init_duration_us = (uint64_t)(mono_us() - t0);
+  resp.init_duration_us = (uint64_t)(brume_mono_us() - t0);
   resp.vm_ready_us = (uint64_t)vm_ready_us;
   resp.pool_hit = pool_hit;
   resp.runtime_init_us = done->runtime_init_us;
@@ -294,17 +306,13 @@ static void invoke_job(void *p) {
   brume_sbx *s = NULL;
   Brume__GuestInvokeDone *done = NULL;
 
-  if (req->sandbox_id[0] == '\0') {
-    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
-    goto fail;
-  }
   if (req->payload.len > BRUME_WORKER_MAX_PAYLOAD) {
     reason = "RequestTooLargeException";
     brume_err_set(&err, BRUME_INVALID_ARGUMENT, "the payload (%zu bytes) is over %d bytes",
                   req->payload.len, BRUME_WORKER_MAX_PAYLOAD);
     goto fail;
   }
-  s = brume_sandboxes_get(svc->table, req->sandbox_id, &err);
+  s = named_sandbox(svc, req->sandbox_id, &err);
   if (s == NULL) goto fail;
   if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_INVOKE_START, NULL, NULL, &err) < 0)
     goto fail;
@@ -314,7 +322,7 @@ static void invoke_job(void *p) {
     goto fail;
   }
 
-  int64_t now = wall_ms();
+  int64_t now = brume_wall_ms();
   uint32_t timeout = s->spec->timeout_ms ? s->spec->timeout_ms : DEFAULT_TIMEOUT_MS;
   int64_t deadline = now + timeout;
   if (req->deadline_unix_ms > 0 && req->deadline_unix_ms < deadline)
@@ -325,21 +333,18 @@ static void invoke_job(void *p) {
   inv.deadline_unix_ms = deadline;
   int64_t left = deadline - now;
   int link_ms = (int)((left > 0 ? left : 0) + INVOKE_SLACK_MS);
-  int64_t t0 = mono_us();
+  int64_t t0 = brume_mono_us();
   int rc = brume_guest_link_invoke(s->link, &inv, &done, link_ms, &err);
-  int64_t took_us = mono_us() - t0;
+  int64_t took_us = brume_mono_us() - t0;
   if (rc < 0) {
-    brume_sandbox_state before;
-    if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_BROKEN, NULL, &before, NULL) < 0 ||
-        before == BRUME_SANDBOX_TERMINATING) {
+    if (!claim_for_kill(svc, s, BRUME_SANDBOX_EV_BROKEN)) {
       /* Destroy cut the invocation off. */
       brume_err_clear(&err);
       brume_err_set(&err, BRUME_UNAVAILABLE, "sandbox %s was destroyed during the invocation",
                     s->id);
       goto fail;
     }
-    brume_libvirt_destroy(s->dom, NULL);
-    brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+    destroy_claimed(svc, s, BRUME_SANDBOX_EV_BROKEN, j->request_id);
     /* The guest channel failed: ServiceException, and the sandbox is GONE. */
     err->code = BRUME_INTERNAL;
     brume_err_wrap(&err, "sandbox %s failed and is destroyed", s->id);
@@ -359,10 +364,7 @@ static void invoke_job(void *p) {
   if (broken) {
     /* TERMINATING now, destroyed after the answer: the caller learns of the timeout or the exit
      * without waiting for libvirt (0.2-0.9 s here). */
-    brume_sandbox_state before;
-    destroy = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_BROKEN, NULL, &before,
-                                    NULL) >= 0 &&
-              before != BRUME_SANDBOX_TERMINATING;
+    destroy = claim_for_kill(svc, s, BRUME_SANDBOX_EV_BROKEN);
     resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING;
     brume_info("The sandbox cannot serve again and is destroyed.",
                "request_id=%s sandbox_id=%s type=%s", j->request_id, s->id,
@@ -382,10 +384,7 @@ static void invoke_job(void *p) {
   brume_debug("Invocation done.", "request_id=%s sandbox_id=%s duration_us=%" PRIu64 " error=%s",
               j->request_id, s->id, resp.duration_us, done->error ? done->error->type : "-");
   brume_rpc_call_reply(j->call, &resp.base);
-  if (destroy) {
-    brume_libvirt_destroy(s->dom, NULL);
-    brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
-  }
+  if (destroy) destroy_claimed(svc, s, BRUME_SANDBOX_EV_BROKEN, j->request_id);
   /* Freeze after answering: the caller does not wait for the suspend. A request that took the
    * sandbox in between wins (FREEZE then fails on INVOKING, which is fine). */
   if (freeze &&
@@ -414,11 +413,7 @@ static void freeze_thaw(job *j, const char *sandbox_id, brume_sandbox_event ev) 
   brume_err *err = NULL;
   uint64_t us = 0;
   brume_sbx *s = NULL;
-  if (sandbox_id[0] == '\0') {
-    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
-    goto fail;
-  }
-  s = brume_sandboxes_get(svc->table, sandbox_id, &err);
+  s = named_sandbox(svc, sandbox_id, &err);
   if (s == NULL) goto fail;
   if (brume_sandboxes_apply(svc->table, s, ev, NULL, NULL, &err) < 0) goto fail;
   if (brume_sandboxes_sync_frozen(svc->table, s, &us, &err) < 0) goto fail;
@@ -464,7 +459,7 @@ static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t gra
   int st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROY, &act, &before, err);
   if (st < 0) return -1;
   if (before == BRUME_SANDBOX_TERMINATING || before == BRUME_SANDBOX_GONE) return st;
-  int64_t t0 = mono_us();
+  int64_t t0 = brume_mono_us();
   bool clean = false;
   if (before == BRUME_SANDBOX_IDLE) {
     /* The link is ours now (TERMINATING): thaw if needed, then a graceful shutdown. */
@@ -483,7 +478,7 @@ static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t gra
   st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, err);
   brume_info("Sandbox destroyed.", "request_id=%s sandbox_id=%s was=%s clean=%s ms=%.1f",
              request_id, s->id, brume_sandbox_state_name(before), clean ? "true" : "false",
-             (double)(mono_us() - t0) / 1000.0);
+             (double)(brume_mono_us() - t0) / 1000.0);
   return st;
 }
 
@@ -493,11 +488,7 @@ static void destroy_job(void *p) {
   const Brume__WorkerDestroyRequest *req = (const void *)j->req;
   brume_err *err = NULL;
   brume_sbx *s = NULL;
-  if (req->sandbox_id[0] == '\0') {
-    brume_err_set(&err, BRUME_INVALID_ARGUMENT, "sandbox_id is missing");
-    goto fail;
-  }
-  s = brume_sandboxes_get(svc->table, req->sandbox_id, &err);
+  s = named_sandbox(svc, req->sandbox_id, &err);
   if (s == NULL) goto fail;
   int st = destroy_sandbox(svc, s, req->grace_ms ? req->grace_ms : (uint32_t)svc->grace_ms,
                            j->request_id, &err);
@@ -706,7 +697,7 @@ static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request,
   }
   host.n_sandboxes_by_state = k;
   host.sandboxes_by_state = countp;
-  host.updated_unix_ms = wall_ms();
+  host.updated_unix_ms = brume_wall_ms();
   Brume__WorkerStatsResponse resp = BRUME__WORKER_STATS_RESPONSE__INIT;
   resp.host = &host;
   resp.sandboxes_created = atomic_load(&svc->created);

@@ -241,15 +241,20 @@ int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms) {
   return status;
 }
 
-int brume_test_worker_pool_vms(brume_test_worker *w) {
-  char cmd[256];
-  /* One series per pooled memory size: their sum. */
+long long brume_test_worker_metric(brume_test_worker *w, const char *name) {
+  char cmd[512];
+  /* The sum of the metric's series (any labels), or nothing when it has none. */
   snprintf(cmd, sizeof(cmd),
            "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | "
-           "awk '/^brume_worker_pool_vms[ {]/ {n += $NF; seen = 1} END {if (seen) print n}'",
-           w->http_port);
+           "awk '$1 == \"%s\" || index($1, \"%s{\") == 1 {n += $NF; seen = 1} "
+           "END {if (seen) printf \"%%d\\n\", n}'",
+           w->http_port, name, name);
   brume_autofree char *line = brume_test_last_line(cmd);
-  return line && line[0] ? atoi(line) : -1;
+  return line && line[0] ? atoll(line) : -1;
+}
+
+int brume_test_worker_pool_vms(brume_test_worker *w) {
+  return (int)brume_test_worker_metric(w, "brume_worker_pool_vms");
 }
 
 /* How many processes have needle in their command line; *first (may be NULL) gets the pid of

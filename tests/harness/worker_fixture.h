@@ -85,7 +85,10 @@ brume_rpc_client *brume_test_worker_client(brume_test_worker *w, brume_err **err
 int brume_test_worker_start(brume_test_worker *w, const char *const *extra, double *ms);
 /* Signals the worker and reaps it (brume_test_stop); its wait status, or -1. pid becomes -1. */
 int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms);
-/* The worker's brume_worker_pool_vms gauge from /metrics, or -1. */
+/* The sum of the series of metric name (a counter or gauge, any labels) in the worker's
+ * /metrics, or -1 when it has none or /metrics does not answer. */
+long long brume_test_worker_metric(brume_test_worker *w, const char *name);
+/* The worker's brume_worker_pool_vms gauge (all pooled sizes) from /metrics, or -1. */
 int brume_test_worker_pool_vms(brume_test_worker *w);
 /* The pid of the QEMU process running domain name (found by "guest=<name>," in
  * /proc/<pid>/cmdline), 0 when there is none. */

@@ -82,14 +82,6 @@ static void create_shell(const char *name, uint32_t memory_mib, char *id, size_t
     fail_msg("CreateSandbox of %s (%u MiB): %s", name, memory_mib, err->msg);
 }
 
-static long long metric(const char *name) {
-  char cmd[512];
-  snprintf(cmd, sizeof(cmd),
-           "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | awk '$1 == \"%s\" {print $2}'",
-           w->http_port, name);
-  brume_autofree char *line = brume_test_last_line(cmd);
-  return line && line[0] ? atoll(line) : -1;
-}
 
 static void test_idle_freezer(void **state) {
   (void)state;
@@ -112,7 +104,7 @@ static void test_idle_freezer(void **state) {
                 frozen_after);
   assert_int_equal(st, VIR_DOMAIN_PAUSED);
   assert_true(frozen_after >= 1900);
-  assert_true(metric("brume_worker_idle_freezes_total") >= 1);
+  assert_true(brume_test_worker_metric(w, "brume_worker_idle_freezes_total") >= 1);
   /* The next invocation thaws it; the runtime's memory is intact. */
   brume_test_worker_expect_reply(w, id, "f-2", "second", "second #2");
   assert_int_equal(brume_test_worker_domain_state(w, id), VIR_DOMAIN_RUNNING);

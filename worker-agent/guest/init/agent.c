@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "env.h"
 #include "log.h"
 #include "logring.h"
@@ -77,18 +78,6 @@ typedef struct fn_error {
   char type[MAX_ERROR_TYPE + 1];
   char message[MAX_ERROR_MESSAGE + 1];
 } fn_error;
-
-static int64_t mono_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static int64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* The length of the valid UTF-8 sequence at s (at most n bytes), or 0 if it is not one. */
 static size_t utf8_len(const unsigned char *s, size_t n) {
@@ -171,7 +160,7 @@ static void send_msg(init_agent *a, Brume__GuestMessage__BodyCase c, void *body)
 static void mem_sample(init_agent *a) {
   uint64_t total, used;
   if (init_system_mem_used(&total, &used, NULL) == 0 && used > a->mem_peak) a->mem_peak = used;
-  a->mem_sampled_us = mono_us();
+  a->mem_sampled_us = brume_mono_us();
 }
 
 static void drain_output(init_agent *a) {
@@ -243,7 +232,7 @@ static void finish_invoke(init_agent *a, const uint8_t *payload, size_t len, fn_
   /* Under TCG reading /proc/meminfo costs 70-140 us, a tenth of a warm invocation: back-to-back
    * invocations share one sample per MEM_SAMPLE_EVERY_US, and any invocation longer than that
    * gets its own. */
-  if (mono_us() - a->mem_sampled_us >= MEM_SAMPLE_EVERY_US) mem_sample(a);
+  if (brume_mono_us() - a->mem_sampled_us >= MEM_SAMPLE_EVERY_US) mem_sample(a);
   Brume__GuestInvokeDone d = BRUME__GUEST_INVOKE_DONE__INIT;
   d.request_id = a->invoke->request_id;
   d.payload.data = (uint8_t *)payload;
@@ -251,7 +240,7 @@ static void finish_invoke(init_agent *a, const uint8_t *payload, size_t len, fn_
   d.error = err ? &err->pb : NULL;
   brume_autofree uint8_t *tail = init_logring_dup(&a->invoke_log, &d.log_tail.len);
   d.log_tail.data = tail;
-  d.duration_us = (uint64_t)(mono_us() - a->started_us);
+  d.duration_us = (uint64_t)(brume_mono_us() - a->started_us);
   d.max_memory_used_mib = (uint32_t)((a->mem_peak + (1 << 20) - 1) >> 20);
   d.sandbox_broken = broken;
   send_msg(a, BRUME__GUEST_MESSAGE__BODY_INVOKE_DONE, &d);
@@ -262,6 +251,18 @@ static void finish_invoke(init_agent *a, const uint8_t *payload, size_t len, fn_
   a->invoke = NULL;
   if (a->api) init_rtapi_cancel(a->api);
   enter(a, next);
+}
+
+/* Ends the invocation in flight with Lambda's error for a response over the limit. */
+static void finish_too_large(init_agent *a) {
+  fn_error e;
+  finish_invoke(a, NULL, 0,
+                fn_error_set(&e, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_UNHANDLED,
+                             "Function.ResponseSizeTooLarge",
+                             "Response payload size exceeded maximum allowed payload size (%u "
+                             "bytes).",
+                             INIT_RTAPI_MAX_BODY),
+                false, AGENT_IDLE);
 }
 
 static void shutdown_done(init_agent *a, bool clean) {
@@ -337,13 +338,7 @@ static void on_handler_exited(void *arg, init_proc *p, int status) {
                                "Runtime.ExitError", "Runtime exited with error: %s", how),
                   false, AGENT_IDLE);
   else if (truncated)
-    finish_invoke(
-        a, NULL, 0,
-        fn_error_set(&e, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_UNHANDLED,
-                     "Function.ResponseSizeTooLarge",
-                     "Response payload size exceeded maximum allowed payload size (%u bytes).",
-                     INIT_RTAPI_MAX_BODY),
-        false, AGENT_IDLE);
+    finish_too_large(a);
   else
     finish_invoke(a, out, len, NULL, false, AGENT_IDLE);
   init_proc_free(p);
@@ -358,7 +353,7 @@ static void on_next(void *arg) {
   init_agent *a = arg;
   if (a->state != AGENT_INITIALISING) return;
   if (a->runtime) init_proc_drain(a->runtime);
-  send_init_done(a, NULL, (uint64_t)(mono_us() - a->started_us));
+  send_init_done(a, NULL, (uint64_t)(brume_mono_us() - a->started_us));
   mem_sample(a); /* InitDone does not carry it: the host need not wait for /proc/meminfo */
   enter(a, AGENT_IDLE);
 }
@@ -412,14 +407,7 @@ static init_rtapi_verdict on_init_error(void *arg, const char *error_type, const
 static void on_too_large(void *arg, const char *request_id) {
   init_agent *a = arg;
   if (!is_current(a, request_id)) return;
-  fn_error e;
-  finish_invoke(
-      a, NULL, 0,
-      fn_error_set(&e, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_UNHANDLED,
-                   "Function.ResponseSizeTooLarge",
-                   "Response payload size exceeded maximum allowed payload size (%u bytes).",
-                   INIT_RTAPI_MAX_BODY),
-      false, AGENT_IDLE);
+  finish_too_large(a);
 }
 
 static const init_rtapi_ops rtapi_ops = {
@@ -448,7 +436,7 @@ static void on_timer(init_loop_watch *w, uint32_t events) {
                                   a->init_timeout_ms));
       break;
     case AGENT_INVOKING: {
-      double secs = (double)(mono_us() - a->started_us) / 1e6;
+      double secs = (double)(brume_mono_us() - a->started_us) / 1e6;
       fn_error_set(&e, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_UNHANDLED,
                    "Sandbox.Timedout", "Task timed out after %.2f seconds", secs);
       drain_output(a);
@@ -526,7 +514,7 @@ static int init_system_settings(init_agent *a, const Brume__GuestInit *in, brume
 }
 
 static int unpack_code(init_agent *a, const Brume__GuestInit *in, brume_err **err) {
-  int64_t t0 = mono_us();
+  int64_t t0 = brume_mono_us();
   if (a->cfg.system && init_system_mount_task_root(a->cfg.task_root, TASK_ROOT_MAX_MIB, err) < 0)
     return -1;
   int rc = in->code ? init_unpack_files(in->code, a->cfg.task_root, err)
@@ -534,7 +522,7 @@ static int unpack_code(init_agent *a, const Brume__GuestInit *in, brume_err **er
                                       a->cfg.unzip, err);
   if (rc < 0) return -1;
   if (a->cfg.system && init_system_seal_task_root(a->cfg.task_root, err) < 0) return -1;
-  a->unpack_us = (uint64_t)(mono_us() - t0);
+  a->unpack_us = (uint64_t)(brume_mono_us() - t0);
   return 0;
 }
 
@@ -549,7 +537,7 @@ static void start_runtime(init_agent *a) {
   }
   brume_autofree char *bootstrap = brume_xasprintf("%s/bootstrap", a->cfg.task_root);
   init_proc_spec spec = {.path = bootstrap, .envp = a->env, .cwd = a->cfg.task_root};
-  a->started_us = mono_us();
+  a->started_us = brume_mono_us();
   a->runtime = init_proc_start(a->loop, &spec, &runtime_ops, a, &err);
   if (a->runtime == NULL) {
     init_failed(a, fn_error_set(&e, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_UNHANDLED,
@@ -628,14 +616,14 @@ static void reply_broken(init_agent *a, const Brume__GuestInvoke *inv) {
 /* Takes ownership of inv. */
 static void handle_invoke(init_agent *a, Brume__GuestInvoke *inv) {
   if (a->cfg.system && inv->host_time_unix_ms > 0) {
-    int64_t off = inv->host_time_unix_ms - wall_ms();
+    int64_t off = inv->host_time_unix_ms - brume_wall_ms();
     if (off > CLOCK_SLACK_MS || off < -CLOCK_SLACK_MS)
       init_system_set_clock(inv->host_time_unix_ms, NULL);
   }
-  int64_t now = inv->host_time_unix_ms > 0 ? inv->host_time_unix_ms : wall_ms();
+  int64_t now = inv->host_time_unix_ms > 0 ? inv->host_time_unix_ms : brume_wall_ms();
   init_logring_reset(&a->invoke_log);
   a->invoke = inv;
-  a->started_us = mono_us();
+  a->started_us = brume_mono_us();
   enter(a, AGENT_INVOKING);
   if (inv->deadline_unix_ms > 0) {
     int64_t left = inv->deadline_unix_ms - now;
