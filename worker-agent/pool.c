@@ -25,7 +25,7 @@
 /* The VMs of one memory size. */
 typedef struct pool_class {
   uint32_t memory_mib, vcpu_milli, vcpus;
-  char label[16]; /* memory_mib as the gauge's label value */
+  char label[16];    /* memory_mib as the gauge's label value */
   brume_pool_vm **v; /* ready VMs, oldest first; cap o.size */
   size_t n;
 } pool_class;
@@ -35,8 +35,8 @@ struct brume_pool {
   brume_gauge *gauge;
 
   pthread_mutex_t mu;
-  pthread_cond_t cv; /* a take, or stop */
-  pool_class *c;     /* one per o.memory_mib[] */
+  pthread_cond_t cv;    /* a take, or stop */
+  pool_class *c;        /* one per o.memory_mib[] */
   uint32_t booting_mib; /* the VM being booted for the pool, 0 if none */
   atomic_bool warned_no_smp;
   bool stopping;
@@ -66,7 +66,26 @@ static void vm_discard(brume_pool_vm *vm) {
     brume_err_free(err);
   }
   if (vm->scratch) unlink(vm->scratch);
+  if (vm->console) unlink(vm->console);
   brume_pool_vm_free(vm);
+}
+
+/* Logs the end of a VM's console (kernel messages, brume-init's start-up lines): what an
+ * operator needs when a guest does not boot. The console holds nothing of a function yet. */
+static void log_console_tail(const brume_pool_vm *vm) {
+  char tail[1024] = "";
+  FILE *f = fopen(vm->console, "r");
+  if (f != NULL) {
+    if (fseek(f, 0, SEEK_END) == 0) {
+      long size = ftell(f);
+      long from = size > (long)sizeof(tail) - 1 ? size - (long)sizeof(tail) + 1 : 0;
+      if (fseek(f, from, SEEK_SET) == 0) tail[fread(tail, 1, sizeof(tail) - 1, f)] = '\0';
+    }
+    fclose(f);
+  }
+  char q[2048];
+  brume_warn("A VM did not boot to its agent; the end of its console follows.",
+             "sandbox_id=%s console=%s", vm->id, brume_log_quote(q, sizeof(q), tail));
 }
 
 /* Boots one VM to its GuestReady. Slow: called without the mutex. */
@@ -112,6 +131,7 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
   if (vm->dom == NULL) goto fail;
   vm->link = brume_guest_link_connect(vm->sock, p->o.boot_timeout_ms, err);
   if (vm->link == NULL) {
+    log_console_tail(vm);
     brume_err_wrap(err, "VM %s did not boot to its agent", vm->id);
     goto fail;
   }

@@ -74,7 +74,8 @@ fi
 if [ -z "$source_version" ]; then
   source_version="$(basename "$source_tar") $(stat -c '%s %Y' "$source_tar")"
 fi
-hash=$( { fragment_text; echo "linux-source-6.1 $source_version"; cat "$script"; } |
+sparse_src="$here/kernel/vmlinux-sparse.c"
+hash=$( { fragment_text; echo "linux-source-6.1 $source_version"; cat "$script" "$sparse_src"; } |
   sha256sum | cut -c1-16)
 final="$cache_root/kernel-$hash"
 
@@ -191,7 +192,11 @@ fi
 # the symbols for reading an oops (the kernel has no kallsyms of its own).
 stage="$work/out"
 mkdir -p "$stage"
-strip -o "$stage/vmlinux" "$src/vmlinux"
+strip -o "$work/vmlinux.stripped" "$src/vmlinux"
+# Leave the linker's filler (the 2 MiB-aligned entry text's int3 padding, zeros) out of the
+# segments QEMU copies into guest RAM: 3.7 MiB less host memory per sandbox (vmlinux-sparse.c).
+cc -O2 -o "$work/vmlinux-sparse" "$sparse_src"
+say "$("$work/vmlinux-sparse" "$work/vmlinux.stripped" "$stage/vmlinux")"
 cp "$src/System.map" "$stage/System.map"
 cp "$src/.config" "$stage/config"
 rm -rf "$final"
