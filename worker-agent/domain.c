@@ -132,7 +132,8 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
 
   brume_strbuf_printf(&b, "<domain type='%s'>\n", type);
   sb_elem(&b, "  ", "name", name);
-  brume_strbuf_puts(&b, "  <metadata>\n    <brume:sandbox xmlns:brume='" BRUME_DOMAIN_METADATA_NS "' host='");
+  brume_strbuf_puts(
+      &b, "  <metadata>\n    <brume:sandbox xmlns:brume='" BRUME_DOMAIN_METADATA_NS "' host='");
   sb_escaped(&b, spec->host_id);
   brume_strbuf_puts(&b, "' id='");
   sb_escaped(&b, spec->sandbox_id);
@@ -144,11 +145,12 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
   brume_strbuf_puts(&b, "  <memoryBacking>\n    <source type='memfd'/>\n  </memoryBacking>\n");
   brume_strbuf_printf(&b, "  <vcpu placement='static'>%u</vcpu>\n", vcpus);
   if (!spec->no_cpu_quota)
-    brume_strbuf_printf(&b,
-                        "  <cputune>\n    <period>%d</period>\n    <quota>%lld</quota>\n"
-                        "  </cputune>\n",
-                        BRUME_CPU_PERIOD_US,
-                        (long long)brume_resources_vcpu_quota_us(milli, vcpus, BRUME_CPU_PERIOD_US));
+    brume_strbuf_printf(
+        &b,
+        "  <cputune>\n    <period>%d</period>\n    <quota>%lld</quota>\n"
+        "  </cputune>\n",
+        BRUME_CPU_PERIOD_US,
+        (long long)brume_resources_vcpu_quota_us(milli, vcpus, BRUME_CPU_PERIOD_US));
 
   brume_strbuf_puts(&b, "  <os>\n    <type arch='x86_64' machine='microvm'>hvm</type>\n");
   sb_elem(&b, "    ", "kernel", spec->kernel);
@@ -157,23 +159,34 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
       spec->tsc_khz ? brume_xasprintf(" tsc_early_khz=%u", spec->tsc_khz) : brume_xstrdup("");
   bool extra = spec->cmdline_extra && *spec->cmdline_extra;
   /* nr_cpus: the kernel sizes its per-CPU areas for the vCPUs the domain has, not for the 6 it
-   * was built for (memory, and boot time under TCG). */
-  brume_autofree char *cmdline = brume_xasprintf(
-      "console=ttyS0 quiet reboot=t panic=-1 nr_cpus=%u%s%s%s",
-      vcpus, tsc, extra ? " " : "", extra ? spec->cmdline_extra : "");
+   * was built for (memory, and boot time under TCG). no_timer_check: without ACPI the kernel
+   * would test the PIT's IO-APIC routes, with a delay per try, to find what QEMU already wired.
+   * noapictimer, under TCG for one vCPU: TCG has no TSC-deadline timer, so the kernel would
+   * calibrate the local APIC timer against the PIT, 130 ms of every boot; the PIT (and the TSC
+   * as the clock) does the one CPU's timer events instead. */
+  bool pit_timer = tcg && vcpus == 1;
+  brume_autofree char *cmdline =
+      brume_xasprintf("console=ttyS0 quiet reboot=t panic=-1 no_timer_check%s nr_cpus=%u%s%s%s",
+                      pit_timer ? " noapictimer" : "", vcpus, tsc, extra ? " " : "",
+                      extra ? spec->cmdline_extra : "");
   sb_elem(&b, "    ", "cmdline", cmdline);
   brume_strbuf_puts(&b, "  </os>\n");
 
-  brume_strbuf_puts(&b, "  <features>\n    <acpi/>\n");
+  /* No <acpi/>: microvm runs with acpi=off, and QEMU then lists the virtio-mmio devices on the
+   * kernel command line and the interrupt routing in an MP table. The guest kernel has no ACPI
+   * (worker-agent/guest/kernel/brume-guest.config): ACPICA was 15 % of the code a boot
+   * translates under TCG, and its namespace about 3 MiB of every guest. */
+  brume_strbuf_puts(&b, "  <features>\n");
   if (tcg)
     brume_strbuf_printf(&b, "    <tcg>\n      <tb-cache unit='MiB'>%u</tb-cache>\n    </tcg>\n",
-              spec->tb_cache_mib ? spec->tb_cache_mib : BRUME_DOMAIN_TB_CACHE_MIB);
+                        spec->tb_cache_mib ? spec->tb_cache_mib : BRUME_DOMAIN_TB_CACHE_MIB);
   brume_strbuf_puts(&b, "  </features>\n");
-  if (!tcg) brume_strbuf_puts(&b, "  <cpu mode='host-passthrough' check='none' migratable='off'/>\n");
+  if (!tcg)
+    brume_strbuf_puts(&b, "  <cpu mode='host-passthrough' check='none' migratable='off'/>\n");
   brume_strbuf_puts(&b, "  <clock offset='utc'/>\n");
   brume_strbuf_puts(&b,
-          "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n"
-          "  <on_crash>destroy</on_crash>\n");
+                    "  <on_poweroff>destroy</on_poweroff>\n  <on_reboot>destroy</on_reboot>\n"
+                    "  <on_crash>destroy</on_crash>\n");
 
   brume_strbuf_puts(&b, "  <devices>\n");
   brume_strbuf_puts(&b, "    <controller type='usb' model='none'/>\n");
@@ -184,23 +197,25 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
   brume_strbuf_puts(&b, "    <channel type='unix'>\n      <source mode='bind' path='");
   sb_escaped(&b, spec->channel_path);
   brume_strbuf_puts(&b, "'/>\n      <target type='virtio' name='" BRUME_DOMAIN_CHANNEL_NAME
-              "'/>\n"
-              "      <address type='virtio-serial' controller='0' bus='0' port='1'/>\n"
-              "    </channel>\n");
-  brume_strbuf_puts(&b,
-          "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n"
-          "      " MMIO "\n    </rng>\n");
+                        "'/>\n"
+                        "      <address type='virtio-serial' controller='0' bus='0' port='1'/>\n"
+                        "    </channel>\n");
+  brume_strbuf_puts(
+      &b,
+      "    <rng model='virtio'>\n      <backend model='random'>/dev/urandom</backend>\n"
+      "      " MMIO "\n    </rng>\n");
   if (spec->scratch_disk && *spec->scratch_disk) {
     brume_strbuf_puts(&b,
-            "    <disk type='file' device='disk'>\n"
-            "      <driver name='qemu' type='raw' cache='unsafe' discard='unmap'/>\n"
-            "      <source file='");
+                      "    <disk type='file' device='disk'>\n"
+                      "      <driver name='qemu' type='raw' cache='unsafe' discard='unmap'/>\n"
+                      "      <source file='");
     sb_escaped(&b, spec->scratch_disk);
-    brume_strbuf_puts(&b, "'/>\n      <target dev='vda' bus='virtio'/>\n      " MMIO "\n    </disk>\n");
+    brume_strbuf_puts(&b,
+                      "'/>\n      <target dev='vda' bus='virtio'/>\n      " MMIO "\n    </disk>\n");
   }
   if (spec->network)
     brume_strbuf_puts(&b, "    <interface type='user'>\n      <model type='virtio'/>\n      " MMIO
-                "\n    </interface>\n");
+                          "\n    </interface>\n");
   /* A balloon that is never inflated, for its free page reporting: the guest hands back the
    * pages it frees (in 2 MiB blocks), and QEMU returns them to the host. */
   brume_strbuf_puts(&b, "    <memballoon model='virtio' freePageReporting='on'>\n      " MMIO

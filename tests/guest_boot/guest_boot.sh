@@ -25,6 +25,8 @@ guest=$(cd "$here/../../worker-agent/guest" && pwd)
 runs=${GUEST_BOOT_RUNS:-5}
 timeout_s=${GUEST_BOOT_TIMEOUT:-10}
 accel=${GUEST_BOOT_ACCEL:-tcg}
+timer_arg=
+[ "$accel" = tcg ] && timer_arg=" noapictimer"
 marker="BRUME-TEST-INIT READY"
 
 skip() { echo "guest_boot: skipped: $*"; exit 77; }
@@ -53,20 +55,22 @@ trap 'rm -rf "$dir"' EXIT
 sock="$dir/ctl.sock"
 
 # The QEMU command line for run $1 with extra kernel arguments $2, in the array qemu.
-#   microvm: no PCI, no firmware tables beyond ACPI, virtio on MMIO; x-option-roms=off skips the
+#   microvm: no PCI, no firmware tables (acpi=off: QEMU puts the virtio-mmio devices on the
+#   kernel command line, as the worker's domains do), virtio on MMIO; x-option-roms=off skips the
 #   option ROM; isa-serial=on is the console; rtc stays on: without a CMOS clock the kernel waits
 #   about 1 s for the RTC at boot, and with one it gets the wall-clock time for free.
 #   -cpu max, never -cpu host (KVM here aborts on it; see ../shared/DESIGN.md).
 #   -no-reboot: a panicking guest (panic=-1 reboots at once) ends QEMU instead of looping;
 #   reboot=t, not reboot=k: microvm has no keyboard controller, and waiting for one costs a
-#   panicking guest about 1.6 s.
+#   panicking guest about 1.6 s. no_timer_check, and noapictimer under TCG: the same timer
+#   arguments as the worker's domains (worker-agent/domain.c says why).
 qemu_cmd() {
   qemu=(qemu-system-x86_64
-    -M "microvm,x-option-roms=off,isa-serial=on,rtc=on" -accel "$accel" -cpu max -m 128 -smp 1
+    -M "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off" -accel "$accel" -cpu max -m 128 -smp 1
     -nodefaults -no-user-config -display none -no-reboot
     -serial "file:$dir/console.$1"
     -kernel "$vmlinux" -initrd "$initrd"
-    -append "console=ttyS0 quiet reboot=t panic=-1$tsc_arg$2"
+    -append "console=ttyS0 quiet reboot=t panic=-1 no_timer_check$timer_arg$tsc_arg$2"
     -device virtio-serial-device
     -chardev "socket,id=ctl,path=$sock,server=on,wait=off"
     -device "virtserialport,chardev=ctl,name=brume.control")

@@ -113,11 +113,14 @@ static void test_tcg_xml(void **state) {
   assert_contains(x, "<type arch='x86_64' machine='microvm'>hvm</type>");
   assert_contains(x, "<kernel>/var/cache/brume/vmlinux</kernel>");
   assert_contains(x, "<initrd>/var/cache/brume/initramfs.cpio.gz</initrd>");
+  assert_contains(
+      x,
+      "<cmdline>console=ttyS0 quiet reboot=t panic=-1 no_timer_check noapictimer nr_cpus=1 "
+      "tsc_early_khz=2596122</cmdline>");
   assert_contains(x,
-                  "<cmdline>console=ttyS0 quiet reboot=t panic=-1 nr_cpus=1 tsc_early_khz=2596122</cmdline>");
-  assert_contains(x,
-                  "<features>\n    <acpi/>\n    <tcg>\n      <tb-cache unit='MiB'>16</tb-cache>\n  "
+                  "<features>\n    <tcg>\n      <tb-cache unit='MiB'>16</tb-cache>\n  "
                   "  </tcg>\n  </features>");
+  assert_lacks(x, "<acpi");
   assert_lacks(x, "<cpu ");
   assert_contains(x, "<on_poweroff>destroy</on_poweroff>");
   assert_contains(x, "<on_reboot>destroy</on_reboot>");
@@ -147,6 +150,14 @@ static void test_tcg_xml(void **state) {
   int v = validate(x);
   if (v >= 0) assert_int_equal(v, 1);
   free(x);
+
+  /* Under TCG with more than one vCPU each CPU keeps its local APIC timer: the PIT is one. */
+  s.memory_mib = 4096;
+  x = brume_domain_xml(&s, NULL);
+  assert_non_null(x);
+  assert_contains(x, "panic=-1 no_timer_check nr_cpus=3 ");
+  assert_lacks(x, "noapictimer");
+  free(x);
 }
 
 static void test_kvm_and_options(void **state) {
@@ -166,7 +177,10 @@ static void test_kvm_and_options(void **state) {
   assert_lacks(x, "<tcg>");
   assert_contains(x, "<cpu mode='host-passthrough' check='none' migratable='off'/>");
   assert_lacks(x, "<initrd>");
-  assert_contains(x, "<cmdline>console=ttyS0 quiet reboot=t panic=-1 nr_cpus=3 brume.pool=1</cmdline>");
+  /* The local APIC timer stays under KVM (TSC deadline there: no calibration to skip). */
+  assert_contains(x,
+                  "<cmdline>console=ttyS0 quiet reboot=t panic=-1 no_timer_check nr_cpus=3 "
+                  "brume.pool=1</cmdline>");
   /* 4,096 MiB: 2.315 vCPUs as three vCPUs of 0.772 each. */
   assert_contains(x, "<vcpu placement='static'>3</vcpu>");
   assert_contains(x, "<quota>77167</quota>");
@@ -205,7 +219,9 @@ static void test_escaping(void **state) {
   assert_non_null(x);
   assert_contains(x, "<kernel>/k&amp;&lt;x&gt;&apos;&quot;/vmlinux</kernel>");
   assert_contains(x, "<source path='/run/a&apos;b/console.log'/>");
-  assert_contains(x, "panic=-1 nr_cpus=1 tsc_early_khz=2596122 a=&quot;b c&quot; d&lt;e</cmdline>");
+  assert_contains(x,
+                  "panic=-1 no_timer_check noapictimer nr_cpus=1 tsc_early_khz=2596122 a=&quot;b "
+                  "c&quot; d&lt;e</cmdline>");
   int v = validate(x);
   if (v >= 0) assert_int_equal(v, 1);
   free(x);

@@ -224,8 +224,10 @@ _Noreturn void init_system_fatal(bool pid1, const char *fmt, ...) {
   brume_error("brume-init cannot go on.", "error=\"%s\"", msg);
   if (!pid1) exit(1);
   sync();
-  reboot(RB_POWER_OFF);
-  /* Power-off failed: PID 1 exiting makes the kernel panic, which stops the VM too. */
+  /* A reboot, not a power-off: the guest has no ACPI to power off with, and reboot=t makes it a
+   * triple fault, which ends the domain (on_reboot is destroy). */
+  reboot(RB_AUTOBOOT);
+  /* Reboot failed: PID 1 exiting makes the kernel panic, which stops the VM too. */
   _exit(1);
 }
 

@@ -10,8 +10,9 @@
  * itself before giving them to the page allocator.
  *
  * A run counts when it is whole pages, at least MIN_RUN bytes, of zeros, or of int3 in an
- * executable segment (zeros in .data and .init.data go too: guest RAM reads as zeros anyway). The program header table grows in place: the kernel's first segment starts
- * 2 MiB into the file, far past the table. Anything unexpected (not ELF64 x86-64, no room) is an
+ * executable segment (zeros in .data and .init.data go too: guest RAM reads as zeros anyway).
+ * The program header table grows in place: the kernel's first segment starts 2 MiB into the
+ * file, far past the table. Anything unexpected (not ELF64 x86-64, no room) is an
  * error and nothing is written. Built and run by build-kernel.sh. */
 #include <elf.h>
 #include <stdint.h>
