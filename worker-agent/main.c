@@ -31,8 +31,8 @@
 #include "pool.h"
 #include "registration.h"
 #include "resources.h"
-#include "scratch.h"
 #include "rpc.h"
+#include "scratch.h"
 #include "service.h"
 #include "ticker.h"
 #include "workq.h"
@@ -55,6 +55,7 @@ static struct {
   int64_t max_message_size;
   int64_t freeze_after;
   int64_t init_timeout;
+  int64_t boot_timeout;
   int64_t shutdown_grace;
   int64_t pool_size;
   char *pool_memory;
@@ -98,6 +99,9 @@ static const brume_opt opts[] = {
                        "idle time before a sandbox is frozen (0: at once)"),
     BRUME_OPT_DURATION("init_timeout", &cfg.init_timeout, 100, BRUME_MINUTES(15), "10s",
                        "a runtime's init limit when CreateSandbox gives none"),
+    BRUME_OPT_DURATION("boot_timeout", &cfg.boot_timeout, 100, BRUME_MINUTES(10), "60s",
+                       "a microVM's start to its agent's answer (a quarter of it, then a fresh "
+                       "VM gets the rest)"),
     BRUME_OPT_DURATION("shutdown_grace", &cfg.shutdown_grace, 0, BRUME_MINUTES(1), "500ms",
                        "time a runtime gets after its shutdown signal before its VM goes"),
     BRUME_OPT_INT("pool_size", &cfg.pool_size, 0, 64, "2",
@@ -130,8 +134,8 @@ static int parse_pool_sizes(const char *list, brume_err **err) {
         return brume_err_set(err, BRUME_INVALID_ARGUMENT, "pool_memory_mib: %lu is listed twice",
                              v);
     if (n_pool_sizes == MAX_POOL_SIZES)
-      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                           "pool_memory_mib: at most %d sizes", MAX_POOL_SIZES);
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "pool_memory_mib: at most %d sizes",
+                           MAX_POOL_SIZES);
     pool_sizes[n_pool_sizes++] = (uint32_t)v;
     p = end;
   }
@@ -309,9 +313,8 @@ static int start(brume_err **err) {
   if (copy_image(cfg.guest_kernel, cfg.image_dir, "vmlinux", d.kernel, sizeof(d.kernel), err) < 0 ||
       copy_image(cfg.guest_initrd, cfg.image_dir, NULL, d.initrd, sizeof(d.initrd), err) < 0)
     return -1;
-  if (cfg.guest_kernel_smp &&
-      copy_image(cfg.guest_kernel_smp, cfg.image_dir, "vmlinux-smp", d.kernel_smp,
-                 sizeof(d.kernel_smp), err) < 0)
+  if (cfg.guest_kernel_smp && copy_image(cfg.guest_kernel_smp, cfg.image_dir, "vmlinux-smp",
+                                         d.kernel_smp, sizeof(d.kernel_smp), err) < 0)
     return -1;
 
   d.accel = decide_accel(err);
@@ -354,7 +357,7 @@ static int start(brume_err **err) {
           },
       .kernel_smp = cfg.guest_kernel_smp ? d.kernel_smp : NULL,
       .run_dir = cfg.run_dir,
-      .boot_timeout_ms = 60000,
+      .boot_timeout_ms = (int)cfg.boot_timeout,
       .fits = brume_worker_fits,
       .fits_user = &d.svc,
       .metrics = d.metrics,

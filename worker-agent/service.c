@@ -17,7 +17,6 @@
 #include "resources.h"
 
 /* How long a boot may take to reach brume-init (TCG under load included). */
-#define BOOT_TIMEOUT_MS 60000
 /* Slack on top of the function's deadline for the guest's own Sandbox.Timedout answer. */
 #define INVOKE_SLACK_MS 2000
 /* Lambda's defaults when the spec leaves them 0. */

@@ -13,7 +13,8 @@
  * - vCPUs: a 2,048 MiB sandbox's guest runs 2 CPUs (the SMP kernel), a 128 MiB one's 1;
  * - capacity: with all but 200 MiB of the host reserved, one 128 MiB sandbox fits, a second is
  *   refused with UNAVAILABLE InsufficientCapacityException, the registration's free_memory_mib
- *   follows, and after a Destroy a sandbox fits again.
+ *   follows, and after a Destroy a sandbox fits again;
+ * - a guest that does not answer in time is booted again once (brume_worker_boot_retries_total).
  * Exit 77 (skip) when not root, libvirtd does not answer, etcd is absent or the guest image
  * cannot be built. */
 #include <dirent.h>
@@ -64,8 +65,8 @@ static const char handler_sh[] =
 
 static void run_worker(const char *freeze_after, const char *reserved) {
   if (w->pid > 0) brume_test_worker_stop(w, SIGTERM, 30000);
-  const char *flags[] = {"--pool-size", "0", "--freeze-after", freeze_after,
-                         "--reserved-memory", reserved, NULL};
+  const char *flags[] = {"--pool-size", "0", "--freeze-after", freeze_after, "--reserved-memory",
+                         reserved,      NULL};
   brume_test_worker_run(w, flags);
 }
 
@@ -81,7 +82,6 @@ static void create_shell(const char *name, uint32_t memory_mib, char *id, size_t
   if (brume_test_worker_create(w, &fn, id, idsize, NULL, NULL, &err) != 0)
     fail_msg("CreateSandbox of %s (%u MiB): %s", name, memory_mib, err->msg);
 }
-
 
 static void test_idle_freezer(void **state) {
   (void)state;
@@ -182,10 +182,10 @@ static void test_memory_returned(void **state) {
   double t0 = brume_test_mono_ms();
   while ((now = guest_ram_kib(id)) > peak - 32 * 1024 && brume_test_mono_ms() - t0 < 20000)
     usleep(100 * 1000);
-  print_message("# guest RAM resident: %.1f MiB before, %.1f MiB after 48 MiB in /dev/shm, "
-                "%.1f MiB %.1f s after deleting them (free page reporting)\n",
-                before / 1024.0, peak / 1024.0, now / 1024.0,
-                (brume_test_mono_ms() - t0) / 1000.0);
+  print_message(
+      "# guest RAM resident: %.1f MiB before, %.1f MiB after 48 MiB in /dev/shm, "
+      "%.1f MiB %.1f s after deleting them (free page reporting)\n",
+      before / 1024.0, peak / 1024.0, now / 1024.0, (brume_test_mono_ms() - t0) / 1000.0);
   assert_true(now <= peak - 32 * 1024);
   brume_test_worker_destroy(w, id);
 }
@@ -258,6 +258,27 @@ static void test_capacity(void **state) {
   brume_test_worker_destroy(w, b);
 }
 
+/* A guest that has not answered within a quarter of boot_timeout is destroyed and booted again,
+ * once. With boot_timeout 100ms no guest can answer (25 ms, then 75 ms: a boot takes over 300 ms
+ * to its agent under TCG), so CreateSandbox fails with DEADLINE_EXCEEDED after both VMs, the
+ * retry is counted, and neither VM is left. */
+static void test_boot_retry(void **state) {
+  (void)state;
+  if (w->pid > 0) brume_test_worker_stop(w, SIGTERM, 30000);
+  const char *flags[] = {"--pool-size", "0", "--boot-timeout", "100ms", NULL};
+  brume_test_worker_run(w, flags);
+  brume_test_fn fn = {.function_name = "no-answer"};
+  char id[80];
+  brume_err *err = NULL;
+  int rc = brume_test_worker_create(w, &fn, id, sizeof(id), NULL, NULL, &err);
+  brume_test_expect_code(rc, err, BRUME_DEADLINE_EXCEEDED, "CreateSandbox, boot_timeout 100ms");
+  assert_non_null(strstr(err->msg, "did not boot to its agent"));
+  brume_err_clear(&err);
+  assert_int_equal(brume_test_worker_metric(w, "brume_worker_boot_retries_total"), 1);
+  assert_int_equal(brume_test_worker_domains(w), 0);
+  assert_int_equal(brume_test_qemu_count(w->name_prefix), 0);
+}
+
 int main(int argc, char **argv) {
   brume_log_init("test-worker-host", BRUME_LOG_WARN);
   int code = 0;
@@ -270,11 +291,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_idle_freezer),
-      cmocka_unit_test(test_tmp_on_disk),
-      cmocka_unit_test(test_memory_returned),
-      cmocka_unit_test(test_vcpus),
-      cmocka_unit_test(test_capacity),
+      cmocka_unit_test(test_idle_freezer),    cmocka_unit_test(test_tmp_on_disk),
+      cmocka_unit_test(test_memory_returned), cmocka_unit_test(test_vcpus),
+      cmocka_unit_test(test_capacity),        cmocka_unit_test(test_boot_retry),
   };
   int rc = cmocka_run_group_tests_name("worker_host", tests, NULL, NULL);
   if (rc != 0) brume_test_worker_dump_log(w);
