@@ -1,0 +1,145 @@
+#include "bucket.h"
+
+#include <math.h>
+
+/* Where the rate's clock saturates: far beyond any real elapsed time, and small enough that
+ * differences of two readings never overflow. */
+#define RATE_MS_MAX ((int64_t)1 << 62)
+
+int brume_bucket_check_params(const brume_bucket_params *p, brume_err **err) {
+  if (p->capacity < 1)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "scaling bucket capacity %u is out of range: at least 1", p->capacity);
+  if (p->refill_tokens < 1)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "scaling bucket refill of %u tokens is out of range: at least 1",
+                         p->refill_tokens);
+  if (p->refill_interval_ms < 1)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "scaling bucket refill interval %u ms is out of range: at least 1 ms",
+                         p->refill_interval_ms);
+  /* Written so that NaN fails too. */
+  if (!(p->time_scale >= 1 && p->time_scale <= BRUME_BUCKET_TIME_SCALE_MAX))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "scaling bucket time scale %g is out of range: a finite number from 1 "
+                         "to 1,000,000",
+                         p->time_scale);
+  return 0;
+}
+
+/* The rate's time at real time t, in whole milliseconds since origin_ms: floor((t - origin) *
+ * time_scale). Refills take differences of these readings, which telescope, so the rounding
+ * of one step is made up by the next instead of being lost. */
+static int64_t rate_ms(const brume_bucket *b, int64_t t) {
+  int64_t elapsed;
+  if (__builtin_sub_overflow(t, b->origin_ms, &elapsed)) elapsed = t < 0 ? INT64_MIN : INT64_MAX;
+  double r = floor((double)elapsed * b->p.time_scale);
+  if (r > (double)RATE_MS_MAX) return RATE_MS_MAX;
+  if (r < -(double)RATE_MS_MAX) return -RATE_MS_MAX;
+  return (int64_t)r;
+}
+
+/* Adds rate_elapsed milliseconds of the rate's time: refill_tokens units per millisecond, a
+ * token being refill_interval_ms units. */
+static void add(brume_bucket *b, uint64_t rate_elapsed) {
+  if (b->level >= b->p.capacity) return;
+  /* Both products fit: (2^32 - 1)^2 < 2^64, and rate_elapsed * refill_tokens is only computed
+   * when it is less than missing. */
+  uint64_t missing = (uint64_t)(b->p.capacity - b->level) * b->p.refill_interval_ms - b->fraction;
+  if (rate_elapsed >= (missing + b->p.refill_tokens - 1) / b->p.refill_tokens) {
+    b->level = b->p.capacity;
+    b->fraction = 0;
+    return;
+  }
+  uint64_t total = b->fraction + rate_elapsed * b->p.refill_tokens;
+  b->level += (uint32_t)(total / b->p.refill_interval_ms);
+  b->fraction = total % b->p.refill_interval_ms;
+}
+
+/* Brings b up to now_ms. A now_ms at or before the latest time seen changes nothing: time is
+ * only counted once, whichever way the clock jumped. */
+static void refill(brume_bucket *b, int64_t now_ms) {
+  if (now_ms <= b->latest_ms) return;
+  int64_t d = rate_ms(b, now_ms) - rate_ms(b, b->latest_ms);
+  b->latest_ms = now_ms;
+  if (d > 0) add(b, (uint64_t)d);
+}
+
+/* Real milliseconds from now_ms until the next token, for an empty bucket refilled up to
+ * latest_ms: the fewest whole real milliseconds whose rate time brings the missing units. */
+static int64_t until_next_token(const brume_bucket *b, int64_t now_ms) {
+  uint64_t missing = b->p.refill_interval_ms - b->fraction;
+  int64_t need = (int64_t)((missing + b->p.refill_tokens - 1) / b->p.refill_tokens);
+  int64_t base = rate_ms(b, b->latest_ms);
+  int64_t d = (int64_t)ceil((double)need / b->p.time_scale);
+  if (d < 1) d = 1;
+  /* The guess is off by at most a millisecond or two where floor() rounds the readings. */
+  while (rate_ms(b, b->latest_ms + d) - base < need) d++;
+  while (d > 1 && rate_ms(b, b->latest_ms + d - 1) - base >= need) d--;
+  if (now_ms < b->latest_ms) d += b->latest_ms - now_ms;
+  return d;
+}
+
+int brume_bucket_init(brume_bucket *b, const brume_bucket_params *p, int64_t now_ms,
+                      brume_err **err) {
+  if (brume_bucket_check_params(p, err) < 0) return -1;
+  *b = (brume_bucket){
+      .p = *p,
+      .level = p->capacity,
+      .fraction = 0,
+      .origin_ms = now_ms,
+      .latest_ms = now_ms,
+  };
+  return 0;
+}
+
+bool brume_bucket_take(brume_bucket *b, int64_t now_ms, int64_t *retry_after_ms) {
+  refill(b, now_ms);
+  if (b->level > 0) {
+    /* A full bucket holds no fraction; the refill of the next token starts now. */
+    b->level--;
+    return true;
+  }
+  if (retry_after_ms) *retry_after_ms = until_next_token(b, now_ms);
+  return false;
+}
+
+bool brume_bucket_give_back(brume_bucket *b, int64_t now_ms) {
+  refill(b, now_ms);
+  if (b->level >= b->p.capacity) return false;
+  b->level++;
+  if (b->level == b->p.capacity) b->fraction = 0;
+  return true;
+}
+
+uint32_t brume_bucket_level(brume_bucket *b, int64_t now_ms) {
+  refill(b, now_ms);
+  return b->level;
+}
+
+int brume_bucket_set_params(brume_bucket *b, const brume_bucket_params *p, int64_t now_ms,
+                            brume_err **err) {
+  if (brume_bucket_check_params(p, err) < 0) return -1;
+  refill(b, now_ms);
+  /* The same part of a token, in the new interval's units (fraction < old interval, so the
+   * result stays below the new one). */
+  b->fraction = b->fraction * p->refill_interval_ms / b->p.refill_interval_ms;
+  b->p = *p;
+  if (b->level >= p->capacity) {
+    b->level = p->capacity;
+    b->fraction = 0;
+  }
+  /* The rate's clock restarts here, since time_scale may have changed. */
+  b->origin_ms = b->latest_ms;
+  return 0;
+}
+
+void brume_bucket_get_state(brume_bucket *b, int64_t now_ms, brume_bucket_state *out) {
+  refill(b, now_ms);
+  *out = (brume_bucket_state){
+      .level = b->level,
+      .capacity = b->p.capacity,
+      .refill_tokens = b->p.refill_tokens,
+      .refill_interval_ms = b->p.refill_interval_ms,
+  };
+}
