@@ -6,13 +6,13 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "clock.h"
+#include "random.h"
 
 /* Read this much at a time at least; a large frame is read straight into room made for it. */
 #define READ_CHUNK 65536
@@ -44,12 +44,7 @@ static int left_ms(int64_t deadline) {
 
 /* A non-zero nonce that differs from connection to connection (and between workers). */
 static uint64_t fresh_nonce(void) {
-  uint64_t n = 0;
-  if (getrandom(&n, sizeof(n), GRND_NONBLOCK) != (ssize_t)sizeof(n)) {
-    static uint64_t counter;
-    n = (uint64_t)brume_wall_ms() * 1000003u ^ (uint64_t)getpid() << 32 ^
-        __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED);
-  }
+  uint64_t n = brume_random_u64();
   return n ? n : 1;
 }
 

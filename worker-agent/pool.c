@@ -8,7 +8,6 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include "domain.h"
 #include "libvirt.h"
 #include "log.h"
+#include "random.h"
 #include "resources.h"
 #include "scratch.h"
 
@@ -93,9 +93,7 @@ static void log_console_tail(const brume_pool_vm *vm) {
  * mutex. */
 static brume_pool_vm *boot_once(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
                                 uint32_t ephemeral_mib, int ready_ms, brume_err **err) {
-  uint64_t r = 0;
-  if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
-    r = (uint64_t)brume_mono_us() ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)p;
+  uint64_t r = brume_random_u64();
   brume_autofree char *xml = NULL;
   brume_pool_vm *vm = brume_xcalloc(1, sizeof(*vm));
   vm->id = brume_xasprintf("sb-%016" PRIx64, r);

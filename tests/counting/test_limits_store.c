@@ -31,15 +31,12 @@ static brume_etcd *etcd;
 
 static int group_setup(void **state) {
   (void)state;
-  if ((server = brume_test_etcd_start()) == NULL) return -1;
-  etcd = brume_etcd_new(server->endpoint, &(brume_etcd_opts){.timeout_ms = 2000}, NULL);
-  return etcd ? 0 : -1;
+  return brume_test_etcd_open(&server, &etcd);
 }
 
 static int group_teardown(void **state) {
   (void)state;
-  brume_etcd_free(etcd);
-  brume_test_etcd_free(server);
+  brume_test_etcd_close(server, etcd);
   return 0;
 }
 

@@ -178,3 +178,21 @@ void brume_test_etcd_free(brume_test_etcd *s) {
   free(s->endpoint);
   free(s);
 }
+
+int brume_test_etcd_open(brume_test_etcd **server, brume_etcd **client) {
+  *client = NULL;
+  if ((*server = brume_test_etcd_start()) == NULL) return -1;
+  brume_err *err = NULL;
+  *client = brume_etcd_new((*server)->endpoint, &(brume_etcd_opts){.timeout_ms = 2000}, &err);
+  if (*client != NULL) return 0;
+  fprintf(stderr, "brume_etcd_new: %s\n", err->msg);
+  brume_err_free(err);
+  brume_test_etcd_free(*server);
+  *server = NULL;
+  return -1;
+}
+
+void brume_test_etcd_close(brume_test_etcd *server, brume_etcd *client) {
+  brume_etcd_free(client);
+  brume_test_etcd_free(server);
+}

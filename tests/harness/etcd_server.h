@@ -9,6 +9,8 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "etcd.h"
+
 typedef struct brume_test_etcd {
   char *dir; /* the temp directory holding data/ and etcd.log */
   char *data_dir;
@@ -34,5 +36,11 @@ int brume_test_etcd_restart(brume_test_etcd *s);
 bool brume_test_etcd_healthy(const brume_test_etcd *s, int timeout_ms);
 /* Stops the server if running, deletes its directory and frees s. NULL is allowed. */
 void brume_test_etcd_free(brume_test_etcd *s);
+
+/* A cmocka group's etcd: starts a server and a client on it (2 s per call). 0, or -1 with the
+ * reason on stderr and nothing left running. */
+int brume_test_etcd_open(brume_test_etcd **server, brume_etcd **client);
+/* Frees the client, then stops and removes the server. NULLs are fine. */
+void brume_test_etcd_close(brume_test_etcd *server, brume_etcd *client);
 
 #endif
