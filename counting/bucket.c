@@ -1,6 +1,10 @@
 #include "bucket.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdlib.h>
+
+#include "mem.h"
 
 /* Where the rate's clock saturates: far beyond any real elapsed time, and small enough that
  * differences of two readings never overflow. */
@@ -142,4 +146,50 @@ void brume_bucket_get_state(brume_bucket *b, int64_t now_ms, brume_bucket_state 
       .refill_tokens = b->p.refill_tokens,
       .refill_interval_ms = b->p.refill_interval_ms,
   };
+}
+
+char *brume_bucket_to_json(const brume_bucket *b) {
+  /* Integers up to 2^53 survive a JSON number exactly; fraction is below refill_interval_ms and
+   * the times are milliseconds, all far below it. */
+  json_t *o = json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "capacity",
+                        (json_int_t)b->p.capacity, "refill_tokens", (json_int_t)b->p.refill_tokens,
+                        "refill_interval_ms", (json_int_t)b->p.refill_interval_ms, "time_scale",
+                        b->p.time_scale, "level", (json_int_t)b->level, "fraction",
+                        (json_int_t)b->fraction, "origin_ms", (json_int_t)b->origin_ms,
+                        "latest_ms", (json_int_t)b->latest_ms);
+  char *text = json_dumps(o, JSON_COMPACT);
+  json_decref(o);
+  if (text == NULL) brume_fatal("bucket: out of memory");
+  return text;
+}
+
+int brume_bucket_from_json(brume_bucket *b, const char *text, size_t len, brume_err **err) {
+  json_error_t je;
+  json_t *o = json_loadb(text, len, 0, &je);
+  json_int_t cap, tokens, interval, level, fraction, origin, latest;
+  double scale;
+  int rc = o ? json_unpack_ex(o, &je, JSON_STRICT, "{s:I, s:I, s:I, s:F, s:I, s:I, s:I, s:I}",
+                              "capacity", &cap, "refill_tokens", &tokens, "refill_interval_ms",
+                              &interval, "time_scale", &scale, "level", &level, "fraction",
+                              &fraction, "origin_ms", &origin, "latest_ms", &latest)
+             : -1;
+  json_decref(o);
+  if (rc < 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "scaling bucket state: %s", je.text);
+  if (cap < 1 || cap > UINT32_MAX || tokens < 1 || tokens > UINT32_MAX || interval < 1 ||
+      interval > UINT32_MAX || level < 0 || level > cap || fraction < 0 || fraction >= interval ||
+      latest < origin)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "scaling bucket state: a field is out of range (level %lld of %lld, "
+                         "fraction %lld of %lld)",
+                         (long long)level, (long long)cap, (long long)fraction,
+                         (long long)interval);
+  brume_bucket_params p = {(uint32_t)cap, (uint32_t)tokens, (uint32_t)interval, scale};
+  if (brume_bucket_check_params(&p, err) < 0) return brume_err_wrap(err, "scaling bucket state");
+  *b = (brume_bucket){.p = p,
+                      .level = (uint32_t)level,
+                      .fraction = (uint64_t)fraction,
+                      .origin_ms = origin,
+                      .latest_ms = latest};
+  return 0;
 }

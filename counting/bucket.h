@@ -96,4 +96,13 @@ int brume_bucket_set_params(brume_bucket *b, const brume_bucket_params *p, int64
 /* Level and parameters at now_ms, for GetState. */
 void brume_bucket_get_state(brume_bucket *b, int64_t now_ms, brume_bucket_state *out);
 
+/* The whole bucket as a JSON object, so that it can be kept in etcd (counting/bucket_share):
+ * {"capacity", "refill_tokens", "refill_interval_ms", "time_scale", "level", "fraction",
+ * "origin_ms", "latest_ms"}. The caller frees the string. */
+char *brume_bucket_to_json(const brume_bucket *b);
+
+/* Reads what brume_bucket_to_json() wrote into *b: 0, or -1 with INVALID_ARGUMENT when text is
+ * not such an object or breaks the bucket's invariants (b untouched). */
+int brume_bucket_from_json(brume_bucket *b, const char *text, size_t len, brume_err **err);
+
 #endif

@@ -49,6 +49,8 @@ typedef struct brume_account_limits {
   uint32_t reserved_total; /* sum of its functions' reserved concurrency */
   /* Sum of the provisioned concurrency of its functions without reserved concurrency. */
   uint32_t unreserved_provisioned;
+  /* Sum of the provisioned concurrency of all its functions (reported, not checked). */
+  uint32_t provisioned_total;
 } brume_account_limits;
 
 /* A function's configuration. */

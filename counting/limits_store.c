@@ -42,6 +42,7 @@ typedef struct account_rec {
   uint32_t limit;
   uint64_t reserved_total;         /* recomputed by sum_functions() */
   uint64_t unreserved_provisioned; /* likewise */
+  uint64_t provisioned_total;      /* likewise */
   size_t n_functions, cap_functions;
   function_rec **functions; /* sorted by name */
 } account_rec;
@@ -178,8 +179,10 @@ static void forget_account_if_default(brume_limits_store *s, const char *id) {
 static void sum_functions(account_rec *a) {
   a->reserved_total = 0;
   a->unreserved_provisioned = 0;
+  a->provisioned_total = 0;
   for (size_t i = 0; i < a->n_functions; i++) {
     const function_rec *f = a->functions[i];
+    a->provisioned_total += f->provisioned;
     if (f->reserved)
       a->reserved_total += f->reserved_concurrency;
     else
@@ -194,7 +197,7 @@ static uint32_t cap_u32(uint64_t v) {
 static brume_account_limits account_limits(const account_rec *a) {
   if (a == NULL) return (brume_account_limits){.limit = BRUME_ACCOUNT_CONCURRENCY_DEFAULT};
   return (brume_account_limits){a->limit, cap_u32(a->reserved_total),
-                                cap_u32(a->unreserved_provisioned)};
+                                cap_u32(a->unreserved_provisioned), cap_u32(a->provisioned_total)};
 }
 
 static brume_function_limits function_limits(const function_rec *f) {

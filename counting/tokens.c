@@ -300,6 +300,8 @@ const brume_token *brume_tokens_add(brume_tokens *t, const brume_token_spec *spe
       .caller_id = dst[3],
       .kind = spec->kind,
       .provisioned = spec->provisioned,
+      .owner = spec->owner,
+      .owner_flags = spec->owner_flags,
       .deadline_ms = deadline,
       .seq = t->next_seq++,
   };

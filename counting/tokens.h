@@ -68,6 +68,9 @@ typedef struct brume_token {
   const char *caller_id; /* who acquired it ("frontend/fe-1") */
   brume_token_kind kind; /* changed only by brume_tokens_upgrade() */
   bool provisioned;      /* it counted against the qualifier's provisioned concurrency */
+  /* The daemon's own note of what the token counts against (its records); stored, never read. */
+  void *owner;
+  unsigned owner_flags;
   int64_t deadline_ms;   /* when counting takes it back: the grant's now_ms + hold_ms */
 
   /* Private to tokens.c. */
@@ -84,6 +87,8 @@ typedef struct brume_token_spec {
   const char *caller_id;     /* NULL = "" */
   brume_token_kind kind;     /* one of the two kinds */
   bool provisioned;
+  void *owner; /* copied into the token as they are */
+  unsigned owner_flags;
   uint32_t hold_ms; /* 0 = BRUME_TOKENS_HOLD_MS_DEFAULT; capped at BRUME_TOKENS_HOLD_MS_MAX */
 } brume_token_spec;
 

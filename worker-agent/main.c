@@ -3,13 +3,12 @@
  * Table of contents: the configuration, then start() in order (log, libvirt and the restart
  * cleanup, the guest image, the accelerator, the code cache, the job pool, the pool of booted
  * VMs, the gRPC Worker service, the HTTP /healthz and /metrics listener, the etcd registration),
- * then the loop (wait for SIGTERM or SIGINT), then stop() in reverse order. docs/worker.md,
- * "brume-worker". */
+ * then stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT in
+ * between. docs/worker.md, "brume-worker". */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include "brume/worker.pb-c.h"
 #include "code_cache.h"
 #include "config.h"
+#include "daemon.h"
 #include "domain.h"
 #include "etcd.h"
 #include "freezer.h"
@@ -420,38 +420,5 @@ static void stop(void) {
 }
 
 int main(int argc, char **argv) {
-  brume_err *err = NULL;
-  int rc = brume_config_load(&spec, argc, argv, &err);
-  if (rc != 0) {
-    if (rc < 0) fprintf(stderr, "%s\n", err->msg);
-    brume_err_free(err);
-    brume_config_free(&spec);
-    return rc < 0 ? 2 : 0;
-  }
-  brume_log_init("worker", (brume_log_level)common.log_level);
-
-  /* Blocked before any thread starts, so that every thread inherits the mask and only
-   * sigwait() below sees them. */
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGTERM);
-  sigaddset(&sigs, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-  signal(SIGPIPE, SIG_IGN);
-
-  if (start(&err) < 0) {
-    char q[1024];
-    brume_error("The worker could not start.", "err=%s", brume_log_quote(q, sizeof(q), err->msg));
-    brume_err_free(err);
-    stop();
-    brume_config_free(&spec);
-    return 1;
-  }
-  int sig = 0;
-  sigwait(&sigs, &sig);
-  brume_info("Shutting down.", "signal=%d", sig);
-  stop();
-  brume_info("The worker stopped.", "host_id=%s", d.host_id);
-  brume_config_free(&spec);
-  return 0;
+  return brume_daemon_main(&spec, &common, "worker", start, stop, argc, argv);
 }

@@ -7,6 +7,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 /* cmocka.h needs the headers above. */
 #include <cmocka.h>
@@ -417,6 +418,48 @@ static void test_extremes(void **state) {
   assert_int_equal(brume_bucket_level(&b, INT64_MAX), UINT32_MAX);
 }
 
+/* The JSON kept in etcd (counting/bucket_share) gives back the same bucket, which then refills
+ * exactly as the original does; malformed or inconsistent text is refused. */
+static void test_json_round_trip(void **state) {
+  (void)state;
+  brume_bucket_params p = {7, 3, 1000, 2.5};
+  brume_bucket a, b;
+  assert_int_equal(brume_bucket_init(&a, &p, 1000, NULL), 0);
+  for (int i = 0; i < 7; i++) assert_true(brume_bucket_take(&a, 1000, NULL));
+  assert_int_equal(brume_bucket_level(&a, 1123), 0); /* a fraction of a token gathered */
+  char *text = brume_bucket_to_json(&a);
+  assert_int_equal(brume_bucket_from_json(&b, text, strlen(text), NULL), 0);
+  free(text);
+  assert_int_equal(a.p.capacity, b.p.capacity);
+  assert_int_equal(a.p.refill_tokens, b.p.refill_tokens);
+  assert_int_equal(a.p.refill_interval_ms, b.p.refill_interval_ms);
+  assert_true(a.p.time_scale == b.p.time_scale);
+  assert_int_equal(a.level, b.level);
+  assert_int_equal(a.fraction, b.fraction);
+  assert_int_equal(a.origin_ms, b.origin_ms);
+  assert_int_equal(a.latest_ms, b.latest_ms);
+  for (int64_t t = 1200; t < 5000; t += 77)
+    assert_int_equal(brume_bucket_level(&a, t), brume_bucket_level(&b, t));
+
+  const char *bad[] = {
+      "",
+      "[]",
+      "{\"capacity\": 7}",
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
+      "\"level\":8,\"fraction\":0,\"origin_ms\":0,\"latest_ms\":0}",
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":0.5,"
+      "\"level\":1,\"fraction\":0,\"origin_ms\":0,\"latest_ms\":0}",
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
+      "\"level\":1,\"fraction\":1000,\"origin_ms\":0,\"latest_ms\":0}",
+  };
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    brume_err *err = NULL;
+    assert_int_equal(brume_bucket_from_json(&b, bad[i], strlen(bad[i]), &err), -1);
+    assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+    brume_err_free(err);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_burst_then_throttled),
@@ -432,6 +475,7 @@ int main(void) {
       cmocka_unit_test(test_state),
       cmocka_unit_test(test_invalid_params),
       cmocka_unit_test(test_extremes),
+      cmocka_unit_test(test_json_round_trip),
   };
   return cmocka_run_group_tests_name("counting_bucket", tests, NULL, NULL);
 }

@@ -1,12 +1,13 @@
-/* A small fixed pool of threads that runs blocking jobs for brume-worker.
+/* A small fixed pool of threads that runs blocking jobs (brume-worker: libvirt and the guest;
+ * brume-counting: etcd).
  *
- * gRPC handlers must not block (rpc.h): each Worker handler parks its call, queues a job here,
+ * gRPC handlers must not block (rpc.h): a handler parks its call, queues a job here,
  * and the job (a libvirt boot, a guest invocation, a shutdown) answers the call when it is done.
  * Jobs run in the order they were queued, at most `threads` at a time.
  *
  * Thread safety: push may be called from any thread; stop and free from one thread. */
-#ifndef BRUME_WORKER_WORKQ_H
-#define BRUME_WORKER_WORKQ_H
+#ifndef BRUME_WORKQ_H
+#define BRUME_WORKQ_H
 
 #include "err.h"
 

@@ -1,0 +1,471 @@
+/* bench_counting COUNTING_ADDR ETCD_ENDPOINT DAEMON_ID [DAEMON_PID]
+ *
+ * One brume-counting daemon (bench/counting.sh starts it and its etcd) driven through the
+ * Counting service by CALLERS threads, each making blocking calls on one of CLIENTS shared
+ * clients, all on one function of one account whose limit (10,000) never throttles them:
+ *
+ *   1. Acquire(WARM_ENVIRONMENT) + Release pairs, back to back, for BENCH_SECONDS (default 5)
+ *      after a 1 s warm-up: pairs per second, the latency of Acquire, Release and the pair, and
+ *      the etcd txns the daemon made meanwhile (a steady load should make none).
+ *   2. The bare RPC: the same 64-in-flight load on a call that does no admission work. GetState
+ *      would not do (it reads etcd); Release of a well-formed token this daemon never granted
+ *      ("<daemon_id>.0000000000000001") is answered from memory (was_held false), so it measures
+ *      the gRPC round trip plus the service's parsing, which is what Acquire's figures compare to.
+ *   3. Demand changes: 64 callers, then 8, then 64 again (BENCH_STEP_SECONDS each, default 4, more
+ *      than the daemon's 2 s shrink_after), printing every 500 ms on stderr the pairs and the
+ *      etcd txns of that half second: etcd traffic follows the changes of demand (a block shrinks
+ *      after the drop, grows in a few steps after the rise), not the request rate.
+ *
+ * etcd's txns are read from etcd's own /metrics: grpc_server_handled_total{grpc_method="Txn"}
+ * summed over its codes, i.e. every Txn RPC etcd answered (the JSON gateway the daemon speaks to
+ * forwards each txn as one gRPC Txn). etcd 3.4's etcd_mvcc_txn_total is not used: it leaves out
+ * txns that write nothing (a grow refused by its compare). etcd_server_proposals_committed_total
+ * (every raft write: puts, deletes, lease grants and revokes) is printed next to it.
+ *
+ * With DAEMON_PID, the daemon's CPU time (user + system, /proc/PID/stat) per pair and per bare call
+ * is printed too: the client shares the machine's cores with the daemon, so pairs per second
+ * measure both; CPU per pair is what the daemon itself costs, and 1e6 / it is the pairs per second
+ * one core of its own would serve.
+ *
+ * JSON lines in bench/run.sh's format on stdout, progress on stderr; exit 1 when a call fails or
+ * is throttled (the figures would not be the daemon's admission path). */
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "brume/counting.pb-c.h"
+#include "err.h"
+#include "etcd.h"
+#include "rpc.h"
+
+#define CALLERS 64
+#define LOW_CALLERS 8
+#define CLIENTS 8
+#define MAX_SAMPLES (1 << 15) /* per thread and figure */
+#define ACCOUNT "bench-acct"
+#define FUNCTION "bench-fn"
+#define LIMIT 10000
+
+enum { M_ACQUIRE, M_RELEASE, M_GET_STATE }; /* counting.proto's order */
+
+typedef enum mode { IDLE, PAIRS, BARE, STOP } mode;
+
+typedef struct caller {
+  int index;
+  brume_rpc_client *client;
+  size_t n_acq, n_rel, n_pair, n_bare;
+  float acq_us[MAX_SAMPLES], rel_us[MAX_SAMPLES], pair_us[MAX_SAMPLES], bare_us[MAX_SAMPLES];
+} caller;
+
+static const char *daemon_id;
+static _Atomic int current_mode = IDLE;
+static _Atomic int active = CALLERS; /* callers with index < active work */
+static _Atomic bool recording;
+static _Atomic long pairs, bare_calls, throttles, failures;
+static char bare_token[128];
+
+static double now_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+static void fail_call(const char *what, brume_err *err) {
+  if (atomic_fetch_add(&failures, 1) == 0)
+    fprintf(stderr, "bench_counting: %s: %s\n", what, err ? err->msg : "?");
+  brume_err_free(err);
+}
+
+static void record(float *arr, size_t *n, double us) {
+  if (atomic_load(&recording) && *n < MAX_SAMPLES) arr[(*n)++] = (float)us;
+}
+
+/* One Acquire + Release pair. */
+static void pair(caller *c) {
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = ACCOUNT;
+  fn.function_name = FUNCTION;
+  Brume__AcquireRequest req = BRUME__ACQUIRE_REQUEST__INIT;
+  req.function = &fn;
+  req.caller_id = "bench/counting";
+  req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  req.hold_ms = 60000;
+  ProtobufCMessage *reply = NULL;
+  brume_err *err = NULL;
+  double t0 = now_us();
+  if (brume_rpc_unary(c->client, &brume__counting__descriptor, M_ACQUIRE, &req.base, &reply, NULL,
+                      &err) < 0) {
+    fail_call("Acquire", err);
+    return;
+  }
+  double t1 = now_us();
+  Brume__AcquireResponse *a = (Brume__AcquireResponse *)reply;
+  if (!a->granted) {
+    if (atomic_fetch_add(&throttles, 1) == 0)
+      fprintf(stderr, "bench_counting: Acquire throttled, reason %d\n", a->throttle_reason);
+    brume_proto_free(reply);
+    return;
+  }
+  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+  rel.token = a->token;
+  rel.caller_id = "bench/counting";
+  ProtobufCMessage *rreply = NULL;
+  double t2 = now_us();
+  int rc = brume_rpc_unary(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base, &rreply,
+                           NULL, &err);
+  double t3 = now_us();
+  brume_proto_free(reply);
+  if (rc < 0) {
+    fail_call("Release", err);
+    return;
+  }
+  if (!((Brume__ReleaseResponse *)rreply)->was_held)
+    fail_call("Release: the token was not held", NULL);
+  brume_proto_free(rreply);
+  record(c->acq_us, &c->n_acq, t1 - t0);
+  record(c->rel_us, &c->n_rel, t3 - t2);
+  record(c->pair_us, &c->n_pair, t3 - t0);
+  atomic_fetch_add(&pairs, 1);
+}
+
+/* Release of a token never granted: answered from memory. */
+static void bare(caller *c) {
+  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+  rel.token = bare_token;
+  rel.caller_id = "bench/counting";
+  ProtobufCMessage *reply = NULL;
+  brume_err *err = NULL;
+  double t0 = now_us();
+  if (brume_rpc_unary(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base, &reply, NULL,
+                      &err) < 0) {
+    fail_call("Release (bare)", err);
+    return;
+  }
+  record(c->bare_us, &c->n_bare, now_us() - t0);
+  brume_proto_free(reply);
+  atomic_fetch_add(&bare_calls, 1);
+}
+
+static void *run_caller(void *arg) {
+  caller *c = arg;
+  for (;;) {
+    int m = atomic_load(&current_mode);
+    if (m == STOP) break;
+    if (m == IDLE || c->index >= atomic_load(&active) || atomic_load(&failures) > 0) {
+      sleep_s(0.005);
+      continue;
+    }
+    if (m == PAIRS)
+      pair(c);
+    else
+      bare(c);
+  }
+  return NULL;
+}
+
+/* ---- etcd's /metrics ---- */
+
+typedef struct buf {
+  char *data;
+  size_t len;
+} buf;
+
+static size_t on_data(char *p, size_t size, size_t n, void *user) {
+  buf *b = user;
+  size_t add = size * n;
+  char *grown = realloc(b->data, b->len + add + 1);
+  if (grown == NULL) return 0;
+  b->data = grown;
+  memcpy(b->data + b->len, p, add);
+  b->len += add;
+  b->data[b->len] = '\0';
+  return add;
+}
+
+typedef struct etcd_counts {
+  double txns, proposals;
+} etcd_counts;
+
+static const char *metrics_url;
+
+/* etcd's Txn RPCs and committed proposals so far; -1 each when /metrics cannot be read. */
+static etcd_counts etcd_read(void) {
+  etcd_counts out = {-1, -1};
+  CURL *curl = curl_easy_init();
+  if (curl == NULL) return out;
+  buf b = {0};
+  curl_easy_setopt(curl, CURLOPT_URL, metrics_url);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, on_data);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &b);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 5000L);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  if (curl_easy_perform(curl) == CURLE_OK && b.data) {
+    out.txns = 0;
+    for (char *line = strtok(b.data, "\n"); line; line = strtok(NULL, "\n")) {
+      double v = 0;
+      if (strncmp(line, "grpc_server_handled_total{", 26) == 0 &&
+          strstr(line, "grpc_method=\"Txn\"") && sscanf(strrchr(line, ' '), "%lf", &v) == 1)
+        out.txns += v;
+      else if (strncmp(line, "etcd_server_proposals_committed_total ", 38) == 0)
+        sscanf(line + 38, "%lf", &out.proposals);
+    }
+  }
+  free(b.data);
+  curl_easy_cleanup(curl);
+  return out;
+}
+
+/* ---- output ---- */
+
+/* The CPU time pid has used (user + system), in microseconds; -1 if it cannot be read. */
+static double cpu_us(const char *pid) {
+  if (pid == NULL) return -1;
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%s/stat", pid);
+  FILE *f = fopen(path, "re");
+  if (f == NULL) return -1;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  /* Fields 14 and 15, counted after the command's closing parenthesis (it may hold spaces). */
+  const char *p = strrchr(buf, ')');
+  unsigned long utime, stime;
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+    return -1;
+  return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void emit(const char *metric, double value, const char *unit) {
+  printf("{\"bench\": \"counting\", \"metric\": \"%s\", \"value\": %.1f, \"unit\": \"%s\"}\n",
+         metric, value, unit);
+  fflush(stdout);
+}
+
+static int cmp_float(const void *a, const void *b) {
+  float x = *(const float *)a, y = *(const float *)b;
+  return (x > y) - (x < y);
+}
+
+/* Percentile p of one figure over every caller (offset: the figure's array in caller). */
+static double percentile(caller *cs, size_t arr_off, size_t n_off, double p) {
+  size_t total = 0;
+  for (int i = 0; i < CALLERS; i++) total += *(size_t *)((char *)&cs[i] + n_off);
+  if (total == 0) return 0;
+  float *all = malloc(total * sizeof(float));
+  if (all == NULL) abort();
+  size_t k = 0;
+  for (int i = 0; i < CALLERS; i++) {
+    size_t n = *(size_t *)((char *)&cs[i] + n_off);
+    memcpy(all + k, (char *)&cs[i] + arr_off, n * sizeof(float));
+    k += n;
+  }
+  qsort(all, total, sizeof(float), cmp_float);
+  size_t idx = (size_t)(p / 100.0 * (double)total);
+  if (idx >= total) idx = total - 1;
+  double v = all[idx];
+  free(all);
+  return v;
+}
+
+#define PCT(cs, field, n, p) percentile(cs, offsetof(caller, field), offsetof(caller, n), p)
+
+/* Runs mode m for seconds (recording when rec is set); returns the calls made. */
+static long run_phase(mode m, double seconds, bool rec, double *elapsed) {
+  _Atomic long *counter = m == PAIRS ? &pairs : &bare_calls;
+  long before = atomic_load(counter);
+  atomic_store(&recording, rec);
+  atomic_store(&current_mode, m);
+  double t0 = now_us();
+  sleep_s(seconds);
+  long calls = atomic_load(counter) - before;
+  *elapsed = (now_us() - t0) / 1e6;
+  atomic_store(&recording, false);
+  return calls;
+}
+
+static int check_failures(void) {
+  if (atomic_load(&failures) || atomic_load(&throttles)) {
+    fprintf(stderr, "bench_counting: %ld failed calls, %ld throttled: no figures\n",
+            atomic_load(&failures), atomic_load(&throttles));
+    return -1;
+  }
+  return 0;
+}
+
+/* Writes the bench account's limit and waits until the daemon shows it. */
+static int set_limit(brume_etcd *etcd, brume_rpc_client *client) {
+  const char *key = "/brume/limits/account/" ACCOUNT;
+  char value[64];
+  snprintf(value, sizeof(value), "{\"concurrency_limit\":%d}", LIMIT);
+  brume_err *err = NULL;
+  if (brume_etcd_put(etcd, key, value, strlen(value), 0, NULL, &err) < 0) {
+    fprintf(stderr, "bench_counting: put %s: %s\n", key, err->msg);
+    brume_err_free(err);
+    return -1;
+  }
+  for (int i = 0; i < 200; i++) {
+    Brume__GetStateRequest req = BRUME__GET_STATE_REQUEST__INIT;
+    req.account_id = ACCOUNT;
+    ProtobufCMessage *reply = NULL;
+    if (brume_rpc_unary(client, &brume__counting__descriptor, M_GET_STATE, &req.base, &reply, NULL,
+                        &err) == 0) {
+      Brume__GetStateResponse *s = (Brume__GetStateResponse *)reply;
+      bool ok = s->account && s->account->concurrency_limit == LIMIT;
+      brume_proto_free(reply);
+      if (ok) return 0;
+    }
+    brume_err_clear(&err);
+    sleep_s(0.05);
+  }
+  fprintf(stderr, "bench_counting: the daemon does not show the limit of %s after 10 s\n", ACCOUNT);
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: bench_counting COUNTING_ADDR ETCD_ENDPOINT DAEMON_ID [DAEMON_PID]\n");
+    return 2;
+  }
+  const char *daemon_pid = argc == 5 ? argv[4] : NULL;
+  daemon_id = argv[3];
+  const char *env = getenv("BENCH_SECONDS");
+  double seconds = env && atof(env) > 0 ? atof(env) : 5.0;
+  env = getenv("BENCH_STEP_SECONDS");
+  double step_seconds = env && atof(env) > 0 ? atof(env) : 4.0;
+  snprintf(bare_token, sizeof(bare_token), "%s.0000000000000001", daemon_id);
+  char *url = NULL;
+  if (asprintf(&url, "%s/metrics", argv[2]) < 0) abort();
+  metrics_url = url;
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+
+  brume_err *err = NULL;
+  brume_etcd *etcd = brume_etcd_new(argv[2], NULL, &err);
+  brume_rpc_client *clients[CLIENTS] = {0};
+  for (int i = 0; i < CLIENTS && etcd; i++) {
+    clients[i] = brume_rpc_client_new(argv[1], NULL, &err);
+    if (clients[i] == NULL) break;
+  }
+  if (etcd == NULL || clients[CLIENTS - 1] == NULL) {
+    fprintf(stderr, "bench_counting: %s\n", err ? err->msg : "?");
+    return 1;
+  }
+  if (set_limit(etcd, clients[0]) < 0) return 1;
+
+  caller *cs = calloc(CALLERS, sizeof(caller));
+  if (cs == NULL) abort();
+  pthread_t th[CALLERS];
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  for (int i = 0; i < CALLERS; i++) {
+    cs[i].index = i;
+    cs[i].client = clients[i % CLIENTS];
+    pthread_create(&th[i], &attr, run_caller, &cs[i]);
+  }
+  pthread_attr_destroy(&attr);
+
+  int rc = 1;
+  double el = 0;
+  fprintf(stderr, "bench_counting: %d callers, Acquire(WARM)+Release pairs: 1 s warm-up, %.1f s\n",
+          CALLERS, seconds);
+  run_phase(PAIRS, 1.0, false, &el);
+  etcd_counts e0 = etcd_read();
+  double cpu0 = cpu_us(daemon_pid);
+  long n = run_phase(PAIRS, seconds, true, &el);
+  double cpu1 = cpu_us(daemon_pid);
+  etcd_counts e1 = etcd_read();
+  if (check_failures() < 0) goto out;
+  double pairs_per_s = (double)n / el;
+  fprintf(stderr,
+          "bench_counting: %ld pairs in %.2f s; etcd meanwhile: %.0f txns, %.0f proposals\n", n, el,
+          e1.txns - e0.txns, e1.proposals - e0.proposals);
+  emit("acquire_release_pairs_per_s", pairs_per_s, "pairs/s");
+  emit("acquire_p50_us", PCT(cs, acq_us, n_acq, 50), "us");
+  emit("acquire_p99_us", PCT(cs, acq_us, n_acq, 99), "us");
+  emit("release_p50_us", PCT(cs, rel_us, n_rel, 50), "us");
+  emit("pair_p50_us", PCT(cs, pair_us, n_pair, 50), "us");
+  emit("pair_p99_us", PCT(cs, pair_us, n_pair, 99), "us");
+  if (cpu0 >= 0 && cpu1 >= 0 && n > 0) {
+    emit("daemon_cpu_per_pair_us", (cpu1 - cpu0) / (double)n, "us");
+    emit("daemon_cpu_cores_used", (cpu1 - cpu0) / 1e6 / el, "cores");
+    emit("pairs_per_daemon_cpu_s", (double)n / ((cpu1 - cpu0) / 1e6), "pairs/s");
+  }
+  if (e0.txns >= 0 && e1.txns >= 0) {
+    emit("etcd_txns_per_s", (e1.txns - e0.txns) / el, "txns/s");
+    emit("etcd_proposals_per_s", (e1.proposals - e0.proposals) / el, "proposals/s");
+  } else {
+    fprintf(stderr, "bench_counting: cannot read %s\n", metrics_url);
+  }
+
+  fprintf(stderr,
+          "bench_counting: bare RPC (Release of a token never granted), %d callers, %.1f s\n",
+          CALLERS, seconds);
+  run_phase(BARE, 0.5, false, &el);
+  cpu0 = cpu_us(daemon_pid);
+  n = run_phase(BARE, seconds, true, &el);
+  cpu1 = cpu_us(daemon_pid);
+  if (check_failures() < 0) goto out;
+  emit("bare_rpc_calls_per_s", (double)n / el, "calls/s");
+  if (cpu0 >= 0 && cpu1 >= 0 && n > 0)
+    emit("daemon_cpu_per_bare_call_us", (cpu1 - cpu0) / (double)n, "us");
+  emit("bare_rpc_p50_us", PCT(cs, bare_us, n_bare, 50), "us");
+  emit("bare_rpc_p99_us", PCT(cs, bare_us, n_bare, 99), "us");
+
+  /* Demand changes: 64, 8, 64 callers. */
+  const int steps[] = {CALLERS, LOW_CALLERS, CALLERS};
+  const char *names[] = {"64", "8", "64_again"};
+  fprintf(stderr, "bench_counting: demand changes 64 -> 8 -> 64 callers, %.1f s each\n",
+          step_seconds);
+  fprintf(stderr, "bench_counting:   t(s) callers  pairs/s  etcd_txns  etcd_proposals\n");
+  atomic_store(&current_mode, PAIRS);
+  double start = now_us();
+  for (int s = 0; s < 3; s++) {
+    atomic_store(&active, steps[s]);
+    etcd_counts s0 = etcd_read();
+    long p0 = atomic_load(&pairs);
+    double t0 = now_us();
+    etcd_counts prev = s0;
+    long pprev = p0;
+    for (int tick = 0; tick < (int)(step_seconds * 2 + 0.5); tick++) {
+      sleep_s(0.5);
+      etcd_counts cur = etcd_read();
+      long pc = atomic_load(&pairs);
+      fprintf(stderr, "bench_counting:   %4.1f %7d %8.0f %10.0f %15.0f\n", (now_us() - start) / 1e6,
+              steps[s], (double)(pc - pprev) / 0.5, cur.txns - prev.txns,
+              cur.proposals - prev.proposals);
+      prev = cur;
+      pprev = pc;
+    }
+    double dt = (now_us() - t0) / 1e6;
+    char metric[96];
+    snprintf(metric, sizeof(metric), "demand_%s_pairs_per_s", names[s]);
+    emit(metric, (double)(pprev - p0) / dt, "pairs/s");
+    snprintf(metric, sizeof(metric), "demand_%s_etcd_txns", names[s]);
+    emit(metric, prev.txns - s0.txns, "txns");
+  }
+  if (check_failures() < 0) goto out;
+  rc = 0;
+out:
+  atomic_store(&current_mode, STOP);
+  for (int i = 0; i < CALLERS; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < CLIENTS; i++) brume_rpc_client_free(clients[i]);
+  brume_etcd_free(etcd);
+  free(cs);
+  free(url);
+  curl_global_cleanup();
+  return rc;
+}

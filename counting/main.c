@@ -1,0 +1,272 @@
+/* brume-counting: admits invocations against concurrency limits and the scaling rate, from
+ * memory, holding blocks of concurrency in etcd (engine.h, docs/counting.md).
+ *
+ * Table of contents: the configuration, then start() in order (metrics, etcd, the gRPC listener
+ * (bound first, so that the registration carries the port it got), the etcd registration whose
+ * lease the engine's blocks live under, the limits store, the work queue for etcd calls, the
+ * engine and its ticker, the Counting service, the HTTP /healthz and /metrics listener), then
+ * stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT in
+ * between. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "brume/counting.pb-c.h"
+#include "config.h"
+#include "daemon.h"
+#include "engine.h"
+#include "etcd.h"
+#include "http.h"
+#include "limits_store.h"
+#include "log.h"
+#include "mem.h"
+#include "metrics.h"
+#include "registration.h"
+#include "rpc.h"
+#include "service.h"
+#include "ticker.h"
+#include "tokens.h"
+#include "workq.h"
+
+/* ---- configuration ---- */
+
+static brume_common_config common;
+static struct {
+  char *daemon_id;
+  char *etcd_prefix;
+  int64_t lease_ttl;
+  int64_t threads;
+  int64_t etcd_jobs;
+  int64_t shrink_after;
+} cfg;
+
+static const brume_opt opts[] = {
+    BRUME_OPT_STRING("daemon_id", &cfg.daemon_id, NULL,
+                     "this daemon's id in etcd and in its tokens: 1-64 printable bytes, no space "
+                     "or '/' (default: the hostname)"),
+    BRUME_OPT_STRING("etcd_prefix", &cfg.etcd_prefix, "/brume",
+                     "prefix of Brume's etcd keys (the engine's root is this plus '/')"),
+    BRUME_OPT_DURATION("lease_ttl", &cfg.lease_ttl, BRUME_SECONDS(2), BRUME_MINUTES(5), "10s",
+                       "TTL of the registration's etcd lease, whole seconds; the blocks of "
+                       "concurrency live under it, and the daemon grants nothing once it is stale"),
+    BRUME_OPT_INT("threads", &cfg.threads, 1, 64, "2", "threads running gRPC handlers"),
+    BRUME_OPT_INT("etcd_jobs", &cfg.etcd_jobs, 1, 64, "4",
+                  "threads running etcd calls (growing and shrinking blocks, GetState)"),
+    BRUME_OPT_DURATION("shrink_after", &cfg.shrink_after, 100, BRUME_MINUTES(10), "2s",
+                       "how long a block stays larger than its use before it shrinks"),
+};
+
+/* The daemon id in use: daemon_id, or the hostname. Set by validate(). */
+static char daemon_id[256];
+
+/* 0 if id can name this daemon in etcd keys and token strings (tokens.h). */
+static int check_daemon_id(const char *id, const char *origin, brume_err **err) {
+  size_t n = strlen(id);
+  if (n == 0 || n > BRUME_TOKENS_DAEMON_ID_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "daemon_id \"%s\"%s is %zu bytes long: it must be 1-%d", id, origin, n,
+                         BRUME_TOKENS_DAEMON_ID_MAX);
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)id[i];
+    if (ch <= ' ' || ch >= 0x7f || ch == '/')
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                           "daemon_id \"%s\"%s may hold only printable characters, no space and "
+                           "no '/'",
+                           id, origin);
+  }
+  return 0;
+}
+
+static int validate(brume_err **err) {
+  if (common.etcd_endpoints == NULL)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "etcd_endpoints is required: counting holds its blocks and registers in "
+                         "etcd");
+  const char *origin = "";
+  if (cfg.daemon_id == NULL) {
+    if (gethostname(daemon_id, sizeof(daemon_id) - 1) < 0)
+      return brume_err_set(err, BRUME_INTERNAL, "gethostname: %s", strerror(errno));
+    origin = " (the hostname; set daemon_id)";
+  } else {
+    snprintf(daemon_id, sizeof(daemon_id), "%s", cfg.daemon_id);
+  }
+  if (check_daemon_id(daemon_id, origin, err) < 0) return -1;
+  const char *p = cfg.etcd_prefix;
+  size_t plen = p ? strlen(p) : 0;
+  if (plen < 2 || p[0] != '/' || p[plen - 1] == '/')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "etcd_prefix \"%s\" must start with '/' and not end with one (\"/brume\")",
+                         p ? p : "");
+  if (cfg.lease_ttl % 1000 != 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "lease_ttl must be a whole number of seconds (etcd leases count seconds)");
+  return 0;
+}
+
+static const brume_config_spec spec = {
+    .name = "brume-counting",
+    .summary =
+        "Admits invocations against concurrency limits and the scaling rate, holding "
+        "blocks of concurrency in etcd.",
+    .default_config = "/etc/brume/brume-counting.conf",
+    .common = &common,
+    .default_listen = "127.0.0.1:7010",
+    .default_http_listen = "127.0.0.1:9010",
+    .opts = opts,
+    .n_opts = BRUME_ARRAY_LEN(opts),
+    .validate = validate,
+};
+
+/* ---- the daemon ---- */
+
+/* How often the engine takes back overdue tokens, queues shrinks and looks at the lease. */
+#define TICK_MS 50
+
+static struct {
+  char *root; /* etcd_prefix + "/" */
+  char *addr; /* the gRPC address registered: listen with the bound port */
+  brume_metrics *metrics;
+  brume_etcd *etcd;
+  brume_rpc_server *rpc;
+  brume_registration *reg;
+  brume_limits_store *limits;
+  brume_workq *wq;
+  brume_engine *engine;
+  brume_ticker *ticker;
+  brume_counting_service svc;
+  bool svc_ready;
+  brume_http *http;
+} d;
+
+static int64_t lease_of(void *reg) {
+  return brume_registration_lease(reg);
+}
+static bool lease_healthy(void *reg) {
+  return brume_registration_healthy(reg);
+}
+
+static void tick(void *engine) {
+  brume_engine_tick(engine);
+}
+
+static int health(void *user, brume_err **err) {
+  (void)user;
+  if (!brume_registration_healthy(d.reg))
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the etcd lease is stale: granting nothing");
+  return 0;
+}
+
+/* listen with port 0 replaced by the bound port, and an empty (all interfaces) host by the
+ * hostname, so that other daemons can reach the address registered. */
+static char *advertised_addr(int port, brume_err **err) {
+  brume_autofree char *host = NULL;
+  int want = 0;
+  if (brume_config_split_addr(common.listen, &host, &want, err) < 0) return NULL;
+  if (host[0] == '\0') {
+    char name[256] = {0};
+    if (gethostname(name, sizeof(name) - 1) < 0) snprintf(name, sizeof(name), "localhost");
+    free(host);
+    host = brume_xstrdup(name);
+  }
+  if (strchr(host, ':')) return brume_xasprintf("[%s]:%d", host, port);
+  return brume_xasprintf("%s:%d", host, port);
+}
+
+static int start(brume_err **err) {
+  d.root = brume_xasprintf("%s/", cfg.etcd_prefix);
+  d.metrics = brume_metrics_new();
+
+  brume_etcd_opts eo = {
+      .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
+  d.etcd = brume_etcd_new(common.etcd_endpoints, &eo, err);
+  if (d.etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
+
+  /* Bound now, served once the engine exists: the registration needs the port. */
+  brume_rpc_server_opts ro = {
+      .listen = common.listen,
+      .tls = brume_rpc_server_tls(&common),
+      .threads = (int)cfg.threads,
+      .slots_per_method = 256,
+      .metrics = d.metrics,
+  };
+  d.rpc = brume_rpc_server_new(&ro, err);
+  if (d.rpc == NULL) return brume_err_wrap(err, "listen %s", common.listen);
+  d.addr = advertised_addr(brume_rpc_server_port(d.rpc), err);
+  if (d.addr == NULL) return brume_err_wrap(err, "listen");
+
+  brume_autofree char *value = brume_xasprintf("{\"addr\":\"%s\"}", d.addr);
+  d.reg = brume_register(d.etcd, cfg.etcd_prefix, "counting", daemon_id, value,
+                         (int)(cfg.lease_ttl / 1000), err);
+  if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+
+  d.limits = brume_limits_store_start(d.etcd, d.root, NULL, NULL, err);
+  if (d.limits == NULL) return brume_err_wrap(err, "reading the limits under %slimits/", d.root);
+
+  d.wq = brume_workq_new((int)cfg.etcd_jobs);
+  brume_engine_opts en = {
+      .etcd = d.etcd,
+      .root = d.root,
+      .daemon_id = daemon_id,
+      .limits = d.limits,
+      .wq = d.wq,
+      .lease = lease_of,
+      .lease_healthy = lease_healthy,
+      .lease_user = d.reg,
+      .shrink_after_ms = cfg.shrink_after,
+      .metrics = d.metrics,
+  };
+  d.engine = brume_engine_new(&en, err);
+  if (d.engine == NULL) return brume_err_wrap(err, "the engine");
+  d.ticker = brume_ticker_start(TICK_MS, tick, d.engine);
+
+  brume_counting_service_init(&d.svc, d.engine, d.wq, d.metrics);
+  d.svc_ready = true;
+  if (brume_rpc_server_add_service(d.rpc, &brume__counting__descriptor,
+                                   brume_counting_service_handlers(), &d.svc, err) < 0 ||
+      brume_rpc_server_start(d.rpc, err) < 0)
+    return -1;
+
+  d.http = brume_http_start(common.http_listen, d.metrics, err);
+  if (d.http == NULL) return brume_err_wrap(err, "http_listen %s", common.http_listen);
+  brume_http_set_health(d.http, health, NULL);
+
+  brume_info("The counting daemon is ready.",
+             "daemon_id=%s listen=%s http_listen=%s http_port=%d etcd=%s", daemon_id, d.addr,
+             common.http_listen, brume_http_port(d.http), common.etcd_endpoints);
+  return 0;
+}
+
+static void stop(void) {
+  /* New calls are refused, then the work queue answers the calls parked on it (GetState, and
+   * Acquires waiting for a block to grow) while the rpc server still holds them: it frees the
+   * unanswered ones, and a job answering one afterwards would touch freed memory. */
+  if (d.svc_ready) brume_counting_service_stop(&d.svc);
+  if (d.wq) brume_workq_stop(d.wq);
+  brume_rpc_server_free(d.rpc);
+  d.rpc = NULL;
+  brume_ticker_stop(d.ticker);
+  d.ticker = NULL;
+  brume_engine_free(d.engine); /* gives unused bucket tokens back to etcd */
+  d.engine = NULL;
+  brume_workq_free(d.wq);
+  d.wq = NULL;
+  brume_limits_store_stop(d.limits);
+  d.limits = NULL;
+  brume_registration_free(d.reg); /* revokes the lease: the key and any block left go */
+  d.reg = NULL;
+  brume_etcd_free(d.etcd);
+  d.etcd = NULL;
+  brume_http_stop(d.http);
+  d.http = NULL;
+  brume_metrics_free(d.metrics);
+  d.metrics = NULL;
+  free(d.addr);
+  free(d.root);
+}
+
+int main(int argc, char **argv) {
+  return brume_daemon_main(&spec, &common, "counting", start, stop, argc, argv);
+}
