@@ -78,7 +78,7 @@ daemon_id=bench-c0
 echo "bench/counting.sh: starting brume-counting on 127.0.0.1:$rpc_port (http $http_port)" >&2
 "$daemon" --listen "127.0.0.1:$rpc_port" --http_listen "127.0.0.1:$http_port" \
   --etcd_endpoints "$client" --daemon_id "$daemon_id" --etcd_prefix /brume --lease_ttl 3s \
-  --log_level info >"$dir/counting.log" 2>&1 &
+  --log_level info ${BENCH_DAEMON_FLAGS:-} >"$dir/counting.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 1 150); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$rpc_port") 2>/dev/null; then break; fi

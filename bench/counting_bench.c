@@ -7,6 +7,7 @@
  *   1. Acquire(WARM_ENVIRONMENT) + Release pairs, back to back, for BENCH_SECONDS (default 5)
  *      after a 1 s warm-up: pairs per second, the latency of Acquire, Release and the pair, and
  *      the etcd txns the daemon made meanwhile (a steady load should make none).
+ *   1b. The same from one caller: Acquire's latency when nothing queues.
  *   2. The bare RPC: the same 64-in-flight load on a call that does no admission work. GetState
  *      would not do (it reads etcd); Release of a well-formed token this daemon never granted
  *      ("<daemon_id>.0000000000000001") is answered from memory (was_held false), so it measures
@@ -48,7 +49,7 @@
 
 #define CALLERS 64
 #define LOW_CALLERS 8
-#define CLIENTS 8
+#define CLIENTS 2
 #define MAX_SAMPLES (1 << 15) /* per thread and figure */
 #define ACCOUNT "bench-acct"
 #define FUNCTION "bench-fn"
@@ -61,12 +62,15 @@ typedef enum mode { IDLE, PAIRS, BARE, STOP } mode;
 typedef struct caller {
   int index;
   brume_rpc_client *client;
+  _Atomic bool parked;
+  double t0, t2; /* when the call under way (Acquire or bare), and its Release, started */
   size_t n_acq, n_rel, n_pair, n_bare;
   float acq_us[MAX_SAMPLES], rel_us[MAX_SAMPLES], pair_us[MAX_SAMPLES], bare_us[MAX_SAMPLES];
 } caller;
 
 static const char *daemon_id;
 static _Atomic int current_mode = IDLE;
+static caller *callers; /* for run_phase() to kick */
 static _Atomic int active = CALLERS; /* callers with index < active work */
 static _Atomic bool recording;
 static _Atomic long pairs, bare_calls, throttles, failures;
@@ -83,97 +87,135 @@ static void sleep_s(double s) {
   nanosleep(&ts, NULL);
 }
 
-static void fail_call(const char *what, brume_err *err) {
+static void fail_call(const char *what, const brume_err *err) {
   if (atomic_fetch_add(&failures, 1) == 0)
     fprintf(stderr, "bench_counting: %s: %s\n", what, err ? err->msg : "?");
-  brume_err_free(err);
 }
 
 static void record(float *arr, size_t *n, double us) {
   if (atomic_load(&recording) && *n < MAX_SAMPLES) arr[(*n)++] = (float)us;
 }
 
-/* One Acquire + Release pair. */
-static void pair(caller *c) {
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = ACCOUNT;
-  fn.function_name = FUNCTION;
-  Brume__AcquireRequest req = BRUME__ACQUIRE_REQUEST__INIT;
-  req.function = &fn;
-  req.caller_id = "bench/counting";
-  req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
-  req.hold_ms = 60000;
-  ProtobufCMessage *reply = NULL;
-  brume_err *err = NULL;
-  double t0 = now_us();
-  if (brume_rpc_unary(c->client, &brume__counting__descriptor, M_ACQUIRE, &req.base, &reply, NULL,
-                      &err) < 0) {
-    fail_call("Acquire", err);
+/* Each caller is a chain of asynchronous calls: Acquire, then Release when it is answered, then
+ * the next Acquire, and so on; the replies arrive on the clients' completion threads. That keeps
+ * CALLERS calls in flight with a few client threads instead of one thread per call, so that the
+ * client takes less of the two cores it shares with the daemon. A caller that may not go on (the
+ * phase is idle, or it is beyond the active callers) parks; kick_parked() restarts it. */
+static void start_next(caller *c);
+
+static bool may_run(const caller *c) {
+  int m = atomic_load(&current_mode);
+  return (m == PAIRS || m == BARE) && c->index < atomic_load(&active) &&
+         atomic_load(&failures) == 0;
+}
+
+/* Parks c, unless it became runnable meanwhile (then it goes on). */
+static void park(caller *c) {
+  atomic_store(&c->parked, true);
+  if (may_run(c) && atomic_exchange(&c->parked, false)) start_next(c);
+}
+
+static void kick_parked(caller *cs) {
+  for (int i = 0; i < CALLERS; i++)
+    if (may_run(&cs[i]) && atomic_exchange(&cs[i].parked, false)) start_next(&cs[i]);
+}
+
+static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  caller *c = user;
+  double t3 = now_us();
+  if (reply == NULL) {
+    fail_call("Release", err);
+    park(c);
     return;
   }
+  if (!((Brume__ReleaseResponse *)reply)->was_held) fail_call("Release: the token was not held", NULL);
+  brume_proto_free(reply);
+  record(c->rel_us, &c->n_rel, t3 - c->t2);
+  record(c->pair_us, &c->n_pair, t3 - c->t0);
+  atomic_fetch_add(&pairs, 1);
+  start_next(c);
+}
+
+static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  caller *c = user;
   double t1 = now_us();
+  if (reply == NULL) {
+    fail_call("Acquire", err);
+    park(c);
+    return;
+  }
   Brume__AcquireResponse *a = (Brume__AcquireResponse *)reply;
   if (!a->granted) {
     if (atomic_fetch_add(&throttles, 1) == 0)
       fprintf(stderr, "bench_counting: Acquire throttled, reason %d\n", a->throttle_reason);
     brume_proto_free(reply);
+    atomic_fetch_add(&failures, 1);
+    park(c);
     return;
   }
+  record(c->acq_us, &c->n_acq, t1 - c->t0);
   Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
   rel.token = a->token;
   rel.caller_id = "bench/counting";
-  ProtobufCMessage *rreply = NULL;
-  double t2 = now_us();
-  int rc = brume_rpc_unary(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base, &rreply,
-                           NULL, &err);
-  double t3 = now_us();
+  c->t2 = now_us();
+  brume_err *e = NULL;
+  int rc = brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base,
+                                 NULL, on_release, c, &e);
   brume_proto_free(reply);
   if (rc < 0) {
-    fail_call("Release", err);
-    return;
+    fail_call("Release", e);
+    brume_err_free(e);
+    park(c);
   }
-  if (!((Brume__ReleaseResponse *)rreply)->was_held)
-    fail_call("Release: the token was not held", NULL);
-  brume_proto_free(rreply);
-  record(c->acq_us, &c->n_acq, t1 - t0);
-  record(c->rel_us, &c->n_rel, t3 - t2);
-  record(c->pair_us, &c->n_pair, t3 - t0);
-  atomic_fetch_add(&pairs, 1);
 }
 
-/* Release of a token never granted: answered from memory. */
-static void bare(caller *c) {
-  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
-  rel.token = bare_token;
-  rel.caller_id = "bench/counting";
-  ProtobufCMessage *reply = NULL;
-  brume_err *err = NULL;
-  double t0 = now_us();
-  if (brume_rpc_unary(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base, &reply, NULL,
-                      &err) < 0) {
+static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  caller *c = user;
+  double t1 = now_us();
+  if (reply == NULL) {
     fail_call("Release (bare)", err);
+    park(c);
     return;
   }
-  record(c->bare_us, &c->n_bare, now_us() - t0);
   brume_proto_free(reply);
+  record(c->bare_us, &c->n_bare, t1 - c->t0);
   atomic_fetch_add(&bare_calls, 1);
+  start_next(c);
 }
 
-static void *run_caller(void *arg) {
-  caller *c = arg;
-  for (;;) {
-    int m = atomic_load(&current_mode);
-    if (m == STOP) break;
-    if (m == IDLE || c->index >= atomic_load(&active) || atomic_load(&failures) > 0) {
-      sleep_s(0.005);
-      continue;
-    }
-    if (m == PAIRS)
-      pair(c);
-    else
-      bare(c);
+/* Starts c's next call for the current phase, or parks it. */
+static void start_next(caller *c) {
+  if (!may_run(c)) {
+    park(c);
+    return;
   }
-  return NULL;
+  brume_err *err = NULL;
+  int rc;
+  c->t0 = now_us();
+  if (atomic_load(&current_mode) == PAIRS) {
+    Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+    fn.account_id = ACCOUNT;
+    fn.function_name = FUNCTION;
+    Brume__AcquireRequest req = BRUME__ACQUIRE_REQUEST__INIT;
+    req.function = &fn;
+    req.caller_id = "bench/counting";
+    req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+    req.hold_ms = 60000;
+    rc = brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_ACQUIRE, &req.base, NULL,
+                               on_acquire, c, &err);
+  } else {
+    /* Release of a token never granted: answered from memory. */
+    Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+    rel.token = bare_token;
+    rel.caller_id = "bench/counting";
+    rc = brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base, NULL,
+                               on_bare, c, &err);
+  }
+  if (rc < 0) {
+    fail_call("start a call", err);
+    brume_err_free(err);
+    park(c);
+  }
 }
 
 /* ---- etcd's /metrics ---- */
@@ -289,6 +331,7 @@ static long run_phase(mode m, double seconds, bool rec, double *elapsed) {
   long before = atomic_load(counter);
   atomic_store(&recording, rec);
   atomic_store(&current_mode, m);
+  kick_parked(callers);
   double t0 = now_us();
   sleep_s(seconds);
   long calls = atomic_load(counter) - before;
@@ -367,16 +410,12 @@ int main(int argc, char **argv) {
 
   caller *cs = calloc(CALLERS, sizeof(caller));
   if (cs == NULL) abort();
-  pthread_t th[CALLERS];
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
   for (int i = 0; i < CALLERS; i++) {
     cs[i].index = i;
     cs[i].client = clients[i % CLIENTS];
-    pthread_create(&th[i], &attr, run_caller, &cs[i]);
+    atomic_init(&cs[i].parked, true);
   }
-  pthread_attr_destroy(&attr);
+  callers = cs;
 
   int rc = 1;
   double el = 0;
@@ -411,6 +450,17 @@ int main(int argc, char **argv) {
     fprintf(stderr, "bench_counting: cannot read %s\n", metrics_url);
   }
 
+  /* The same pairs from one caller: the latency of an Acquire when nothing queues (the figures
+   * above, with 64 in flight on two cores shared with this client, are mostly queueing). */
+  for (int i = 0; i < CALLERS; i++) cs[i].n_acq = cs[i].n_rel = cs[i].n_pair = 0;
+  atomic_store(&active, 1);
+  fprintf(stderr, "bench_counting: 1 caller, Acquire(WARM)+Release pairs, %.1f s\n", seconds / 2);
+  run_phase(PAIRS, seconds / 2, true, &el);
+  if (check_failures() < 0) goto out;
+  emit("one_caller_acquire_p50_us", PCT(cs, acq_us, n_acq, 50), "us");
+  emit("one_caller_acquire_p99_us", PCT(cs, acq_us, n_acq, 99), "us");
+  atomic_store(&active, CALLERS);
+
   fprintf(stderr,
           "bench_counting: bare RPC (Release of a token never granted), %d callers, %.1f s\n",
           CALLERS, seconds);
@@ -432,9 +482,11 @@ int main(int argc, char **argv) {
           step_seconds);
   fprintf(stderr, "bench_counting:   t(s) callers  pairs/s  etcd_txns  etcd_proposals\n");
   atomic_store(&current_mode, PAIRS);
+  kick_parked(cs);
   double start = now_us();
   for (int s = 0; s < 3; s++) {
     atomic_store(&active, steps[s]);
+    kick_parked(cs);
     etcd_counts s0 = etcd_read();
     long p0 = atomic_load(&pairs);
     double t0 = now_us();
@@ -460,8 +512,14 @@ int main(int argc, char **argv) {
   if (check_failures() < 0) goto out;
   rc = 0;
 out:
+  /* Every chain parks after its call under way; then the clients can go. */
   atomic_store(&current_mode, STOP);
-  for (int i = 0; i < CALLERS; i++) pthread_join(th[i], NULL);
+  for (int tries = 0; tries < 400; tries++) {
+    int parked = 0;
+    for (int i = 0; i < CALLERS; i++) parked += atomic_load(&cs[i].parked);
+    if (parked == CALLERS) break;
+    sleep_s(0.005);
+  }
   for (int i = 0; i < CLIENTS; i++) brume_rpc_client_free(clients[i]);
   brume_etcd_free(etcd);
   free(cs);

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deploy/quickstart.sh [start|stop|status]
 # Sets up this machine for Brume and starts it: installs the Debian packages, builds everything,
-# and starts the services a single node runs. Today that is etcd on 127.0.0.1 (the cluster's
-# state store); the Brume daemons join this script as their issues land.
+# and starts the services a single node runs: etcd on 127.0.0.1 (the cluster's state store) and
+# brume-counting (gRPC 127.0.0.1:7010, /healthz and /metrics on 127.0.0.1:9010); the other Brume
+# daemons join this script as their issues land.
 # State lives under $BRUME_HOME (default /var/lib/brume, or ~/.brume when not root).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,6 +11,8 @@ cmd=${1:-start}
 if [ "$(id -u)" -eq 0 ]; then home=${BRUME_HOME:-/var/lib/brume}; else home=${BRUME_HOME:-$HOME/.brume}; fi
 etcd_port=${BRUME_ETCD_PORT:-2379}
 etcd_peer_port=${BRUME_ETCD_PEER_PORT:-2380}
+counting_listen=${BRUME_COUNTING_LISTEN:-127.0.0.1:7010}
+counting_http=${BRUME_COUNTING_HTTP_LISTEN:-127.0.0.1:9010}
 run=$home/run
 mkdir -p "$run" "$home/log"
 
@@ -21,6 +24,20 @@ status() {
   else
     echo "etcd      stopped"
   fi
+  if running counting; then
+    echo "counting  running  pid $(cat "$run/counting.pid")  grpc $counting_listen  http://$counting_http/healthz  log $home/log/counting.log"
+  else
+    echo "counting  stopped"
+  fi
+}
+# Waits until url answers (a daemon's /healthz), or fails naming the log.
+wait_healthy() {
+  for _ in $(seq 50); do
+    curl -sf "$1" >/dev/null && return 0
+    sleep 0.2
+  done
+  echo "$2 did not become healthy; see $3" >&2
+  exit 1
 }
 
 case $cmd in
@@ -40,17 +57,20 @@ case $cmd in
         --initial-cluster "brume-local=http://127.0.0.1:$etcd_peer_port" \
         >>"$home/log/etcd.log" 2>&1 &
       echo $! >"$run/etcd.pid"
-      for _ in $(seq 50); do
-        curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null && break
-        sleep 0.2
-      done
-      curl -sf "http://127.0.0.1:$etcd_port/health" >/dev/null ||
-        { echo "etcd did not become healthy; see $home/log/etcd.log" >&2; exit 1; }
+      wait_healthy "http://127.0.0.1:$etcd_port/health" etcd "$home/log/etcd.log"
+    fi
+    if ! running counting; then
+      "$top/build/counting/brume-counting" --listen "$counting_listen" \
+        --http_listen "$counting_http" --etcd_endpoints "http://127.0.0.1:$etcd_port" \
+        >>"$home/log/counting.log" 2>&1 &
+      echo $! >"$run/counting.pid"
+      wait_healthy "http://$counting_http/healthz" brume-counting "$home/log/counting.log"
     fi
     status
-    echo "Brume's foundation is up. Stop it with: deploy/quickstart.sh stop"
+    echo "Brume is up (etcd, counting). Stop it with: deploy/quickstart.sh stop"
     ;;
   stop)
+    if running counting; then kill "$(cat "$run/counting.pid")"; rm -f "$run/counting.pid"; fi
     if running etcd; then kill "$(cat "$run/etcd.pid")"; rm -f "$run/etcd.pid"; fi
     status
     ;;
