@@ -42,37 +42,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A port nobody listens on and not taken above, picked at random (bash alone, no helper
-# program). It runs in a subshell, so the caller records each port in $used.
-used=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    case "$used" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-}
-client_port=$(free_port); used="$used$client_port "
-peer_port=$(free_port); used="$used$peer_port "
-rpc_port=$(free_port); used="$used$rpc_port "
+. "$top/bench/lib/etcd.bash"
+start_etcd bench "$dir" bench/counting.sh
+client=$etcd_client
+rpc_port=$(free_port); used_ports="$used_ports$rpc_port "
 http_port=$(free_port)
-client=http://127.0.0.1:$client_port
-peer=http://127.0.0.1:$peer_port
-
-echo "bench/counting.sh: starting etcd on $client" >&2
-etcd --name bench --data-dir "$dir/data" \
-  --listen-client-urls "$client" --advertise-client-urls "$client" \
-  --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-  --initial-cluster "bench=$peer" --initial-cluster-state new \
-  --logger zap --log-outputs stderr >"$dir/etcd.log" 2>&1 &
-etcd_pid=$!
-for _ in $(seq 1 150); do
-  if curl -sf "$client/health" 2>/dev/null | grep -q '"health":"true"'; then break; fi
-  kill -0 "$etcd_pid" 2>/dev/null || { echo "bench/counting.sh: etcd exited" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf "$client/health" | grep -q '"health":"true"' || { echo "bench/counting.sh: etcd not healthy" >&2; exit 1; }
 
 daemon_id=bench-c0
 echo "bench/counting.sh: starting brume-counting on 127.0.0.1:$rpc_port (http $http_port)" >&2

@@ -25,33 +25,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# A port nobody listens on, picked at random (bash alone, no helper program).
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-}
-client_port=$(free_port)
-peer_port=$(free_port)
-while [ "$peer_port" = "$client_port" ]; do peer_port=$(free_port); done
-client=http://127.0.0.1:$client_port
-peer=http://127.0.0.1:$peer_port
-
-echo "bench/etcd.sh: starting etcd on $client (log $dir/etcd.log)" >&2
-etcd --name bench --data-dir "$dir/data" \
-  --listen-client-urls "$client" --advertise-client-urls "$client" \
-  --listen-peer-urls "$peer" --initial-advertise-peer-urls "$peer" \
-  --initial-cluster "bench=$peer" --initial-cluster-state new \
-  --logger zap --log-outputs stderr >"$dir/etcd.log" 2>&1 &
-etcd_pid=$!
-
-for _ in $(seq 1 150); do
-  if curl -sf "$client/health" 2>/dev/null | grep -q '"health":"true"'; then break; fi
-  kill -0 "$etcd_pid" 2>/dev/null || { echo "bench/etcd.sh: etcd exited:" >&2; tail -5 "$dir/etcd.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf "$client/health" | grep -q '"health":"true"' || { echo "bench/etcd.sh: etcd not healthy" >&2; exit 1; }
+. "$(dirname "$0")/lib/etcd.bash"
+start_etcd bench "$dir" bench/etcd.sh
+client=$etcd_client
 
 "$bin" "$client" "$seconds"

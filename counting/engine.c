@@ -53,9 +53,23 @@ typedef struct waitlist {
   size_t n;
 } waitlist;
 
+struct rec;
+struct qualifier_use;
+
+/* What a pool's limit is. */
+typedef enum pool_kind {
+  POOL_UNRESERVED, /* the account's: its limit minus every reserved concurrency */
+  POOL_RESERVED,   /* a function's: its reserved concurrency */
+  POOL_PROVISIONED /* a qualifier's: its provisioned concurrency (grants that need no bucket token) */
+} pool_kind;
+
 /* A pool of concurrency and this daemon's block of it in etcd. */
 typedef struct pool {
-  char *prefix;    /* <root>count/<account>/unreserved/ or .../fn/<function>/ */
+  pool_kind kind;
+  struct rec *r;               /* the account's or the function's record */
+  struct qualifier_use *qual;  /* POOL_PROVISIONED: the qualifier */
+  char *prefix;    /* <root>count/<account>/unreserved/, .../fn/<function>/, or
+                    * <root>provisioned/<account>/<function>/<qualifier>/ */
   uint32_t in_use; /* this daemon's tokens drawn on the pool */
   uint32_t held;   /* its block, as far as it may grant (<= the block in etcd) */
   uint64_t cluster_held;
@@ -78,9 +92,12 @@ typedef struct share {
   waitlist waiters;
 } share;
 
+/* A qualifier of a function with provisioned concurrency: its provisioned grants are a pool of
+ * their own, held cluster-wide like the others, so that N daemons together flag at most the
+ * qualifier's provisioned concurrency as provisioned (those skip the scaling bucket). */
 typedef struct qualifier_use {
   char *name;
-  uint32_t provisioned_in_use;
+  pool pool;
 } qualifier_use;
 
 typedef struct rec {
@@ -93,7 +110,7 @@ typedef struct rec {
   pool pool;       /* account: the unreserved pool; function: its reserved pool */
   share share;     /* account: its bucket (account model); function: its own (function model) */
   size_t n_quals;
-  qualifier_use *quals;
+  qualifier_use **quals; /* each allocated on its own: jobs point at their pools */
 } rec;
 
 /* Token owner_flags. */
@@ -179,6 +196,8 @@ static rec *get_rec(brume_engine *e, const char *account, const char *function) 
   r->account = acct;
   r->account_id = brume_xstrdup(account);
   r->function_name = function ? brume_xstrdup(function) : NULL;
+  r->pool.r = r;
+  r->pool.kind = function ? POOL_RESERVED : POOL_UNRESERVED;
   if (function) {
     r->pool.prefix = brume_xasprintf("%scount/%s/fn/%s/", e->root, account, function);
     r->share.key = brume_xasprintf("%sscaling/function/%s/%s", e->root, account, function);
@@ -200,20 +219,48 @@ static void free_rec(rec *r) {
   free(r->function_name);
   free(r->pool.prefix);
   free(r->share.key);
-  for (size_t i = 0; i < r->n_quals; i++) free(r->quals[i].name);
+  for (size_t i = 0; i < r->n_quals; i++) {
+    free(r->quals[i]->name);
+    free(r->quals[i]->pool.prefix);
+    free(r->quals[i]);
+  }
   free(r->quals);
   free(r);
 }
 
-static qualifier_use *get_qualifier(rec *fn, const char *qualifier) {
+static qualifier_use *get_qualifier(brume_engine *e, rec *fn, const char *qualifier) {
   for (size_t i = 0; i < fn->n_quals; i++)
-    if (strcmp(fn->quals[i].name, qualifier) == 0) return &fn->quals[i];
+    if (strcmp(fn->quals[i]->name, qualifier) == 0) return fn->quals[i];
+  qualifier_use *q = brume_xcalloc(1, sizeof(*q));
+  q->name = brume_xstrdup(qualifier);
+  q->pool.kind = POOL_PROVISIONED;
+  q->pool.r = fn;
+  q->pool.qual = q;
+  /* "" is $LATEST, which needs a key segment of its own. */
+  q->pool.prefix = brume_xasprintf("%sprovisioned/%s/%s/%s/", e->root, fn->account_id,
+                                   fn->function_name, qualifier[0] ? qualifier : "$LATEST");
+  waitlist_init(&q->pool.waiters);
   fn->quals = brume_xrealloc(fn->quals, (fn->n_quals + 1) * sizeof(*fn->quals));
-  fn->quals[fn->n_quals] = (qualifier_use){.name = brume_xstrdup(qualifier)};
-  return &fn->quals[fn->n_quals++];
+  fn->quals[fn->n_quals++] = q;
+  return q;
+}
+
+/* Every pool of r (its own and its qualifiers'), for f(e, pool, arg). */
+static void each_pool(brume_engine *e, rec *r, void (*f)(brume_engine *, pool *, void *),
+                      void *arg) {
+  f(e, &r->pool, arg);
+  for (size_t i = 0; i < r->n_quals; i++) f(e, &r->quals[i]->pool, arg);
 }
 
 /* ---- lease ---- */
+
+static void forget_block(brume_engine *e, pool *p, void *arg) {
+  (void)e;
+  (void)arg;
+  p->held = 0;
+  p->full_until_ms = 0;
+  p->over_since_ms = 0;
+}
 
 /* Notices a new lease: the blocks written under the old one are gone from etcd (it expired),
  * so every block counts as 0 until it is grown again under the new one. Under e->mu. */
@@ -225,11 +272,7 @@ static void follow_lease(brume_engine *e) {
                "old_lease=%" PRId64 " new_lease=%" PRId64, e->lease, lease);
   e->lease = lease;
   for (size_t i = 0; i < e->n_slots; i++)
-    for (rec *r = e->table[i]; r; r = r->next) {
-      r->pool.held = 0;
-      r->pool.full_until_ms = 0;
-      r->pool.over_since_ms = 0;
-    }
+    for (rec *r = e->table[i]; r; r = r->next) each_pool(e, r, forget_block, NULL);
 }
 
 /* ---- admission ---- */
@@ -240,15 +283,31 @@ typedef enum { ADMIT_ANSWERED, ADMIT_WAITING } admit_outcome;
 typedef struct job {
   brume_engine *e;
   enum { JOB_GROW, JOB_SHRINK, JOB_TAKE, JOB_GIVE_BACK } kind;
-  rec *r;
+  pool *p;  /* GROW, SHRINK */
+  rec *r;   /* TAKE, GIVE_BACK: the record whose bucket share it is */
   uint32_t n; /* SHRINK: the block to keep; GIVE_BACK: tokens */
 } job;
 
-static job *new_job(brume_engine *e, int kind, rec *r, uint32_t n) {
+static job *new_job(brume_engine *e, int kind, pool *p, rec *r, uint32_t n) {
   job *j = brume_xmalloc(sizeof(*j));
-  *j = (job){.e = e, .kind = kind, .r = r, .n = n};
+  *j = (job){.e = e, .kind = kind, .p = p, .r = r, .n = n};
   e->jobs++;
   return j;
+}
+
+/* A pool's limit now. */
+static uint32_t pool_limit(brume_engine *e, const pool *p) {
+  if (p->kind == POOL_UNRESERVED) {
+    brume_account_limits al;
+    brume_limits_store_account(e->o.limits, p->r->account_id, &al);
+    return brume_concurrency_unreserved(&al);
+  }
+  if (p->kind == POOL_PROVISIONED)
+    return brume_limits_store_provisioned(e->o.limits, p->r->account_id, p->r->function_name,
+                                          p->qual->name);
+  brume_function_limits fl;
+  brume_limits_store_function(e->o.limits, p->r->account_id, p->r->function_name, &fl);
+  return fl.reserved ? fl.reserved_concurrency : 0;
 }
 
 static void throttle(brume_acquire_result *res, brume_throttle reason, int64_t retry_after_ms) {
@@ -278,13 +337,14 @@ static int take_bucket_token(brume_engine *e, share *s, rec *r, int64_t now,
   *wait_on = &s->waiters;
   if (!s->busy) {
     s->busy = true;
-    *out_job = new_job(e, JOB_TAKE, r, 0);
+    *out_job = new_job(e, JOB_TAKE, NULL, r, 0);
   }
   return -1;
 }
 
 /* Decides q under e->mu: answered (res, or *err for an error) or waiting, and then the caller
- * puts the request on *wait_on (and queues *out_job when it is set). */
+ * puts the request on *wait_on. Either way the caller queues *out_job, when it is set, once e->mu
+ * is released. */
 static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t now,
                            brume_acquire_result *res, brume_err **err, job **out_job,
                            waitlist **wait_on) {
@@ -360,16 +420,36 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
     *wait_on = &p->waiters;
     if (!p->busy) {
       p->busy = true;
-      *out_job = new_job(e, JOB_GROW, reserved ? fn : acct, 0);
+      *out_job = new_job(e, JOB_GROW, p, NULL, 0);
     }
     return ADMIT_WAITING;
   }
 
+  /* Within the qualifier's provisioned concurrency, cluster-wide: the qualifier's provisioned
+   * grants are a pool too, with its block grown the same way. When the provisioned pool is full
+   * (every daemon's blocks add up to it), the grant is an ordinary one: a cold start then takes
+   * a bucket token. */
   const char *qualifier = q->qualifier ? q->qualifier : "";
-  qualifier_use *qu = get_qualifier(fn, qualifier);
   uint32_t provisioned = brume_limits_store_provisioned(e->o.limits, q->account_id,
                                                         q->function_name, qualifier);
-  bool is_provisioned = qu->provisioned_in_use < provisioned;
+  qualifier_use *qu = NULL;
+  bool is_provisioned = false;
+  if (provisioned > 0) {
+    qu = get_qualifier(e, fn, qualifier);
+    pool *pp = &qu->pool;
+    if (pp->in_use < provisioned) {
+      if (pp->in_use < pp->held) {
+        is_provisioned = true;
+      } else if (pp->busy || now >= pp->full_until_ms || pp->full_limit != provisioned) {
+        *wait_on = &pp->waiters;
+        if (!pp->busy) {
+          pp->busy = true;
+          *out_job = new_job(e, JOB_GROW, pp, NULL, 0);
+        }
+        return ADMIT_WAITING;
+      }
+    }
+  }
   if (q->kind == BRUME_TOKEN_NEW_ENVIRONMENT && !is_provisioned) {
     int got = take_bucket_token(e, s, share_rec, now, res, out_job, wait_on);
     if (got <= 0) return got == 0 ? ADMIT_ANSWERED : ADMIT_WAITING;
@@ -392,7 +472,10 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
   if (p->in_use > p->peak) p->peak = p->in_use;
   fn->in_use++;
   acct->in_use++;
-  if (is_provisioned) qu->provisioned_in_use++;
+  if (is_provisioned) {
+    qu->pool.in_use++;
+    if (qu->pool.in_use > qu->pool.peak) qu->pool.peak = qu->pool.in_use;
+  }
   memset(res, 0, sizeof(*res));
   res->granted = true;
   brume_tokens_string(e->tokens, tok->id, res->token);
@@ -409,7 +492,10 @@ static void unaccount(brume_token *tok) {
   p->in_use--;
   fn->in_use--;
   acct->in_use--;
-  if (tok->owner_flags & TOKEN_PROVISIONED) get_qualifier(fn, tok->qualifier)->provisioned_in_use--;
+  if (tok->owner_flags & TOKEN_PROVISIONED) {
+    for (size_t i = 0; i < fn->n_quals; i++)
+      if (strcmp(fn->quals[i]->name, tok->qualifier) == 0) fn->quals[i]->pool.in_use--;
+  }
 }
 
 static void run_job(void *arg);
@@ -473,8 +559,8 @@ static void push_job(brume_engine *e, job *j) {
   pthread_mutex_lock(&e->mu);
   waiter *list = NULL;
   if (j->kind == JOB_GROW || j->kind == JOB_SHRINK) {
-    j->r->pool.busy = false;
-    list = waitlist_take(&j->r->pool.waiters);
+    j->p->busy = false;
+    list = waitlist_take(&j->p->waiters);
   } else {
     j->r->share.busy = false;
     list = waitlist_take(&j->r->share.waiters);
@@ -493,20 +579,10 @@ static void etcd_failure(brume_err *err) {
 }
 
 static void grow(brume_engine *e, job *j) {
-  rec *r = j->r;
-  pool *p = &r->pool;
+  pool *p = j->p;
   pthread_mutex_lock(&e->mu);
   int64_t lease = e->lease;
-  uint32_t limit;
-  if (r->account == NULL) {
-    brume_account_limits al;
-    brume_limits_store_account(e->o.limits, r->account_id, &al);
-    limit = brume_concurrency_unreserved(&al);
-  } else {
-    brume_function_limits fl;
-    brume_limits_store_function(e->o.limits, r->account_id, r->function_name, &fl);
-    limit = fl.reserved ? fl.reserved_concurrency : 0;
-  }
+  uint32_t limit = pool_limit(e, p);
   /* What demand needs now, plus a quarter of it, so that a rising load grows the block in a few
    * steps and not one txn per request. */
   uint64_t need = (uint64_t)p->in_use + p->waiters.n;
@@ -551,23 +627,23 @@ static void grow(brume_engine *e, job *j) {
 }
 
 static void shrink(brume_engine *e, job *j) {
-  rec *r = j->r;
+  pool *p = j->p;
   pthread_mutex_lock(&e->mu);
   int64_t lease = e->lease;
   pthread_mutex_unlock(&e->mu);
   brume_err *err = NULL;
   /* Failing is safe: etcd keeps the larger block, and this daemon grants only up to the smaller
    * one, set when the job was queued. */
-  if (brume_holdings_shrink(e->o.etcd, r->pool.prefix, e->daemon_id, lease, j->n, &err) < 0) {
+  if (brume_holdings_shrink(e->o.etcd, p->prefix, e->daemon_id, lease, j->n, &err) < 0) {
     char q[512];
-    brume_warn("Could not shrink a block of concurrency in etcd.", "prefix=%s err=%s",
-               r->pool.prefix, brume_log_quote(q, sizeof(q), err->msg));
+    brume_warn("Could not shrink a block of concurrency in etcd.", "prefix=%s err=%s", p->prefix,
+               brume_log_quote(q, sizeof(q), err->msg));
     brume_err_free(err);
   }
   if (e->m_etcd) brume_counter_inc(e->m_etcd, 1, "shrink");
   pthread_mutex_lock(&e->mu);
-  r->pool.busy = false;
-  waiter *list = waitlist_take(&r->pool.waiters);
+  p->busy = false;
+  waiter *list = waitlist_take(&p->waiters);
   pthread_mutex_unlock(&e->mu);
   resume_waiters(e, list, NULL, NULL, NULL);
 }
@@ -679,8 +755,7 @@ static int check_request(const brume_acquire_req *q, brume_err **err) {
   if (q->upgrade_token && q->upgrade_token[0] && q->kind != BRUME_TOKEN_NEW_ENVIRONMENT)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "upgrade_token is only for kind NEW_ENVIRONMENT");
-  if (q->qualifier && strlen(q->qualifier) > 255)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "qualifier is over 255 bytes");
+  if (q->qualifier && q->qualifier[0] && check_name("qualifier", q->qualifier, err) < 0) return -1;
   if (q->caller_id && strlen(q->caller_id) > 255)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "caller_id is over 255 bytes");
   if (q->hold_ms > BRUME_TOKENS_HOLD_MS_MAX)
@@ -825,6 +900,30 @@ static uint32_t keep_for(uint32_t in_use) {
   return in_use == 0 ? 0 : in_use + (in_use / 4 > 1 ? in_use / 4 : 1);
 }
 
+/* A shrink job for p if its block has been larger than the peak of use needs for
+ * shrink_after_ms; NULL otherwise. Under e->mu. */
+static job *shrink_if_idle(brume_engine *e, pool *p, int64_t now) {
+  /* The block a shrink keeps covers the peak of use over the whole period, not use at this
+   * instant: a load that swings between ticks would otherwise shrink below its peaks and grow
+   * straight back, a pair of etcd writes every period for nothing. */
+  if (p->over_since_ms == 0) p->peak = p->in_use;
+  uint32_t keep = keep_for(p->peak);
+  if (p->busy || p->waiters.n > 0 || p->held <= keep) {
+    p->over_since_ms = 0;
+    return NULL;
+  }
+  if (p->over_since_ms == 0) {
+    p->over_since_ms = now;
+    return NULL;
+  }
+  if (now - p->over_since_ms < e->o.shrink_after_ms || e->lease == 0) return NULL;
+  /* Granting stops at the smaller block at once; etcd learns it next. */
+  p->held = keep;
+  p->over_since_ms = 0;
+  p->busy = true;
+  return new_job(e, JOB_SHRINK, p, NULL, keep);
+}
+
 void brume_engine_tick(brume_engine *e) {
   int64_t now = brume_mono_ms();
   job *jobs[64];
@@ -849,28 +948,15 @@ void brume_engine_tick(brume_engine *e) {
    * go back. At most 64 jobs a tick; the rest wait for the next tick. */
   for (size_t i = 0; i < e->n_slots && n_jobs < BRUME_ARRAY_LEN(jobs); i++)
     for (rec *r = e->table[i]; r && n_jobs < BRUME_ARRAY_LEN(jobs); r = r->next) {
-      pool *p = &r->pool;
-      /* The block a shrink keeps covers the peak of use over the whole period, not use at this
-       * instant: a load that swings between ticks would otherwise shrink below its peaks and
-       * grow straight back, a pair of txns every period for nothing. */
-      if (p->over_since_ms == 0) p->peak = p->in_use;
-      uint32_t keep = keep_for(p->peak);
-      if (p->busy || p->waiters.n > 0 || p->held <= keep) {
-        p->over_since_ms = 0;
-      } else if (p->over_since_ms == 0) {
-        p->over_since_ms = now;
-      } else if (now - p->over_since_ms >= e->o.shrink_after_ms && e->lease != 0) {
-        /* Granting stops at the smaller block at once; etcd learns it next. */
-        p->held = keep;
-        p->over_since_ms = 0;
-        p->busy = true;
-        jobs[n_jobs++] = new_job(e, JOB_SHRINK, r, keep);
+      for (size_t k = 0; k <= r->n_quals && n_jobs < BRUME_ARRAY_LEN(jobs); k++) {
+        job *j = shrink_if_idle(e, k == 0 ? &r->pool : &r->quals[k - 1]->pool, now);
+        if (j) jobs[n_jobs++] = j;
       }
       share *s = &r->share;
       if (s->local > 0 && !s->busy && n_jobs < BRUME_ARRAY_LEN(jobs) &&
           now - s->last_take_ms >= BUCKET_GIVE_BACK_AFTER_MS) {
         s->busy = true;
-        jobs[n_jobs++] = new_job(e, JOB_GIVE_BACK, r, s->local);
+        jobs[n_jobs++] = new_job(e, JOB_GIVE_BACK, NULL, r, s->local);
         s->local = 0;
       }
     }

@@ -13,8 +13,13 @@
  * than use plus a margin for shrink_after_ms is shrunk, so blocks follow demand with hysteresis
  * and a steady load causes no etcd traffic.
  *
- * Scaling rate. A NEW_ENVIRONMENT grant (not within the qualifier's provisioned concurrency)
- * also takes a token from the scaling bucket: the account's, or the function's in the per-function
+ * Provisioned concurrency. Grants within a qualifier's provisioned concurrency are a pool of their
+ * own, held in blocks the same way (<root>provisioned/<account>/<function>/<qualifier>/<daemon>),
+ * so that all daemons together flag at most that many grants as provisioned; past it a grant is
+ * an ordinary one.
+ *
+ * Scaling rate. A NEW_ENVIRONMENT grant that is not provisioned also takes a token from the
+ * scaling bucket: the account's, or the function's in the per-function
  * model (counting/bucket_share). The bucket lives in etcd; each daemon takes a few tokens at a
  * time (what its recent demand needs) and grants from them.
  *

@@ -93,11 +93,13 @@ static void on_done(void *user, const brume_acquire_result *res, const brume_err
   pthread_mutex_unlock(&a->mu);
 }
 
-static answer acquire_full(fake_daemon *d, const char *account, const char *function,
-                           brume_token_kind kind, uint32_t hold_ms, const char *upgrade) {
+static answer acquire_q(fake_daemon *d, const char *account, const char *function,
+                        const char *qualifier, brume_token_kind kind, uint32_t hold_ms,
+                        const char *upgrade) {
   answer a = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
   brume_acquire_req q = {.account_id = account,
                          .function_name = function,
+                         .qualifier = qualifier,
                          .caller_id = "test",
                          .kind = kind,
                          .hold_ms = hold_ms,
@@ -107,6 +109,11 @@ static answer acquire_full(fake_daemon *d, const char *account, const char *func
   while (!a.done) pthread_cond_wait(&a.cv, &a.mu);
   pthread_mutex_unlock(&a.mu);
   return a;
+}
+
+static answer acquire_full(fake_daemon *d, const char *account, const char *function,
+                           brume_token_kind kind, uint32_t hold_ms, const char *upgrade) {
+  return acquire_q(d, account, function, NULL, kind, hold_ms, upgrade);
 }
 
 static answer acquire(fake_daemon *d, const char *account, const char *function,
@@ -346,6 +353,52 @@ static void test_scaling_bucket(void **state) {
   daemon_stop(&d);
 }
 
+/* Provisioned concurrency is held cluster-wide like the other pools: two daemons together flag
+ * exactly the qualifier's provisioned concurrency as provisioned (no bucket token); past it, cold
+ * starts draw on the scaling bucket again, and are throttled when it is empty. */
+static void test_provisioned_across_daemons(void **state) {
+  (void)state;
+  fake_daemon d1, d2;
+  daemon_start(&d1, "d1", 60000);
+  daemon_start(&d2, "d2", 60000);
+  put_limits("cluster", "{\"account_burst\": 2, \"account_refill_per_minute\": 1}");
+  put_limits("function/a7/f", "{\"provisioned\": {\"prod\": 3}}");
+  fake_daemon *order[] = {&d1, &d1, &d2, &d2, &d2, &d2};
+  int provisioned = 0, ordinary = 0, throttled = 0;
+  static char toks[6][BRUME_TOKEN_STRING_MAX];
+  fake_daemon *owner[6];
+  int n = 0;
+  for (int i = 0; i < 6; i++) {
+    answer a = acquire_q(order[i], "a7", "f", "prod", BRUME_TOKEN_NEW_ENVIRONMENT, 0, NULL);
+    if (!a.ok) fail_msg("acquire %d: error %d: %s", i, (int)a.code, a.msg);
+    if (!a.res.granted) {
+      assert_int_equal(a.res.reason, BRUME_THROTTLE_SCALING_RATE);
+      throttled++;
+      continue;
+    }
+    if (a.res.provisioned)
+      provisioned++;
+    else
+      ordinary++;
+    strcpy(toks[n], a.res.token);
+    owner[n++] = order[i];
+  }
+  /* 3 within provisioned concurrency, the burst of 2 beyond it, then the scaling throttle. */
+  assert_int_equal(provisioned, 3);
+  assert_int_equal(ordinary, 2);
+  assert_int_equal(throttled, 1);
+  assert_int_equal(blocks_sum("provisioned/a7/f/prod/"), 3);
+  /* Another qualifier has none: it draws on the (empty) bucket. */
+  answer other = acquire_q(&d1, "a7", "f", "dev", BRUME_TOKEN_NEW_ENVIRONMENT, 0, NULL);
+  assert_true(other.ok);
+  assert_false(other.res.granted);
+  for (int i = 0; i < n; i++) release(owner[i], toks[i], true);
+  char key[] = ROOT "limits/cluster";
+  assert_int_equal(brume_etcd_delete(etcd, key, false, NULL, NULL), 0);
+  daemon_stop(&d1);
+  daemon_stop(&d2);
+}
+
 /* Bad requests, another daemon's token, an upgrade of a token not held, and a lease that is not
  * healthy. */
 static void test_errors(void **state) {
@@ -389,7 +442,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_account_limit),  cmocka_unit_test(test_reserved_share),
       cmocka_unit_test(test_two_daemons_share), cmocka_unit_test(test_deadline),
-      cmocka_unit_test(test_scaling_bucket), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_scaling_bucket), cmocka_unit_test(test_provisioned_across_daemons),
+      cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
