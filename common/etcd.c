@@ -508,6 +508,8 @@ static bool watch_line(brume_etcd_watch *w, const char *line, size_t len) {
                  c.compact_revision);
       if (c.compact_revision > next) atomic_store(&w->next_rev, c.compact_revision);
       w->reconnect_now = true;
+      /* The receiver must re-read what it follows: changes it will never see were made. */
+      w->fn(NULL, 0, w->user);
     } else {
       free(w->problem);
       w->problem = brume_xasprintf("etcd canceled the watch: %s",

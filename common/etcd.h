@@ -210,7 +210,11 @@ typedef struct brume_etcd_event {
 
 /* Receives the events of one etcd revision or more, in revision order. events and everything
  * they point to belong to the watch and are valid only during the call. Called on the watch's
- * own thread; it must not call brume_etcd_watch_stop() on its own watch. */
+ * own thread; it must not call brume_etcd_watch_stop() on its own watch.
+ *
+ * n == 0 (events NULL) is a gap: etcd compacted revisions the watch had not delivered, so
+ * changes were made that the receiver will never see as events. It should read what it follows
+ * again; the events that follow the gap are those from the oldest revision etcd still keeps. */
 typedef void (*brume_etcd_watch_fn)(const brume_etcd_event *events, size_t n, void *user);
 
 typedef struct brume_etcd_watch brume_etcd_watch;
@@ -223,7 +227,7 @@ typedef struct brume_etcd_watch brume_etcd_watch;
  * revision delivered; when the stream breaks (etcd restarted, endpoint gone) it reconnects, with
  * backoff and failing over to the next endpoint, asking for last+1, so that no event is lost or
  * repeated. If etcd has compacted those revisions away the events are gone: the watch logs a
- * warning and goes on from the oldest revision still kept.
+ * warning, tells fn (a call with n == 0) and goes on from the oldest revision still kept.
  *
  * e must outlive the watch. Returns NULL on error. */
 brume_etcd_watch *brume_etcd_watch_prefix(brume_etcd *e, const char *prefix, int64_t start_revision,

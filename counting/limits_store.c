@@ -58,6 +58,7 @@ struct brume_limits_store {
   brume_limits_change_fn on_change;
   void *user;
   brume_etcd_watch *watch;
+  brume_etcd *etcd; /* for a reload after a watch gap */
 };
 
 /* ---- Records ---- */
@@ -482,8 +483,54 @@ static bool apply(brume_limits_store *s, const brume_etcd_kv *kv, bool put, bool
   return false;
 }
 
+/* Replaces everything the store holds with what etcd has under the prefix now (the initial load,
+ * and a reload after a watch gap); *revision gets the revision read. The rules are checked once
+ * everything is loaded, not at each key on the way. */
+static int load_all(brume_limits_store *s, int64_t *revision, brume_err **err) {
+  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(s->etcd, s->prefix, err);
+  if (r == NULL) return brume_err_wrap(err, "load limits under %s", s->prefix);
+  pthread_rwlock_wrlock(&s->lock);
+  for (size_t i = 0; i < s->n_accounts; i++) account_free(s->accounts[i]);
+  s->n_accounts = 0;
+  s->cluster = cluster_defaults();
+  for (size_t i = 0; i < r->n; i++) {
+    key_ref k;
+    apply(s, &r->kvs[i], true, false, &k);
+  }
+  for (size_t i = 0; i < s->n_accounts; i++) check_rules(s->accounts[i], NULL, true);
+  pthread_rwlock_unlock(&s->lock);
+  *revision = r->revision;
+  return 0;
+}
+
+/* The store's revision only moves forward: after a reload, the replayed events are older. */
+static void advance_revision(brume_limits_store *s, int64_t rev) {
+  int64_t cur = atomic_load(&s->revision);
+  while (rev > cur && !atomic_compare_exchange_weak(&s->revision, &cur, rev)) {
+  }
+}
+
 static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
   brume_limits_store *s = user;
+  if (n == 0) {
+    /* etcd compacted revisions the watch missed (it was disconnected long enough): read
+     * everything again. The events that follow start before this read; applied in order on top
+     * of it, they end where it is. */
+    brume_warn("The limits watch missed compacted revisions; reading every limit again.",
+               "prefix=%s", s->prefix);
+    brume_err *err = NULL;
+    int64_t rev = 0;
+    if (load_all(s, &rev, &err) < 0) {
+      char q[512];
+      brume_warn("Could not read the limits again; changes may be missing until a restart.",
+                 "err=%s", brume_log_quote(q, sizeof(q), err->msg));
+      brume_err_free(err);
+      return;
+    }
+    advance_revision(s, rev);
+    if (s->on_change) s->on_change(s->user, BRUME_LIMITS_CLUSTER, NULL, NULL);
+    return;
+  }
   for (size_t i = 0; i < n; i++) {
     key_ref k;
     pthread_rwlock_wrlock(&s->lock);
@@ -494,7 +541,7 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
                    k.kind == BRUME_LIMITS_FUNCTION ? k.function : NULL);
     /* A txn's events share one revision: it shows once all of them are applied. */
     if (i + 1 == n || ev[i + 1].kv.mod_revision != ev[i].kv.mod_revision)
-      atomic_store(&s->revision, ev[i].kv.mod_revision);
+      advance_revision(s, ev[i].kv.mod_revision);
   }
 }
 
@@ -522,24 +569,15 @@ brume_limits_store *brume_limits_store_start(brume_etcd *e, const char *root,
   s->on_change = on_change;
   s->user = user;
 
-  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(e, s->prefix, err);
-  if (r == NULL) {
-    brume_err_wrap(err, "load limits under %s", s->prefix);
+  s->etcd = e;
+  int64_t rev = 0;
+  if (load_all(s, &rev, err) < 0) {
     brume_limits_store_stop(s);
     return NULL;
   }
-  /* No other thread sees s yet; the lock is taken for form's sake. The rules are checked once
-   * everything is loaded, not at each key on the way. */
-  pthread_rwlock_wrlock(&s->lock);
-  for (size_t i = 0; i < r->n; i++) {
-    key_ref k;
-    apply(s, &r->kvs[i], true, false, &k);
-  }
-  for (size_t i = 0; i < s->n_accounts; i++) check_rules(s->accounts[i], NULL, true);
-  pthread_rwlock_unlock(&s->lock);
-  atomic_store(&s->revision, r->revision);
+  atomic_store(&s->revision, rev);
 
-  s->watch = brume_etcd_watch_prefix(e, s->prefix, r->revision + 1, on_events, s, err);
+  s->watch = brume_etcd_watch_prefix(e, s->prefix, rev + 1, on_events, s, err);
   if (s->watch == NULL) {
     brume_err_wrap(err, "watch limits under %s", s->prefix);
     brume_limits_store_stop(s);

@@ -44,8 +44,9 @@
  *
  * Consistency: the initial read sees every key at one revision R and the watch starts at R + 1,
  * so no change made in between is lost. The watch resumes after etcd restarts or fails over
- * (common/etcd.h). One gap remains: if etcd compacted the revisions the watch missed while it
- * was disconnected, those changes are lost (the watch warns); a restart of the daemon reloads.
+ * (common/etcd.h). If etcd compacted the revisions the watch missed while it was disconnected,
+ * the store reads every limit again (and calls on_change once with BRUME_LIMITS_CLUSTER and no
+ * account or function: anything may have changed).
  *
  * Thread safety: lookups may be called from any number of threads while the watch thread applies
  * changes (a read-write lock; lookups never wait for etcd). */
