@@ -547,6 +547,30 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
 
 /* ---- The API ---- */
 
+int brume_limits_check_value(brume_limits_kind kind, const char *value, size_t len,
+                             brume_err **err) {
+  const char *what = kind == BRUME_LIMITS_CLUSTER   ? "limits/cluster"
+                     : kind == BRUME_LIMITS_ACCOUNT ? "limits/account"
+                                                    : "limits/function";
+  switch (kind) {
+    case BRUME_LIMITS_CLUSTER: {
+      brume_cluster_limits c = cluster_defaults();
+      return parse_cluster(what, value, len, &c, err);
+    }
+    case BRUME_LIMITS_ACCOUNT: {
+      uint32_t limit;
+      return parse_account(what, value, len, &limit, err);
+    }
+    case BRUME_LIMITS_FUNCTION: {
+      function_rec f = {0};
+      if (parse_function(what, value, len, &f, err) < 0) return -1;
+      free_qualifiers(f.qualifiers, f.n_qualifiers);
+      return 0;
+    }
+  }
+  return brume_err_set(err, BRUME_INVALID_ARGUMENT, "unknown limits kind %d", (int)kind);
+}
+
 brume_limits_store *brume_limits_store_start(brume_etcd *e, const char *root,
                                              brume_limits_change_fn on_change, void *user,
                                              brume_err **err) {

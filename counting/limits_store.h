@@ -129,6 +129,14 @@ uint32_t brume_limits_store_provisioned(brume_limits_store *s, const char *accou
  * write, and wait for this to reach it. */
 int64_t brume_limits_store_revision(brume_limits_store *s);
 
+/* Checks a value for a key of the given kind exactly as the store reads it: 0, or -1 with
+ * INVALID_ARGUMENT saying what is wrong (the warning the store would log). For writers that want
+ * to refuse a malformed value before it reaches etcd (the management API), and the fuzz target.
+ * Says nothing of the 100-unreserved rule, which needs the account's other functions
+ * (counting/concurrency.h). */
+int brume_limits_check_value(brume_limits_kind kind, const char *value, size_t len,
+                             brume_err **err);
+
 BRUME_DEFINE_AUTOPTR(brume_limits_store, brume_limits_store_stop)
 
 #endif

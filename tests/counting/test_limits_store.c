@@ -679,6 +679,42 @@ static void test_etcd_restart(void **state) {
   brume_limits_store_stop(s);
 }
 
+/* brume_limits_check_value() answers as the store reads: what it accepts the store applies,
+ * what it refuses the store ignores with the same reason. No etcd needed. */
+static void test_check_value(void **state) {
+  (void)state;
+  struct {
+    brume_limits_kind kind;
+    const char *value;
+    bool ok;
+    const char *says; /* part of the error, when refused */
+  } cases[] = {
+      {BRUME_LIMITS_CLUSTER, "{\"scaling_model\": \"function\", \"time_scale\": 60}", true, NULL},
+      {BRUME_LIMITS_CLUSTER, "{\"scaling_model\": \"both\"}", false, "scaling_model"},
+      {BRUME_LIMITS_CLUSTER, "{\"account_burst\": 0}", false, "account_burst"},
+      {BRUME_LIMITS_ACCOUNT, "{\"concurrency_limit\": 100}", true, NULL},
+      {BRUME_LIMITS_ACCOUNT, "{\"concurrency_limit\": -1}", false, "concurrency_limit"},
+      {BRUME_LIMITS_ACCOUNT, "[1]", false, NULL},
+      {BRUME_LIMITS_FUNCTION, "{\"reserved_concurrency\": 0, \"provisioned\": {\"prod\": 2}}", true,
+       NULL},
+      {BRUME_LIMITS_FUNCTION, "{\"provisioned\": {\"prod\": \"two\"}}", false, "prod"},
+      {BRUME_LIMITS_FUNCTION, "not json", false, NULL},
+  };
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    brume_err *err = NULL;
+    int rc = brume_limits_check_value(cases[i].kind, cases[i].value, strlen(cases[i].value), &err);
+    if (cases[i].ok) {
+      if (rc != 0) fail_msg("case %zu (%s) refused: %s", i, cases[i].value, err->msg);
+    } else {
+      if (rc != -1) fail_msg("case %zu (%s) accepted", i, cases[i].value);
+      assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+      if (cases[i].says && !strstr(err->msg, cases[i].says))
+        fail_msg("case %zu: \"%s\" does not mention %s", i, err->msg, cases[i].says);
+    }
+    brume_err_free(err);
+  }
+}
+
 int main(void) {
   if (!brume_test_etcd_available()) {
     fprintf(stderr, "etcd is not installed (deploy/install-deps.sh installs it): skipping\n");
@@ -686,6 +722,7 @@ int main(void) {
   }
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_defaults_and_arguments),
+      cmocka_unit_test(test_check_value),
       cmocka_unit_test(test_loaded_at_start),
       cmocka_unit_test(test_live_changes_and_on_change),
       cmocka_unit_test(test_cluster_settings),
