@@ -5,7 +5,8 @@
  * the function has reserved concurrency), its function-model bucket share, and per qualifier the
  * provisioned tokens in use. Records live in one hash table keyed by "<account>/<function>" (the
  * account's own record: "<account>"); account ids and function names hold no '/'. Records are
- * never freed while the engine lives, so that a token can point at its function's record.
+ * freed only when nothing needs them (no tokens, no blocks, no etcd job, no waiter) and no
+ * request named them for records_idle_ms, so a token can point at its function's record.
  *
  * Waiting. An Acquire that needs etcd becomes a waiter on one pool or one bucket share, whose
  * single etcd job (busy) serves every waiter at once. When the job ends, each waiter goes through
@@ -37,6 +38,9 @@
 #define BUCKET_TAKE_MAX 64
 /* Bucket tokens taken and unused for this long go back to etcd. */
 #define BUCKET_GIVE_BACK_AFTER_MS 1000
+/* How often the tick looks at every record (shrinks, give-backs, idle records); token deadlines
+ * are checked at every tick. */
+#define SCAN_EVERY_MS 250
 
 /* ---- records ---- */
 
@@ -111,6 +115,8 @@ typedef struct rec {
   share share;     /* account: its bucket (account model); function: its own (function model) */
   size_t n_quals;
   qualifier_use **quals; /* each allocated on its own: jobs point at their pools */
+  int64_t last_used_ms;  /* the last admission or state query that named it */
+  size_t n_functions;    /* an account's: its functions' records (they point at it) */
 } rec;
 
 /* Token owner_flags. */
@@ -126,8 +132,9 @@ struct brume_engine {
   brume_tokens *tokens;
   rec **table;
   size_t n_slots, n_recs;
+  int64_t last_scan_ms;
   brume_counter *m_etcd, *m_expired, *m_waits;
-  brume_gauge *m_held;
+  brume_gauge *m_held, *m_records;
 };
 
 static uint64_t hash_str(const char *s) {
@@ -194,6 +201,8 @@ static rec *get_rec(brume_engine *e, const char *account, const char *function) 
   r->key = brume_xstrdup(key);
   r->hash = h;
   r->account = acct;
+  if (acct) acct->n_functions++;
+  r->last_used_ms = brume_mono_ms();
   r->account_id = brume_xstrdup(account);
   r->function_name = function ? brume_xstrdup(function) : NULL;
   r->pool.r = r;
@@ -359,6 +368,7 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
   }
   rec *fn = get_rec(e, q->account_id, q->function_name);
   rec *acct = fn->account;
+  fn->last_used_ms = acct->last_used_ms = now;
   brume_cluster_limits cl;
   brume_limits_store_cluster(e->o.limits, &cl);
   share *s = cl.model == BRUME_SCALING_ACCOUNT ? &acct->share : &fn->share;
@@ -804,6 +814,7 @@ brume_engine *brume_engine_new(const brume_engine_opts *opts, brume_err **err) {
   brume_engine *e = brume_xcalloc(1, sizeof(*e));
   e->o = *opts;
   if (e->o.shrink_after_ms <= 0) e->o.shrink_after_ms = BRUME_ENGINE_SHRINK_AFTER_MS_DEFAULT;
+  if (e->o.records_idle_ms <= 0) e->o.records_idle_ms = BRUME_ENGINE_RECORDS_IDLE_MS_DEFAULT;
   e->root = brume_xstrdup(opts->root);
   e->daemon_id = brume_xstrdup(opts->daemon_id);
   e->tokens = tokens;
@@ -824,6 +835,8 @@ brume_engine *brume_engine_new(const brume_engine_opts *opts, brume_err **err) {
                                        NULL);
     e->m_held = brume_metrics_gauge(opts->metrics, "brume_counting_tokens_held",
                                     "Tokens granted and not yet released or taken back.", NULL);
+    e->m_records = brume_metrics_gauge(opts->metrics, "brume_counting_records",
+                                       "Accounts and functions the daemon remembers.", NULL);
   }
   return e;
 }
@@ -924,6 +937,22 @@ static job *shrink_if_idle(brume_engine *e, pool *p, int64_t now) {
   return new_job(e, JOB_SHRINK, p, NULL, keep);
 }
 
+static bool pool_idle(const pool *p) {
+  return p->in_use == 0 && p->held == 0 && !p->busy && p->waiters.n == 0;
+}
+
+/* A record nothing needs any more: no tokens, no blocks, no bucket tokens, no etcd job, no
+ * function pointing at it, and not named for records_idle_ms. Dropping it frees the daemon's
+ * memory of accounts and functions no longer invoked; a new Acquire makes it again. */
+static bool rec_idle(const brume_engine *e, const rec *r, int64_t now) {
+  if (now - r->last_used_ms < e->o.records_idle_ms || r->in_use > 0 || r->n_functions > 0 ||
+      !pool_idle(&r->pool) || r->share.local > 0 || r->share.busy || r->share.waiters.n > 0)
+    return false;
+  for (size_t i = 0; i < r->n_quals; i++)
+    if (!pool_idle(&r->quals[i]->pool)) return false;
+  return true;
+}
+
 void brume_engine_tick(brume_engine *e) {
   int64_t now = brume_mono_ms();
   job *jobs[64];
@@ -944,10 +973,13 @@ void brume_engine_tick(brume_engine *e) {
     total_expired += n_expired;
     if (n_expired < BRUME_ARRAY_LEN(expired)) break;
   }
-  /* Blocks larger than use needs for shrink_after_ms shrink; bucket tokens unused for a second
-   * go back. At most 64 jobs a tick; the rest wait for the next tick. */
-  for (size_t i = 0; i < e->n_slots && n_jobs < BRUME_ARRAY_LEN(jobs); i++)
-    for (rec *r = e->table[i]; r && n_jobs < BRUME_ARRAY_LEN(jobs); r = r->next) {
+  /* Every SCAN_EVERY_MS: blocks larger than use needs for shrink_after_ms shrink; bucket tokens
+   * unused for a second go back; idle records go. At most 64 jobs a scan; the rest wait for the
+   * next one. */
+  bool scan = now - e->last_scan_ms >= SCAN_EVERY_MS;
+  if (scan) e->last_scan_ms = now;
+  for (size_t i = 0; scan && i < e->n_slots && n_jobs < BRUME_ARRAY_LEN(jobs); i++)
+    for (rec **link = &e->table[i], *r; (r = *link) != NULL && n_jobs < BRUME_ARRAY_LEN(jobs);) {
       for (size_t k = 0; k <= r->n_quals && n_jobs < BRUME_ARRAY_LEN(jobs); k++) {
         job *j = shrink_if_idle(e, k == 0 ? &r->pool : &r->quals[k - 1]->pool, now);
         if (j) jobs[n_jobs++] = j;
@@ -959,13 +991,29 @@ void brume_engine_tick(brume_engine *e) {
         jobs[n_jobs++] = new_job(e, JOB_GIVE_BACK, NULL, r, s->local);
         s->local = 0;
       }
+      if (rec_idle(e, r, now)) {
+        *link = r->next;
+        if (r->account) r->account->n_functions--;
+        e->n_recs--;
+        free_rec(r);
+      } else {
+        link = &r->next;
+      }
     }
-  size_t held = brume_tokens_count(e->tokens);
+  size_t held = brume_tokens_count(e->tokens), records = e->n_recs;
   pthread_mutex_unlock(&e->mu);
 
   for (size_t i = 0; i < n_jobs; i++) push_job(e, jobs[i]);
   if (e->m_expired && total_expired) brume_counter_inc(e->m_expired, (double)total_expired);
   if (e->m_held) brume_gauge_set(e->m_held, (double)held);
+  if (e->m_records) brume_gauge_set(e->m_records, (double)records);
+}
+
+size_t brume_engine_records(brume_engine *e) {
+  pthread_mutex_lock(&e->mu);
+  size_t n = e->n_recs;
+  pthread_mutex_unlock(&e->mu);
+  return n;
 }
 
 size_t brume_engine_tokens_held(brume_engine *e) {

@@ -52,6 +52,8 @@
 
 /* Unused blocks are kept this long before they shrink, unless configured otherwise. */
 #define BRUME_ENGINE_SHRINK_AFTER_MS_DEFAULT 2000
+/* An account or function nothing holds and nobody named for this long is forgotten. */
+#define BRUME_ENGINE_RECORDS_IDLE_MS_DEFAULT 600000
 
 typedef struct brume_engine brume_engine;
 
@@ -67,6 +69,7 @@ typedef struct brume_engine_opts {
   bool (*lease_healthy)(void *user);
   void *lease_user;
   int64_t shrink_after_ms;  /* 0 = BRUME_ENGINE_SHRINK_AFTER_MS_DEFAULT */
+  int64_t records_idle_ms;  /* 0 = BRUME_ENGINE_RECORDS_IDLE_MS_DEFAULT */
   brume_metrics *metrics;   /* may be NULL: brume_counting_* figures */
 } brume_engine_opts;
 
@@ -141,12 +144,16 @@ int brume_engine_state(brume_engine *e, const char *account, const char *functio
                        brume_engine_account_state *acct, brume_engine_function_state *fn,
                        brume_err **err);
 
-/* Housekeeping, every 50-100 ms: takes back tokens past their deadline, queues shrinks of blocks
- * idle for shrink_after_ms, and notices a new lease. */
+/* Housekeeping, every 50-100 ms: takes back tokens past their deadline and notices a new lease;
+ * every 250 ms also queues shrinks of blocks idle for shrink_after_ms, gives back unused bucket
+ * tokens and forgets records idle for records_idle_ms. */
 void brume_engine_tick(brume_engine *e);
 
 /* Tokens held (granted, not yet released or taken back), over every account. */
 size_t brume_engine_tokens_held(brume_engine *e);
+
+/* Accounts and functions the engine remembers now (idle ones are dropped). */
+size_t brume_engine_records(brume_engine *e);
 
 BRUME_DEFINE_AUTOPTR(brume_engine, brume_engine_free)
 #endif

@@ -46,7 +46,8 @@ static bool healthy_of(void *user) {
   return atomic_load(&((fake_daemon *)user)->healthy);
 }
 
-static void daemon_start(fake_daemon *d, const char *id, int64_t shrink_after_ms) {
+static void daemon_start_idle(fake_daemon *d, const char *id, int64_t shrink_after_ms,
+                              int64_t records_idle_ms) {
   assert_int_equal(brume_etcd_lease_grant(etcd, 30, &d->lease, NULL, NULL), 0);
   atomic_store(&d->healthy, true);
   brume_err *err = NULL;
@@ -58,9 +59,14 @@ static void daemon_start(fake_daemon *d, const char *id, int64_t shrink_after_ms
                          .lease = lease_of,
                          .lease_healthy = healthy_of,
                          .lease_user = d,
-                         .shrink_after_ms = shrink_after_ms};
+                         .shrink_after_ms = shrink_after_ms,
+                         .records_idle_ms = records_idle_ms};
   d->engine = brume_engine_new(&o, &err);
   if (d->engine == NULL) fail_msg("engine: %s", err->msg);
+}
+
+static void daemon_start(fake_daemon *d, const char *id, int64_t shrink_after_ms) {
+  daemon_start_idle(d, id, shrink_after_ms, 0);
 }
 
 static void daemon_stop(fake_daemon *d) {
@@ -399,6 +405,41 @@ static void test_provisioned_across_daemons(void **state) {
   daemon_stop(&d2);
 }
 
+/* Accounts and functions nothing holds are forgotten after records_idle_ms, but never while a
+ * token, a block or a provisioned block is out; a new Acquire brings them back. */
+static void test_idle_records_forgotten(void **state) {
+  (void)state;
+  fake_daemon d;
+  daemon_start_idle(&d, "d1", 100, 300);
+  put_limits("function/a8/p", "{\"provisioned\": {\"prod\": 2}}");
+  char t1[BRUME_TOKEN_STRING_MAX], t2[BRUME_TOKEN_STRING_MAX];
+  grant(&d, "a8", "f", BRUME_TOKEN_WARM_ENVIRONMENT, t1);
+  answer a = acquire_q(&d, "a8", "p", "prod", BRUME_TOKEN_WARM_ENVIRONMENT, 0, NULL);
+  assert_true(a.ok && a.res.granted && a.res.provisioned);
+  strcpy(t2, a.res.token);
+  assert_int_equal(brume_engine_records(d.engine), 3); /* a8, a8/f, a8/p */
+  /* Held tokens keep their records, however long. */
+  for (int i = 0; i < 8; i++) {
+    usleep(100000);
+    brume_engine_tick(d.engine);
+  }
+  assert_int_equal(brume_engine_records(d.engine), 3);
+  release(&d, t1, true);
+  release(&d, t2, true);
+  /* Then the blocks shrink to 0 (shrink_after 100 ms) and the records go after 300 ms idle. */
+  double t0 = brume_test_now_ms();
+  while (brume_engine_records(d.engine) > 0 && brume_test_now_ms() - t0 < 5000) {
+    usleep(50000);
+    brume_engine_tick(d.engine);
+  }
+  assert_int_equal(brume_engine_records(d.engine), 0);
+  assert_int_equal(blocks_sum("count/a8/"), 0);
+  assert_int_equal(blocks_sum("provisioned/a8/"), 0);
+  grant(&d, "a8", "f", BRUME_TOKEN_WARM_ENVIRONMENT, t1);
+  release(&d, t1, true);
+  daemon_stop(&d);
+}
+
 /* Bad requests, another daemon's token, an upgrade of a token not held, and a lease that is not
  * healthy. */
 static void test_errors(void **state) {
@@ -443,7 +484,7 @@ int main(void) {
       cmocka_unit_test(test_account_limit),  cmocka_unit_test(test_reserved_share),
       cmocka_unit_test(test_two_daemons_share), cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_scaling_bucket), cmocka_unit_test(test_provisioned_across_daemons),
-      cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_idle_records_forgotten), cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
