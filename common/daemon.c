@@ -35,7 +35,6 @@ int brume_daemon_main(const brume_config_spec *spec, const brume_common_config *
     brume_config_free(spec);
     return 1;
   }
-  brume_info("The daemon is ready.", "daemon=%s", spec->name);
   int sig = 0;
   sigwait(&sigs, &sig);
   brume_info("Shutting down.", "signal=%d", sig);
