@@ -47,3 +47,25 @@ const char *brume_status_name(int code) {
   if (code < 0 || (size_t)code >= BRUME_ARRAY_LEN(names)) return "UNKNOWN";
   return names[code];
 }
+
+const char *brume_status_reason(int code) {
+  switch (code) {
+    case BRUME_INVALID_ARGUMENT:
+      return "InvalidParameterValueException";
+    case BRUME_NOT_FOUND:
+      return "ResourceNotFoundException";
+    case BRUME_ALREADY_EXISTS:
+    case BRUME_FAILED_PRECONDITION:
+      return "ResourceConflictException";
+    case BRUME_ABORTED:
+      return "PreconditionFailedException";
+    case BRUME_UNAUTHENTICATED:
+      return "UnrecognizedClientException";
+    case BRUME_PERMISSION_DENIED:
+      return "AccessDeniedException";
+    case BRUME_UNAVAILABLE:
+      return "ServiceUnavailableException";
+    default:
+      return "ServiceException";
+  }
+}

@@ -45,6 +45,15 @@ void brume_err_free(brume_err *err);
 void brume_err_clear(brume_err **err);
 /* "NOT_FOUND" etc.; "UNKNOWN" for out-of-range codes. */
 const char *brume_status_name(int code);
+/* The reason name that starts a failed call's message for code when nothing more precise
+ * applies (proto/brume/common.proto, ErrorReason): "InvalidParameterValueException" for
+ * INVALID_ARGUMENT, "ResourceNotFoundException" for NOT_FOUND, "ResourceConflictException" for
+ * ALREADY_EXISTS and FAILED_PRECONDITION, "PreconditionFailedException" for ABORTED,
+ * "UnrecognizedClientException" for UNAUTHENTICATED, "AccessDeniedException" for
+ * PERMISSION_DENIED, "ServiceUnavailableException" for UNAVAILABLE, "ServiceException" otherwise.
+ * A service names a more precise reason itself where it has one (a worker's
+ * "InvalidSandboxStateException", a throttle's reason). */
+const char *brume_status_reason(int code);
 
 BRUME_DEFINE_AUTOPTR(brume_err, brume_err_free)
 

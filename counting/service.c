@@ -12,29 +12,13 @@
 #include "mem.h"
 
 
-/* The reason name that starts a failed call's message (common.proto, ErrorReason). */
-static const char *reason_of(brume_status code) {
-  switch (code) {
-    case BRUME_INVALID_ARGUMENT:
-      return "InvalidParameterValueException";
-    case BRUME_NOT_FOUND:
-      return "ResourceNotFoundException";
-    case BRUME_FAILED_PRECONDITION:
-      return "ResourceConflictException";
-    case BRUME_UNAVAILABLE:
-      return "ServiceUnavailableException";
-    default:
-      return "ServiceException";
-  }
-}
-
 /* Fails call with err (its code; the message led by the reason name) and logs it at warn. */
 static void fail(brume_rpc_call *call, const brume_err *err) {
   const char *rid = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
   char q[512];
   brume_warn("Counting call failed.", "request_id=%s method=%s code=%d err=%s", rid ? rid : "-",
              brume_rpc_call_method(call), (int)err->code, brume_log_quote(q, sizeof(q), err->msg));
-  brume_rpc_call_fail(call, err->code, "%s: %s", reason_of(err->code), err->msg);
+  brume_rpc_call_fail(call, err->code, "%s: %s", brume_status_reason(err->code), err->msg);
 }
 
 /* fail() with a new INVALID_ARGUMENT or UNAVAILABLE error. */

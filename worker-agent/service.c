@@ -23,24 +23,13 @@
 #define DEFAULT_TIMEOUT_MS 3000
 #define DEFAULT_EPHEMERAL_MIB 512
 
-/* The reason name that starts a failed call's message (common.proto, ErrorReason). */
+/* The reason name that starts a failed call's message (common.proto, ErrorReason): the
+ * worker's own for a sandbox in the wrong state and for code it could not fetch, else the
+ * common one. */
 static const char *reason_of(brume_status code) {
-  switch (code) {
-    case BRUME_INVALID_ARGUMENT:
-      return "InvalidParameterValueException";
-    case BRUME_NOT_FOUND:
-      return "ResourceNotFoundException";
-    case BRUME_FAILED_PRECONDITION:
-      return "InvalidSandboxStateException";
-    case BRUME_ALREADY_EXISTS:
-      return "ResourceConflictException";
-    case BRUME_UNAVAILABLE:
-      return "ServiceUnavailableException";
-    case BRUME_DATA_LOSS:
-      return "CodeUnavailableException";
-    default:
-      return "ServiceException";
-  }
+  if (code == BRUME_FAILED_PRECONDITION) return "InvalidSandboxStateException";
+  if (code == BRUME_DATA_LOSS) return "CodeUnavailableException";
+  return brume_status_reason(code);
 }
 
 static int reserve_boot(brume_worker_service *svc, uint32_t memory_mib, brume_err **err);

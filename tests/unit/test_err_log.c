@@ -71,6 +71,21 @@ static void log_some(void) {
   brume_error("No pairs.", "%s", "");
 }
 
+/* The default reason names follow common.proto's ErrorReason. */
+static void test_status_reasons(void **state) {
+  (void)state;
+  assert_string_equal(brume_status_reason(BRUME_INVALID_ARGUMENT), "InvalidParameterValueException");
+  assert_string_equal(brume_status_reason(BRUME_NOT_FOUND), "ResourceNotFoundException");
+  assert_string_equal(brume_status_reason(BRUME_ALREADY_EXISTS), "ResourceConflictException");
+  assert_string_equal(brume_status_reason(BRUME_FAILED_PRECONDITION), "ResourceConflictException");
+  assert_string_equal(brume_status_reason(BRUME_ABORTED), "PreconditionFailedException");
+  assert_string_equal(brume_status_reason(BRUME_UNAUTHENTICATED), "UnrecognizedClientException");
+  assert_string_equal(brume_status_reason(BRUME_PERMISSION_DENIED), "AccessDeniedException");
+  assert_string_equal(brume_status_reason(BRUME_UNAVAILABLE), "ServiceUnavailableException");
+  assert_string_equal(brume_status_reason(BRUME_INTERNAL), "ServiceException");
+  assert_string_equal(brume_status_reason(999), "ServiceException");
+}
+
 static void test_log_lines(void **state) {
   (void)state;
   brume_autofree char *out = capture_stderr(log_some);
@@ -127,6 +142,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_err_set_wrap_and_first_wins),
       cmocka_unit_test(test_status_names),
+      cmocka_unit_test(test_status_reasons),
       cmocka_unit_test(test_log_lines),
       cmocka_unit_test(test_log_quote_truncates),
       cmocka_unit_test(test_cleanup_helpers),
