@@ -388,12 +388,87 @@ static void test_sigterm(void **state) {
   assert_null(kv);
 }
 
+/* The daemon as production runs it: etcd over TLS with a client certificate, and its own gRPC
+ * listener requiring client certificates (tls_client_auth). A caller with a certificate from the
+ * cluster's CA is served; one without is refused. */
+static const char *make_certs;
+
+static void test_mutual_tls(void **state) {
+  (void)state;
+  brume_autofree char *pki = brume_test_tmpdir("counting-pki");
+  assert_int_equal(brume_test_run("bash %s %s", make_certs, pki), 0);
+  brume_test_etcd *tls_etcd = brume_test_etcd_start_tls(pki);
+  assert_non_null(tls_etcd);
+  brume_autofree char *ca = brume_xasprintf("%s/ca.pem", pki);
+  brume_autofree char *cert = brume_xasprintf("%s/server.pem", pki);
+  brume_autofree char *key = brume_xasprintf("%s/server.key", pki);
+  brume_autofree char *client_cert = brume_xasprintf("%s/client.pem", pki);
+  brume_autofree char *client_key = brume_xasprintf("%s/client.key", pki);
+  int port = brume_test_free_port(), hport = brume_test_free_port();
+  char listen[64], http_listen[64], tls_log[700];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
+  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", hport);
+  snprintf(tls_log, sizeof(tls_log), "%s/brume-counting-tls.log", dir);
+  char *argv[] = {(char *)bin,  "--etcd-endpoints", tls_etcd->endpoint, "--listen", listen,
+                  "--http-listen", http_listen, "--daemon-id", "cnt-tls", "--etcd-prefix",
+                  PREFIX,       "--lease-ttl",      "3s",               "--tls-ca", ca,
+                  "--tls-cert", cert,               "--tls-key",        key,
+                  "--tls-client-auth", NULL};
+  pid_t tls_pid = brume_test_spawn(argv, tls_log);
+  if (tls_pid < 0 || brume_test_wait_port(hport, 15000) < 0) {
+    brume_test_dump_file(tls_log);
+    fail_msg("brume-counting with TLS did not start");
+  }
+
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = "777788889999";
+  fn.function_name = "tls-fn";
+  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
+  acq.function = &fn;
+  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  brume_rpc_call_opts o = {.deadline_ms = 10000};
+  brume_err *err = NULL;
+
+  /* "localhost" is in the server certificate; the address is an IP. */
+  brume_rpc_client_opts with_cert = {
+      .tls = {.ca_file = ca, .cert_file = client_cert, .key_file = client_key,
+              .server_name = "localhost"}};
+  brume_rpc_client *c = brume_rpc_client_new(listen, &with_cert, &err);
+  assert_non_null(c);
+  Brume__AcquireResponse *ar = NULL;
+  if (brume_rpc_unary(c, &brume__counting__descriptor, M_ACQUIRE, &acq.base,
+                      (ProtobufCMessage **)&ar, &o, &err) < 0) {
+    brume_test_dump_file(tls_log);
+    fail_msg("Acquire over mutual TLS: %s", err->msg);
+  }
+  assert_true(ar->granted); /* the block grew in etcd, over TLS */
+  brume__acquire_response__free_unpacked(ar, NULL);
+  brume_rpc_client_free(c);
+
+  brume_rpc_client_opts no_cert = {.tls = {.ca_file = ca, .server_name = "localhost"}};
+  c = brume_rpc_client_new(listen, &no_cert, &err);
+  assert_non_null(c);
+  ar = NULL;
+  assert_int_equal(brume_rpc_unary(c, &brume__counting__descriptor, M_ACQUIRE, &acq.base,
+                                   (ProtobufCMessage **)&ar, &o, &err),
+                   -1);
+  assert_int_equal(err->code, BRUME_UNAVAILABLE);
+  brume_err_clear(&err);
+  brume_rpc_client_free(c);
+
+  int status = brume_test_stop(tls_pid, SIGTERM, 15000);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  brume_test_etcd_free(tls_etcd);
+  brume_test_rmtree(pki);
+}
+
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    fprintf(stderr, "usage: %s BRUME_COUNTING\n", argv[0]);
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s BRUME_COUNTING MAKE_CERTS_SH\n", argv[0]);
     return 2;
   }
   bin = argv[1];
+  make_certs = argv[2];
   if (!brume_test_etcd_available()) {
     printf("# SKIP: etcd is not on PATH\n");
     return 77;
@@ -402,7 +477,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_help),       cmocka_unit_test(test_check_config),
       cmocka_unit_test(test_registered), cmocka_unit_test(test_http),
       cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_acquire_release),
-      cmocka_unit_test(test_throttle),   cmocka_unit_test(test_sigterm),
+      cmocka_unit_test(test_throttle),   cmocka_unit_test(test_mutual_tls),
+      cmocka_unit_test(test_sigterm),
   };
   return cmocka_run_group_tests_name("counting_daemon", tests, group_setup, group_teardown);
 }

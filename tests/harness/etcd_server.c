@@ -67,10 +67,15 @@ static bool health_once(int port) {
   return ok;
 }
 
+/* Where plain-HTTP /health answers: the client port, or with TLS the metrics port. */
+static int health_port(const brume_test_etcd *s) {
+  return s->pki_dir ? s->metrics_port : s->client_port;
+}
+
 bool brume_test_etcd_healthy(const brume_test_etcd *s, int timeout_ms) {
   long long end = brume_test_now_ms() + timeout_ms;
   do {
-    if (health_once(s->client_port)) return true;
+    if (health_once(health_port(s))) return true;
     usleep(50000);
   } while (brume_test_now_ms() < end);
   return false;
@@ -83,11 +88,16 @@ static bool exited(pid_t pid) {
 
 /* Launches etcd on s's ports and data and waits for health. On failure the child is gone. */
 static int launch(brume_test_etcd *s) {
-  char *client = xasprintf("http://127.0.0.1:%d", s->client_port);
+  const char *scheme = s->pki_dir ? "https" : "http";
+  char *client = xasprintf("%s://127.0.0.1:%d", scheme, s->client_port);
   char *peer = xasprintf("http://127.0.0.1:%d", s->peer_port);
   char *cluster = xasprintf("brume-test=%s", peer);
+  char *metrics = xasprintf("http://127.0.0.1:%d", s->metrics_port);
+  char *cert = xasprintf("%s/server.pem", s->pki_dir ? s->pki_dir : "");
+  char *key = xasprintf("%s/server.key", s->pki_dir ? s->pki_dir : "");
+  char *ca = xasprintf("%s/ca.pem", s->pki_dir ? s->pki_dir : "");
   /* clang-format off */
-  char *argv[] = {"etcd",
+  char *argv[48] = {"etcd",
                   "--name", "brume-test",
                   "--data-dir", s->data_dir,
                   "--listen-client-urls", client,
@@ -101,10 +111,25 @@ static int launch(brume_test_etcd *s) {
                   "--log-outputs", "stderr",
                   NULL};
   /* clang-format on */
+  if (s->pki_dir) {
+    char *tls[] = {"--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+                   "--client-cert-auth", "--listen-metrics-urls", metrics, NULL};
+    size_t n = 0;
+    while (argv[n]) n++;
+    for (size_t i = 0; tls[i]; i++) {
+      if (n + 1 >= sizeof(argv) / sizeof(argv[0])) abort();
+      argv[n++] = tls[i];
+    }
+    argv[n] = NULL;
+  }
   s->pid = brume_test_spawn(argv, s->log_path);
   free(client);
   free(peer);
   free(cluster);
+  free(metrics);
+  free(cert);
+  free(key);
+  free(ca);
   if (s->pid < 0) return -1;
   long long end = brume_test_now_ms() + START_TIMEOUT_MS;
   while (brume_test_now_ms() < end) {
@@ -113,7 +138,7 @@ static int launch(brume_test_etcd *s) {
       fprintf(stderr, "etcd_server: etcd exited during start-up; see %s\n", s->log_path);
       return -1;
     }
-    if (health_once(s->client_port)) return 0;
+    if (health_once(health_port(s))) return 0;
     usleep(50000);
   }
   fprintf(stderr, "etcd_server: etcd not healthy after %d ms; see %s\n", START_TIMEOUT_MS,
@@ -123,25 +148,36 @@ static int launch(brume_test_etcd *s) {
   return -1;
 }
 
-brume_test_etcd *brume_test_etcd_start(void) {
+static brume_test_etcd *start(const char *pki_dir) {
   brume_test_etcd *s = calloc(1, sizeof(*s));
   if (s == NULL) abort();
   s->pid = -1;
   s->dir = brume_test_tmpdir("etcd");
   s->data_dir = xasprintf("%s/data", s->dir);
   s->log_path = xasprintf("%s/etcd.log", s->dir);
+  if (pki_dir) s->pki_dir = xasprintf("%s", pki_dir);
   /* A free port can be taken by someone else before etcd binds it: try fresh ones. */
   for (int attempt = 0; attempt < START_ATTEMPTS; attempt++) {
     s->client_port = brume_test_free_port();
     do s->peer_port = brume_test_free_port();
     while (s->peer_port == s->client_port);
+    do s->metrics_port = brume_test_free_port();
+    while (s->metrics_port == s->client_port || s->metrics_port == s->peer_port);
     free(s->endpoint);
-    s->endpoint = xasprintf("http://127.0.0.1:%d", s->client_port);
+    s->endpoint = xasprintf("%s://127.0.0.1:%d", pki_dir ? "https" : "http", s->client_port);
     if (launch(s) == 0) return s;
     brume_test_rmtree(s->data_dir);
   }
   brume_test_etcd_free(s);
   return NULL;
+}
+
+brume_test_etcd *brume_test_etcd_start(void) {
+  return start(NULL);
+}
+
+brume_test_etcd *brume_test_etcd_start_tls(const char *pki_dir) {
+  return start(pki_dir);
 }
 
 static int stop_with(brume_test_etcd *s, int sig) {
@@ -176,6 +212,7 @@ void brume_test_etcd_free(brume_test_etcd *s) {
   free(s->data_dir);
   free(s->log_path);
   free(s->endpoint);
+  free(s->pki_dir);
   free(s);
 }
 

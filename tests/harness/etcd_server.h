@@ -17,8 +17,12 @@ typedef struct brume_test_etcd {
   char *log_path;
   int client_port;
   int peer_port;
-  char *endpoint; /* "http://127.0.0.1:<client_port>" */
+  char *endpoint; /* "http://127.0.0.1:<client_port>", https:// with TLS */
   pid_t pid;      /* -1 while stopped */
+  /* With TLS (brume_test_etcd_start_tls): the PKI directory (tests/harness/make-certs.sh), and the
+   * plain-HTTP port serving /health and /metrics. */
+  char *pki_dir;
+  int metrics_port;
 } brume_test_etcd;
 
 /* True if an etcd binary is on PATH; tests skip (exit 77) when it is not. */
@@ -26,6 +30,9 @@ bool brume_test_etcd_available(void);
 /* Starts etcd and waits until GET /health says it is healthy (up to 15 s). Returns NULL and
  * prints why on stderr on failure. */
 brume_test_etcd *brume_test_etcd_start(void);
+/* The same with TLS and client certificates required: clients must present a certificate signed
+ * by pki_dir/ca.pem (server.pem/server.key from tests/harness/make-certs.sh serve it). */
+brume_test_etcd *brume_test_etcd_start_tls(const char *pki_dir);
 /* SIGTERM and wait (etcd shuts down cleanly); the data stays. 0 on success. */
 int brume_test_etcd_stop(brume_test_etcd *s);
 /* SIGKILL: a crash. The data stays. 0 on success. */
