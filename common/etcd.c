@@ -251,6 +251,22 @@ static int http_failure(long http, const buf *resp, brume_err **err) {
 /* POSTs body to path on the current endpoint, failing over as etcd.h describes. retry_after_send
  * says whether the request may be repeated on another endpoint after it may have been applied.
  * On success the 200 answer is in *resp (caller clears it). */
+/* curl's reason for a failed transfer to ep, with a hint when it is a TLS failure that the
+ * configuration explains: etcd asking for a client certificate that none is set for, or a server
+ * certificate that tls_ca does not vouch for. */
+static char *curl_failure(const brume_etcd *e, const char *ep, CURLcode rc) {
+  const char *hint = "";
+  bool https = strncmp(ep, "https://", 8) == 0;
+  if (https && rc == CURLE_PEER_FAILED_VERIFICATION)
+    hint = " (etcd's certificate is not signed by the CA in tls_ca)";
+  else if (https && e->cert_path == NULL &&
+           (rc == CURLE_RECV_ERROR || rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_SEND_ERROR))
+    hint = " (etcd may require a client certificate: set tls_cert and tls_key)";
+  else if (!https && rc == CURLE_GOT_NOTHING)
+    hint = " (is this endpoint https://?)";
+  return brume_xasprintf("%s%s", curl_easy_strerror(rc), hint);
+}
+
 static int call(brume_etcd *e, const char *path, const char *body, bool retry_after_send, buf *resp,
                 brume_err **err) {
   long long deadline = brume_mono_ms() + e->timeout_ms;
@@ -315,12 +331,13 @@ static int call(brume_etcd *e, const char *path, const char *body, bool retry_af
                            failures ? failures : "", failures ? "; " : "", ep,
                            retry_after_send ? "" : "; its outcome is unknown");
     }
+    brume_autofree char *why = curl_failure(e, ep, rc);
     if (sent > 0 && !retry_after_send)
       return brume_err_set(err, BRUME_UNAVAILABLE,
                            "etcd unavailable: %s: %s after the request was sent; its outcome is "
                            "unknown",
-                           ep, curl_easy_strerror(rc));
-    append_failure(&failures, ep, curl_easy_strerror(rc));
+                           ep, why);
+    append_failure(&failures, ep, why);
   }
   return brume_err_set(err, BRUME_UNAVAILABLE, "etcd unavailable: %s", failures);
 }

@@ -1,7 +1,7 @@
 /* The etcd client (common/etcd.c) against a real etcd that speaks only TLS and requires client
  * certificates, as a production cluster's etcd does: every kind of call works with the right
- * certificates, and the connection is refused, with an error that says why, without a client
- * certificate or when the server's certificate is not trusted.
+ * certificates, and the connection is refused, with an error that says why and what to set,
+ * without a client certificate, when the server's certificate is not trusted, or over plain HTTP.
  *
  * usage: test_etcd_tls MAKE_CERTS_SH (tests/harness/make-certs.sh) */
 #include <setjmp.h>
@@ -111,22 +111,23 @@ static void test_mutual_tls(void **state) {
 }
 
 /* The failure must say what happened, not just that something did. */
-static void expect_refused(brume_etcd *e, const char *why) {
+static void expect_refused(brume_etcd *e, const char *why, const char *hint) {
   brume_err *err = NULL;
   assert_int_equal(brume_etcd_put(e, "/tls/b", "1", 1, 0, NULL, &err), -1);
   assert_non_null(err);
   fprintf(stderr, "  %s: %s (%s)\n", why, err->msg, brume_status_name(err->code));
   assert_int_equal(err->code, BRUME_UNAVAILABLE);
   assert_non_null(strstr(err->msg, server->endpoint));
+  assert_non_null(strstr(err->msg, hint));
   brume_err_free(err);
 }
 
 static void test_refusals(void **state) {
   (void)state;
   brume_autoptr(brume_etcd) no_cert = client("ca.pem", NULL, NULL);
-  expect_refused(no_cert, "no client certificate");
+  expect_refused(no_cert, "no client certificate", "set tls_cert and tls_key");
   brume_autoptr(brume_etcd) wrong_ca = client("other-ca.pem", "client.pem", "client.key");
-  expect_refused(wrong_ca, "server certificate from an untrusted CA");
+  expect_refused(wrong_ca, "server certificate from an untrusted CA", "not signed by the CA");
   /* Plain HTTP to a TLS-only etcd. */
   brume_err *err = NULL;
   brume_autofree char *plain = brume_xasprintf("http://127.0.0.1:%d", server->client_port);
@@ -135,6 +136,8 @@ static void test_refusals(void **state) {
   assert_non_null(http);
   assert_int_equal(brume_etcd_put(http, "/tls/c", "1", 1, 0, NULL, &err), -1);
   fprintf(stderr, "  plain HTTP: %s (%s)\n", err->msg, brume_status_name(err->code));
+  assert_int_equal(err->code, BRUME_UNAVAILABLE);
+  assert_non_null(strstr(err->msg, "https://?"));
   brume_err_free(err);
 }
 
