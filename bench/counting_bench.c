@@ -43,9 +43,12 @@
 #include <unistd.h>
 
 #include "brume/counting.pb-c.h"
+#include "clock.h"
 #include "err.h"
 #include "etcd.h"
+#include "mem.h"
 #include "rpc.h"
+#include "testutil.h"
 
 #define CALLERS 64
 #define LOW_CALLERS 8
@@ -59,6 +62,9 @@
 
 enum { M_ACQUIRE, M_RELEASE, M_GET_STATE }; /* counting.proto's order */
 
+/* The latencies each caller records. */
+enum { FIG_ACQUIRE, FIG_RELEASE, FIG_PAIR, FIG_BARE, FIGURES };
+
 typedef enum mode { IDLE, PAIRS, BARE, STOP } mode;
 
 typedef struct caller {
@@ -66,22 +72,20 @@ typedef struct caller {
   brume_rpc_client *client;
   _Atomic bool parked;
   double t0, t2; /* when the call under way (Acquire or bare), and its Release, started */
-  size_t n_acq, n_rel, n_pair, n_bare;
-  float acq_us[MAX_SAMPLES], rel_us[MAX_SAMPLES], pair_us[MAX_SAMPLES], bare_us[MAX_SAMPLES];
+  size_t n[FIGURES];
+  float us[FIGURES][MAX_SAMPLES];
 } caller;
 
 static const char *daemon_id;
 static _Atomic int current_mode = IDLE;
-static caller *callers; /* for run_phase() to kick */
+static caller *callers;              /* for run_phase() to kick */
 static _Atomic int active = CALLERS; /* callers with index < active work */
 static _Atomic bool recording;
 static _Atomic long pairs, bare_calls, throttles, failures;
 static char bare_token[128];
 
 static double now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+  return (double)brume_mono_us();
 }
 
 static void sleep_s(double s) {
@@ -94,8 +98,9 @@ static void fail_call(const char *what, const brume_err *err) {
     fprintf(stderr, "bench_counting: %s: %s\n", what, err ? err->msg : "?");
 }
 
-static void record(float *arr, size_t *n, double us) {
-  if (atomic_load(&recording) && *n < MAX_SAMPLES) arr[(*n)++] = (float)us;
+static void record(caller *c, int figure, double us) {
+  if (atomic_load(&recording) && c->n[figure] < MAX_SAMPLES)
+    c->us[figure][c->n[figure]++] = (float)us;
 }
 
 /* Each caller is a chain of asynchronous calls: Acquire, then Release when it is answered, then
@@ -130,10 +135,11 @@ static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err
     park(c);
     return;
   }
-  if (!((Brume__ReleaseResponse *)reply)->was_held) fail_call("Release: the token was not held", NULL);
+  if (!((Brume__ReleaseResponse *)reply)->was_held)
+    fail_call("Release: the token was not held", NULL);
   brume_proto_free(reply);
-  record(c->rel_us, &c->n_rel, t3 - c->t2);
-  record(c->pair_us, &c->n_pair, t3 - c->t0);
+  record(c, FIG_RELEASE, t3 - c->t2);
+  record(c, FIG_PAIR, t3 - c->t0);
   atomic_fetch_add(&pairs, 1);
   start_next(c);
 }
@@ -155,7 +161,7 @@ static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err
     park(c);
     return;
   }
-  record(c->acq_us, &c->n_acq, t1 - c->t0);
+  record(c, FIG_ACQUIRE, t1 - c->t0);
   Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
   rel.token = a->token;
   rel.caller_id = "bench/counting";
@@ -180,7 +186,7 @@ static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
     return;
   }
   brume_proto_free(reply);
-  record(c->bare_us, &c->n_bare, t1 - c->t0);
+  record(c, FIG_BARE, t1 - c->t0);
   atomic_fetch_add(&bare_calls, 1);
   start_next(c);
 }
@@ -299,33 +305,18 @@ static void emit(const char *metric, double value, const char *unit) {
   fflush(stdout);
 }
 
-static int cmp_float(const void *a, const void *b) {
-  float x = *(const float *)a, y = *(const float *)b;
-  return (x > y) - (x < y);
-}
-
-/* Percentile p of one figure over every caller (offset: the figure's array in caller). */
-static double percentile(caller *cs, size_t arr_off, size_t n_off, double p) {
+/* Percentile p of one figure over every caller (tests/harness's nearest rank). */
+static double percentile(caller *cs, int figure, double p) {
   size_t total = 0;
-  for (int i = 0; i < CALLERS; i++) total += *(size_t *)((char *)&cs[i] + n_off);
-  if (total == 0) return 0;
-  float *all = malloc(total * sizeof(float));
-  if (all == NULL) abort();
+  for (int i = 0; i < CALLERS; i++) total += cs[i].n[figure];
+  double *all = brume_xmalloc((total + 1) * sizeof(double));
   size_t k = 0;
-  for (int i = 0; i < CALLERS; i++) {
-    size_t n = *(size_t *)((char *)&cs[i] + n_off);
-    memcpy(all + k, (char *)&cs[i] + arr_off, n * sizeof(float));
-    k += n;
-  }
-  qsort(all, total, sizeof(float), cmp_float);
-  size_t idx = (size_t)(p / 100.0 * (double)total);
-  if (idx >= total) idx = total - 1;
-  double v = all[idx];
+  for (int i = 0; i < CALLERS; i++)
+    for (size_t j = 0; j < cs[i].n[figure]; j++) all[k++] = cs[i].us[figure][j];
+  double v = brume_test_percentile(all, total, p);
   free(all);
   return v;
 }
-
-#define PCT(cs, field, n, p) percentile(cs, offsetof(caller, field), offsetof(caller, n), p)
 
 /* Runs mode m for seconds (recording when rec is set); returns the calls made. */
 static long run_phase(mode m, double seconds, bool rec, double *elapsed) {
@@ -435,11 +426,11 @@ int main(int argc, char **argv) {
           "bench_counting: %ld pairs in %.2f s; etcd meanwhile: %.0f txns, %.0f proposals\n", n, el,
           e1.txns - e0.txns, e1.proposals - e0.proposals);
   emit("acquire_release_pairs_per_s", pairs_per_s, "pairs/s");
-  emit("acquire_p50_us", PCT(cs, acq_us, n_acq, 50), "us");
-  emit("acquire_p99_us", PCT(cs, acq_us, n_acq, 99), "us");
-  emit("release_p50_us", PCT(cs, rel_us, n_rel, 50), "us");
-  emit("pair_p50_us", PCT(cs, pair_us, n_pair, 50), "us");
-  emit("pair_p99_us", PCT(cs, pair_us, n_pair, 99), "us");
+  emit("acquire_p50_us", percentile(cs, FIG_ACQUIRE, 50), "us");
+  emit("acquire_p99_us", percentile(cs, FIG_ACQUIRE, 99), "us");
+  emit("release_p50_us", percentile(cs, FIG_RELEASE, 50), "us");
+  emit("pair_p50_us", percentile(cs, FIG_PAIR, 50), "us");
+  emit("pair_p99_us", percentile(cs, FIG_PAIR, 99), "us");
   if (cpu0 >= 0 && cpu1 >= 0 && n > 0) {
     emit("daemon_cpu_per_pair_us", (cpu1 - cpu0) / (double)n, "us");
     emit("daemon_cpu_cores_used", (cpu1 - cpu0) / 1e6 / el, "cores");
@@ -454,13 +445,13 @@ int main(int argc, char **argv) {
 
   /* The same pairs from one caller: the latency of an Acquire when nothing queues (the figures
    * above, with 64 in flight on two cores shared with this client, are mostly queueing). */
-  for (int i = 0; i < CALLERS; i++) cs[i].n_acq = cs[i].n_rel = cs[i].n_pair = 0;
+  for (int i = 0; i < CALLERS; i++) memset(cs[i].n, 0, sizeof(cs[i].n));
   atomic_store(&active, 1);
   fprintf(stderr, "bench_counting: 1 caller, Acquire(WARM)+Release pairs, %.1f s\n", seconds / 2);
   run_phase(PAIRS, seconds / 2, true, &el);
   if (check_failures() < 0) goto out;
-  emit("one_caller_acquire_p50_us", PCT(cs, acq_us, n_acq, 50), "us");
-  emit("one_caller_acquire_p99_us", PCT(cs, acq_us, n_acq, 99), "us");
+  emit("one_caller_acquire_p50_us", percentile(cs, FIG_ACQUIRE, 50), "us");
+  emit("one_caller_acquire_p99_us", percentile(cs, FIG_ACQUIRE, 99), "us");
   atomic_store(&active, CALLERS);
 
   fprintf(stderr,
@@ -474,8 +465,8 @@ int main(int argc, char **argv) {
   emit("bare_rpc_calls_per_s", (double)n / el, "calls/s");
   if (cpu0 >= 0 && cpu1 >= 0 && n > 0)
     emit("daemon_cpu_per_bare_call_us", (cpu1 - cpu0) / (double)n, "us");
-  emit("bare_rpc_p50_us", PCT(cs, bare_us, n_bare, 50), "us");
-  emit("bare_rpc_p99_us", PCT(cs, bare_us, n_bare, 99), "us");
+  emit("bare_rpc_p50_us", percentile(cs, FIG_BARE, 50), "us");
+  emit("bare_rpc_p99_us", percentile(cs, FIG_BARE, 99), "us");
 
   /* Demand changes: 64, 8, 64 callers. */
   const int steps[] = {CALLERS, LOW_CALLERS, CALLERS};

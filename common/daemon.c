@@ -7,8 +7,8 @@
 #include "log.h"
 
 int brume_daemon_main(const brume_config_spec *spec, const brume_common_config *common,
-                      const char *name, int (*start)(brume_err **err), void (*stop)(void),
-                      int argc, char **argv) {
+                      const char *name, int (*start)(brume_err **err), void (*stop)(void), int argc,
+                      char **argv) {
   brume_err *err = NULL;
   int rc = brume_config_load(spec, argc, argv, &err);
   if (rc != 0) {

@@ -2,7 +2,6 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "holdings.h"
 #include "log.h"
@@ -44,10 +43,10 @@ static int load(brume_etcd *e, const char *key, const brume_bucket_params *p, in
 static int store(brume_etcd *e, const char *key, const brume_bucket *b, int64_t mod,
                  brume_err **err) {
   brume_autofree char *text = brume_bucket_to_json(b);
-  brume_etcd_cmp guard = {.key = key, .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL,
-                          .number = mod};
-  brume_etcd_op put = {.type = BRUME_ETCD_OP_PUT, .key = key, .value = text,
-                       .value_len = strlen(text)};
+  brume_etcd_cmp guard = {
+      .key = key, .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL, .number = mod};
+  brume_etcd_op put = {
+      .type = BRUME_ETCD_OP_PUT, .key = key, .value = text, .value_len = strlen(text)};
   brume_etcd_txn_result *t = brume_etcd_txn(
       e, &(brume_etcd_txn_req){.compare = &guard, .n_compare = 1, .success = &put, .n_success = 1},
       err);
@@ -57,63 +56,66 @@ static int store(brume_etcd *e, const char *key, const brume_bucket *b, int64_t 
   return won;
 }
 
-/* A random pause of 1-4 ms after a lost compare, so that colliding daemons spread out. */
-static void backoff(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  long us = 1000 + (long)((uint64_t)now.tv_nsec * 0x9E3779B97F4A7C15ull >> 40) % 3000;
-  nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = us * 1000}, NULL);
-}
+/* One read-modify-write of the bucket at key: change() gets the bucket as read (refilled and
+ * with p applied) and says whether there is anything to write; the write is a CAS on the key's mod
+ * revision, and a lost compare starts again from a fresh read. */
+typedef bool (*change_fn)(brume_bucket *b, bool must_write, int64_t now_ms, void *arg);
 
-int brume_bucket_share_take(brume_etcd *e, const char *key, const brume_bucket_params *p,
-                            int64_t now_ms, uint32_t want, uint32_t *got, int64_t *retry_after_ms,
-                            brume_err **err) {
+static int update(brume_etcd *e, const char *key, const brume_bucket_params *p, int64_t now_ms,
+                  change_fn change, void *arg, const char *what, brume_err **err) {
   for (int attempt = 1;; attempt++) {
     brume_bucket b;
     int64_t mod;
     bool changed;
     if (load(e, key, p, now_ms, &b, &mod, &changed, err) < 0) return -1;
-    uint32_t n = 0;
-    int64_t retry = 0;
-    while (n < want && brume_bucket_take(&b, now_ms, &retry)) n++;
-    /* Nothing taken and nothing to create: no write at all, which keeps an empty bucket under a
-     * flood of cold starts from costing etcd a txn per refused request. */
-    if (n == 0 && mod != 0 && !changed) {
-      *got = 0;
-      if (retry_after_ms) *retry_after_ms = retry;
-      return 0;
-    }
-    int won = store(e, key, &b, mod, err);
-    if (won < 0) return -1;
-    if (won) {
-      *got = n;
-      if (n < want && retry_after_ms) *retry_after_ms = retry;
-      return 0;
-    }
-    if (attempt >= BRUME_HOLDINGS_GROW_ATTEMPTS)
-      return brume_err_set(err, BRUME_ABORTED,
-                           "etcd: scaling bucket %s kept changing: no take in %d attempts", key,
-                           attempt);
-    backoff();
-  }
-}
-
-int brume_bucket_share_give_back(brume_etcd *e, const char *key, const brume_bucket_params *p,
-                                 int64_t now_ms, uint32_t n, brume_err **err) {
-  for (int attempt = 1;; attempt++) {
-    brume_bucket b;
-    int64_t mod;
-    if (load(e, key, p, now_ms, &b, &mod, NULL, err) < 0) return -1;
-    for (uint32_t i = 0; i < n && brume_bucket_give_back(&b, now_ms); i++) {
-    }
+    /* A bucket that is not in etcd yet, or whose parameters changed, is written whatever else. */
+    if (!change(&b, mod == 0 || changed, now_ms, arg)) return 0;
     int won = store(e, key, &b, mod, err);
     if (won != 0) return won < 0 ? -1 : 0;
     if (attempt >= BRUME_HOLDINGS_GROW_ATTEMPTS)
       return brume_err_set(err, BRUME_ABORTED,
-                           "etcd: scaling bucket %s kept changing: %u tokens not given back", key,
-                           n);
-    backoff();
+                           "etcd: scaling bucket %s kept changing: %s in %d "
+                           "attempts",
+                           key, what, attempt);
+    brume_holdings_backoff(attempt);
   }
+}
+
+typedef struct take_arg {
+  uint32_t want, got;
+  int64_t retry;
+} take_arg;
+
+static bool take_tokens(brume_bucket *b, bool must_write, int64_t now_ms, void *arg) {
+  take_arg *t = arg;
+  t->got = 0;
+  while (t->got < t->want && brume_bucket_take(b, now_ms, &t->retry)) t->got++;
+  /* Nothing taken and nothing to create: no write at all, which keeps an empty bucket under a
+   * flood of cold starts from costing etcd a txn per refused request. */
+  return t->got > 0 || must_write;
+}
+
+int brume_bucket_share_take(brume_etcd *e, const char *key, const brume_bucket_params *p,
+                            int64_t now_ms, uint32_t want, uint32_t *got, int64_t *retry_after_ms,
+                            brume_err **err) {
+  take_arg t = {.want = want};
+  if (update(e, key, p, now_ms, take_tokens, &t, "no take", err) < 0) return -1;
+  *got = t.got;
+  if (t.got < want && retry_after_ms) *retry_after_ms = t.retry;
+  return 0;
+}
+
+static bool give_tokens(brume_bucket *b, bool must_write, int64_t now_ms, void *arg) {
+  (void)must_write;
+  uint32_t n = *(uint32_t *)arg;
+  for (uint32_t i = 0; i < n && brume_bucket_give_back(b, now_ms); i++) {
+  }
+  return true;
+}
+
+int brume_bucket_share_give_back(brume_etcd *e, const char *key, const brume_bucket_params *p,
+                                 int64_t now_ms, uint32_t n, brume_err **err) {
+  return update(e, key, p, now_ms, give_tokens, &n, "tokens not given back", err);
 }
 
 int brume_bucket_share_state(brume_etcd *e, const char *key, const brume_bucket_params *p,

@@ -64,20 +64,20 @@ struct qualifier_use;
 typedef enum pool_kind {
   POOL_UNRESERVED, /* the account's: its limit minus every reserved concurrency */
   POOL_RESERVED,   /* a function's: its reserved concurrency */
-  POOL_PROVISIONED /* a qualifier's: its provisioned concurrency (grants that need no bucket token) */
+  POOL_PROVISIONED /* a qualifier's: its provisioned concurrency (grants that need no bucket token)
+                    */
 } pool_kind;
 
 /* A pool of concurrency and this daemon's block of it in etcd. */
 typedef struct pool {
   pool_kind kind;
-  struct rec *r;               /* the account's or the function's record */
-  struct qualifier_use *qual;  /* POOL_PROVISIONED: the qualifier */
-  char *prefix;    /* <root>count/<account>/unreserved/, .../fn/<function>/, or
-                    * <root>provisioned/<account>/<function>/<qualifier>/ */
-  uint32_t in_use; /* this daemon's tokens drawn on the pool */
-  uint32_t held;   /* its block, as far as it may grant (<= the block in etcd) */
-  uint64_t cluster_held;
-  uint32_t full_limit;   /* the limit at which the last grow found no room */
+  struct rec *r;              /* the account's or the function's record */
+  struct qualifier_use *qual; /* POOL_PROVISIONED: the qualifier */
+  char *prefix;               /* <root>count/<account>/unreserved/, .../fn/<function>/, or
+                               * <root>provisioned/<account>/<function>/<qualifier>/ */
+  uint32_t in_use;            /* this daemon's tokens drawn on the pool */
+  uint32_t held;              /* its block, as far as it may grant (<= the block in etcd) */
+  uint32_t full_limit;        /* the limit at which the last grow found no room */
   int64_t full_until_ms; /* throttle from memory until then, if the limit is still full_limit */
   int64_t over_since_ms; /* since when the block is larger than use needs (0: it is not) */
   uint32_t peak;         /* the most in use since over_since_ms */
@@ -292,8 +292,8 @@ typedef enum { ADMIT_ANSWERED, ADMIT_WAITING } admit_outcome;
 typedef struct job {
   brume_engine *e;
   enum { JOB_GROW, JOB_SHRINK, JOB_TAKE, JOB_GIVE_BACK } kind;
-  pool *p;  /* GROW, SHRINK */
-  rec *r;   /* TAKE, GIVE_BACK: the record whose bucket share it is */
+  pool *p;    /* GROW, SHRINK */
+  rec *r;     /* TAKE, GIVE_BACK: the record whose bucket share it is */
   uint32_t n; /* SHRINK: the block to keep; GIVE_BACK: tokens */
 } job;
 
@@ -322,8 +322,9 @@ static uint32_t pool_limit(brume_engine *e, const pool *p) {
 static void throttle(brume_acquire_result *res, brume_throttle reason, int64_t retry_after_ms) {
   memset(res, 0, sizeof(*res));
   res->reason = reason;
-  res->retry_after_ms =
-      retry_after_ms <= 0 ? 0 : retry_after_ms > UINT32_MAX ? UINT32_MAX : (uint32_t)retry_after_ms;
+  res->retry_after_ms = retry_after_ms <= 0           ? 0
+                        : retry_after_ms > UINT32_MAX ? UINT32_MAX
+                                                      : (uint32_t)retry_after_ms;
 }
 
 static brume_bucket_params bucket_params(const brume_cluster_limits *cl) {
@@ -369,10 +370,11 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
   rec *fn = get_rec(e, q->account_id, q->function_name);
   rec *acct = fn->account;
   fn->last_used_ms = acct->last_used_ms = now;
-  brume_cluster_limits cl;
-  brume_limits_store_cluster(e->o.limits, &cl);
-  share *s = cl.model == BRUME_SCALING_ACCOUNT ? &acct->share : &fn->share;
-  rec *share_rec = cl.model == BRUME_SCALING_ACCOUNT ? acct : fn;
+  const char *qualifier = q->qualifier ? q->qualifier : "";
+  brume_limits_view lv;
+  brume_limits_store_lookup(e->o.limits, q->account_id, q->function_name, qualifier, &lv);
+  share *s = lv.cluster.model == BRUME_SCALING_ACCOUNT ? &acct->share : &fn->share;
+  rec *share_rec = lv.cluster.model == BRUME_SCALING_ACCOUNT ? acct : fn;
 
   if (q->upgrade_token && q->upgrade_token[0]) {
     const brume_token *tok = NULL;
@@ -410,13 +412,10 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
     return ADMIT_ANSWERED;
   }
 
-  brume_account_limits al;
-  brume_function_limits fl;
-  brume_limits_store_account(e->o.limits, q->account_id, &al);
-  brume_limits_store_function(e->o.limits, q->account_id, q->function_name, &fl);
-  bool reserved = fl.reserved;
+  bool reserved = lv.function.reserved;
   pool *p = reserved ? &fn->pool : &acct->pool;
-  uint32_t limit = reserved ? fl.reserved_concurrency : brume_concurrency_unreserved(&al);
+  uint32_t limit =
+      reserved ? lv.function.reserved_concurrency : brume_concurrency_unreserved(&lv.account);
   brume_throttle reason = reserved ? BRUME_THROTTLE_RESERVED : BRUME_THROTTLE_ACCOUNT;
   if (p->in_use >= limit) {
     throttle(res, reason, 0);
@@ -439,9 +438,7 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
    * grants are a pool too, with its block grown the same way. When the provisioned pool is full
    * (every daemon's blocks add up to it), the grant is an ordinary one: a cold start then takes
    * a bucket token. */
-  const char *qualifier = q->qualifier ? q->qualifier : "";
-  uint32_t provisioned = brume_limits_store_provisioned(e->o.limits, q->account_id,
-                                                        q->function_name, qualifier);
+  uint32_t provisioned = lv.provisioned;
   qualifier_use *qu = NULL;
   bool is_provisioned = false;
   if (provisioned > 0) {
@@ -473,7 +470,8 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
       .kind = q->kind,
       .provisioned = is_provisioned,
       .owner = fn,
-      .owner_flags = (reserved ? TOKEN_RESERVED_POOL : 0u) | (is_provisioned ? TOKEN_PROVISIONED : 0u),
+      .owner_flags =
+          (reserved ? TOKEN_RESERVED_POOL : 0u) | (is_provisioned ? TOKEN_PROVISIONED : 0u),
       .hold_ms = q->hold_ms,
   };
   const brume_token *tok = brume_tokens_add(e->tokens, &spec, now, err);
@@ -602,10 +600,9 @@ static void grow(brume_engine *e, job *j) {
   pthread_mutex_unlock(&e->mu);
 
   uint32_t held = 0;
-  uint64_t cluster = 0;
   brume_err *err = NULL;
   int rc = brume_holdings_grow(e->o.etcd, p->prefix, e->daemon_id, lease, limit, (uint32_t)want,
-                               &held, &cluster, &err);
+                               &held, NULL, &err);
   if (e->m_etcd) brume_counter_inc(e->m_etcd, 1, "grow");
 
   pthread_mutex_lock(&e->mu);
@@ -613,7 +610,6 @@ static void grow(brume_engine *e, job *j) {
   if (rc == 0 || err->code == BRUME_ABORTED) {
     if (rc == 0 && lease == e->lease) {
       p->held = held;
-      p->cluster_held = cluster;
     }
     if (rc < 0 || held < want) {
       /* No room for all of it: what did not fit is refused until the next look. Contention
@@ -777,8 +773,7 @@ static int check_request(const brume_acquire_req *q, brume_err **err) {
 /* A waiter holding a copy of q. */
 static waiter *new_waiter(const brume_acquire_req *q, brume_acquire_done done, void *user) {
   const char *src[5] = {q->account_id, q->function_name, q->qualifier ? q->qualifier : "",
-                        q->caller_id ? q->caller_id : "",
-                        q->upgrade_token ? q->upgrade_token : ""};
+                        q->caller_id ? q->caller_id : "", q->upgrade_token ? q->upgrade_token : ""};
   size_t len[5], total = 0;
   for (int i = 0; i < 5; i++) total += (len[i] = strlen(src[i])) + 1;
   waiter *w = brume_xmalloc(sizeof(*w) + total);
@@ -797,6 +792,15 @@ static waiter *new_waiter(const brume_acquire_req *q, brume_acquire_done done, v
   return w;
 }
 
+int brume_engine_check_daemon_id(const char *daemon_id, brume_err **err) {
+  if (brume_tokens_check_daemon_id(daemon_id, err) < 0) return -1;
+  if (strchr(daemon_id, '/'))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "counting daemon id \"%s\" holds a '/', which would split its etcd keys",
+                         daemon_id);
+  return 0;
+}
+
 brume_engine *brume_engine_new(const brume_engine_opts *opts, brume_err **err) {
   size_t rl = opts->root ? strlen(opts->root) : 0;
   if (rl == 0 || opts->root[rl - 1] != '/') {
@@ -804,12 +808,8 @@ brume_engine *brume_engine_new(const brume_engine_opts *opts, brume_err **err) {
                   opts->root ? opts->root : "");
     return NULL;
   }
-  if (opts->daemon_id && strchr(opts->daemon_id, '/')) {
-    brume_err_set(err, BRUME_INVALID_ARGUMENT, "engine: daemon id \"%s\" holds a '/'",
-                  opts->daemon_id);
-    return NULL;
-  }
-  brume_tokens *tokens = brume_tokens_new(opts->daemon_id ? opts->daemon_id : "", err);
+  if (brume_engine_check_daemon_id(opts->daemon_id, err) < 0) return NULL;
+  brume_tokens *tokens = brume_tokens_new(opts->daemon_id, err);
   if (tokens == NULL) return NULL;
   brume_engine *e = brume_xcalloc(1, sizeof(*e));
   e->o = *opts;
@@ -826,9 +826,9 @@ brume_engine *brume_engine_new(const brume_engine_opts *opts, brume_err **err) {
                                       "etcd operations made to grow or shrink blocks and take or "
                                       "give back scaling-bucket tokens, by operation.",
                                       "op", NULL);
-    e->m_expired = brume_metrics_counter(opts->metrics, "brume_counting_tokens_expired_total",
-                                         "Tokens taken back at their deadline, never released.",
-                                         NULL);
+    e->m_expired =
+        brume_metrics_counter(opts->metrics, "brume_counting_tokens_expired_total",
+                              "Tokens taken back at their deadline, never released.", NULL);
     e->m_waits = brume_metrics_counter(opts->metrics, "brume_counting_acquire_waits_total",
                                        "Acquires that waited for etcd (a block to grow or bucket "
                                        "tokens to take) instead of being answered from memory.",
@@ -857,8 +857,8 @@ void brume_engine_free(brume_engine *e) {
       next = r->next;
       brume_err *err = NULL;
       if (r->share.local > 0)
-        brume_bucket_share_give_back(e->o.etcd, r->share.key, &bp, brume_wall_ms(),
-                                     r->share.local, &err);
+        brume_bucket_share_give_back(e->o.etcd, r->share.key, &bp, brume_wall_ms(), r->share.local,
+                                     &err);
       brume_err_clear(&err);
       free_rec(r);
     }
@@ -1074,16 +1074,16 @@ int brume_engine_state(brume_engine *e, const char *account, const char *functio
   if (brume_holdings_sum(e->o.etcd, acct_prefix, &acct->cluster_held, NULL, err) < 0) goto out;
   if (cl.model == BRUME_SCALING_ACCOUNT) {
     acct->has_scaling = true;
-    if (brume_bucket_share_state(e->o.etcd, acct_share, &bp, brume_wall_ms(), &acct->scaling,
-                                 err) < 0)
+    if (brume_bucket_share_state(e->o.etcd, acct_share, &bp, brume_wall_ms(), &acct->scaling, err) <
+        0)
       goto out;
   }
   if (want_fn && fn) {
     if (brume_holdings_sum(e->o.etcd, fn_prefix, &fn->cluster_held, NULL, err) < 0) goto out;
     if (cl.model == BRUME_SCALING_FUNCTION) {
       fn->has_scaling = true;
-      if (brume_bucket_share_state(e->o.etcd, fn_share, &bp, brume_wall_ms(), &fn->scaling,
-                                   err) < 0)
+      if (brume_bucket_share_state(e->o.etcd, fn_share, &bp, brume_wall_ms(), &fn->scaling, err) <
+          0)
         goto out;
     }
   }

@@ -41,6 +41,7 @@
 #define BRUME_COUNTING_ENGINE_H
 #include <stdbool.h>
 #include <stdint.h>
+
 #include "bucket.h"
 #include "concurrency.h"
 #include "err.h"
@@ -59,18 +60,18 @@ typedef struct brume_engine brume_engine;
 
 typedef struct brume_engine_opts {
   brume_etcd *etcd;
-  const char *root;       /* "/brume/": ends with '/' */
-  const char *daemon_id;  /* as in tokens.h: 1-64 printable bytes, no space, no '/' */
+  const char *root;      /* "/brume/": ends with '/' */
+  const char *daemon_id; /* brume_engine_check_daemon_id() */
   brume_limits_store *limits;
-  brume_workq *wq;        /* runs the etcd jobs; must outlive the engine */
+  brume_workq *wq; /* runs the etcd jobs; must outlive the engine */
   /* The lease that blocks are written under now, and whether it is known to be alive (the
    * registration's lease and health); 0 = none yet. */
   int64_t (*lease)(void *user);
   bool (*lease_healthy)(void *user);
   void *lease_user;
-  int64_t shrink_after_ms;  /* 0 = BRUME_ENGINE_SHRINK_AFTER_MS_DEFAULT */
-  int64_t records_idle_ms;  /* 0 = BRUME_ENGINE_RECORDS_IDLE_MS_DEFAULT */
-  brume_metrics *metrics;   /* may be NULL: brume_counting_* figures */
+  int64_t shrink_after_ms; /* 0 = BRUME_ENGINE_SHRINK_AFTER_MS_DEFAULT */
+  int64_t records_idle_ms; /* 0 = BRUME_ENGINE_RECORDS_IDLE_MS_DEFAULT */
+  brume_metrics *metrics;  /* may be NULL: brume_counting_* figures */
 } brume_engine_opts;
 
 /* One Acquire (proto AcquireRequest). Strings are copied when the answer has to wait. */
@@ -119,13 +120,18 @@ typedef struct brume_engine_function_state {
   brume_bucket_state scaling;
 } brume_engine_function_state;
 
+/* 0 if daemon_id can name a counting daemon: in its token strings (tokens.h) and as the last
+ * segment of its etcd keys (no '/'); -1 with INVALID_ARGUMENT otherwise. */
+int brume_engine_check_daemon_id(const char *daemon_id, brume_err **err);
+
 /* A new engine, or NULL with INVALID_ARGUMENT for a bad root or daemon id. Starts no thread:
  * the daemon calls brume_engine_tick() periodically. */
 brume_engine *brume_engine_new(const brume_engine_opts *opts, brume_err **err);
 
 /* Waits for the etcd jobs under way, gives unused scaling-bucket tokens back to etcd (best
- * effort) and frees the engine; the blocks go when the daemon revokes its lease. NULL is fine. Call it after the work queue
- * stopped taking jobs that could reach the engine, or with no Acquire in flight. */
+ * effort) and frees the engine; the blocks go when the daemon revokes its lease. NULL is fine.
+ * Call it after the work queue stopped taking jobs that could reach the engine, or with no
+ * Acquire in flight. */
 void brume_engine_free(brume_engine *e);
 
 /* Admits one invocation or says why not; done runs exactly once (see above), possibly before

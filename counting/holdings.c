@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "random.h"
+
 static int check_prefix(const char *prefix, brume_err **err) {
   size_t n = prefix ? strlen(prefix) : 0;
   if (n == 0 || prefix[n - 1] != '/')
@@ -58,15 +60,9 @@ static int sum_blocks(const brume_etcd_range *r, const char *own, uint64_t *othe
   return 0;
 }
 
-/* A random pause of 1 to min(2^attempt, 16) ms after the attempt-th lost guard (from 1), so that
- * daemons that collided do not collide again in step. A round trip takes about a millisecond. */
-static void backoff(int attempt) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  uint64_t x = (uint64_t)now.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)&now;
-  x ^= x >> 29;
+void brume_holdings_backoff(int attempt) {
   int64_t max_us = (int64_t)1000 << (attempt < 4 ? attempt : 4);
-  int64_t us = 1000 + (int64_t)(x % (uint64_t)(max_us - 999));
+  int64_t us = 1000 + (int64_t)(brume_random_u64() % (uint64_t)(max_us - 999));
   nanosleep(&(struct timespec){.tv_sec = 0, .tv_nsec = (long)us * 1000}, NULL);
 }
 
@@ -116,7 +112,7 @@ int brume_holdings_grow(brume_etcd *e, const char *prefix, const char *daemon_id
                            "etcd: the holdings under %s kept changing: %s could not grow to %u in "
                            "%d attempts",
                            prefix, key, target, attempt);
-    backoff(attempt);
+    brume_holdings_backoff(attempt);
   }
 }
 

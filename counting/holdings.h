@@ -42,6 +42,11 @@
 #include "err.h"
 #include "etcd.h"
 
+/* A random pause of 1 to min(2^attempt, 16) ms after the attempt-th lost compare (from 1), so
+ * that daemons that collided do not collide again in step (a round trip takes about a
+ * millisecond). Every compare-and-swap loop of counting's on etcd uses it. */
+void brume_holdings_backoff(int attempt);
+
 /* How many times grow reads the prefix and tries its txn before giving up with ABORTED. */
 #define BRUME_HOLDINGS_GROW_ATTEMPTS 8
 

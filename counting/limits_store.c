@@ -28,7 +28,7 @@ typedef struct qualifier_rec {
 } qualifier_rec;
 
 typedef struct function_rec {
-  char *name;
+  char *name; /* first: find_named() reads it */
   bool reserved;
   uint32_t reserved_concurrency;
   uint32_t provisioned; /* the sum over qualifiers */
@@ -37,7 +37,7 @@ typedef struct function_rec {
 } function_rec;
 
 typedef struct account_rec {
-  char *id;
+  char *id;     /* first: find_named() reads it */
   bool has_key; /* <root>limits/account/<id> exists */
   uint32_t limit;
   uint64_t reserved_total;         /* recomputed by sum_functions() */
@@ -86,31 +86,27 @@ static void account_free(account_rec *a) {
   free(a);
 }
 
-/* The index of account id in s->accounts, or where it would go; *found says which. */
-static size_t find_account(const brume_limits_store *s, const char *id, bool *found) {
-  size_t lo = 0, hi = s->n_accounts;
+/* The index of name in a sorted array of records that each start with their name (account_rec,
+ * function_rec), or where it would go; *found says which. */
+static size_t find_named(void *const *recs, size_t n, const char *name, bool *found) {
+  size_t lo = 0, hi = n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
-    if (strcmp(s->accounts[mid]->id, id) < 0)
+    if (strcmp(*(char *const *)recs[mid], name) < 0)
       lo = mid + 1;
     else
       hi = mid;
   }
-  *found = lo < s->n_accounts && strcmp(s->accounts[lo]->id, id) == 0;
+  *found = lo < n && strcmp(*(char *const *)recs[lo], name) == 0;
   return lo;
 }
 
+static size_t find_account(const brume_limits_store *s, const char *id, bool *found) {
+  return find_named((void *const *)s->accounts, s->n_accounts, id, found);
+}
+
 static size_t find_function(const account_rec *a, const char *name, bool *found) {
-  size_t lo = 0, hi = a->n_functions;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    if (strcmp(a->functions[mid]->name, name) < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  *found = lo < a->n_functions && strcmp(a->functions[lo]->name, name) == 0;
-  return lo;
+  return find_named((void *const *)a->functions, a->n_functions, name, found);
 }
 
 static account_rec *get_account(const brume_limits_store *s, const char *id) {
@@ -641,20 +637,34 @@ void brume_limits_store_function(brume_limits_store *s, const char *account, con
   pthread_rwlock_unlock(&s->lock);
 }
 
+/* A qualifier's provisioned concurrency in f (NULL: none). Under the lock. */
+static uint32_t provisioned_of(const function_rec *f, const char *qualifier) {
+  if (f == NULL || f->n_qualifiers == 0) return 0;
+  qualifier_rec want = {(char *)qualifier, 0};
+  qualifier_rec *q =
+      bsearch(&want, f->qualifiers, f->n_qualifiers, sizeof(*f->qualifiers), cmp_qualifier);
+  return q ? q->n : 0;
+}
+
 uint32_t brume_limits_store_provisioned(brume_limits_store *s, const char *account,
                                         const char *function, const char *qualifier) {
-  uint32_t n = 0;
+  pthread_rwlock_rdlock(&s->lock);
+  account_rec *a = get_account(s, account);
+  uint32_t n = provisioned_of(a ? get_function(a, function) : NULL, qualifier);
+  pthread_rwlock_unlock(&s->lock);
+  return n;
+}
+
+void brume_limits_store_lookup(brume_limits_store *s, const char *account, const char *function,
+                               const char *qualifier, brume_limits_view *out) {
   pthread_rwlock_rdlock(&s->lock);
   account_rec *a = get_account(s, account);
   function_rec *f = a ? get_function(a, function) : NULL;
-  if (f && f->n_qualifiers) {
-    qualifier_rec want = {(char *)qualifier, 0};
-    qualifier_rec *q =
-        bsearch(&want, f->qualifiers, f->n_qualifiers, sizeof(*f->qualifiers), cmp_qualifier);
-    if (q) n = q->n;
-  }
+  out->cluster = s->cluster;
+  out->account = account_limits(a);
+  out->function = function_limits(f);
+  out->provisioned = provisioned_of(f, qualifier);
   pthread_rwlock_unlock(&s->lock);
-  return n;
 }
 
 int64_t brume_limits_store_revision(brume_limits_store *s) {

@@ -123,6 +123,17 @@ void brume_limits_store_function(brume_limits_store *s, const char *account, con
 uint32_t brume_limits_store_provisioned(brume_limits_store *s, const char *account,
                                         const char *function, const char *qualifier);
 
+/* Everything one admission needs, read under one lock (the hot path): the cluster settings, the
+ * account's and the function's limits, and the qualifier's provisioned concurrency. */
+typedef struct brume_limits_view {
+  brume_cluster_limits cluster;
+  brume_account_limits account;
+  brume_function_limits function;
+  uint32_t provisioned;
+} brume_limits_view;
+void brume_limits_store_lookup(brume_limits_store *s, const char *account, const char *function,
+                               const char *qualifier, brume_limits_view *out);
+
 /* The etcd revision the store reflects: the initial read's, then that of the last change under
  * <root>limits/ that the watch has handled (applied or ignored). Every on_change call for a
  * revision has returned by the time it shows here, so a test can write, take the revision of the

@@ -64,24 +64,6 @@ static const brume_opt opts[] = {
 /* The daemon id in use: daemon_id, or the hostname. Set by validate(). */
 static char daemon_id[256];
 
-/* 0 if id can name this daemon in etcd keys and token strings (tokens.h). */
-static int check_daemon_id(const char *id, const char *origin, brume_err **err) {
-  size_t n = strlen(id);
-  if (n == 0 || n > BRUME_TOKENS_DAEMON_ID_MAX)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "daemon_id \"%s\"%s is %zu bytes long: it must be 1-%d", id, origin, n,
-                         BRUME_TOKENS_DAEMON_ID_MAX);
-  for (size_t i = 0; i < n; i++) {
-    unsigned char ch = (unsigned char)id[i];
-    if (ch <= ' ' || ch >= 0x7f || ch == '/')
-      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                           "daemon_id \"%s\"%s may hold only printable characters, no space and "
-                           "no '/'",
-                           id, origin);
-  }
-  return 0;
-}
-
 static int validate(brume_err **err) {
   if (common.etcd_endpoints == NULL)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
@@ -95,7 +77,9 @@ static int validate(brume_err **err) {
   } else {
     snprintf(daemon_id, sizeof(daemon_id), "%s", cfg.daemon_id);
   }
-  if (check_daemon_id(daemon_id, origin, err) < 0) return -1;
+  if (brume_engine_check_daemon_id(daemon_id, err) < 0)
+    return brume_err_wrap(err, "daemon_id%s must be 1-%d printable bytes, with no space and no '/'",
+                          origin, BRUME_TOKENS_DAEMON_ID_MAX);
   const char *p = cfg.etcd_prefix;
   size_t plen = p ? strlen(p) : 0;
   if (plen < 2 || p[0] != '/' || p[plen - 1] == '/')

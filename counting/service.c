@@ -11,7 +11,6 @@
 #include "log.h"
 #include "mem.h"
 
-
 /* Fails call with err (its code; the message led by the reason name) and logs it at warn. */
 static void fail(brume_rpc_call *call, const brume_err *err) {
   const char *rid = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
@@ -47,7 +46,8 @@ static bool refuse_if_stopping(brume_counting_service *svc, brume_rpc_call *call
 /* What only the message can get wrong; the engine checks the rest (names, kind, upgrade_token,
  * hold_ms), so that every caller of it gets the same answers. */
 static int validate_acquire(const Brume__AcquireRequest *req, brume_err **err) {
-  if (req->function == NULL) return brume_err_set(err, BRUME_INVALID_ARGUMENT, "function is missing");
+  if (req->function == NULL)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "function is missing");
   return 0;
 }
 

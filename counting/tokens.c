@@ -216,22 +216,24 @@ void brume_token_free(brume_token *tok) {
   free(tok);
 }
 
-brume_tokens *brume_tokens_new(const char *daemon_id, brume_err **err) {
+int brume_tokens_check_daemon_id(const char *daemon_id, brume_err **err) {
   size_t len = daemon_id ? strnlen(daemon_id, BRUME_TOKENS_DAEMON_ID_MAX + 1) : 0;
-  if (len == 0 || len > BRUME_TOKENS_DAEMON_ID_MAX) {
-    brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                  "counting daemon id of %zu%s bytes is out of range: 1 to %d bytes", len,
-                  len > BRUME_TOKENS_DAEMON_ID_MAX ? " or more" : "", BRUME_TOKENS_DAEMON_ID_MAX);
-    return NULL;
-  }
-  for (size_t i = 0; i < len; i++) {
-    if (daemon_id[i] <= ' ' || daemon_id[i] > '~') {
-      brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                    "counting daemon id \"%s\" is invalid: printable ASCII without spaces",
-                    daemon_id);
-      return NULL;
-    }
-  }
+  if (len == 0 || len > BRUME_TOKENS_DAEMON_ID_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "counting daemon id of %zu%s bytes is out of range: 1 to %d bytes", len,
+                         len > BRUME_TOKENS_DAEMON_ID_MAX ? " or more" : "",
+                         BRUME_TOKENS_DAEMON_ID_MAX);
+  for (size_t i = 0; i < len; i++)
+    if (daemon_id[i] <= ' ' || daemon_id[i] > '~')
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                           "counting daemon id \"%s\" is invalid: printable ASCII without spaces",
+                           daemon_id);
+  return 0;
+}
+
+brume_tokens *brume_tokens_new(const char *daemon_id, brume_err **err) {
+  if (brume_tokens_check_daemon_id(daemon_id, err) < 0) return NULL;
+  size_t len = strlen(daemon_id);
   brume_tokens *t = brume_xcalloc(1, sizeof(*t));
   t->daemon_id = brume_xstrdup(daemon_id);
   t->daemon_id_len = len;

@@ -98,6 +98,10 @@ typedef struct brume_tokens brume_tokens;
 /* Frees a token handed over by release or expire (NULL is fine). */
 void brume_token_free(brume_token *tok);
 
+/* 0 if daemon_id can name a daemon in token strings (1 to BRUME_TOKENS_DAEMON_ID_MAX bytes of
+ * printable ASCII without spaces); -1 with INVALID_ARGUMENT saying why otherwise. */
+int brume_tokens_check_daemon_id(const char *daemon_id, brume_err **err);
+
 /* A new, empty table for the daemon daemon_id (1 to BRUME_TOKENS_DAEMON_ID_MAX bytes of
  * printable ASCII without spaces; copied), or NULL with INVALID_ARGUMENT. */
 brume_tokens *brume_tokens_new(const char *daemon_id, brume_err **err);

@@ -409,11 +409,27 @@ static void test_mutual_tls(void **state) {
   snprintf(listen, sizeof(listen), "127.0.0.1:%d", port);
   snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", hport);
   snprintf(tls_log, sizeof(tls_log), "%s/brume-counting-tls.log", dir);
-  char *argv[] = {(char *)bin,  "--etcd-endpoints", tls_etcd->endpoint, "--listen", listen,
-                  "--http-listen", http_listen, "--daemon-id", "cnt-tls", "--etcd-prefix",
-                  PREFIX,       "--lease-ttl",      "3s",               "--tls-ca", ca,
-                  "--tls-cert", cert,               "--tls-key",        key,
-                  "--tls-client-auth", NULL};
+  char *argv[] = {(char *)bin,
+                  "--etcd-endpoints",
+                  tls_etcd->endpoint,
+                  "--listen",
+                  listen,
+                  "--http-listen",
+                  http_listen,
+                  "--daemon-id",
+                  "cnt-tls",
+                  "--etcd-prefix",
+                  PREFIX,
+                  "--lease-ttl",
+                  "3s",
+                  "--tls-ca",
+                  ca,
+                  "--tls-cert",
+                  cert,
+                  "--tls-key",
+                  key,
+                  "--tls-client-auth",
+                  NULL};
   pid_t tls_pid = brume_test_spawn(argv, tls_log);
   if (tls_pid < 0 || brume_test_wait_port(hport, 15000) < 0) {
     brume_test_dump_file(tls_log);
@@ -430,9 +446,10 @@ static void test_mutual_tls(void **state) {
   brume_err *err = NULL;
 
   /* "localhost" is in the server certificate; the address is an IP. */
-  brume_rpc_client_opts with_cert = {
-      .tls = {.ca_file = ca, .cert_file = client_cert, .key_file = client_key,
-              .server_name = "localhost"}};
+  brume_rpc_client_opts with_cert = {.tls = {.ca_file = ca,
+                                             .cert_file = client_cert,
+                                             .key_file = client_key,
+                                             .server_name = "localhost"}};
   brume_rpc_client *c = brume_rpc_client_new(listen, &with_cert, &err);
   assert_non_null(c);
   Brume__AcquireResponse *ar = NULL;

@@ -481,10 +481,14 @@ int main(void) {
     return 77;
   }
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_account_limit),  cmocka_unit_test(test_reserved_share),
-      cmocka_unit_test(test_two_daemons_share), cmocka_unit_test(test_deadline),
-      cmocka_unit_test(test_scaling_bucket), cmocka_unit_test(test_provisioned_across_daemons),
-      cmocka_unit_test(test_idle_records_forgotten), cmocka_unit_test(test_errors),
+      cmocka_unit_test(test_account_limit),
+      cmocka_unit_test(test_reserved_share),
+      cmocka_unit_test(test_two_daemons_share),
+      cmocka_unit_test(test_deadline),
+      cmocka_unit_test(test_scaling_bucket),
+      cmocka_unit_test(test_provisioned_across_daemons),
+      cmocka_unit_test(test_idle_records_forgotten),
+      cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

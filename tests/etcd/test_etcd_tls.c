@@ -88,8 +88,8 @@ static void test_mutual_tls(void **state) {
   assert_string_equal(kv->value, "1");
   brume_etcd_kv_free(kv);
 
-  brume_etcd_cmp cmp = {.key = "/tls/a", .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL,
-                        .number = rev};
+  brume_etcd_cmp cmp = {
+      .key = "/tls/a", .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL, .number = rev};
   brume_etcd_op put = {.type = BRUME_ETCD_OP_PUT, .key = "/tls/a", .value = "2", .value_len = 1};
   brume_etcd_txn_result *t = brume_etcd_txn(
       e, &(brume_etcd_txn_req){.compare = &cmp, .n_compare = 1, .success = &put, .n_success = 1},
