@@ -70,17 +70,29 @@ static void refill(brume_bucket *b, int64_t now_ms) {
 }
 
 /* Real milliseconds from now_ms until the next token, for an empty bucket refilled up to
- * latest_ms: the fewest whole real milliseconds whose rate time brings the missing units. */
+ * latest_ms: the fewest whole real milliseconds d whose rate time brings the missing units.
+ * rate_ms() does not decrease as t grows, so d is found by bisection, in at most 63 steps
+ * whatever the state. A search that stepped one millisecond at a time would never end once the
+ * rate's clock saturates (latest_ms far in the future, as a hand-written etcd value may put it);
+ * then no time brings the token and the answer is the farthest time the clock can read. */
 static int64_t until_next_token(const brume_bucket *b, int64_t now_ms) {
   uint64_t missing = b->p.refill_interval_ms - b->fraction;
   int64_t need = (int64_t)((missing + b->p.refill_tokens - 1) / b->p.refill_tokens);
   int64_t base = rate_ms(b, b->latest_ms);
-  int64_t d = (int64_t)ceil((double)need / b->p.time_scale);
-  if (d < 1) d = 1;
-  /* The guess is off by at most a millisecond or two where floor() rounds the readings. */
-  while (rate_ms(b, b->latest_ms + d) - base < need) d++;
-  while (d > 1 && rate_ms(b, b->latest_ms + d - 1) - base >= need) d--;
-  if (now_ms < b->latest_ms) d += b->latest_ms - now_ms;
+  int64_t lo = 0; /* brings too little: d = 0 adds no rate time, and need >= 1 */
+  int64_t hi = INT64_MAX - (b->latest_ms > 0 ? b->latest_ms : 0); /* the answer, or the end */
+  while (hi - lo > 1) {
+    int64_t mid = lo + (hi - lo) / 2;
+    if (rate_ms(b, b->latest_ms + mid) - base >= need)
+      hi = mid;
+    else
+      lo = mid;
+  }
+  int64_t behind = 0; /* a clock behind latest_ms waits for it first */
+  if (now_ms < b->latest_ms && __builtin_sub_overflow(b->latest_ms, now_ms, &behind))
+    behind = INT64_MAX;
+  int64_t d;
+  if (__builtin_add_overflow(hi, behind, &d)) d = INT64_MAX;
   return d;
 }
 
@@ -151,12 +163,12 @@ void brume_bucket_get_state(brume_bucket *b, int64_t now_ms, brume_bucket_state 
 char *brume_bucket_to_json(const brume_bucket *b) {
   /* Integers up to 2^53 survive a JSON number exactly; fraction is below refill_interval_ms and
    * the times are milliseconds, all far below it. */
-  json_t *o = json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "capacity",
-                        (json_int_t)b->p.capacity, "refill_tokens", (json_int_t)b->p.refill_tokens,
-                        "refill_interval_ms", (json_int_t)b->p.refill_interval_ms, "time_scale",
-                        b->p.time_scale, "level", (json_int_t)b->level, "fraction",
-                        (json_int_t)b->fraction, "origin_ms", (json_int_t)b->origin_ms,
-                        "latest_ms", (json_int_t)b->latest_ms);
+  json_t *o =
+      json_pack("{s:I, s:I, s:I, s:f, s:I, s:I, s:I, s:I}", "capacity", (json_int_t)b->p.capacity,
+                "refill_tokens", (json_int_t)b->p.refill_tokens, "refill_interval_ms",
+                (json_int_t)b->p.refill_interval_ms, "time_scale", b->p.time_scale, "level",
+                (json_int_t)b->level, "fraction", (json_int_t)b->fraction, "origin_ms",
+                (json_int_t)b->origin_ms, "latest_ms", (json_int_t)b->latest_ms);
   char *text = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   if (text == NULL) brume_fatal("bucket: out of memory");
@@ -178,12 +190,13 @@ int brume_bucket_from_json(brume_bucket *b, const char *text, size_t len, brume_
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "scaling bucket state: %s", je.text);
   if (cap < 1 || cap > UINT32_MAX || tokens < 1 || tokens > UINT32_MAX || interval < 1 ||
       interval > UINT32_MAX || level < 0 || level > cap || fraction < 0 || fraction >= interval ||
-      latest < origin)
+      origin < 0 || latest < origin || latest > BRUME_BUCKET_TIME_MAX_MS)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "scaling bucket state: a field is out of range (level %lld of %lld, "
-                         "fraction %lld of %lld)",
-                         (long long)level, (long long)cap, (long long)fraction,
-                         (long long)interval);
+                         "fraction %lld of %lld, origin_ms %lld and latest_ms %lld: 0 <= origin "
+                         "<= latest <= 2^53 - 1)",
+                         (long long)level, (long long)cap, (long long)fraction, (long long)interval,
+                         (long long)origin, (long long)latest);
   brume_bucket_params p = {(uint32_t)cap, (uint32_t)tokens, (uint32_t)interval, scale};
   if (brume_bucket_check_params(&p, err) < 0) return brume_err_wrap(err, "scaling bucket state");
   *b = (brume_bucket){.p = p,

@@ -33,6 +33,9 @@
 /* The largest time_scale accepted: beyond it, years of elapsed time times the scale would no
  * longer fit the bucket's 64-bit arithmetic, and no test needs a rate compressed further. */
 #define BRUME_BUCKET_TIME_SCALE_MAX 1e6
+/* The latest time a bucket read from etcd may carry, in milliseconds since the epoch: 2^53 - 1,
+ * the largest integer a JSON number holds exactly; real clocks read far below it. */
+#define BRUME_BUCKET_TIME_MAX_MS (((int64_t)1 << 53) - 1)
 
 typedef struct brume_bucket_params {
   uint32_t capacity;           /* the burst: the most tokens held, >= 1 */

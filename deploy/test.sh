@@ -61,9 +61,20 @@ for f in $fuzzers; do
   work=$(mktemp -d)
   # Seeds are copied so that a run never writes new inputs into the repository.
   [ -d tests/fuzz/corpus/$name ] && cp -r tests/fuzz/corpus/$name/. "$work/"
-  (cd build-fuzz/tests/fuzz && ASAN_OPTIONS=detect_leaks=1 ./$f -max_total_time="$fuzz_seconds" \
-    -print_final_stats=1 -artifact_prefix="$top/build-fuzz/crash-$name-" "$work" 2>&1 | tail -n 12)
-  rm -rf "$work"
+  # -timeout: an input that runs for 10 s is a hang, reported at once (libFuzzer's default waits
+  # 20 minutes, and max_total_time is only checked between inputs).
+  log=$(mktemp)
+  if ! (cd build-fuzz/tests/fuzz && ASAN_OPTIONS=detect_leaks=1 ./$f -max_total_time="$fuzz_seconds" \
+    -timeout=10 -print_final_stats=1 -artifact_prefix="$top/build-fuzz/crash-$name-" "$work" \
+    >"$log" 2>&1); then
+    # The failing input, so that a run on another machine can be reproduced from its log.
+    grep -E 'ERROR: libFuzzer|ERROR: AddressSanitizer|Test unit written to|^Base64:' "$log" >&2 || true
+    tail -n 40 "$log" >&2
+    echo "deploy/test.sh: fuzz target $name failed (see above)" >&2
+    exit 1
+  fi
+  tail -n 12 "$log"
+  rm -rf "$work" "$log"
 done
 echo
 echo "deploy/test.sh: all builds and tests passed"

@@ -418,6 +418,30 @@ static void test_extremes(void **state) {
   assert_int_equal(brume_bucket_level(&b, INT64_MAX), UINT32_MAX);
 }
 
+/* Once the rate's clock saturates (a time near the end of int64_t, which only a bad clock or a
+ * hand-written etcd value brings), no time refills a token: an empty bucket then answers at once
+ * with the farthest retry time the clock can read, instead of searching for ever. */
+static void test_saturated_clock(void **state) {
+  (void)state;
+  brume_bucket b;
+  brume_bucket_params p = {
+      .capacity = 1, .refill_tokens = 1, .refill_interval_ms = 1, .time_scale = 1};
+  init_ok(&b, p, 0);
+  int64_t retry = 0;
+  assert_true(brume_bucket_take(&b, INT64_MAX - 10, &retry));
+  assert_false(brume_bucket_take(&b, INT64_MAX - 10, &retry));
+  assert_int_equal(retry, 10);
+  /* A clock behind the latest time seen waits for it too, without overflowing. */
+  assert_false(brume_bucket_take(&b, INT64_MIN, &retry));
+  assert_int_equal(retry, INT64_MAX);
+  /* At the largest scale the clock saturates after 2^62 / 10^6 ms (146 years) past origin_ms. */
+  p.time_scale = BRUME_BUCKET_TIME_SCALE_MAX;
+  init_ok(&b, p, 0);
+  assert_true(brume_bucket_take(&b, (int64_t)1 << 53, &retry));
+  assert_false(brume_bucket_take(&b, (int64_t)1 << 53, &retry));
+  assert_int_equal(retry, INT64_MAX - ((int64_t)1 << 53));
+}
+
 /* The JSON kept in etcd (counting/bucket_share) gives back the same bucket, which then refills
  * exactly as the original does; malformed or inconsistent text is refused. */
 static void test_json_round_trip(void **state) {
@@ -451,6 +475,13 @@ static void test_json_round_trip(void **state) {
       "\"level\":1,\"fraction\":0,\"origin_ms\":0,\"latest_ms\":0}",
       "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
       "\"level\":1,\"fraction\":1000,\"origin_ms\":0,\"latest_ms\":0}",
+      /* Times: before the epoch, past 2^53 - 1, or latest before origin. */
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
+      "\"level\":0,\"fraction\":0,\"origin_ms\":-1,\"latest_ms\":0}",
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
+      "\"level\":0,\"fraction\":0,\"origin_ms\":0,\"latest_ms\":9007199254740992}",
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
+      "\"level\":0,\"fraction\":0,\"origin_ms\":5,\"latest_ms\":4}",
   };
   for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
     brume_err *err = NULL;
@@ -475,6 +506,7 @@ int main(void) {
       cmocka_unit_test(test_state),
       cmocka_unit_test(test_invalid_params),
       cmocka_unit_test(test_extremes),
+      cmocka_unit_test(test_saturated_clock),
       cmocka_unit_test(test_json_round_trip),
   };
   return cmocka_run_group_tests_name("counting_bucket", tests, NULL, NULL);
