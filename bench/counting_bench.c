@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "brume/counting.pb-c.h"
+#include "client.h"
 #include "clock.h"
 #include "err.h"
 #include "etcd.h"
@@ -65,11 +66,12 @@ enum { M_ACQUIRE, M_RELEASE, M_GET_STATE }; /* counting.proto's order */
 /* The latencies each caller records. */
 enum { FIG_ACQUIRE, FIG_RELEASE, FIG_PAIR, FIG_BARE, FIGURES };
 
-typedef enum mode { IDLE, PAIRS, BARE, STOP } mode;
+typedef enum mode { IDLE, PAIRS, BATCHED, BARE, STOP } mode;
 
 typedef struct caller {
   int index;
   brume_rpc_client *client;
+  brume_counting_client *batching; /* the BATCHED phase's */
   _Atomic bool parked;
   double t0, t2; /* when the call under way (Acquire or bare), and its Release, started */
   size_t n[FIGURES];
@@ -112,7 +114,7 @@ static void start_next(caller *c);
 
 static bool may_run(const caller *c) {
   int m = atomic_load(&current_mode);
-  return (m == PAIRS || m == BARE) && c->index < atomic_load(&active) &&
+  return (m == PAIRS || m == BATCHED || m == BARE) && c->index < atomic_load(&active) &&
          atomic_load(&failures) == 0;
 }
 
@@ -191,6 +193,48 @@ static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
   start_next(c);
 }
 
+/* The BATCHED phase: the same pairs through counting/client, which coalesces the callers'
+ * requests into AcquireBatch and ReleaseBatch calls. */
+static void on_release_batched(void *user, const Brume__ReleaseResponse *resp,
+                               const brume_err *err) {
+  caller *c = user;
+  double t3 = now_us();
+  if (resp == NULL) {
+    fail_call("Release (batched)", err);
+    park(c);
+    return;
+  }
+  if (!resp->was_held) fail_call("Release (batched): the token was not held", NULL);
+  record(c, FIG_RELEASE, t3 - c->t2);
+  record(c, FIG_PAIR, t3 - c->t0);
+  atomic_fetch_add(&pairs, 1);
+  start_next(c);
+}
+
+static void on_acquire_batched(void *user, const Brume__AcquireResponse *resp,
+                               const brume_err *err) {
+  caller *c = user;
+  double t1 = now_us();
+  if (resp == NULL) {
+    fail_call("Acquire (batched)", err);
+    park(c);
+    return;
+  }
+  if (!resp->granted) {
+    if (atomic_fetch_add(&throttles, 1) == 0)
+      fprintf(stderr, "bench_counting: Acquire throttled, reason %d\n", resp->throttle_reason);
+    atomic_fetch_add(&failures, 1);
+    park(c);
+    return;
+  }
+  record(c, FIG_ACQUIRE, t1 - c->t0);
+  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+  rel.token = resp->token;
+  rel.caller_id = "bench/counting";
+  c->t2 = now_us();
+  brume_counting_client_release(c->batching, &rel, on_release_batched, c);
+}
+
 /* Starts c's next call for the current phase, or parks it. */
 static void start_next(caller *c) {
   if (!may_run(c)) {
@@ -200,7 +244,8 @@ static void start_next(caller *c) {
   brume_err *err = NULL;
   int rc;
   c->t0 = now_us();
-  if (atomic_load(&current_mode) == PAIRS) {
+  int m = atomic_load(&current_mode);
+  if (m == PAIRS || m == BATCHED) {
     Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
     fn.account_id = ACCOUNT;
     fn.function_name = FUNCTION;
@@ -209,6 +254,10 @@ static void start_next(caller *c) {
     req.caller_id = "bench/counting";
     req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
     req.hold_ms = 60000;
+    if (m == BATCHED) {
+      brume_counting_client_acquire(c->batching, &req, on_acquire_batched, c);
+      return;
+    }
     rc = brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_ACQUIRE, &req.base, NULL,
                                on_acquire, c, &err);
   } else {
@@ -320,7 +369,7 @@ static double percentile(caller *cs, int figure, double p) {
 
 /* Runs mode m for seconds (recording when rec is set); returns the calls made. */
 static long run_phase(mode m, double seconds, bool rec, double *elapsed) {
-  _Atomic long *counter = m == PAIRS ? &pairs : &bare_calls;
+  _Atomic long *counter = m == BARE ? &bare_calls : &pairs;
   long before = atomic_load(counter);
   atomic_store(&recording, rec);
   atomic_store(&current_mode, m);
@@ -400,12 +449,18 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (set_limit(etcd, clients[0]) < 0) return 1;
+  brume_counting_client *batching = brume_counting_client_new(argv[1], NULL, &err);
+  if (batching == NULL) {
+    fprintf(stderr, "bench_counting: %s\n", err->msg);
+    return 1;
+  }
 
   caller *cs = calloc(CALLERS, sizeof(caller));
   if (cs == NULL) abort();
   for (int i = 0; i < CALLERS; i++) {
     cs[i].index = i;
     cs[i].client = clients[i % CLIENTS];
+    cs[i].batching = batching;
     atomic_init(&cs[i].parked, true);
   }
   callers = cs;
@@ -441,6 +496,34 @@ int main(int argc, char **argv) {
     emit("etcd_proposals_per_s", (e1.proposals - e0.proposals) / el, "proposals/s");
   } else {
     fprintf(stderr, "bench_counting: cannot read %s\n", metrics_url);
+  }
+
+  /* The same pairs through counting/client's batches. */
+  for (int i = 0; i < CALLERS; i++) memset(cs[i].n, 0, sizeof(cs[i].n));
+  fprintf(stderr,
+          "bench_counting: %d callers, the same pairs coalesced into AcquireBatch and "
+          "ReleaseBatch calls: 1 s warm-up, %.1f s\n",
+          CALLERS, seconds);
+  run_phase(BATCHED, 1.0, false, &el);
+  brume_counting_client_stats st0, st1;
+  brume_counting_client_stats_get(batching, &st0);
+  cpu0 = cpu_us(daemon_pid);
+  n = run_phase(BATCHED, seconds, true, &el);
+  cpu1 = cpu_us(daemon_pid);
+  brume_counting_client_stats_get(batching, &st1);
+  if (check_failures() < 0) goto out;
+  emit("batched_pairs_per_s", (double)n / el, "pairs/s");
+  emit("batched_acquire_p50_us", percentile(cs, FIG_ACQUIRE, 50), "us");
+  emit("batched_acquire_p99_us", percentile(cs, FIG_ACQUIRE, 99), "us");
+  emit("batched_pair_p99_us", percentile(cs, FIG_PAIR, 99), "us");
+  if (st1.acquire_batches > st0.acquire_batches)
+    emit("batched_acquires_per_call",
+         (double)(st1.acquire_requests - st0.acquire_requests) /
+             (double)(st1.acquire_batches - st0.acquire_batches),
+         "requests");
+  if (cpu0 >= 0 && cpu1 >= 0 && n > 0) {
+    emit("batched_daemon_cpu_per_pair_us", (cpu1 - cpu0) / (double)n, "us");
+    emit("batched_daemon_cpu_cores_used", (cpu1 - cpu0) / 1e6 / el, "cores");
   }
 
   /* The same pairs from one caller: the latency of an Acquire when nothing queues (the figures
@@ -513,6 +596,7 @@ out:
     if (parked == CALLERS) break;
     sleep_s(0.005);
   }
+  brume_counting_client_free(batching);
   for (int i = 0; i < CLIENTS; i++) brume_rpc_client_free(clients[i]);
   brume_etcd_free(etcd);
   free(cs);

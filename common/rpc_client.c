@@ -39,10 +39,12 @@ struct brume_rpc_client {
   pthread_t thread;
   bool thread_started;
   atomic_long outstanding;
+  struct pending *live; /* async calls under way, under async_lock: free cancels them */
 };
 
 /* Everything one unary call needs until its batch completes. */
 struct pending {
+  struct pending *prev, *next; /* in client->live, for async calls */
   brume_rpc_client *client;
   const ProtobufCMethodDescriptor *method;
   const char *path;
@@ -77,7 +79,8 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
     brume_rpc_lib_unref();
     return NULL;
   }
-  int max = opts->max_message_bytes ? (int)opts->max_message_bytes : (int)BRUME_RPC_DEFAULT_MAX_MESSAGE;
+  int max =
+      opts->max_message_bytes ? (int)opts->max_message_bytes : (int)BRUME_RPC_DEFAULT_MAX_MESSAGE;
   grpc_arg args[7];
   memset(args, 0, sizeof(args));
   size_t n = 0;
@@ -119,12 +122,19 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
   return c;
 }
 
-const char *brume_rpc_client_target(const brume_rpc_client *client) { return client->target; }
+const char *brume_rpc_client_target(const brume_rpc_client *client) {
+  return client->target;
+}
 
 void brume_rpc_client_free(brume_rpc_client *c) {
   if (c == NULL) return;
-  /* Outstanding async calls fail with CANCELLED once the channel is gone; wait for them so
-   * that every callback has run before the queue goes. */
+  /* Destroying the channel does not end the calls on it (each holds a reference): cancel them,
+   * so that their callbacks run now with CANCELLED rather than at their deadlines. Then wait for
+   * them, so that every callback has run before the queue goes. */
+  pthread_mutex_lock(&c->async_lock);
+  for (struct pending *p = c->live; p; p = p->next)
+    if (p->call) grpc_call_cancel(p->call, NULL);
+  pthread_mutex_unlock(&c->async_lock);
   grpc_channel_destroy(c->channel);
   c->channel = NULL;
   while (atomic_load(&c->outstanding) > 0) usleep(1000);
@@ -185,6 +195,26 @@ static void pending_free(struct pending *p) {
   free(p);
 }
 
+/* Links p into (or out of) the client's list of async calls under way. */
+static void live_add(brume_rpc_client *c, struct pending *p) {
+  pthread_mutex_lock(&c->async_lock);
+  p->prev = NULL;
+  p->next = c->live;
+  if (c->live) c->live->prev = p;
+  c->live = p;
+  pthread_mutex_unlock(&c->async_lock);
+}
+
+static void live_remove(brume_rpc_client *c, struct pending *p) {
+  pthread_mutex_lock(&c->async_lock);
+  if (p->prev)
+    p->prev->next = p->next;
+  else
+    c->live = p->next;
+  if (p->next) p->next->prev = p->prev;
+  pthread_mutex_unlock(&c->async_lock);
+}
+
 /* Creates the call and starts its one batch; the completion goes to cq with tag p. */
 static int start(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc, unsigned method,
                  const ProtobufCMessage *request, const brume_rpc_call_opts *opts,
@@ -203,8 +233,9 @@ static int start(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc, uns
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s takes a %s, not a %s", r->path,
                          p->method->input->name, request->descriptor->name);
   int64_t deadline_ms = opts && opts->deadline_ms > 0 ? opts->deadline_ms : c->default_deadline_ms;
-  p->call = grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                                r->handle, brume_rpc_deadline_in(deadline_ms), NULL);
+  p->call =
+      grpc_channel_create_registered_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, cq, r->handle,
+                                          brume_rpc_deadline_in(deadline_ms), NULL);
   p->request = brume_rpc_pack(request);
 
   /* Copied: an async caller's strings need not outlive this function. */
@@ -248,8 +279,9 @@ static ProtobufCMessage *finish(struct pending *p, brume_err **err) {
     brume_autofree char *details = grpc_slice_to_c_string(p->details);
     /* The status details say it all; gRPC's error_string repeats them with debug noise. */
     brume_err_set(err, (brume_status)p->status, "%s %s: %s", p->client->target, p->path,
-                  *details ? details
-                           : p->error_string ? p->error_string : brume_status_name(p->status));
+                  *details          ? details
+                  : p->error_string ? p->error_string
+                                    : brume_status_name(p->status));
     return NULL;
   }
   ProtobufCMessage *reply = brume_rpc_unpack_buffer(p->method->output, p->reply, err);
@@ -261,8 +293,8 @@ static ProtobufCMessage *finish(struct pending *p, brume_err **err) {
 }
 
 int brume_rpc_unary(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc, unsigned method,
-                   const ProtobufCMessage *request, ProtobufCMessage **reply,
-                   const brume_rpc_call_opts *opts, brume_err **err) {
+                    const ProtobufCMessage *request, ProtobufCMessage **reply,
+                    const brume_rpc_call_opts *opts, brume_err **err) {
   *reply = NULL;
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
   struct pending *p = brume_xcalloc(1, sizeof(*p));
@@ -283,9 +315,9 @@ int brume_rpc_unary(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc, 
 }
 
 int brume_rpc_unary_async(brume_rpc_client *c, const ProtobufCServiceDescriptor *svc,
-                         unsigned method, const ProtobufCMessage *request,
-                         const brume_rpc_call_opts *opts, brume_rpc_done done, void *user,
-                         brume_err **err) {
+                          unsigned method, const ProtobufCMessage *request,
+                          const brume_rpc_call_opts *opts, brume_rpc_done done, void *user,
+                          brume_err **err) {
   pthread_mutex_lock(&c->async_lock);
   if (!c->thread_started) {
     c->cq = grpc_completion_queue_create_for_next(NULL);
@@ -298,7 +330,10 @@ int brume_rpc_unary_async(brume_rpc_client *c, const ProtobufCServiceDescriptor 
   p->done = done;
   p->user = user;
   atomic_fetch_add(&c->outstanding, 1);
+  /* Listed before it starts: its completion, which unlinks it, may come before start returns. */
+  live_add(c, p);
   if (start(c, svc, method, request, opts, c->cq, p, err) < 0) {
+    live_remove(c, p);
     pending_free(p);
     atomic_fetch_sub(&c->outstanding, 1);
     return -1;
@@ -313,6 +348,7 @@ static void *complete_async(void *arg) {
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
     struct pending *p = ev.tag;
+    live_remove(c, p);
     brume_err *err = NULL;
     ProtobufCMessage *reply = finish(p, &err);
     p->done(p->user, reply, err);

@@ -11,12 +11,18 @@
 #include "log.h"
 #include "mem.h"
 
-/* Fails call with err (its code; the message led by the reason name) and logs it at warn. */
-static void fail(brume_rpc_call *call, const brume_err *err) {
+/* Logs at warn that call (or, index >= 0, that request of its batch) failed with err. */
+static void log_failure(brume_rpc_call *call, long index, const brume_err *err) {
   const char *rid = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
   char q[512];
-  brume_warn("Counting call failed.", "request_id=%s method=%s code=%d err=%s", rid ? rid : "-",
-             brume_rpc_call_method(call), (int)err->code, brume_log_quote(q, sizeof(q), err->msg));
+  brume_warn("Counting call failed.", "request_id=%s method=%s index=%ld code=%d err=%s",
+             rid ? rid : "-", brume_rpc_call_method(call), index, (int)err->code,
+             brume_log_quote(q, sizeof(q), err->msg));
+}
+
+/* Fails call with err (its code; the message led by the reason name) and logs it at warn. */
+static void fail(brume_rpc_call *call, const brume_err *err) {
+  log_failure(call, -1, err);
   brume_rpc_call_fail(call, err->code, "%s: %s", brume_status_reason(err->code), err->msg);
 }
 
@@ -59,6 +65,32 @@ typedef struct acquire_ctx {
   const Brume__AcquireRequest *req;
 } acquire_ctx;
 
+/* Fills resp with the engine's grant or throttle and counts it in the metrics. resp->token points
+ * into res: copy it when resp outlives res. */
+static void acquire_answer(brume_counting_service *svc, const Brume__AcquireRequest *req,
+                           const brume_acquire_result *res, Brume__AcquireResponse *resp) {
+  brume__acquire_response__init(resp);
+  resp->granted = res->granted;
+  resp->provisioned = res->provisioned;
+  if (res->granted) {
+    resp->token = (char *)res->token;
+    resp->token_deadline_unix_ms = res->token_deadline_unix_ms;
+    bool warm = req->kind == BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+    brume_counter_inc(svc->grants, 1, warm ? "warm" : "new");
+  } else {
+    resp->throttle_reason = (Brume__ThrottleReason)res->reason;
+    resp->retry_after_ms = res->retry_after_ms;
+    const char *reason = brume_throttle_reason(res->reason);
+    if (reason[0] == '\0') reason = "Unknown";
+    brume_counter_inc(svc->throttles, 1, reason);
+    const Brume__FunctionRef *fn = req->function;
+    brume_debug("Acquire throttled.",
+                "account=%s function=%s qualifier=%s reason=%s retry_after_ms=%" PRIu32,
+                fn->account_id, fn->function_name, fn->qualifier[0] ? fn->qualifier : "$LATEST",
+                reason, res->retry_after_ms);
+  }
+}
+
 /* The engine's answer: on the handler's thread, or later on a work-queue thread. */
 static void acquire_done(void *user, const brume_acquire_result *res, const brume_err *err) {
   acquire_ctx *c = user;
@@ -67,28 +99,23 @@ static void acquire_done(void *user, const brume_acquire_result *res, const brum
     free(c);
     return;
   }
-  Brume__AcquireResponse resp = BRUME__ACQUIRE_RESPONSE__INIT;
-  resp.granted = res->granted;
-  resp.provisioned = res->provisioned;
-  if (res->granted) {
-    resp.token = (char *)res->token;
-    resp.token_deadline_unix_ms = res->token_deadline_unix_ms;
-    bool warm = c->req->kind == BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
-    brume_counter_inc(c->svc->grants, 1, warm ? "warm" : "new");
-  } else {
-    resp.throttle_reason = (Brume__ThrottleReason)res->reason;
-    resp.retry_after_ms = res->retry_after_ms;
-    const char *reason = brume_throttle_reason(res->reason);
-    if (reason[0] == '\0') reason = "Unknown";
-    brume_counter_inc(c->svc->throttles, 1, reason);
-    const Brume__FunctionRef *fn = c->req->function;
-    brume_debug("Acquire throttled.",
-                "account=%s function=%s qualifier=%s reason=%s retry_after_ms=%" PRIu32,
-                fn->account_id, fn->function_name, fn->qualifier[0] ? fn->qualifier : "$LATEST",
-                reason, res->retry_after_ms);
-  }
+  Brume__AcquireResponse resp;
+  acquire_answer(c->svc, c->req, res, &resp);
   brume_rpc_call_reply(c->call, &resp.base);
   free(c);
+}
+
+/* The engine's request for a validated AcquireRequest; its strings point into req. */
+static brume_acquire_req engine_request(const Brume__AcquireRequest *req) {
+  return (brume_acquire_req){
+      .account_id = req->function->account_id,
+      .function_name = req->function->function_name,
+      .qualifier = req->function->qualifier,
+      .caller_id = req->caller_id,
+      .kind = (brume_token_kind)req->kind, /* the same numbers (tokens.h) */
+      .hold_ms = req->hold_ms,
+      .upgrade_token = req->upgrade_token,
+  };
 }
 
 static void acquire_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
@@ -100,15 +127,7 @@ static void acquire_handler(brume_rpc_call *call, const ProtobufCMessage *reques
     fail(call, err);
     return;
   }
-  brume_acquire_req ar = {
-      .account_id = req->function->account_id,
-      .function_name = req->function->function_name,
-      .qualifier = req->function->qualifier,
-      .caller_id = req->caller_id,
-      .kind = (brume_token_kind)req->kind, /* the same numbers (tokens.h) */
-      .hold_ms = req->hold_ms,
-      .upgrade_token = req->upgrade_token,
-  };
+  brume_acquire_req ar = engine_request(req);
   acquire_ctx *c = brume_xmalloc(sizeof(*c));
   *c = (acquire_ctx){.svc = svc, .call = call, .req = req};
   brume_engine_acquire(svc->engine, &ar, acquire_done, c);
@@ -116,17 +135,20 @@ static void acquire_handler(brume_rpc_call *call, const ProtobufCMessage *reques
 
 /* ---- Release ---- */
 
+/* One Release: 0 with *was_held, or -1 with err. */
+static int release_one(brume_counting_service *svc, const Brume__ReleaseRequest *req,
+                       bool *was_held, brume_err **err) {
+  if (req->token[0] == '\0') return brume_err_set(err, BRUME_INVALID_ARGUMENT, "token is missing");
+  return brume_engine_release(svc->engine, req->token, was_held, err);
+}
+
 static void release_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
   brume_counting_service *svc = user;
   const Brume__ReleaseRequest *req = (const void *)request;
   if (refuse_if_stopping(svc, call)) return;
   brume_autoptr(brume_err) err = NULL;
-  if (req->token[0] == '\0') {
-    fail_with(call, BRUME_INVALID_ARGUMENT, "token is missing");
-    return;
-  }
   bool was_held = false;
-  if (brume_engine_release(svc->engine, req->token, &was_held, &err) < 0) {
+  if (release_one(svc, req, &was_held, &err) < 0) {
     fail(call, err);
     return;
   }
@@ -221,6 +243,167 @@ static void get_state_handler(brume_rpc_call *call, const ProtobufCMessage *requ
   }
 }
 
+/* ---- AcquireBatch and ReleaseBatch ---- */
+
+/* The parts of a batch's answer, one entry per request: the messages and the pointer arrays
+ * protobuf-c's repeated fields want. */
+typedef struct batch_answer {
+  size_t n;
+  Brume__BatchStatus *statuses;
+  Brume__BatchStatus **status_ptrs;
+  char **messages; /* heap-allocated error messages, NULL where OK */
+} batch_answer;
+
+static void batch_answer_init(batch_answer *a, size_t n) {
+  a->n = n;
+  a->statuses = brume_xcalloc(n ? n : 1, sizeof(*a->statuses));
+  a->status_ptrs = brume_xcalloc(n ? n : 1, sizeof(*a->status_ptrs));
+  a->messages = brume_xcalloc(n ? n : 1, sizeof(*a->messages));
+  for (size_t i = 0; i < n; i++) {
+    brume__batch_status__init(&a->statuses[i]);
+    a->status_ptrs[i] = &a->statuses[i];
+  }
+}
+
+/* Entry i failed with err: its status carries what a call of its own would have failed with. */
+static void batch_answer_fail(batch_answer *a, brume_rpc_call *call, size_t i,
+                              const brume_err *err) {
+  log_failure(call, (long)i, err);
+  a->messages[i] = brume_xasprintf("%s: %s", brume_status_reason(err->code), err->msg);
+  a->statuses[i].code = (int32_t)err->code;
+  a->statuses[i].message = a->messages[i];
+}
+
+static void batch_answer_free(batch_answer *a) {
+  for (size_t i = 0; i < a->n; i++) free(a->messages[i]);
+  free(a->messages);
+  free(a->status_ptrs);
+  free(a->statuses);
+}
+
+/* Refuses a batch that is too large as a whole: the limit bounds the work of one call. */
+static bool refuse_if_too_large(brume_rpc_call *call, size_t n) {
+  if (n <= BRUME_COUNTING_BATCH_MAX) return false;
+  fail_with(call, BRUME_INVALID_ARGUMENT, "a batch of %zu requests is over the %d allowed", n,
+            BRUME_COUNTING_BATCH_MAX);
+  return true;
+}
+
+/* An AcquireBatch under way: answered when the last of its requests is (the engine answers
+ * each on the handler's thread or later on a work-queue thread, in any order). */
+typedef struct acquire_batch acquire_batch;
+typedef struct batch_item {
+  acquire_batch *batch;
+  size_t index;
+} batch_item;
+
+struct acquire_batch {
+  brume_counting_service *svc;
+  brume_rpc_call *call;
+  const Brume__AcquireBatchRequest *req;
+  atomic_size_t pending; /* requests not answered yet, plus one while the handler runs */
+  batch_answer answer;
+  Brume__AcquireResponse *responses;
+  Brume__AcquireResponse **response_ptrs;
+  char (*tokens)[BRUME_TOKEN_STRING_MAX];
+  batch_item *items;
+};
+
+static void acquire_batch_unref(acquire_batch *b) {
+  if (atomic_fetch_sub(&b->pending, 1) != 1) return;
+  Brume__AcquireBatchResponse resp = BRUME__ACQUIRE_BATCH_RESPONSE__INIT;
+  resp.n_responses = resp.n_statuses = b->answer.n;
+  resp.responses = b->response_ptrs;
+  resp.statuses = b->answer.status_ptrs;
+  brume_rpc_call_reply(b->call, &resp.base);
+  batch_answer_free(&b->answer);
+  free(b->responses);
+  free(b->response_ptrs);
+  free(b->tokens);
+  free(b->items);
+  free(b);
+}
+
+static void acquire_batch_done(void *user, const brume_acquire_result *res, const brume_err *err) {
+  batch_item *it = user;
+  acquire_batch *b = it->batch;
+  size_t i = it->index;
+  if (res == NULL) {
+    batch_answer_fail(&b->answer, b->call, i, err);
+  } else {
+    acquire_answer(b->svc, b->req->requests[i], res, &b->responses[i]);
+    if (res->granted) {
+      /* res is valid only during this call. */
+      memcpy(b->tokens[i], res->token, sizeof(b->tokens[i]));
+      b->responses[i].token = b->tokens[i];
+    }
+  }
+  acquire_batch_unref(b);
+}
+
+static void acquire_batch_handler(brume_rpc_call *call, const ProtobufCMessage *request,
+                                  void *user) {
+  brume_counting_service *svc = user;
+  const Brume__AcquireBatchRequest *req = (const void *)request;
+  if (refuse_if_stopping(svc, call) || refuse_if_too_large(call, req->n_requests)) return;
+  size_t n = req->n_requests;
+  acquire_batch *b = brume_xcalloc(1, sizeof(*b));
+  b->svc = svc;
+  b->call = call;
+  b->req = req;
+  atomic_init(&b->pending, n + 1);
+  batch_answer_init(&b->answer, n);
+  b->responses = brume_xcalloc(n ? n : 1, sizeof(*b->responses));
+  b->response_ptrs = brume_xcalloc(n ? n : 1, sizeof(*b->response_ptrs));
+  b->tokens = brume_xcalloc(n ? n : 1, sizeof(*b->tokens));
+  b->items = brume_xcalloc(n ? n : 1, sizeof(*b->items));
+  for (size_t i = 0; i < n; i++) {
+    brume__acquire_response__init(&b->responses[i]);
+    b->response_ptrs[i] = &b->responses[i];
+  }
+  for (size_t i = 0; i < n; i++) {
+    b->items[i] = (batch_item){.batch = b, .index = i};
+    brume_autoptr(brume_err) err = NULL;
+    if (validate_acquire(req->requests[i], &err) < 0) {
+      acquire_batch_done(&b->items[i], NULL, err);
+      continue;
+    }
+    brume_acquire_req ar = engine_request(req->requests[i]);
+    brume_engine_acquire(svc->engine, &ar, acquire_batch_done, &b->items[i]);
+  }
+  acquire_batch_unref(b);
+}
+
+static void release_batch_handler(brume_rpc_call *call, const ProtobufCMessage *request,
+                                  void *user) {
+  brume_counting_service *svc = user;
+  const Brume__ReleaseBatchRequest *req = (const void *)request;
+  if (refuse_if_stopping(svc, call) || refuse_if_too_large(call, req->n_requests)) return;
+  size_t n = req->n_requests;
+  batch_answer answer;
+  batch_answer_init(&answer, n);
+  Brume__ReleaseResponse *responses = brume_xcalloc(n ? n : 1, sizeof(*responses));
+  Brume__ReleaseResponse **ptrs = brume_xcalloc(n ? n : 1, sizeof(*ptrs));
+  for (size_t i = 0; i < n; i++) {
+    brume__release_response__init(&responses[i]);
+    ptrs[i] = &responses[i];
+    brume_autoptr(brume_err) err = NULL;
+    bool was_held = false;
+    if (release_one(svc, req->requests[i], &was_held, &err) < 0)
+      batch_answer_fail(&answer, call, i, err);
+    else
+      responses[i].was_held = was_held;
+  }
+  Brume__ReleaseBatchResponse resp = BRUME__RELEASE_BATCH_RESPONSE__INIT;
+  resp.n_responses = resp.n_statuses = n;
+  resp.responses = ptrs;
+  resp.statuses = answer.status_ptrs;
+  brume_rpc_call_reply(call, &resp.base);
+  batch_answer_free(&answer);
+  free(ptrs);
+  free(responses);
+}
+
 /* ---- the handler table ---- */
 
 void brume_counting_service_init(brume_counting_service *svc, brume_engine *engine, brume_workq *wq,
@@ -246,8 +429,10 @@ void brume_counting_service_stop(brume_counting_service *svc) {
   atomic_store(&svc->stopping, true);
 }
 
-static const char *const method_names[] = {"Acquire", "Release", "GetState"};
-static const brume_rpc_handler handlers[] = {acquire_handler, release_handler, get_state_handler};
+static const char *const method_names[] = {"Acquire", "Release", "GetState", "AcquireBatch",
+                                           "ReleaseBatch"};
+static const brume_rpc_handler handlers[] = {acquire_handler, release_handler, get_state_handler,
+                                             acquire_batch_handler, release_batch_handler};
 
 const brume_rpc_handler *brume_counting_service_handlers(void) {
   BRUME_ENSURE(brume__counting__descriptor.n_methods == BRUME_ARRAY_LEN(handlers));

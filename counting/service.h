@@ -1,5 +1,6 @@
-/* The Counting gRPC service (proto/brume/counting.proto): Acquire, Release, GetState, over the
- * engine (engine.h).
+/* The Counting gRPC service (proto/brume/counting.proto): Acquire, Release, GetState, and
+ * AcquireBatch and ReleaseBatch (each request of a batch answered as Acquire or Release would),
+ * over the engine (engine.h).
  *
  * Every request is validated here, at the boundary, before it reaches the engine: a missing
  * field or a value out of range is INVALID_ARGUMENT with an "InvalidParameterValueException: "
@@ -16,6 +17,7 @@
 
 #include <stdatomic.h>
 
+#include "client.h" /* BRUME_COUNTING_BATCH_MAX */
 #include "engine.h"
 #include "metrics.h"
 #include "rpc.h"

@@ -9,7 +9,17 @@
  * malformed token; GetState with no account), a token of another daemon NOT_FOUND; an Acquire
  * WARM_ENVIRONMENT on a fresh account is granted, and its Release says was_held; a function with
  * reserved concurrency 0 is throttled with the reserved reason, counted in /metrics; SIGTERM
- * stops the daemon cleanly and its registration goes. Exit 77 (skip) when etcd is not on PATH. */
+ * stops the daemon cleanly and its registration goes.
+ *
+ * Batches: AcquireBatch and ReleaseBatch answer each request as Acquire and Release would, in
+ * order, an invalid one failing alone; an empty batch is answered, one over 1,000 refused whole.
+ * counting/client coalesces: with the daemon stopped (SIGSTOP) while 65 Acquires are queued, they
+ * leave as 3 batch calls (2 alone, the rest together); a function with reserved concurrency 40
+ * grants exactly 40, throttles 24 with the reserved reason, and fails the invalid one; the
+ * releases come back was_held; a daemon that is not there fails each request with UNAVAILABLE;
+ * freeing the client answers every queued request with CANCELLED. Exit 77 (skip) when etcd is
+ * not on PATH. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -24,18 +34,22 @@
 #include <cmocka.h>
 
 #include "brume/counting.pb-c.h"
+#include "client.h"
 #include "etcd.h"
 #include "etcd_server.h"
 #include "mem.h"
 #include "proc.h"
 #include "rpc.h"
 #include "testutil.h"
+#include "tokens.h"
 
 #define DAEMON_ID "cnt-test-1"
 #define PREFIX "/brume-cnt-test"
 #define M_ACQUIRE 0
 #define M_RELEASE 1
 #define M_GET_STATE 2
+#define M_ACQUIRE_BATCH 3
+#define M_RELEASE_BATCH 4
 
 static const char *bin; /* brume-counting */
 static char *dir;
@@ -373,6 +387,273 @@ static void test_throttle(void **state) {
   if (n == NULL || atoi(n) < 1) fail_msg("the throttle is not counted in /metrics (%s)", n);
 }
 
+/* Puts a function's limits and waits until the daemon shows its reserved concurrency. */
+static void put_reserved(const char *account, const char *function, int reserved) {
+  char key[256], value[64];
+  snprintf(key, sizeof(key), PREFIX "/limits/function/%s/%s", account, function);
+  snprintf(value, sizeof(value), "{\"reserved_concurrency\": %d}", reserved);
+  brume_err *err = NULL;
+  if (brume_etcd_put(etcd, key, value, strlen(value), 0, NULL, &err) < 0)
+    fail_msg("put %s: %s", key, err->msg);
+  Brume__GetStateRequest gs = BRUME__GET_STATE_REQUEST__INIT;
+  gs.account_id = (char *)account;
+  gs.function_name = (char *)function;
+  for (long long end = brume_test_now_ms() + 10000;;) {
+    Brume__GetStateResponse *st = NULL;
+    if (call(M_GET_STATE, &gs, &st, &err) < 0) fail_msg("GetState: %s", err->msg);
+    bool seen = st->function && st->function->reserved &&
+                st->function->reserved_concurrency == (uint32_t)reserved;
+    brume__get_state_response__free_unpacked(st, NULL);
+    if (seen) return;
+    if (brume_test_now_ms() > end) fail_msg("the daemon does not show %s's limit", key);
+    usleep(20000);
+  }
+}
+
+/* Asserts that status i of a batch failed with code and a message led by reason. */
+static void expect_status(Brume__BatchStatus *const *st, size_t i, brume_status code,
+                          const char *reason) {
+  if (st[i]->code != (int32_t)code || strncmp(st[i]->message, reason, strlen(reason)) != 0 ||
+      st[i]->message[strlen(reason)] != ':')
+    fail_msg("status %zu: code %d \"%s\"; want code %d \"%s: ...\"", i, st[i]->code, st[i]->message,
+             (int)code, reason);
+}
+
+/* AcquireBatch and ReleaseBatch through the raw RPC: each request answered as its own call would
+ * be, in order. */
+static void test_batches(void **state) {
+  (void)state;
+  put_reserved("121212121212", "off-batch", 0);
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT, off = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = off.account_id = "121212121212";
+  fn.function_name = "batch-fn";
+  off.function_name = "off-batch";
+  Brume__AcquireRequest ok1 = BRUME__ACQUIRE_REQUEST__INIT, no_fn = BRUME__ACQUIRE_REQUEST__INIT,
+                        no_kind = BRUME__ACQUIRE_REQUEST__INIT, offr = BRUME__ACQUIRE_REQUEST__INIT,
+                        ok2 = BRUME__ACQUIRE_REQUEST__INIT;
+  ok1.function = ok2.function = no_kind.function = &fn;
+  offr.function = &off;
+  ok1.kind = ok2.kind = no_fn.kind = offr.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__AcquireRequest *reqs[] = {&ok1, &no_fn, &no_kind, &offr, &ok2};
+  Brume__AcquireBatchRequest ab = BRUME__ACQUIRE_BATCH_REQUEST__INIT;
+  ab.n_requests = 5;
+  ab.requests = reqs;
+  brume_err *err = NULL;
+  Brume__AcquireBatchResponse *ar = NULL;
+  if (call(M_ACQUIRE_BATCH, &ab, &ar, &err) < 0) fail_msg("AcquireBatch: %s", err->msg);
+  assert_int_equal(ar->n_responses, 5);
+  assert_int_equal(ar->n_statuses, 5);
+  assert_int_equal(ar->statuses[0]->code, 0);
+  assert_true(ar->responses[0]->granted);
+  expect_status(ar->statuses, 1, BRUME_INVALID_ARGUMENT, "InvalidParameterValueException");
+  expect_status(ar->statuses, 2, BRUME_INVALID_ARGUMENT, "InvalidParameterValueException");
+  assert_false(ar->responses[1]->granted);
+  assert_int_equal(ar->statuses[3]->code, 0);
+  assert_false(ar->responses[3]->granted);
+  assert_int_equal(
+      ar->responses[3]->throttle_reason,
+      BRUME__THROTTLE_REASON__THROTTLE_REASON_RESERVED_FUNCTION_CONCURRENT_INVOCATION_LIMIT_EXCEEDED);
+  assert_int_equal(ar->statuses[4]->code, 0);
+  assert_true(ar->responses[4]->granted);
+  assert_string_not_equal(ar->responses[0]->token, ar->responses[4]->token);
+
+  /* The first token twice (held, then not), an empty one, another daemon's, the second token. */
+  Brume__ReleaseRequest r1 = BRUME__RELEASE_REQUEST__INIT, r1again = BRUME__RELEASE_REQUEST__INIT,
+                        empty = BRUME__RELEASE_REQUEST__INIT, other = BRUME__RELEASE_REQUEST__INIT,
+                        r2 = BRUME__RELEASE_REQUEST__INIT;
+  r1.token = r1again.token = ar->responses[0]->token;
+  other.token = "cnt-other.0000000000000001";
+  r2.token = ar->responses[4]->token;
+  Brume__ReleaseRequest *rels[] = {&r1, &r1again, &empty, &other, &r2};
+  Brume__ReleaseBatchRequest rb = BRUME__RELEASE_BATCH_REQUEST__INIT;
+  rb.n_requests = 5;
+  rb.requests = rels;
+  Brume__ReleaseBatchResponse *rr = NULL;
+  if (call(M_RELEASE_BATCH, &rb, &rr, &err) < 0) fail_msg("ReleaseBatch: %s", err->msg);
+  assert_int_equal(rr->n_responses, 5);
+  assert_int_equal(rr->n_statuses, 5);
+  assert_int_equal(rr->statuses[0]->code, 0);
+  assert_true(rr->responses[0]->was_held);
+  assert_int_equal(rr->statuses[1]->code, 0);
+  assert_false(rr->responses[1]->was_held);
+  expect_status(rr->statuses, 2, BRUME_INVALID_ARGUMENT, "InvalidParameterValueException");
+  expect_status(rr->statuses, 3, BRUME_NOT_FOUND, "ResourceNotFoundException");
+  assert_int_equal(rr->statuses[4]->code, 0);
+  assert_true(rr->responses[4]->was_held);
+  brume__release_batch_response__free_unpacked(rr, NULL);
+  brume__acquire_batch_response__free_unpacked(ar, NULL);
+
+  /* An empty batch is answered; one over the limit is refused whole. */
+  ab.n_requests = 0;
+  if (call(M_ACQUIRE_BATCH, &ab, &ar, &err) < 0) fail_msg("empty AcquireBatch: %s", err->msg);
+  assert_int_equal(ar->n_responses, 0);
+  brume__acquire_batch_response__free_unpacked(ar, NULL);
+  Brume__AcquireRequest **many = brume_xcalloc(BRUME_COUNTING_BATCH_MAX + 1, sizeof(*many));
+  for (size_t i = 0; i <= BRUME_COUNTING_BATCH_MAX; i++) many[i] = &ok1;
+  ab.n_requests = BRUME_COUNTING_BATCH_MAX + 1;
+  ab.requests = many;
+  expect_fail(M_ACQUIRE_BATCH, &ab, BRUME_INVALID_ARGUMENT, "InvalidParameterValueException");
+  free(many);
+}
+
+/* What a client's callbacks saw. */
+typedef struct answers {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  int answered, granted, throttled_reserved, invalid, unavailable, cancelled, other, held;
+  char tokens[64][BRUME_TOKEN_STRING_MAX];
+} answers;
+
+static void on_acquire(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
+  answers *a = user;
+  pthread_mutex_lock(&a->lock);
+  if (resp && resp->granted && a->granted < 64)
+    snprintf(a->tokens[a->granted++], BRUME_TOKEN_STRING_MAX, "%s", resp->token);
+  else if (
+      resp &&
+      resp->throttle_reason ==
+          BRUME__THROTTLE_REASON__THROTTLE_REASON_RESERVED_FUNCTION_CONCURRENT_INVOCATION_LIMIT_EXCEEDED)
+    a->throttled_reserved++;
+  else if (err && err->code == BRUME_INVALID_ARGUMENT &&
+           strncmp(err->msg, "InvalidParameterValueException: ", 32) == 0)
+    a->invalid++;
+  else if (err && err->code == BRUME_UNAVAILABLE)
+    a->unavailable++;
+  else if (err && err->code == BRUME_CANCELLED)
+    a->cancelled++;
+  else
+    a->other++;
+  a->answered++;
+  pthread_cond_broadcast(&a->cond);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void on_release(void *user, const Brume__ReleaseResponse *resp, const brume_err *err) {
+  answers *a = user;
+  pthread_mutex_lock(&a->lock);
+  if (resp && resp->was_held)
+    a->held++;
+  else
+    a->other++;
+  (void)err;
+  a->answered++;
+  pthread_cond_broadcast(&a->cond);
+  pthread_mutex_unlock(&a->lock);
+}
+
+static void wait_answered(answers *a, int n) {
+  pthread_mutex_lock(&a->lock);
+  long long end = brume_test_now_ms() + 15000;
+  while (a->answered < n && brume_test_now_ms() < end) {
+    pthread_mutex_unlock(&a->lock);
+    usleep(5000);
+    pthread_mutex_lock(&a->lock);
+  }
+  int got = a->answered;
+  pthread_mutex_unlock(&a->lock);
+  if (got != n) fail_msg("%d of %d requests answered", got, n);
+}
+
+static void answers_init(answers *a) {
+  memset(a, 0, sizeof(*a));
+  pthread_mutex_init(&a->lock, NULL);
+  pthread_cond_init(&a->cond, NULL);
+}
+
+/* counting/client: requests queued while batch calls are under way leave together, and each is
+ * answered as its own call would be. */
+static void test_client_coalesces(void **state) {
+  (void)state;
+  put_reserved("343434343434", "forty", 40);
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_port);
+  brume_err *err = NULL;
+  brume_counting_client *cc = brume_counting_client_new(target, NULL, &err);
+  if (cc == NULL) fail_msg("client: %s", err->msg);
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = "343434343434";
+  fn.function_name = "forty";
+  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
+  acq.function = &fn;
+  acq.caller_id = "test";
+  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  answers a;
+  answers_init(&a);
+  /* With the daemon stopped, the first two requests leave alone (two batch calls may be under
+   * way) and the other 63 wait, then leave as one. */
+  assert_int_equal(kill(pid, SIGSTOP), 0);
+  for (int i = 0; i < 64; i++) {
+    char caller[32];
+    snprintf(caller, sizeof(caller), "test-%d", i); /* copied by the client */
+    acq.caller_id = caller;
+    brume_counting_client_acquire(cc, &acq, on_acquire, &a);
+  }
+  acq.caller_id = "test";
+  Brume__AcquireRequest bad = acq;
+  bad.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_UNSPECIFIED;
+  brume_counting_client_acquire(cc, &bad, on_acquire, &a);
+  usleep(200000);
+  assert_int_equal(kill(pid, SIGCONT), 0);
+  wait_answered(&a, 65);
+  assert_int_equal(a.granted, 40);
+  assert_int_equal(a.throttled_reserved, 24);
+  assert_int_equal(a.invalid, 1);
+  assert_int_equal(a.other, 0);
+  brume_counting_client_stats st;
+  brume_counting_client_stats_get(cc, &st);
+  assert_int_equal(st.acquire_requests, 65);
+  assert_int_equal(st.acquire_batches, 3);
+
+  answers r;
+  answers_init(&r);
+  for (int i = 0; i < 40; i++) {
+    Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+    rel.token = a.tokens[i];
+    brume_counting_client_release(cc, &rel, on_release, &r);
+  }
+  wait_answered(&r, 40);
+  assert_int_equal(r.held, 40);
+  brume_counting_client_stats_get(cc, &st);
+  assert_int_equal(st.release_requests, 40);
+  assert_true(st.release_batches >= 1 && st.release_batches <= 40);
+
+  /* Freed with requests queued behind a stopped daemon: every one is answered, CANCELLED. */
+  answers c;
+  answers_init(&c);
+  assert_int_equal(kill(pid, SIGSTOP), 0);
+  for (int i = 0; i < 5; i++) brume_counting_client_acquire(cc, &acq, on_acquire, &c);
+  long long t0 = brume_test_now_ms();
+  brume_counting_client_free(cc);
+  /* The calls under way were cancelled, not left to their 30 s deadline. */
+  assert_true(brume_test_now_ms() - t0 < 5000);
+  assert_int_equal(kill(pid, SIGCONT), 0);
+  assert_int_equal(c.answered, 5);
+  assert_int_equal(c.cancelled, 5);
+}
+
+/* A daemon that is not there: each request fails with UNAVAILABLE. */
+static void test_client_unavailable(void **state) {
+  (void)state;
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", brume_test_free_port());
+  brume_counting_client_opts o = {.rpc.default_deadline_ms = 3000};
+  brume_err *err = NULL;
+  brume_counting_client *cc = brume_counting_client_new(target, &o, &err);
+  if (cc == NULL) fail_msg("client: %s", err->msg);
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = "343434343434";
+  fn.function_name = "forty";
+  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
+  acq.function = &fn;
+  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  answers a;
+  answers_init(&a);
+  for (int i = 0; i < 5; i++) brume_counting_client_acquire(cc, &acq, on_acquire, &a);
+  wait_answered(&a, 5);
+  assert_int_equal(a.unavailable, 5);
+  brume_counting_client_free(cc);
+}
+
 /* Last: SIGTERM stops the daemon with status 0 and revokes its registration. */
 static void test_sigterm(void **state) {
   (void)state;
@@ -491,10 +772,17 @@ int main(int argc, char **argv) {
     return 77;
   }
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_help),       cmocka_unit_test(test_check_config),
-      cmocka_unit_test(test_registered), cmocka_unit_test(test_http),
-      cmocka_unit_test(test_bad_input),  cmocka_unit_test(test_acquire_release),
-      cmocka_unit_test(test_throttle),   cmocka_unit_test(test_mutual_tls),
+      cmocka_unit_test(test_help),
+      cmocka_unit_test(test_check_config),
+      cmocka_unit_test(test_registered),
+      cmocka_unit_test(test_http),
+      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_acquire_release),
+      cmocka_unit_test(test_throttle),
+      cmocka_unit_test(test_batches),
+      cmocka_unit_test(test_client_coalesces),
+      cmocka_unit_test(test_client_unavailable),
+      cmocka_unit_test(test_mutual_tls),
       cmocka_unit_test(test_sigterm),
   };
   return cmocka_run_group_tests_name("counting_daemon", tests, group_setup, group_teardown);

@@ -2,20 +2,19 @@
  *
  *   test_rpc SERVER_BINARY MAKE_CERTS_SCRIPT
  */
+#include <cmocka.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <sys/wait.h>
-#include <pthread.h>
-#include <stdatomic.h>
-
-#include <cmocka.h>
+#include <unistd.h>
 
 #include "brume/test/echo.pb-c.h"
 #include "proc.h"
@@ -138,8 +137,8 @@ static void test_success_with_metadata(void **state) {
   assert_int_equal(brume_test_wait_port(http_port, 5000), 0);
   char *metrics = http_get(http_port, "/metrics");
   assert_non_null(metrics);
-  assert_non_null(strstr(metrics,
-      "brume_rpc_server_calls_total{method=\"/brume.test.Echo/Echo\",code=\"OK\"} 1\n"));
+  assert_non_null(strstr(
+      metrics, "brume_rpc_server_calls_total{method=\"/brume.test.Echo/Echo\",code=\"OK\"} 1\n"));
   assert_non_null(strstr(metrics, "brume_rpc_server_calls_in_flight 0\n"));
   free(metrics);
   brume_rpc_client_free(c);
@@ -175,7 +174,8 @@ static int server_exit_status(const char *const args[]) {
   long long end = brume_test_now_ms() + 5000;
   int st = 0;
   while (brume_test_now_ms() < end) {
-    if (waitpid(pid, &st, WNOHANG) == pid) return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    if (waitpid(pid, &st, WNOHANG) == pid)
+      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
     usleep(10000);
   }
   brume_test_stop(pid, SIGKILL, 1000);
@@ -194,7 +194,7 @@ static void test_start_errors(void **state) {
   char other[64];
   snprintf(other, sizeof(other), "--listen=127.0.0.1:%d", brume_test_free_port());
   assert_int_equal(server_exit_status((const char *const[]){other, "--tls-cert", "/nonexistent.pem",
-                                                             "--tls-key", "/nonexistent.key", NULL}),
+                                                            "--tls-key", "/nonexistent.key", NULL}),
                    1);
   server_stop(&s, SIGTERM);
 }
@@ -292,8 +292,7 @@ static void test_server_restart_same_channel(void **state) {
 
   server_stop(&s, SIGKILL);
   brume_rpc_call_opts fast = {.deadline_ms = 2000};
-  assert_int_equal(ping(c, &fast, NULL),
-                   BRUME_UNAVAILABLE);
+  assert_int_equal(ping(c, &fast, NULL), BRUME_UNAVAILABLE);
 
   server_start_on(&s, s.port, NULL);
   long long t0 = brume_test_now_ms();
@@ -336,7 +335,7 @@ static void test_1000_in_flight_one_thread(void **state) {
   for (int i = 0; i < N; i++) {
     brume_err *err = NULL;
     if (brume_rpc_unary_async(c, &brume__test__echo__descriptor, 1, &req.base, &o, on_gathered, &g,
-                             &err) < 0)
+                              &err) < 0)
       fail_msg("async call %d: %s", i, err->msg);
   }
   pthread_mutex_lock(&g.lock);
@@ -361,7 +360,8 @@ static void test_shutdown_with_parked_calls(void **state) {
   brume_rpc_call_opts o = {.deadline_ms = 30000};
   for (int i = 0; i < 5; i++)
     assert_int_equal(brume_rpc_unary_async(c, &brume__test__echo__descriptor, 1, &req.base, &o,
-                                           on_gathered, &g, NULL), 0);
+                                           on_gathered, &g, NULL),
+                     0);
   /* An Echo round trip after the Gathers proves they have reached the server. */
   Brume__Test__EchoRequest ping = BRUME__TEST__ECHO_REQUEST__INIT;
   assert_int_equal(echo(c, &brume__test__echo__descriptor, &ping.base, NULL, NULL, NULL), 0);
@@ -373,6 +373,32 @@ static void test_shutdown_with_parked_calls(void **state) {
   assert_int_equal(g.ok, 0);
   assert_true(brume_test_now_ms() - t0 < 5000);
   brume_rpc_client_free(c);
+}
+
+/* Freeing a client cancels its async calls under way: each callback runs at once with
+ * CANCELLED, not at the call's deadline (destroying a gRPC channel alone does not end its calls).
+ */
+static void test_free_cancels_async_calls(void **state) {
+  (void)state;
+  struct server s;
+  server_start(&s, NULL);
+  brume_rpc_client *c = client_new(s.addr, NULL);
+  struct gather g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
+  req.reply_size = 100; /* Gather: never reached by 5 calls */
+  brume_rpc_call_opts o = {.deadline_ms = 30000};
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(brume_rpc_unary_async(c, &brume__test__echo__descriptor, 1, &req.base, &o,
+                                           on_gathered, &g, NULL),
+                     0);
+  Brume__Test__EchoRequest ping = BRUME__TEST__ECHO_REQUEST__INIT;
+  assert_int_equal(echo(c, &brume__test__echo__descriptor, &ping.base, NULL, NULL, NULL), 0);
+  long long t0 = brume_test_now_ms();
+  brume_rpc_client_free(c);
+  assert_int_equal(g.done, 5);
+  assert_int_equal(g.ok, 0);
+  assert_true(brume_test_now_ms() - t0 < 5000);
+  server_stop(&s, SIGTERM);
 }
 
 static void test_tls(void **state) {
@@ -389,8 +415,7 @@ static void test_tls(void **state) {
 
   /* A plaintext client cannot talk to a TLS server. */
   c = client_new(s.addr, NULL);
-  assert_int_equal(ping(c, &o, NULL),
-                   BRUME_UNAVAILABLE);
+  assert_int_equal(ping(c, &o, NULL), BRUME_UNAVAILABLE);
   brume_rpc_client_free(c);
   server_stop(&s, SIGTERM);
 }
@@ -421,8 +446,7 @@ static void test_mutual_tls(void **state) {
   brume_rpc_client_opts no_cert = {.tls = {.ca_file = pki_file("ca.pem")}};
   c = client_new(s.addr, &no_cert);
   char *msg = NULL;
-  assert_int_equal(ping(c, &o, &msg),
-                   BRUME_UNAVAILABLE);
+  assert_int_equal(ping(c, &o, &msg), BRUME_UNAVAILABLE);
   printf("# client without a certificate: %s\n", msg);
   free(msg);
   brume_rpc_client_free(c);
@@ -438,8 +462,7 @@ static void test_wrong_ca_fails(void **state) {
   brume_rpc_client_opts wrong = {.tls = {.ca_file = pki_file("other-ca.pem")}};
   brume_rpc_client *c = client_new(s.addr, &wrong);
   char *msg = NULL;
-  assert_int_equal(ping(c, &o, &msg),
-                   BRUME_UNAVAILABLE);
+  assert_int_equal(ping(c, &o, &msg), BRUME_UNAVAILABLE);
   printf("# client trusting another CA: %s\n", msg);
   free(msg);
   brume_rpc_client_free(c);
@@ -490,6 +513,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_server_restart_same_channel),
       cmocka_unit_test(test_1000_in_flight_one_thread),
       cmocka_unit_test(test_shutdown_with_parked_calls),
+      cmocka_unit_test(test_free_cancels_async_calls),
       cmocka_unit_test(test_tls),
       cmocka_unit_test(test_mutual_tls),
       cmocka_unit_test(test_wrong_ca_fails),
