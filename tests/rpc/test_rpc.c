@@ -2,7 +2,6 @@
  *
  *   test_rpc SERVER_BINARY MAKE_CERTS_SCRIPT
  */
-#include <cmocka.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -15,6 +14,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
+/* cmocka.h needs the headers above. */
+#include <cmocka.h>
 
 #include "brume/test/echo.pb-c.h"
 #include "proc.h"
