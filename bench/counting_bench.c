@@ -7,6 +7,10 @@
  *   1. Acquire(WARM_ENVIRONMENT) + Release pairs, back to back, for BENCH_SECONDS (default 5)
  *      after a 1 s warm-up: pairs per second, the latency of Acquire, Release and the pair, and
  *      the etcd txns the daemon made meanwhile (a steady load should make none).
+ *   1a. The same pairs through counting/client, which coalesces the 64 callers' requests into
+ *       AcquireBatch and ReleaseBatch calls (BENCH_MAX_IN_FLIGHT batch calls of a kind under
+ *       way at once; default: the client's, 2): pairs per second, latencies, requests per call,
+ *       the daemon's CPU per pair.
  *   1b. The same from one caller: Acquire's latency when nothing queues.
  *   2. The bare RPC: the same 64-in-flight load on a call that does no admission work. GetState
  *      would not do (it reads etcd); Release of a well-formed token this daemon never granted
@@ -382,6 +386,16 @@ static long run_phase(mode m, double seconds, bool rec, double *elapsed) {
   return calls;
 }
 
+/* Waits (2 s at most) until every chain has parked after its call under way. */
+static void wait_all_parked(caller *cs) {
+  for (int tries = 0; tries < 400; tries++) {
+    int parked = 0;
+    for (int i = 0; i < CALLERS; i++) parked += atomic_load(&cs[i].parked);
+    if (parked == CALLERS) return;
+    sleep_s(0.005);
+  }
+}
+
 static int check_failures(void) {
   if (atomic_load(&failures) || atomic_load(&throttles)) {
     fprintf(stderr, "bench_counting: %ld failed calls, %ld throttled: no figures\n",
@@ -449,18 +463,13 @@ int main(int argc, char **argv) {
     return 1;
   }
   if (set_limit(etcd, clients[0]) < 0) return 1;
-  brume_counting_client *batching = brume_counting_client_new(argv[1], NULL, &err);
-  if (batching == NULL) {
-    fprintf(stderr, "bench_counting: %s\n", err->msg);
-    return 1;
-  }
+  brume_counting_client *batching = NULL; /* the last phase's */
 
   caller *cs = calloc(CALLERS, sizeof(caller));
   if (cs == NULL) abort();
   for (int i = 0; i < CALLERS; i++) {
     cs[i].index = i;
     cs[i].client = clients[i % CLIENTS];
-    cs[i].batching = batching;
     atomic_init(&cs[i].parked, true);
   }
   callers = cs;
@@ -496,34 +505,6 @@ int main(int argc, char **argv) {
     emit("etcd_proposals_per_s", (e1.proposals - e0.proposals) / el, "proposals/s");
   } else {
     fprintf(stderr, "bench_counting: cannot read %s\n", metrics_url);
-  }
-
-  /* The same pairs through counting/client's batches. */
-  for (int i = 0; i < CALLERS; i++) memset(cs[i].n, 0, sizeof(cs[i].n));
-  fprintf(stderr,
-          "bench_counting: %d callers, the same pairs coalesced into AcquireBatch and "
-          "ReleaseBatch calls: 1 s warm-up, %.1f s\n",
-          CALLERS, seconds);
-  run_phase(BATCHED, 1.0, false, &el);
-  brume_counting_client_stats st0, st1;
-  brume_counting_client_stats_get(batching, &st0);
-  cpu0 = cpu_us(daemon_pid);
-  n = run_phase(BATCHED, seconds, true, &el);
-  cpu1 = cpu_us(daemon_pid);
-  brume_counting_client_stats_get(batching, &st1);
-  if (check_failures() < 0) goto out;
-  emit("batched_pairs_per_s", (double)n / el, "pairs/s");
-  emit("batched_acquire_p50_us", percentile(cs, FIG_ACQUIRE, 50), "us");
-  emit("batched_acquire_p99_us", percentile(cs, FIG_ACQUIRE, 99), "us");
-  emit("batched_pair_p99_us", percentile(cs, FIG_PAIR, 99), "us");
-  if (st1.acquire_batches > st0.acquire_batches)
-    emit("batched_acquires_per_call",
-         (double)(st1.acquire_requests - st0.acquire_requests) /
-             (double)(st1.acquire_batches - st0.acquire_batches),
-         "requests");
-  if (cpu0 >= 0 && cpu1 >= 0 && n > 0) {
-    emit("batched_daemon_cpu_per_pair_us", (cpu1 - cpu0) / (double)n, "us");
-    emit("batched_daemon_cpu_cores_used", (cpu1 - cpu0) / 1e6 / el, "cores");
   }
 
   /* The same pairs from one caller: the latency of an Acquire when nothing queues (the figures
@@ -586,16 +567,55 @@ int main(int argc, char **argv) {
     emit(metric, prev.txns - s0.txns, "txns");
   }
   if (check_failures() < 0) goto out;
+
+  /* The same pairs through counting/client's batches; last, so that its second channel and
+   * threads are not there while the unary figures are taken. */
+  atomic_store(&current_mode, IDLE);
+  wait_all_parked(cs);
+  atomic_store(&active, CALLERS);
+  brume_counting_client_opts copts = {0};
+  env = getenv("BENCH_MAX_IN_FLIGHT");
+  if (env && atoi(env) > 0) copts.max_in_flight = (unsigned)atoi(env);
+  batching = brume_counting_client_new(argv[1], &copts, &err);
+  if (batching == NULL) {
+    fprintf(stderr, "bench_counting: %s\n", err->msg);
+    goto out;
+  }
+  for (int i = 0; i < CALLERS; i++) {
+    memset(cs[i].n, 0, sizeof(cs[i].n));
+    cs[i].batching = batching;
+  }
+  fprintf(stderr,
+          "bench_counting: %d callers, the same pairs coalesced into AcquireBatch and "
+          "ReleaseBatch calls: 1 s warm-up, %.1f s\n",
+          CALLERS, seconds);
+  run_phase(BATCHED, 1.0, false, &el);
+  brume_counting_client_stats st0, st1;
+  brume_counting_client_stats_get(batching, &st0);
+  cpu0 = cpu_us(daemon_pid);
+  n = run_phase(BATCHED, seconds, true, &el);
+  cpu1 = cpu_us(daemon_pid);
+  brume_counting_client_stats_get(batching, &st1);
+  if (check_failures() < 0) goto out;
+  emit("batched_pairs_per_s", (double)n / el, "pairs/s");
+  emit("batched_acquire_p50_us", percentile(cs, FIG_ACQUIRE, 50), "us");
+  emit("batched_acquire_p99_us", percentile(cs, FIG_ACQUIRE, 99), "us");
+  emit("batched_pair_p99_us", percentile(cs, FIG_PAIR, 99), "us");
+  if (st1.acquire_batches > st0.acquire_batches)
+    emit("batched_acquires_per_call",
+         (double)(st1.acquire_requests - st0.acquire_requests) /
+             (double)(st1.acquire_batches - st0.acquire_batches),
+         "requests");
+  if (cpu0 >= 0 && cpu1 >= 0 && n > 0) {
+    emit("batched_daemon_cpu_per_pair_us", (cpu1 - cpu0) / (double)n, "us");
+    emit("batched_daemon_cpu_cores_used", (cpu1 - cpu0) / 1e6 / el, "cores");
+  }
+
   rc = 0;
 out:
   /* Every chain parks after its call under way; then the clients can go. */
   atomic_store(&current_mode, STOP);
-  for (int tries = 0; tries < 400; tries++) {
-    int parked = 0;
-    for (int i = 0; i < CALLERS; i++) parked += atomic_load(&cs[i].parked);
-    if (parked == CALLERS) break;
-    sleep_s(0.005);
-  }
+  wait_all_parked(cs);
   brume_counting_client_free(batching);
   for (int i = 0; i < CLIENTS; i++) brume_rpc_client_free(clients[i]);
   brume_etcd_free(etcd);

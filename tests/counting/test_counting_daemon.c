@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 /* cmocka.h needs the headers above. */
 #include <cmocka.h>
@@ -540,6 +541,14 @@ typedef struct answers {
   char tokens[64][BRUME_TOKEN_STRING_MAX];
 } answers;
 
+/* With a->lock held: one more answer (err, if any, kept for the failure message). */
+static void count_answer(answers *a, const brume_err *err) {
+  if (err) snprintf(a->last_error, sizeof(a->last_error), "%s", err->msg);
+  a->answered++;
+  pthread_cond_broadcast(&a->cond);
+  pthread_mutex_unlock(&a->lock);
+}
+
 static void on_acquire(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
   answers *a = user;
   pthread_mutex_lock(&a->lock);
@@ -559,10 +568,7 @@ static void on_acquire(void *user, const Brume__AcquireResponse *resp, const bru
     a->cancelled++;
   else
     a->other++;
-  if (err) snprintf(a->last_error, sizeof(a->last_error), "%s", err->msg);
-  a->answered++;
-  pthread_cond_broadcast(&a->cond);
-  pthread_mutex_unlock(&a->lock);
+  count_answer(a, err);
 }
 
 static void on_release(void *user, const Brume__ReleaseResponse *resp, const brume_err *err) {
@@ -574,19 +580,16 @@ static void on_release(void *user, const Brume__ReleaseResponse *resp, const bru
     a->not_held++;
   else
     a->other++;
-  if (err) snprintf(a->last_error, sizeof(a->last_error), "%s", err->msg);
-  a->answered++;
-  pthread_cond_broadcast(&a->cond);
-  pthread_mutex_unlock(&a->lock);
+  count_answer(a, err);
 }
 
+/* Waits 15 s at most for n answers in all. */
 static void wait_answered(answers *a, int n) {
+  struct timespec end;
+  clock_gettime(CLOCK_REALTIME, &end);
+  end.tv_sec += 15;
   pthread_mutex_lock(&a->lock);
-  long long end = brume_test_now_ms() + 15000;
-  while (a->answered < n && brume_test_now_ms() < end) {
-    pthread_mutex_unlock(&a->lock);
-    usleep(5000);
-    pthread_mutex_lock(&a->lock);
+  while (a->answered < n && pthread_cond_timedwait(&a->cond, &a->lock, &end) == 0) {
   }
   int got = a->answered;
   pthread_mutex_unlock(&a->lock);

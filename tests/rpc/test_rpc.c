@@ -348,6 +348,21 @@ static void test_1000_in_flight_one_thread(void **state) {
   server_stop(&s, SIGTERM);
 }
 
+/* Starts 5 Gather calls waiting for 100 (so the server parks them, with a 30 s deadline), and
+ * returns once they have reached the server. */
+static void park_five_calls(brume_rpc_client *c, struct gather *g) {
+  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
+  req.reply_size = 100; /* never reached */
+  brume_rpc_call_opts o = {.deadline_ms = 30000};
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(brume_rpc_unary_async(c, &brume__test__echo__descriptor, 1, &req.base, &o,
+                                           on_gathered, g, NULL),
+                     0);
+  /* An Echo round trip after the Gathers proves they have reached the server. */
+  Brume__Test__EchoRequest ping = BRUME__TEST__ECHO_REQUEST__INIT;
+  assert_int_equal(echo(c, &brume__test__echo__descriptor, &ping.base, NULL, NULL, NULL), 0);
+}
+
 /* A server stopped while calls are parked frees them (clean exit under ASan) and the clients get
  * an error, not a hang. */
 static void test_shutdown_with_parked_calls(void **state) {
@@ -356,16 +371,7 @@ static void test_shutdown_with_parked_calls(void **state) {
   server_start(&s, NULL);
   brume_rpc_client *c = client_new(s.addr, NULL);
   struct gather g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
-  req.reply_size = 100; /* never reached */
-  brume_rpc_call_opts o = {.deadline_ms = 30000};
-  for (int i = 0; i < 5; i++)
-    assert_int_equal(brume_rpc_unary_async(c, &brume__test__echo__descriptor, 1, &req.base, &o,
-                                           on_gathered, &g, NULL),
-                     0);
-  /* An Echo round trip after the Gathers proves they have reached the server. */
-  Brume__Test__EchoRequest ping = BRUME__TEST__ECHO_REQUEST__INIT;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &ping.base, NULL, NULL, NULL), 0);
+  park_five_calls(c, &g);
   long long t0 = brume_test_now_ms();
   server_stop(&s, SIGTERM);
   pthread_mutex_lock(&g.lock);
@@ -385,15 +391,7 @@ static void test_free_cancels_async_calls(void **state) {
   server_start(&s, NULL);
   brume_rpc_client *c = client_new(s.addr, NULL);
   struct gather g = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-  Brume__Test__EchoRequest req = BRUME__TEST__ECHO_REQUEST__INIT;
-  req.reply_size = 100; /* Gather: never reached by 5 calls */
-  brume_rpc_call_opts o = {.deadline_ms = 30000};
-  for (int i = 0; i < 5; i++)
-    assert_int_equal(brume_rpc_unary_async(c, &brume__test__echo__descriptor, 1, &req.base, &o,
-                                           on_gathered, &g, NULL),
-                     0);
-  Brume__Test__EchoRequest ping = BRUME__TEST__ECHO_REQUEST__INIT;
-  assert_int_equal(echo(c, &brume__test__echo__descriptor, &ping.base, NULL, NULL, NULL), 0);
+  park_five_calls(c, &g);
   long long t0 = brume_test_now_ms();
   brume_rpc_client_free(c);
   assert_int_equal(g.done, 5);
