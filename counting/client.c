@@ -34,20 +34,24 @@ typedef struct lane {
   pthread_mutex_t lock; /* guards the fields below */
   entry *queue;
   size_t n, cap;
-  unsigned in_flight;
-  uint64_t batches, requests;
+  unsigned in_flight; /* batch calls under way, not counting those that may wait */
+  uint64_t batches, requests, waiting_batches, waiting_requests;
 } lane;
 
 struct brume_counting_client {
   brume_rpc_client *rpc;
   unsigned max_batch, max_in_flight;
+  pthread_rwlock_t send_lock; /* read: starting a batch call; write: setting closing */
   atomic_bool closing;
   lane acquire, release;
 };
 
-/* A batch call under way: the entries it carries, in the request's order. */
+/* A batch call under way: the entries it carries, in the request's order. An Acquire batch is
+ * first sent memory_only; the requests that would have waited for etcd come back ABORTED and
+ * leave again at once in a batch that may wait (may_wait), which holds no slot of the lane. */
 typedef struct batch {
   lane *lane;
+  bool may_wait;
   size_t n;
   entry *entries;
 } batch;
@@ -73,6 +77,7 @@ static batch *take_batch(lane *l) {
   size_t k = l->n < c->max_batch ? l->n : c->max_batch;
   batch *b = brume_xmalloc(sizeof(*b));
   b->lane = l;
+  b->may_wait = false;
   b->n = k;
   b->entries = brume_xmalloc(k * sizeof(*b->entries));
   memcpy(b->entries, l->queue, k * sizeof(*b->entries));
@@ -89,8 +94,10 @@ static void send_batch(batch *b);
 /* b is answered: frees it and sends what queued meanwhile. */
 static void finish_batch(batch *b) {
   lane *l = b->lane;
+  bool held_slot = !b->may_wait;
   free(b->entries);
   free(b);
+  if (!held_slot) return;
   pthread_mutex_lock(&l->lock);
   l->in_flight--;
   batch *next = take_batch(l);
@@ -110,7 +117,7 @@ static int check_counts(const batch *b, size_t n_responses, size_t n_statuses, b
 
 static void on_batch_done(void *user, ProtobufCMessage *reply, const brume_err *err) {
   batch *b = user;
-  const lane *l = b->lane;
+  lane *l = b->lane;
   if (reply == NULL) {
     answer_all(b, err);
     finish_batch(b);
@@ -133,6 +140,7 @@ static void on_batch_done(void *user, ProtobufCMessage *reply, const brume_err *
     n_statuses = r->n_statuses;
   }
   brume_autoptr(brume_err) bad = NULL;
+  batch *again = NULL; /* the requests that would have waited for etcd */
   if (check_counts(b, n_responses, n_statuses, &bad) < 0) {
     answer_all(b, bad);
   } else {
@@ -140,6 +148,15 @@ static void on_batch_done(void *user, ProtobufCMessage *reply, const brume_err *
       int32_t code = statuses[i]->code;
       if (code == BRUME_OK) {
         answer(l, &b->entries[i], responses[i], NULL);
+        continue;
+      }
+      if (code == BRUME_ABORTED && l->is_acquire && !b->may_wait) {
+        if (again == NULL) {
+          again = brume_xmalloc(sizeof(*again));
+          *again = (batch){.lane = b->lane, .may_wait = true};
+          again->entries = brume_xmalloc(b->n * sizeof(*again->entries));
+        }
+        again->entries[again->n++] = b->entries[i];
         continue;
       }
       brume_autoptr(brume_err) one = NULL;
@@ -151,6 +168,13 @@ static void on_batch_done(void *user, ProtobufCMessage *reply, const brume_err *
   }
   brume_proto_free(reply);
   finish_batch(b);
+  if (again) {
+    pthread_mutex_lock(&l->lock);
+    l->waiting_batches++;
+    l->waiting_requests += again->n;
+    pthread_mutex_unlock(&l->lock);
+    send_batch(again);
+  }
 }
 
 static void send_batch(batch *b) {
@@ -164,6 +188,7 @@ static void send_batch(batch *b) {
   if (l->is_acquire) {
     ab.n_requests = b->n;
     ab.requests = (Brume__AcquireRequest **)reqs;
+    ab.memory_only = !b->may_wait;
     msg = &ab.base;
   } else {
     rb.n_requests = b->n;
@@ -171,9 +196,17 @@ static void send_batch(batch *b) {
     msg = &rb.base;
   }
   brume_autoptr(brume_err) err = NULL;
-  /* The message is packed before this returns, so reqs may go at once. */
-  int rc = brume_rpc_unary_async(c->rpc, &brume__counting__descriptor, l->method, msg, NULL,
-                                 on_batch_done, b, &err);
+  /* Under the read lock: brume_counting_client_free sets closing under the write lock, so no
+   * call starts once it has begun to free the rpc client. The message is packed before
+   * brume_rpc_unary_async returns, so reqs may go at once. */
+  pthread_rwlock_rdlock(&c->send_lock);
+  int rc = -1;
+  if (atomic_load(&c->closing))
+    brume_err_set(&err, BRUME_CANCELLED, "the counting client is closing");
+  else
+    rc = brume_rpc_unary_async(c->rpc, &brume__counting__descriptor, l->method, msg, NULL,
+                               on_batch_done, b, &err);
+  pthread_rwlock_unlock(&c->send_lock);
   free(reqs);
   if (rc < 0) {
     answer_all(b, err);
@@ -280,6 +313,7 @@ brume_counting_client *brume_counting_client_new(const char *target,
   c->max_batch = opts->max_batch ? opts->max_batch : DEFAULT_MAX_BATCH;
   c->max_in_flight = opts->max_in_flight ? opts->max_in_flight : DEFAULT_MAX_IN_FLIGHT;
   atomic_init(&c->closing, false);
+  pthread_rwlock_init(&c->send_lock, NULL);
   lane_init(&c->acquire, c, M_ACQUIRE_BATCH, true);
   lane_init(&c->release, c, M_RELEASE_BATCH, false);
   return c;
@@ -293,6 +327,8 @@ void brume_counting_client_stats_get(brume_counting_client *c, brume_counting_cl
   pthread_mutex_lock(&c->release.lock);
   out->release_batches = c->release.batches;
   out->release_requests = c->release.requests;
+  out->acquire_waiting_batches = c->acquire.waiting_batches;
+  out->acquire_waiting_requests = c->acquire.waiting_requests;
   pthread_mutex_unlock(&c->release.lock);
 }
 
@@ -307,10 +343,13 @@ static void lane_close(lane *l) {
 
 void brume_counting_client_free(brume_counting_client *c) {
   if (c == NULL) return;
+  pthread_rwlock_wrlock(&c->send_lock);
   atomic_store(&c->closing, true);
+  pthread_rwlock_unlock(&c->send_lock);
   /* Cancels the batch calls under way and waits for their callbacks, which send nothing more. */
   brume_rpc_client_free(c->rpc);
   lane_close(&c->acquire);
   lane_close(&c->release);
+  pthread_rwlock_destroy(&c->send_lock);
   free(c);
 }

@@ -11,6 +11,12 @@
  * No timer holds a request back: a lone request waits for nothing, and batches grow only when
  * requests arrive faster than the daemon answers them.
  *
+ * Waiting for etcd. Acquire batches go memory_only (proto AcquireBatchRequest): the daemon
+ * answers what memory decides, and a request that must wait for etcd (a block of concurrency to
+ * grow, scaling tokens to take) comes back ABORTED. Those leave again at once, together, in a
+ * batch that may wait and holds no slot. So a request answered from memory never waits behind
+ * one that waits for etcd, for one txn normally or up to etcd's timeout when etcd hangs.
+ *
  * Each request is answered exactly once, through its own callback, as Acquire or Release would
  * have answered it: a grant, a throttle, or its own error (INVALID_ARGUMENT, NOT_FOUND, ...). When
  * the batch call fails as a whole (UNAVAILABLE, DEADLINE_EXCEEDED, a transport error), every
@@ -59,10 +65,12 @@ void brume_counting_client_acquire(brume_counting_client *c, const Brume__Acquir
 void brume_counting_client_release(brume_counting_client *c, const Brume__ReleaseRequest *req,
                                    brume_counting_release_done done, void *user);
 
-/* Batch calls made so far and the requests they carried, per kind: for metrics and tests. */
+/* Batch calls made so far and the requests they carried, per kind: for metrics and tests. The
+ * waiting ones are the Acquire batches sent again for requests that needed etcd. */
 typedef struct brume_counting_client_stats {
   uint64_t acquire_batches, acquire_requests;
   uint64_t release_batches, release_requests;
+  uint64_t acquire_waiting_batches, acquire_waiting_requests;
 } brume_counting_client_stats;
 void brume_counting_client_stats_get(brume_counting_client *c, brume_counting_client_stats *out);
 

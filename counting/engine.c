@@ -55,6 +55,9 @@ typedef struct waiter {
 typedef struct waitlist {
   waiter *head, **tail;
   size_t n;
+  /* memory_only requests turned away since the last job sized itself (demand_take): they come
+   * back, so the next grow or take counts them as if they had waited. */
+  size_t deferred;
 } waitlist;
 
 struct rec;
@@ -143,6 +146,7 @@ static uint64_t hash_str(const char *s) {
   return h;
 }
 
+/* An empty list; deferred is left as it is (0 in a new record, which is zeroed). */
 static void waitlist_init(waitlist *w) {
   w->head = NULL;
   w->tail = &w->head;
@@ -156,11 +160,18 @@ static void waitlist_push(waitlist *w, waiter *x) {
   w->n++;
 }
 
-/* Empties w, returning its waiters in order. */
+/* Empties w, returning its waiters in order (deferred stays: waitlist_init leaves it). */
 static waiter *waitlist_take(waitlist *w) {
   waiter *h = w->head;
   waitlist_init(w);
   return h;
+}
+
+/* The demand a job sizes itself for: the waiters and the requests turned away meanwhile. */
+static size_t demand_take(waitlist *w) {
+  size_t d = w->n + w->deferred;
+  w->deferred = 0;
+  return d;
 }
 
 static void grow_table(brume_engine *e) {
@@ -593,7 +604,7 @@ static void grow(brume_engine *e, job *j) {
   uint32_t limit = pool_limit(e, p);
   /* What demand needs now, plus a quarter of it, so that a rising load grows the block in a few
    * steps and not one txn per request. */
-  uint64_t need = (uint64_t)p->in_use + p->waiters.n;
+  uint64_t need = (uint64_t)p->in_use + demand_take(&p->waiters);
   uint64_t want = need + (need / 4 > 1 ? need / 4 : 1);
   if (want <= p->held) want = (uint64_t)p->held + 1;
   if (want > UINT32_MAX) want = UINT32_MAX;
@@ -662,7 +673,7 @@ static void take(brume_engine *e, job *j) {
   pthread_mutex_lock(&e->mu);
   /* Enough for the waiters and as many again for the requests behind them, so that a steady
    * stream of cold starts takes tokens in batches. */
-  size_t want = s->waiters.n * 2;
+  size_t want = demand_take(&s->waiters) * 2;
   if (want < 1) want = 1;
   if (want > BUCKET_TAKE_MAX) want = BUCKET_TAKE_MAX;
   pthread_mutex_unlock(&e->mu);
@@ -884,7 +895,15 @@ void brume_engine_acquire(brume_engine *e, const brume_acquire_req *req, brume_a
   waitlist *wait_on = NULL;
   pthread_mutex_lock(&e->mu);
   admit_outcome o = admit(e, req, brume_mono_ms(), &res, &err, &j, &wait_on);
-  if (o == ADMIT_WAITING) {
+  if (o == ADMIT_WAITING && req->memory_only) {
+    /* Answered now; the job that admission queued (if any) still runs, so that the request,
+     * sent again, finds the block grown or joins the job under way. */
+    o = ADMIT_ANSWERED;
+    wait_on->deferred++;
+    brume_err_set(&err, BRUME_ABORTED,
+                  "this daemon must first grow its block of concurrency or take scaling tokens "
+                  "in etcd; send the request again without memory_only");
+  } else if (o == ADMIT_WAITING) {
     /* Only a request that waits is copied. */
     waitlist_push(wait_on, new_waiter(req, done, user));
     if (e->m_waits) brume_counter_inc(e->m_waits, 1);

@@ -83,6 +83,8 @@ typedef struct brume_acquire_req {
   brume_token_kind kind;     /* NEW_ENVIRONMENT or WARM_ENVIRONMENT */
   uint32_t hold_ms;          /* 0 = BRUME_TOKENS_HOLD_MS_DEFAULT; at most the max */
   const char *upgrade_token; /* only with NEW_ENVIRONMENT; NULL or "" = none */
+  bool memory_only;          /* fail with ABORTED instead of waiting for etcd (the etcd job
+                                still starts); for batches (proto AcquireBatchRequest) */
 } brume_acquire_req;
 
 /* The answer to a granted or throttled Acquire (proto AcquireResponse). */
@@ -97,7 +99,8 @@ typedef struct brume_acquire_result {
 
 /* Called exactly once per Acquire: with res set (granted or throttled) and err NULL, or with res
  * NULL and err set (INVALID_ARGUMENT, NOT_FOUND for an upgrade_token not held, UNAVAILABLE,
- * DEADLINE_EXCEEDED). Both are valid only during the call. */
+ * DEADLINE_EXCEEDED, ABORTED for a memory_only request that would have waited). Both are valid
+ * only during the call. */
 typedef void (*brume_acquire_done)(void *user, const brume_acquire_result *res,
                                    const brume_err *err);
 

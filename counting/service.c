@@ -369,6 +369,7 @@ static void acquire_batch_handler(brume_rpc_call *call, const ProtobufCMessage *
       continue;
     }
     brume_acquire_req ar = engine_request(req->requests[i]);
+    ar.memory_only = req->memory_only;
     brume_engine_acquire(svc->engine, &ar, acquire_batch_done, &b->items[i]);
   }
   acquire_batch_unref(b);

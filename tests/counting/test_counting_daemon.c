@@ -519,6 +519,32 @@ static void test_batches(void **state) {
   brume__release_batch_response__free_unpacked(rr, NULL);
   brume__acquire_batch_response__free_unpacked(ar, NULL);
 
+  /* memory_only: a request that needs etcd (a fresh function: no block yet) fails at once with
+   * ABORTED, and the grow it needs starts all the same: soon the same request is granted from
+   * memory. */
+  Brume__FunctionRef fresh = BRUME__FUNCTION_REF__INIT;
+  fresh.account_id = "565656565656";
+  fresh.function_name = "fresh";
+  Brume__AcquireRequest fr = BRUME__ACQUIRE_REQUEST__INIT;
+  fr.function = &fresh;
+  fr.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__AcquireRequest *one[] = {&fr};
+  Brume__AcquireBatchRequest mo = BRUME__ACQUIRE_BATCH_REQUEST__INIT;
+  mo.n_requests = 1;
+  mo.requests = one;
+  mo.memory_only = true;
+  if (call(M_ACQUIRE_BATCH, &mo, &ar, &err) < 0) fail_msg("memory_only AcquireBatch: %s", err->msg);
+  expect_status(ar->statuses, 0, BRUME_ABORTED, "PreconditionFailedException");
+  brume__acquire_batch_response__free_unpacked(ar, NULL);
+  for (long long end = brume_test_now_ms() + 10000;; usleep(10000)) {
+    if (call(M_ACQUIRE_BATCH, &mo, &ar, &err) < 0)
+      fail_msg("memory_only AcquireBatch: %s", err->msg);
+    bool granted = ar->statuses[0]->code == 0 && ar->responses[0]->granted;
+    brume__acquire_batch_response__free_unpacked(ar, NULL);
+    if (granted) break;
+    if (brume_test_now_ms() > end) fail_msg("the block never grew for a memory_only request");
+  }
+
   /* An empty batch is answered; one over the limit is refused whole. */
   ab.n_requests = 0;
   if (call(M_ACQUIRE_BATCH, &ab, &ar, &err) < 0) fail_msg("empty AcquireBatch: %s", err->msg);
@@ -657,6 +683,8 @@ static void test_client_coalesces(void **state) {
   brume_counting_client_stats_get(cc, &st);
   assert_int_equal(st.acquire_requests, 65);
   assert_int_equal(st.acquire_batches, 3);
+  /* The first request found no block (a fresh function) and was sent again to wait for it. */
+  assert_true(st.acquire_waiting_requests >= 1 && st.acquire_waiting_batches >= 1);
 
   answers r;
   answers_init(&r);
@@ -684,6 +712,53 @@ static void test_client_coalesces(void **state) {
   if (c.answered != 5 || c.cancelled != 5)
     fail_msg("answered %d, cancelled %d, granted %d, other %d (%s)", c.answered, c.cancelled,
              c.granted, c.other, c.last_error);
+}
+
+/* While etcd hangs (SIGSTOP), a request that needs etcd waits, and one that memory can answer
+ * does not wait behind it. */
+static void test_client_no_wait_behind_etcd(void **state) {
+  (void)state;
+  char target[64];
+  snprintf(target, sizeof(target), "127.0.0.1:%d", rpc_port);
+  brume_err *err = NULL;
+  brume_counting_client *cc = brume_counting_client_new(target, NULL, &err);
+  if (cc == NULL) fail_msg("client: %s", err->msg);
+  Brume__FunctionRef held = BRUME__FUNCTION_REF__INIT, fresh = BRUME__FUNCTION_REF__INIT;
+  held.account_id = "787878787878";
+  held.function_name = "held";
+  fresh.account_id = "909090909090";
+  fresh.function_name = "fresh";
+  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
+  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  /* A first grant makes the daemon hold a block of 2 for the held account. */
+  acq.function = &held;
+  answers first;
+  answers_init(&first);
+  brume_counting_client_acquire(cc, &acq, on_acquire, &first);
+  wait_answered(&first, 1);
+  if (first.granted != 1) fail_msg("the first Acquire: %s", first.last_error);
+
+  assert_int_equal(kill(server->pid, SIGSTOP), 0);
+  answers slow, quick;
+  answers_init(&slow);
+  answers_init(&quick);
+  acq.function = &fresh; /* its account's block must grow: waits for etcd */
+  brume_counting_client_acquire(cc, &acq, on_acquire, &slow);
+  acq.function = &held; /* from the block held */
+  long long t0 = brume_test_now_ms();
+  brume_counting_client_acquire(cc, &acq, on_acquire, &quick);
+  wait_answered(&quick, 1);
+  long long quick_ms = brume_test_now_ms() - t0;
+  pthread_mutex_lock(&slow.lock);
+  int slow_answered = slow.answered;
+  pthread_mutex_unlock(&slow.lock);
+  assert_int_equal(kill(server->pid, SIGCONT), 0);
+  if (quick.granted != 1) fail_msg("the Acquire from memory: %s", quick.last_error);
+  assert_true(quick_ms < 1000);
+  assert_int_equal(slow_answered, 0);
+  wait_answered(&slow, 1);
+  if (slow.granted != 1) fail_msg("the Acquire that waited for etcd: %s", slow.last_error);
+  brume_counting_client_free(cc);
 }
 
 /* A daemon that is not there: each request fails with UNAVAILABLE. */
@@ -836,6 +911,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_throttle),
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_client_coalesces),
+      cmocka_unit_test(test_client_no_wait_behind_etcd),
       cmocka_unit_test(test_client_unavailable),
       cmocka_unit_test(test_mutual_tls),
       cmocka_unit_test(test_sigterm),

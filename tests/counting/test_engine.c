@@ -99,9 +99,9 @@ static void on_done(void *user, const brume_acquire_result *res, const brume_err
   pthread_mutex_unlock(&a->mu);
 }
 
-static answer acquire_q(fake_daemon *d, const char *account, const char *function,
-                        const char *qualifier, brume_token_kind kind, uint32_t hold_ms,
-                        const char *upgrade) {
+static answer acquire_mo(fake_daemon *d, const char *account, const char *function,
+                         const char *qualifier, brume_token_kind kind, uint32_t hold_ms,
+                         const char *upgrade, bool memory_only) {
   answer a = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
   brume_acquire_req q = {.account_id = account,
                          .function_name = function,
@@ -109,12 +109,19 @@ static answer acquire_q(fake_daemon *d, const char *account, const char *functio
                          .caller_id = "test",
                          .kind = kind,
                          .hold_ms = hold_ms,
-                         .upgrade_token = upgrade};
+                         .upgrade_token = upgrade,
+                         .memory_only = memory_only};
   brume_engine_acquire(d->engine, &q, on_done, &a);
   pthread_mutex_lock(&a.mu);
   while (!a.done) pthread_cond_wait(&a.cv, &a.mu);
   pthread_mutex_unlock(&a.mu);
   return a;
+}
+
+static answer acquire_q(fake_daemon *d, const char *account, const char *function,
+                        const char *qualifier, brume_token_kind kind, uint32_t hold_ms,
+                        const char *upgrade) {
+  return acquire_mo(d, account, function, qualifier, kind, hold_ms, upgrade, false);
 }
 
 static answer acquire_full(fake_daemon *d, const char *account, const char *function,
@@ -247,6 +254,41 @@ static void test_reserved_share(void **state) {
   assert_int_equal(fs.in_use, 20);
   assert_int_equal(fs.held, 20);
   for (int i = 0; i < n; i++) release(&d, toks[i], true);
+  daemon_stop(&d);
+}
+
+/* memory_only (AcquireBatch's): a request that would wait for etcd is answered ABORTED at once;
+ * the grow it needed runs all the same, sized for the request turned away as if it had waited,
+ * so that when it comes back memory answers it. */
+static void test_memory_only(void **state) {
+  (void)state;
+  fake_daemon d;
+  daemon_start(&d, "d1", 60000);
+  answer a = acquire_mo(&d, "a9", "f", NULL, BRUME_TOKEN_WARM_ENVIRONMENT, 0, NULL, true);
+  assert_false(a.ok);
+  assert_int_equal(a.code, BRUME_ABORTED);
+  assert_int_equal(brume_engine_tokens_held(d.engine), 0);
+  /* One request turned away: the grow sized itself for 1 and a quarter of it (at least 1). */
+  long long end = brume_test_now_ms() + 10000;
+  while (blocks_sum("count/a9/unreserved/") < 2 && brume_test_now_ms() < end) usleep(2000);
+  assert_int_equal(blocks_sum("count/a9/unreserved/"), 2);
+  /* Sent again once the grow has landed in memory too (a request turned away in between would
+   * only count for the next grow). */
+  char toks[2][BRUME_TOKEN_STRING_MAX];
+  for (;; usleep(2000)) {
+    a = acquire_mo(&d, "a9", "f", NULL, BRUME_TOKEN_WARM_ENVIRONMENT, 0, NULL, true);
+    if (a.ok && a.res.granted) break;
+    assert_int_equal(a.code, BRUME_ABORTED);
+    if (brume_test_now_ms() > end) fail_msg("the grow for a memory_only request never landed");
+  }
+  strcpy(toks[0], a.res.token);
+  a = acquire_mo(&d, "a9", "f", NULL, BRUME_TOKEN_WARM_ENVIRONMENT, 0, NULL, true);
+  if (!a.ok || !a.res.granted) fail_msg("from the block: %d %s", (int)a.code, a.msg);
+  strcpy(toks[1], a.res.token);
+  /* The third needs the block to grow again. */
+  a = acquire_mo(&d, "a9", "f", NULL, BRUME_TOKEN_WARM_ENVIRONMENT, 0, NULL, true);
+  assert_int_equal(a.code, BRUME_ABORTED);
+  for (int i = 0; i < 2; i++) release(&d, toks[i], true);
   daemon_stop(&d);
 }
 
@@ -483,6 +525,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_account_limit),
       cmocka_unit_test(test_reserved_share),
+      cmocka_unit_test(test_memory_only),
       cmocka_unit_test(test_two_daemons_share),
       cmocka_unit_test(test_deadline),
       cmocka_unit_test(test_scaling_bucket),
