@@ -606,6 +606,10 @@ int main(int argc, char **argv) {
          (double)(st1.acquire_requests - st0.acquire_requests) /
              (double)(st1.acquire_batches - st0.acquire_batches),
          "requests");
+  /* Requests that found no room in this daemon's block and were sent again to wait for etcd:
+   * a steady load should need none. */
+  emit("batched_requests_waiting_for_etcd",
+       (double)(st1.acquire_waiting_requests - st0.acquire_waiting_requests), "requests");
   if (cpu0 >= 0 && cpu1 >= 0 && n > 0) {
     emit("batched_daemon_cpu_per_pair_us", (cpu1 - cpu0) / (double)n, "us");
     emit("batched_daemon_cpu_cores_used", (cpu1 - cpu0) / 1e6 / el, "cores");
