@@ -11,9 +11,9 @@
 #include "log.h"
 #include "mem.h"
 
-/* Logs at warn that call (or, index >= 0, that request of its batch) failed with err. */
-static void log_failure(brume_rpc_call *call, long index, const brume_err *err) {
-  const char *rid = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
+/* Logs at warn that call (or, index >= 0, that request of its batch) failed with err; rid is the
+ * call's request id (NULL: none). */
+static void log_failure(brume_rpc_call *call, const char *rid, long index, const brume_err *err) {
   char q[512];
   brume_warn("Counting call failed.", "request_id=%s method=%s index=%ld code=%d err=%s",
              rid ? rid : "-", brume_rpc_call_method(call), index, (int)err->code,
@@ -22,7 +22,7 @@ static void log_failure(brume_rpc_call *call, long index, const brume_err *err) 
 
 /* Fails call with err (its code; the message led by the reason name) and logs it at warn. */
 static void fail(brume_rpc_call *call, const brume_err *err) {
-  log_failure(call, -1, err);
+  log_failure(call, brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID), -1, err);
   brume_rpc_call_fail(call, err->code, "%s: %s", brume_status_reason(err->code), err->msg);
 }
 
@@ -249,13 +249,17 @@ static void get_state_handler(brume_rpc_call *call, const ProtobufCMessage *requ
  * protobuf-c's repeated fields want. */
 typedef struct batch_answer {
   size_t n;
+  /* Read once by the handler: brume_rpc_call_metadata is not for several threads at once, and
+   * a batch's requests may fail on several. */
+  const char *request_id;
   Brume__BatchStatus *statuses;
   Brume__BatchStatus **status_ptrs;
   char **messages; /* heap-allocated error messages, NULL where OK */
 } batch_answer;
 
-static void batch_answer_init(batch_answer *a, size_t n) {
+static void batch_answer_init(batch_answer *a, brume_rpc_call *call, size_t n) {
   a->n = n;
+  a->request_id = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
   a->statuses = brume_xcalloc(n ? n : 1, sizeof(*a->statuses));
   a->status_ptrs = brume_xcalloc(n ? n : 1, sizeof(*a->status_ptrs));
   a->messages = brume_xcalloc(n ? n : 1, sizeof(*a->messages));
@@ -265,10 +269,12 @@ static void batch_answer_init(batch_answer *a, size_t n) {
   }
 }
 
-/* Entry i failed with err: its status carries what a call of its own would have failed with. */
+/* Entry i failed with err: its status carries what a call of its own would have failed with.
+ * ABORTED (memory_only: sent again by the caller to wait) is flow control, not a failure: it is
+ * not logged. */
 static void batch_answer_fail(batch_answer *a, brume_rpc_call *call, size_t i,
                               const brume_err *err) {
-  log_failure(call, (long)i, err);
+  if (err->code != BRUME_ABORTED) log_failure(call, a->request_id, (long)i, err);
   a->messages[i] = brume_xasprintf("%s: %s", brume_status_reason(err->code), err->msg);
   a->statuses[i].code = (int32_t)err->code;
   a->statuses[i].message = a->messages[i];
@@ -352,7 +358,7 @@ static void acquire_batch_handler(brume_rpc_call *call, const ProtobufCMessage *
   b->call = call;
   b->req = req;
   atomic_init(&b->pending, n + 1);
-  batch_answer_init(&b->answer, n);
+  batch_answer_init(&b->answer, call, n);
   b->responses = brume_xcalloc(n ? n : 1, sizeof(*b->responses));
   b->response_ptrs = brume_xcalloc(n ? n : 1, sizeof(*b->response_ptrs));
   b->tokens = brume_xcalloc(n ? n : 1, sizeof(*b->tokens));
@@ -382,7 +388,7 @@ static void release_batch_handler(brume_rpc_call *call, const ProtobufCMessage *
   if (refuse_if_stopping(svc, call) || refuse_if_too_large(call, req->n_requests)) return;
   size_t n = req->n_requests;
   batch_answer answer;
-  batch_answer_init(&answer, n);
+  batch_answer_init(&answer, call, n);
   Brume__ReleaseResponse *responses = brume_xcalloc(n ? n : 1, sizeof(*responses));
   Brume__ReleaseResponse **ptrs = brume_xcalloc(n ? n : 1, sizeof(*ptrs));
   for (size_t i = 0; i < n; i++) {
