@@ -89,20 +89,30 @@ static batch *take_batch(lane *l) {
   return b;
 }
 
-static void send_batch(batch *b);
+static bool start_batch(batch *b);
 
-/* b is answered: frees it and sends what queued meanwhile. */
+/* b is answered: frees it and sends what queued meanwhile. A batch that cannot start is answered
+ * at once and the next one tried, in this loop rather than by recursion (a deep queue of small
+ * batches would otherwise go as deep into the stack). */
 static void finish_batch(batch *b) {
-  lane *l = b->lane;
-  bool held_slot = !b->may_wait;
-  free(b->entries);
-  free(b);
-  if (!held_slot) return;
-  pthread_mutex_lock(&l->lock);
-  l->in_flight--;
-  batch *next = take_batch(l);
-  pthread_mutex_unlock(&l->lock);
-  if (next) send_batch(next);
+  for (;;) {
+    lane *l = b->lane;
+    bool held_slot = !b->may_wait;
+    free(b->entries);
+    free(b);
+    if (!held_slot) return;
+    pthread_mutex_lock(&l->lock);
+    l->in_flight--;
+    batch *next = take_batch(l);
+    pthread_mutex_unlock(&l->lock);
+    if (next == NULL || start_batch(next)) return;
+    b = next;
+  }
+}
+
+/* Starts b's call; when it cannot start, answers its requests and finishes it. */
+static void send_batch(batch *b) {
+  if (!start_batch(b)) finish_batch(b);
 }
 
 /* The statuses of a batch answer, checked against the batch: -1 with INTERNAL when the daemon
@@ -177,7 +187,9 @@ static void on_batch_done(void *user, ProtobufCMessage *reply, const brume_err *
   }
 }
 
-static void send_batch(batch *b) {
+/* Starts b's batch call: true, or false once b's requests are answered with the reason it could
+ * not start (b is then the caller's to finish). */
+static bool start_batch(batch *b) {
   lane *l = b->lane;
   brume_counting_client *c = l->client;
   void **reqs = brume_xmalloc(b->n * sizeof(*reqs));
@@ -208,10 +220,9 @@ static void send_batch(batch *b) {
                                on_batch_done, b, &err);
   pthread_rwlock_unlock(&c->send_lock);
   free(reqs);
-  if (rc < 0) {
-    answer_all(b, err);
-    finish_batch(b);
-  }
+  if (rc == 0) return true;
+  answer_all(b, err);
+  return false;
 }
 
 static void enqueue(lane *l, entry e) {
@@ -242,6 +253,13 @@ static char *put(char **p, const char *s) {
   return at;
 }
 
+/* A message decoded from the wire may carry fields this build does not know, which protobuf-c
+ * would pack again: the copy must not point at the caller's, which may go. */
+static void drop_unknown_fields(ProtobufCMessage *m) {
+  m->n_unknown_fields = 0;
+  m->unknown_fields = NULL;
+}
+
 static size_t len0(const char *s) {
   return (s ? strlen(s) : 0) + 1;
 }
@@ -260,10 +278,12 @@ void brume_counting_client_acquire(brume_counting_client *c, const Brume__Acquir
   acquire_copy *cp = brume_xmalloc(sizeof(*cp) + size);
   char *p = cp->strings;
   cp->req = *req;
+  drop_unknown_fields(&cp->req.base);
   cp->req.caller_id = put(&p, req->caller_id);
   cp->req.upgrade_token = put(&p, req->upgrade_token);
   if (fn) {
     cp->fn = *fn;
+    drop_unknown_fields(&cp->fn.base);
     cp->fn.account_id = put(&p, fn->account_id);
     cp->fn.function_name = put(&p, fn->function_name);
     cp->fn.qualifier = put(&p, fn->qualifier);
@@ -282,6 +302,7 @@ void brume_counting_client_release(brume_counting_client *c, const Brume__Releas
   release_copy *cp = brume_xmalloc(sizeof(*cp) + len0(req->token) + len0(req->caller_id));
   char *p = cp->strings;
   cp->req = *req;
+  drop_unknown_fields(&cp->req.base);
   cp->req.token = put(&p, req->token);
   cp->req.caller_id = put(&p, req->caller_id);
   enqueue(&c->release, (entry){.req = &cp->req, .done.release = done, .user = user});
@@ -323,12 +344,12 @@ void brume_counting_client_stats_get(brume_counting_client *c, brume_counting_cl
   pthread_mutex_lock(&c->acquire.lock);
   out->acquire_batches = c->acquire.batches;
   out->acquire_requests = c->acquire.requests;
+  out->acquire_waiting_batches = c->acquire.waiting_batches;
+  out->acquire_waiting_requests = c->acquire.waiting_requests;
   pthread_mutex_unlock(&c->acquire.lock);
   pthread_mutex_lock(&c->release.lock);
   out->release_batches = c->release.batches;
   out->release_requests = c->release.requests;
-  out->acquire_waiting_batches = c->acquire.waiting_batches;
-  out->acquire_waiting_requests = c->acquire.waiting_requests;
   pthread_mutex_unlock(&c->release.lock);
 }
 

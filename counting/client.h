@@ -15,7 +15,9 @@
  * answers what memory decides, and a request that must wait for etcd (a block of concurrency to
  * grow, scaling tokens to take) comes back ABORTED. Those leave again at once, together, in a
  * batch that may wait and holds no slot. So a request answered from memory never waits behind
- * one that waits for etcd, for one txn normally or up to etcd's timeout when etcd hangs.
+ * one that waits for etcd, for one txn normally or up to etcd's timeout when etcd hangs. These
+ * waiting batches are not bounded by max_in_flight: by the requests waiting, as unary calls
+ * would be.
  *
  * Each request is answered exactly once, through its own callback, as Acquire or Release would
  * have answered it: a grant, a throttle, or its own error (INVALID_ARGUMENT, NOT_FOUND, ...). When
@@ -24,7 +26,8 @@
  * calling thread when the call cannot start; they must not block, and may call Acquire or Release
  * again.
  *
- * Thread safety: every function may be called from any thread, except _free. */
+ * Thread safety: every function may be called from any thread. _free must not run while another
+ * thread is in _acquire or _release (nor from a callback): the caller stops calling first. */
 #ifndef BRUME_COUNTING_CLIENT_H
 #define BRUME_COUNTING_CLIENT_H
 

@@ -56,7 +56,8 @@ typedef struct waitlist {
   waiter *head, **tail;
   size_t n;
   /* memory_only requests turned away since the last job sized itself (demand_take): they come
-   * back, so the next grow or take counts them as if they had waited. */
+   * back, so the next grow or take counts them as if they had waited. One that comes back and
+   * waits is taken off (brume_engine_acquire); shrink and give_back clear what is left. */
   size_t deferred;
 } waitlist;
 
@@ -647,6 +648,8 @@ static void shrink(brume_engine *e, job *j) {
   pool *p = j->p;
   pthread_mutex_lock(&e->mu);
   int64_t lease = e->lease;
+  /* Demand is low: requests turned away long ago, which came back and fitted, count no more. */
+  p->waiters.deferred = 0;
   pthread_mutex_unlock(&e->mu);
   brume_err *err = NULL;
   /* Failing is safe: etcd keeps the larger block, and this daemon grants only up to the smaller
@@ -721,6 +724,7 @@ static void give_back(brume_engine *e, job *j) {
   if (e->m_etcd) brume_counter_inc(e->m_etcd, 1, "bucket_give_back");
   pthread_mutex_lock(&e->mu);
   s->busy = false;
+  s->waiters.deferred = 0; /* as in shrink: demand is low */
   waiter *list = waitlist_take(&s->waiters);
   pthread_mutex_unlock(&e->mu);
   resume_waiters(e, list, NULL, NULL, NULL);
@@ -904,7 +908,10 @@ void brume_engine_acquire(brume_engine *e, const brume_acquire_req *req, brume_a
                   "this daemon must first grow its block of concurrency or take scaling tokens "
                   "in etcd; send the request again without memory_only");
   } else if (o == ADMIT_WAITING) {
-    /* Only a request that waits is copied. */
+    /* Only a request that waits is copied. It may be one turned away before and sent again:
+     * counted now as a waiter, it is no longer counted as deferred (or a job would count it
+     * twice). */
+    if (wait_on->deferred > 0) wait_on->deferred--;
     waitlist_push(wait_on, new_waiter(req, done, user));
     if (e->m_waits) brume_counter_inc(e->m_waits, 1);
   }

@@ -91,6 +91,19 @@ static void acquire_answer(brume_counting_service *svc, const Brume__AcquireRequ
   }
 }
 
+/* A grant whose caller has gone (the call was cancelled or is past its deadline, so the answer
+ * would be dropped) is taken back at once: otherwise nobody could release it before its
+ * hold_ms. The call is still answered, which ends it. */
+static void take_back_if_caller_gone(brume_counting_service *svc, brume_rpc_call *call,
+                                     const brume_acquire_result *res) {
+  if (!res->granted || !brume_rpc_call_cancelled(call)) return;
+  bool was_held = false;
+  brume_autoptr(brume_err) err = NULL;
+  if (brume_engine_release(svc->engine, res->token, &was_held, &err) == 0)
+    brume_info("A grant was taken back at once: its caller had gone.", "method=%s",
+               brume_rpc_call_method(call));
+}
+
 /* The engine's answer: on the handler's thread, or later on a work-queue thread. */
 static void acquire_done(void *user, const brume_acquire_result *res, const brume_err *err) {
   acquire_ctx *c = user;
@@ -99,6 +112,7 @@ static void acquire_done(void *user, const brume_acquire_result *res, const brum
     free(c);
     return;
   }
+  take_back_if_caller_gone(c->svc, c->call, res);
   Brume__AcquireResponse resp;
   acquire_answer(c->svc, c->req, res, &resp);
   brume_rpc_call_reply(c->call, &resp.base);
@@ -317,6 +331,20 @@ struct acquire_batch {
 
 static void acquire_batch_unref(acquire_batch *b) {
   if (atomic_fetch_sub(&b->pending, 1) != 1) return;
+  /* Every grant of a batch whose caller has gone is taken back (take_back_if_caller_gone), those
+   * decided from memory at once as well as those that waited. */
+  if (brume_rpc_call_cancelled(b->call)) {
+    size_t n = 0;
+    for (size_t i = 0; i < b->answer.n; i++) {
+      bool was_held = false;
+      if (b->responses[i].granted &&
+          brume_engine_release(b->svc->engine, b->responses[i].token, &was_held, NULL) == 0)
+        n += was_held;
+    }
+    if (n)
+      brume_info("The grants of a batch were taken back at once: its caller had gone.",
+                 "grants=%zu", n);
+  }
   Brume__AcquireBatchResponse resp = BRUME__ACQUIRE_BATCH_RESPONSE__INIT;
   resp.n_responses = resp.n_statuses = b->answer.n;
   resp.responses = b->response_ptrs;

@@ -761,6 +761,56 @@ static void test_client_no_wait_behind_etcd(void **state) {
   brume_counting_client_free(cc);
 }
 
+/* This daemon's in_use for an account (GetState). */
+static uint32_t account_in_use(const char *account) {
+  Brume__GetStateRequest gs = BRUME__GET_STATE_REQUEST__INIT;
+  gs.account_id = (char *)account;
+  Brume__GetStateResponse *st = NULL;
+  brume_err *err = NULL;
+  if (call(M_GET_STATE, &gs, &st, &err) < 0) fail_msg("GetState: %s", err->msg);
+  uint32_t n = st->account->in_use;
+  brume__get_state_response__free_unpacked(st, NULL);
+  return n;
+}
+
+/* A caller that gives up (its deadline passes) while its Acquire waits for etcd leaves no grant
+ * behind: once etcd answers, the daemon takes back what it would have granted, unary or batched,
+ * instead of holding it until hold_ms. */
+static void test_grant_of_gone_caller_taken_back(void **state) {
+  (void)state;
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = "131313131313";
+  fn.function_name = "gone";
+  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
+  acq.function = &fn;
+  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__AcquireRequest *reqs[] = {&acq, &acq};
+  Brume__AcquireBatchRequest ab = BRUME__ACQUIRE_BATCH_REQUEST__INIT;
+  ab.n_requests = 2;
+  ab.requests = reqs;
+  brume_rpc_call_opts o = {.deadline_ms = 300};
+  for (int batched = 0; batched < 2; batched++) {
+    /* A fresh account each round: its block must grow, which waits for etcd. */
+    fn.account_id = batched ? "141414141414" : "131313131313";
+    assert_int_equal(kill(server->pid, SIGSTOP), 0);
+    ProtobufCMessage *reply = NULL;
+    brume_err *err = NULL;
+    int rc =
+        brume_rpc_unary(client, &brume__counting__descriptor, batched ? M_ACQUIRE_BATCH : M_ACQUIRE,
+                        batched ? &ab.base : &acq.base, &reply, &o, &err);
+    assert_int_equal(kill(server->pid, SIGCONT), 0);
+    if (rc == 0) fail_msg("round %d: answered while etcd was stopped", batched);
+    assert_int_equal(err->code, BRUME_DEADLINE_EXCEEDED);
+    brume_err_free(err);
+    /* The grow lands once etcd answers; the grants it allows are taken back at once. Without
+     * that, in_use would stay at 1 (or 2) for the default hold_ms, 16 minutes. */
+    usleep(500000);
+    long long end = brume_test_now_ms() + 10000;
+    while (account_in_use(fn.account_id) != 0 && brume_test_now_ms() < end) usleep(20000);
+    assert_int_equal(account_in_use(fn.account_id), 0);
+  }
+}
+
 /* A daemon that is not there: each request fails with UNAVAILABLE. */
 static void test_client_unavailable(void **state) {
   (void)state;
@@ -912,6 +962,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_batches),
       cmocka_unit_test(test_client_coalesces),
       cmocka_unit_test(test_client_no_wait_behind_etcd),
+      cmocka_unit_test(test_grant_of_gone_caller_taken_back),
       cmocka_unit_test(test_client_unavailable),
       cmocka_unit_test(test_mutual_tls),
       cmocka_unit_test(test_sigterm),
