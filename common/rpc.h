@@ -120,7 +120,8 @@ typedef struct brume_rpc_call_opts {
  * connects lazily and reconnects on its own (backoff 100 ms to 1 s). opts may be NULL. */
 brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_client_opts *opts,
                                        brume_err **err);
-/* Cancels outstanding async calls (their callbacks run with CANCELLED) and frees the client. */
+/* Cancels outstanding async calls (their callbacks run with CANCELLED, before this returns) and
+ * frees the client. No call may start meanwhile, from another thread or from a callback. */
 void brume_rpc_client_free(brume_rpc_client *client);
 const char *brume_rpc_client_target(const brume_rpc_client *client);
 
