@@ -76,6 +76,7 @@ typedef struct caller {
   int index;
   brume_rpc_client *client;
   brume_counting_client *batching; /* the BATCHED phase's */
+  bool pair_batched;               /* the pair under way began in the BATCHED phase */
   _Atomic bool parked;
   double t0, t2; /* when the call under way (Acquire or bare), and its Release, started */
   size_t n[FIGURES];
@@ -133,54 +134,73 @@ static void kick_parked(caller *cs) {
     if (may_run(&cs[i]) && atomic_exchange(&cs[i].parked, false)) start_next(&cs[i]);
 }
 
-static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err) {
+/* A Release answered, unary or batched (counting/client calls this itself): records the pair
+ * and starts the caller's next call. */
+static void released(void *user, const Brume__ReleaseResponse *resp, const brume_err *err) {
   caller *c = user;
   double t3 = now_us();
-  if (reply == NULL) {
+  if (resp == NULL) {
     fail_call("Release", err);
     park(c);
     return;
   }
-  if (!((Brume__ReleaseResponse *)reply)->was_held)
-    fail_call("Release: the token was not held", NULL);
-  brume_proto_free(reply);
+  if (!resp->was_held) fail_call("Release: the token was not held", NULL);
   record(c, FIG_RELEASE, t3 - c->t2);
   record(c, FIG_PAIR, t3 - c->t0);
   atomic_fetch_add(&pairs, 1);
   start_next(c);
 }
 
-static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err) {
+static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  released(user, (const Brume__ReleaseResponse *)reply, err);
+  if (reply) brume_proto_free(reply);
+}
+
+/* Releases token the way c's pair began: through counting/client in the BATCHED phase, else a
+ * unary call. */
+static void send_release(caller *c, const char *token) {
+  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+  rel.token = (char *)token;
+  rel.caller_id = "bench/counting";
+  c->t2 = now_us();
+  if (c->pair_batched) {
+    brume_counting_client_release(c->batching, &rel, released, c);
+    return;
+  }
+  brume_err *e = NULL;
+  if (brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base, NULL,
+                            on_release, c, &e) < 0) {
+    fail_call("Release", e);
+    brume_err_free(e);
+    park(c);
+  }
+}
+
+/* An Acquire answered, unary or batched (counting/client calls this itself): a grant is
+ * released at once; anything else stops the bench (its figures would not be the admission
+ * path's). */
+static void acquired(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
   caller *c = user;
   double t1 = now_us();
-  if (reply == NULL) {
+  if (resp == NULL) {
     fail_call("Acquire", err);
     park(c);
     return;
   }
-  Brume__AcquireResponse *a = (Brume__AcquireResponse *)reply;
-  if (!a->granted) {
+  if (!resp->granted) {
     if (atomic_fetch_add(&throttles, 1) == 0)
-      fprintf(stderr, "bench_counting: Acquire throttled, reason %d\n", a->throttle_reason);
-    brume_proto_free(reply);
+      fprintf(stderr, "bench_counting: Acquire throttled, reason %d\n", resp->throttle_reason);
     atomic_fetch_add(&failures, 1);
     park(c);
     return;
   }
   record(c, FIG_ACQUIRE, t1 - c->t0);
-  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
-  rel.token = a->token;
-  rel.caller_id = "bench/counting";
-  c->t2 = now_us();
-  brume_err *e = NULL;
-  int rc = brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_RELEASE, &rel.base,
-                                 NULL, on_release, c, &e);
-  brume_proto_free(reply);
-  if (rc < 0) {
-    fail_call("Release", e);
-    brume_err_free(e);
-    park(c);
-  }
+  send_release(c, resp->token);
+}
+
+static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  acquired(user, (const Brume__AcquireResponse *)reply, err);
+  if (reply) brume_proto_free(reply);
 }
 
 static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
@@ -195,48 +215,6 @@ static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
   record(c, FIG_BARE, t1 - c->t0);
   atomic_fetch_add(&bare_calls, 1);
   start_next(c);
-}
-
-/* The BATCHED phase: the same pairs through counting/client, which coalesces the callers'
- * requests into AcquireBatch and ReleaseBatch calls. */
-static void on_release_batched(void *user, const Brume__ReleaseResponse *resp,
-                               const brume_err *err) {
-  caller *c = user;
-  double t3 = now_us();
-  if (resp == NULL) {
-    fail_call("Release (batched)", err);
-    park(c);
-    return;
-  }
-  if (!resp->was_held) fail_call("Release (batched): the token was not held", NULL);
-  record(c, FIG_RELEASE, t3 - c->t2);
-  record(c, FIG_PAIR, t3 - c->t0);
-  atomic_fetch_add(&pairs, 1);
-  start_next(c);
-}
-
-static void on_acquire_batched(void *user, const Brume__AcquireResponse *resp,
-                               const brume_err *err) {
-  caller *c = user;
-  double t1 = now_us();
-  if (resp == NULL) {
-    fail_call("Acquire (batched)", err);
-    park(c);
-    return;
-  }
-  if (!resp->granted) {
-    if (atomic_fetch_add(&throttles, 1) == 0)
-      fprintf(stderr, "bench_counting: Acquire throttled, reason %d\n", resp->throttle_reason);
-    atomic_fetch_add(&failures, 1);
-    park(c);
-    return;
-  }
-  record(c, FIG_ACQUIRE, t1 - c->t0);
-  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
-  rel.token = resp->token;
-  rel.caller_id = "bench/counting";
-  c->t2 = now_us();
-  brume_counting_client_release(c->batching, &rel, on_release_batched, c);
 }
 
 /* Starts c's next call for the current phase, or parks it. */
@@ -258,8 +236,9 @@ static void start_next(caller *c) {
     req.caller_id = "bench/counting";
     req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
     req.hold_ms = 60000;
-    if (m == BATCHED) {
-      brume_counting_client_acquire(c->batching, &req, on_acquire_batched, c);
+    c->pair_batched = m == BATCHED;
+    if (c->pair_batched) {
+      brume_counting_client_acquire(c->batching, &req, acquired, c);
       return;
     }
     rc = brume_rpc_unary_async(c->client, &brume__counting__descriptor, M_ACQUIRE, &req.base, NULL,

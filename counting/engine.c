@@ -343,6 +343,13 @@ static brume_bucket_params bucket_params(const brume_cluster_limits *cl) {
   return cl->model == BRUME_SCALING_ACCOUNT ? cl->account_bucket : cl->function_bucket;
 }
 
+/* The bucket parameters configured now (the limits store's cluster settings). */
+static brume_bucket_params cluster_bucket_params(brume_engine *e) {
+  brume_cluster_limits cl;
+  brume_limits_store_cluster(e->o.limits, &cl);
+  return bucket_params(&cl);
+}
+
 /* The scaling step of a cold start: 1 when a bucket token is taken, 0 when throttled (res set),
  * -1 when the request must wait for a take, on *wait_on (*out_job set if one must be queued). */
 static int take_bucket_token(brume_engine *e, share *s, rec *r, int64_t now,
@@ -670,9 +677,7 @@ static void shrink(brume_engine *e, job *j) {
 
 static void take(brume_engine *e, job *j) {
   share *s = &j->r->share;
-  brume_cluster_limits cl;
-  brume_limits_store_cluster(e->o.limits, &cl);
-  brume_bucket_params bp = bucket_params(&cl);
+  brume_bucket_params bp = cluster_bucket_params(e);
   pthread_mutex_lock(&e->mu);
   /* Enough for the waiters and as many again for the requests behind them, so that a steady
    * stream of cold starts takes tokens in batches. */
@@ -710,9 +715,7 @@ static void take(brume_engine *e, job *j) {
 
 static void give_back(brume_engine *e, job *j) {
   share *s = &j->r->share;
-  brume_cluster_limits cl;
-  brume_limits_store_cluster(e->o.limits, &cl);
-  brume_bucket_params bp = bucket_params(&cl);
+  brume_bucket_params bp = cluster_bucket_params(e);
   brume_err *err = NULL;
   /* A failure loses the tokens: the cluster starts fewer environments, never more. */
   if (brume_bucket_share_give_back(e->o.etcd, s->key, &bp, brume_wall_ms(), j->n, &err) < 0) {
@@ -864,9 +867,7 @@ void brume_engine_free(brume_engine *e) {
   /* Unused bucket tokens go back (best effort; otherwise they are lost, which only slows the
    * cluster's cold starts). The blocks need nothing: they go with the lease, which the daemon
    * revokes next. */
-  brume_cluster_limits cl;
-  brume_limits_store_cluster(e->o.limits, &cl);
-  brume_bucket_params bp = bucket_params(&cl);
+  brume_bucket_params bp = cluster_bucket_params(e);
   for (size_t i = 0; i < e->n_slots; i++)
     for (rec *r = e->table[i], *next; r; r = next) {
       next = r->next;

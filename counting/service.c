@@ -91,17 +91,17 @@ static void acquire_answer(brume_counting_service *svc, const Brume__AcquireRequ
   }
 }
 
-/* A grant whose caller has gone (the call was cancelled or is past its deadline, so the answer
- * would be dropped) is taken back at once: otherwise nobody could release it before its
- * hold_ms. The call is still answered, which ends it. */
-static void take_back_if_caller_gone(brume_counting_service *svc, brume_rpc_call *call,
-                                     const brume_acquire_result *res) {
-  if (!res->granted || !brume_rpc_call_cancelled(call)) return;
+/* Takes back a grant whose caller has gone (brume_rpc_call_cancelled: cancelled or past its
+ * deadline, so the answer would be dropped): otherwise nobody could release it before its
+ * hold_ms. The call is still answered, which ends it. True if the token was held. */
+static bool take_back(brume_counting_service *svc, const char *token) {
   bool was_held = false;
-  brume_autoptr(brume_err) err = NULL;
-  if (brume_engine_release(svc->engine, res->token, &was_held, &err) == 0)
-    brume_info("A grant was taken back at once: its caller had gone.", "method=%s",
-               brume_rpc_call_method(call));
+  return brume_engine_release(svc->engine, token, &was_held, NULL) == 0 && was_held;
+}
+
+static void log_taken_back(brume_rpc_call *call, size_t n) {
+  brume_info("Grants were taken back at once: their caller had gone.", "method=%s grants=%zu",
+             brume_rpc_call_method(call), n);
 }
 
 /* The engine's answer: on the handler's thread, or later on a work-queue thread. */
@@ -112,7 +112,8 @@ static void acquire_done(void *user, const brume_acquire_result *res, const brum
     free(c);
     return;
   }
-  take_back_if_caller_gone(c->svc, c->call, res);
+  if (res->granted && brume_rpc_call_cancelled(c->call) && take_back(c->svc, res->token))
+    log_taken_back(c->call, 1);
   Brume__AcquireResponse resp;
   acquire_answer(c->svc, c->req, res, &resp);
   brume_rpc_call_reply(c->call, &resp.base);
@@ -274,9 +275,9 @@ typedef struct batch_answer {
 static void batch_answer_init(batch_answer *a, brume_rpc_call *call, size_t n) {
   a->n = n;
   a->request_id = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
-  a->statuses = brume_xcalloc(n ? n : 1, sizeof(*a->statuses));
-  a->status_ptrs = brume_xcalloc(n ? n : 1, sizeof(*a->status_ptrs));
-  a->messages = brume_xcalloc(n ? n : 1, sizeof(*a->messages));
+  a->statuses = brume_xcalloc(n, sizeof(*a->statuses));
+  a->status_ptrs = brume_xcalloc(n, sizeof(*a->status_ptrs));
+  a->messages = brume_xcalloc(n, sizeof(*a->messages));
   for (size_t i = 0; i < n; i++) {
     brume__batch_status__init(&a->statuses[i]);
     a->status_ptrs[i] = &a->statuses[i];
@@ -312,9 +313,13 @@ static bool refuse_if_too_large(brume_rpc_call *call, size_t n) {
 /* An AcquireBatch under way: answered when the last of its requests is (the engine answers
  * each on the handler's thread or later on a work-queue thread, in any order). */
 typedef struct acquire_batch acquire_batch;
+
+/* One request of it: the engine's callback argument, and its answer. */
 typedef struct batch_item {
   acquire_batch *batch;
   size_t index;
+  Brume__AcquireResponse response;
+  char token[BRUME_TOKEN_STRING_MAX]; /* response.token, copied: the engine's is transient */
 } batch_item;
 
 struct acquire_batch {
@@ -323,27 +328,18 @@ struct acquire_batch {
   const Brume__AcquireBatchRequest *req;
   atomic_size_t pending; /* requests not answered yet, plus one while the handler runs */
   batch_answer answer;
-  Brume__AcquireResponse *responses;
-  Brume__AcquireResponse **response_ptrs;
-  char (*tokens)[BRUME_TOKEN_STRING_MAX];
   batch_item *items;
+  Brume__AcquireResponse **response_ptrs; /* to items[i].response, for protobuf-c */
 };
 
 static void acquire_batch_unref(acquire_batch *b) {
   if (atomic_fetch_sub(&b->pending, 1) != 1) return;
-  /* Every grant of a batch whose caller has gone is taken back (take_back_if_caller_gone), those
-   * decided from memory at once as well as those that waited. */
   if (brume_rpc_call_cancelled(b->call)) {
-    size_t n = 0;
-    for (size_t i = 0; i < b->answer.n; i++) {
-      bool was_held = false;
-      if (b->responses[i].granted &&
-          brume_engine_release(b->svc->engine, b->responses[i].token, &was_held, NULL) == 0)
-        n += was_held;
-    }
-    if (n)
-      brume_info("The grants of a batch were taken back at once: its caller had gone.",
-                 "grants=%zu", n);
+    /* Those decided from memory at once as well as those that waited. */
+    size_t taken = 0;
+    for (size_t i = 0; i < b->answer.n; i++)
+      taken += b->items[i].response.granted && take_back(b->svc, b->items[i].token);
+    if (taken) log_taken_back(b->call, taken);
   }
   Brume__AcquireBatchResponse resp = BRUME__ACQUIRE_BATCH_RESPONSE__INIT;
   resp.n_responses = resp.n_statuses = b->answer.n;
@@ -351,9 +347,7 @@ static void acquire_batch_unref(acquire_batch *b) {
   resp.statuses = b->answer.status_ptrs;
   brume_rpc_call_reply(b->call, &resp.base);
   batch_answer_free(&b->answer);
-  free(b->responses);
   free(b->response_ptrs);
-  free(b->tokens);
   free(b->items);
   free(b);
 }
@@ -361,15 +355,13 @@ static void acquire_batch_unref(acquire_batch *b) {
 static void acquire_batch_done(void *user, const brume_acquire_result *res, const brume_err *err) {
   batch_item *it = user;
   acquire_batch *b = it->batch;
-  size_t i = it->index;
   if (res == NULL) {
-    batch_answer_fail(&b->answer, b->call, i, err);
+    batch_answer_fail(&b->answer, b->call, it->index, err);
   } else {
-    acquire_answer(b->svc, b->req->requests[i], res, &b->responses[i]);
+    acquire_answer(b->svc, b->req->requests[it->index], res, &it->response);
     if (res->granted) {
-      /* res is valid only during this call. */
-      memcpy(b->tokens[i], res->token, sizeof(b->tokens[i]));
-      b->responses[i].token = b->tokens[i];
+      memcpy(it->token, res->token, sizeof(it->token));
+      it->response.token = it->token;
     }
   }
   acquire_batch_unref(b);
@@ -387,16 +379,14 @@ static void acquire_batch_handler(brume_rpc_call *call, const ProtobufCMessage *
   b->req = req;
   atomic_init(&b->pending, n + 1);
   batch_answer_init(&b->answer, call, n);
-  b->responses = brume_xcalloc(n ? n : 1, sizeof(*b->responses));
-  b->response_ptrs = brume_xcalloc(n ? n : 1, sizeof(*b->response_ptrs));
-  b->tokens = brume_xcalloc(n ? n : 1, sizeof(*b->tokens));
-  b->items = brume_xcalloc(n ? n : 1, sizeof(*b->items));
+  b->items = brume_xcalloc(n, sizeof(*b->items));
+  b->response_ptrs = brume_xcalloc(n, sizeof(*b->response_ptrs));
+  /* Each answer fills only its own item; the reply waits for the handler's reference too. */
   for (size_t i = 0; i < n; i++) {
-    brume__acquire_response__init(&b->responses[i]);
-    b->response_ptrs[i] = &b->responses[i];
-  }
-  for (size_t i = 0; i < n; i++) {
-    b->items[i] = (batch_item){.batch = b, .index = i};
+    b->items[i].batch = b;
+    b->items[i].index = i;
+    brume__acquire_response__init(&b->items[i].response);
+    b->response_ptrs[i] = &b->items[i].response;
     brume_autoptr(brume_err) err = NULL;
     if (validate_acquire(req->requests[i], &err) < 0) {
       acquire_batch_done(&b->items[i], NULL, err);
@@ -417,8 +407,8 @@ static void release_batch_handler(brume_rpc_call *call, const ProtobufCMessage *
   size_t n = req->n_requests;
   batch_answer answer;
   batch_answer_init(&answer, call, n);
-  Brume__ReleaseResponse *responses = brume_xcalloc(n ? n : 1, sizeof(*responses));
-  Brume__ReleaseResponse **ptrs = brume_xcalloc(n ? n : 1, sizeof(*ptrs));
+  Brume__ReleaseResponse *responses = brume_xcalloc(n, sizeof(*responses));
+  Brume__ReleaseResponse **ptrs = brume_xcalloc(n, sizeof(*ptrs));
   for (size_t i = 0; i < n; i++) {
     brume__release_response__init(&responses[i]);
     ptrs[i] = &responses[i];

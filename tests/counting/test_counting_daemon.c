@@ -166,6 +166,18 @@ static void expect_fail(unsigned method, const void *req, brume_status code, con
   brume_err_free(err);
 }
 
+/* acq: an Acquire of account's function with kind, from caller "test" (acq->function = fn). */
+static void acquire_request(Brume__AcquireRequest *acq, Brume__FunctionRef *fn, const char *account,
+                            const char *function, Brume__AcquireKind kind) {
+  brume__function_ref__init(fn);
+  fn->account_id = (char *)account;
+  fn->function_name = (char *)function;
+  brume__acquire_request__init(acq);
+  acq->function = fn;
+  acq->caller_id = "test";
+  acq->kind = kind;
+}
+
 static void test_help(void **state) {
   (void)state;
   char out[700];
@@ -252,12 +264,9 @@ static void test_http(void **state) {
 
 static void test_bad_input(void **state) {
   (void)state;
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "111122223333";
-  fn.function_name = "fn";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.caller_id = "test";
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "111122223333", "fn", BRUME__ACQUIRE_KIND__ACQUIRE_KIND_UNSPECIFIED);
   /* kind UNSPECIFIED */
   expect_fail(M_ACQUIRE, &acq, BRUME_INVALID_ARGUMENT, "InvalidParameterValueException");
   /* no function name */
@@ -290,13 +299,10 @@ static void test_bad_input(void **state) {
 
 static void test_acquire_release(void **state) {
   (void)state;
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "444455556666";
-  fn.function_name = "warm-fn";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.caller_id = "test";
-  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "444455556666", "warm-fn",
+                  BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
   acq.hold_ms = 60000;
   brume_err *err = NULL;
   Brume__AcquireResponse *ar = NULL;
@@ -352,13 +358,10 @@ static void test_throttle(void **state) {
   brume_err *err = NULL;
   if (brume_etcd_put(etcd, key, value, strlen(value), 0, NULL, &err) < 0)
     fail_msg("put %s: %s", key, err->msg);
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "777788889999";
-  fn.function_name = "off-fn";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.caller_id = "test";
-  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT;
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "777788889999", "off-fn",
+                  BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT);
   /* The daemon learns of the limit through its watch: a moment after the put. */
   Brume__AcquireResponse *ar = NULL;
   long long end = brume_test_now_ms() + 10000;
@@ -638,13 +641,10 @@ static void test_client_coalesces(void **state) {
   brume_err *err = NULL;
   brume_counting_client *cc = brume_counting_client_new(target, NULL, &err);
   if (cc == NULL) fail_msg("client: %s", err->msg);
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "343434343434";
-  fn.function_name = "forty";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.caller_id = "test";
-  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "343434343434", "forty",
+                  BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
   /* Connected first: a connection attempt to a stopped daemon would time out (no SETTINGS). */
   answers w;
   answers_init(&w);
@@ -778,12 +778,10 @@ static uint32_t account_in_use(const char *account) {
  * instead of holding it until hold_ms. */
 static void test_grant_of_gone_caller_taken_back(void **state) {
   (void)state;
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "131313131313";
-  fn.function_name = "gone";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "131313131313", "gone",
+                  BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
   Brume__AcquireRequest *reqs[] = {&acq, &acq};
   Brume__AcquireBatchRequest ab = BRUME__ACQUIRE_BATCH_REQUEST__INIT;
   ab.n_requests = 2;
@@ -820,12 +818,10 @@ static void test_client_unavailable(void **state) {
   brume_err *err = NULL;
   brume_counting_client *cc = brume_counting_client_new(target, &o, &err);
   if (cc == NULL) fail_msg("client: %s", err->msg);
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "343434343434";
-  fn.function_name = "forty";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "343434343434", "forty",
+                  BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
   answers a;
   answers_init(&a);
   for (int i = 0; i < 5; i++) brume_counting_client_acquire(cc, &acq, on_acquire, &a);
@@ -897,12 +893,10 @@ static void test_mutual_tls(void **state) {
     fail_msg("brume-counting with TLS did not start");
   }
 
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = "777788889999";
-  fn.function_name = "tls-fn";
-  Brume__AcquireRequest acq = BRUME__ACQUIRE_REQUEST__INIT;
-  acq.function = &fn;
-  acq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  Brume__FunctionRef fn;
+  Brume__AcquireRequest acq;
+  acquire_request(&acq, &fn, "777788889999", "tls-fn",
+                  BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
   brume_rpc_call_opts o = {.deadline_ms = 10000};
   brume_err *err = NULL;
 
