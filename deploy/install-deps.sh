@@ -20,8 +20,9 @@ packages=(
   libvirt-dev libvirt-daemon-system qemu-system-x86 tini
   # worker hosts: mke2fs for the sandboxes' /tmp scratch disks
   e2fsprogs
-  # the guest: a kernel built from Debian's source, busybox and a static brume-init in the initramfs
-  linux-source-6.1 bc bison flex libelf-dev cpio xz-utils busybox-static zip unzip
+  # the guest: a kernel built from Debian's source (and our patches), busybox and a static
+  # brume-init in the initramfs
+  linux-source-6.1 patch bc bison flex libelf-dev cpio xz-utils busybox-static zip unzip
   # test helpers
   curl iproute2 procps psmisc python3
 )

@@ -41,6 +41,9 @@
 /* The guest-side name of the control channel (guest.proto). */
 #define BRUME_DOMAIN_CHANNEL_NAME "brume.control"
 
+/* The largest virtqueue the guest sets up (virtio_mmio.max_queue_size on its command line). */
+#define BRUME_DOMAIN_VIRTQUEUE_MAX 128
+
 /* TCG translation-block cache when the spec says 0. */
 #define BRUME_DOMAIN_TB_CACHE_MIB 16
 

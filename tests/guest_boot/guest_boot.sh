@@ -63,17 +63,18 @@ sock="$dir/ctl.sock"
 #   -no-reboot: a panicking guest (panic=-1 reboots at once) ends QEMU instead of looping;
 #   reboot=t, not reboot=k: microvm has no keyboard controller, and waiting for one costs a
 #   panicking guest about 1.6 s. no_timer_check, and noapictimer under TCG: the same timer
-#   arguments as the worker's domains (worker-agent/domain.c says why).
+#   arguments as the worker's domains, as are virtio_mmio.max_queue_size and the two-port
+#   virtio-serial device (worker-agent/domain.c says why).
 qemu_cmd() {
   qemu=(qemu-system-x86_64
     -M "microvm,x-option-roms=off,isa-serial=on,rtc=on,acpi=off" -accel "$accel" -cpu max -m 128 -smp 1
     -nodefaults -no-user-config -display none -no-reboot
     -serial "file:$dir/console.$1"
     -kernel "$vmlinux" -initrd "$initrd"
-    -append "console=ttyS0 quiet reboot=t panic=-1 no_timer_check$timer_arg$tsc_arg$2"
-    -device virtio-serial-device
+    -append "console=ttyS0 quiet reboot=t panic=-1 no_timer_check$timer_arg virtio_mmio.max_queue_size=128$tsc_arg$2"
+    -device virtio-serial-device,max_ports=2
     -chardev "socket,id=ctl,path=$sock,server=on,wait=off"
-    -device "virtserialport,chardev=ctl,name=brume.control")
+    -device "virtserialport,chardev=ctl,name=brume.control,nr=1")
 }
 qemu_cmd 1 ""
 echo "# qemu ${qemu[*]}"

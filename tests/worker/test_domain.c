@@ -116,7 +116,7 @@ static void test_tcg_xml(void **state) {
   assert_contains(
       x,
       "<cmdline>console=ttyS0 quiet reboot=t panic=-1 no_timer_check noapictimer nr_cpus=1 "
-      "tsc_early_khz=2596122</cmdline>");
+      "virtio_mmio.max_queue_size=128 tsc_early_khz=2596122</cmdline>");
   assert_contains(x,
                   "<features>\n    <tcg>\n      <tb-cache unit='MiB'>16</tb-cache>\n  "
                   "  </tcg>\n  </features>");
@@ -127,7 +127,7 @@ static void test_tcg_xml(void **state) {
   assert_contains(x, "<on_crash>destroy</on_crash>");
   assert_contains(x, "<controller type='usb' model='none'/>");
   assert_contains(
-      x, "<controller type='virtio-serial' index='0'><address type='virtio-mmio'/></controller>");
+      x, "<controller type='virtio-serial' index='0' ports='2'><address type='virtio-mmio'/></controller>");
   assert_contains(x, "<serial type='file'>\n      <source path='/run/brume/sb-1/console.log'/>");
   assert_contains(
       x,
@@ -155,7 +155,7 @@ static void test_tcg_xml(void **state) {
   s.memory_mib = 4096;
   x = brume_domain_xml(&s, NULL);
   assert_non_null(x);
-  assert_contains(x, "panic=-1 no_timer_check nr_cpus=3 ");
+  assert_contains(x, "panic=-1 no_timer_check nr_cpus=3 virtio_mmio.max_queue_size=128");
   assert_lacks(x, "noapictimer");
   free(x);
 }
@@ -180,7 +180,7 @@ static void test_kvm_and_options(void **state) {
   /* The local APIC timer stays under KVM (TSC deadline there: no calibration to skip). */
   assert_contains(x,
                   "<cmdline>console=ttyS0 quiet reboot=t panic=-1 no_timer_check nr_cpus=3 "
-                  "brume.pool=1</cmdline>");
+                  "virtio_mmio.max_queue_size=128 brume.pool=1</cmdline>");
   /* 4,096 MiB: 2.315 vCPUs as three vCPUs of 0.772 each. */
   assert_contains(x, "<vcpu placement='static'>3</vcpu>");
   assert_contains(x, "<quota>77167</quota>");
@@ -220,7 +220,8 @@ static void test_escaping(void **state) {
   assert_contains(x, "<kernel>/k&amp;&lt;x&gt;&apos;&quot;/vmlinux</kernel>");
   assert_contains(x, "<source path='/run/a&apos;b/console.log'/>");
   assert_contains(x,
-                  "panic=-1 no_timer_check noapictimer nr_cpus=1 tsc_early_khz=2596122 a=&quot;b "
+                  "panic=-1 no_timer_check noapictimer nr_cpus=1 virtio_mmio.max_queue_size=128 "
+                  "tsc_early_khz=2596122 a=&quot;b "
                   "c&quot; d&lt;e</cmdline>");
   int v = validate(x);
   if (v >= 0) assert_int_equal(v, 1);

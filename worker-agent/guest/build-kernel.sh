@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # worker-agent/guest/build-kernel.sh [--smp] [--print-path] [OUT_DIR]
 #
-# Builds Brume's guest kernel: Debian's linux-source-6.1, `make tinyconfig`, then the committed
-# fragment kernel/brume-guest.config merged over it. The result is an uncompressed vmlinux that
+# Builds Brume's guest kernel: Debian's linux-source-6.1 with the committed patches kernel/*.patch
+# applied (in name order), `make tinyconfig`, then the committed fragment kernel/brume-guest.config
+# merged over it. The result is an uncompressed vmlinux that
 # QEMU boots directly through its PVH entry (no bzImage decompression, no firmware).
 #
 #   --smp         the SMP variant for sandboxes of more than one vCPU: kernel/brume-guest-smp.config
@@ -11,8 +12,8 @@
 #                 so sandboxes of one vCPU keep it.
 #
 # The build is cached: ${BRUME_CACHE:-$HOME/.cache/brume}/guest/kernel-<hash>/vmlinux, where
-# <hash> is the first 16 hex digits of the SHA-256 of the fragment, the linux-source package
-# version and this script. A cached kernel is printed at once; otherwise the build (2-4 minutes
+# <hash> is the first 16 hex digits of the SHA-256 of the fragment, the patches, the linux-source
+# package version and this script. A cached kernel is printed at once; otherwise the build (2-4 minutes
 # on 2 cores) runs in a temporary directory beside the cache and is moved into place with
 # one rename, so a concurrent or interrupted build never leaves a half-written kernel behind.
 # Concurrent builds of the same hash wait for each other (flock).
@@ -75,7 +76,10 @@ if [ -z "$source_version" ]; then
   source_version="$(basename "$source_tar") $(stat -c '%s %Y' "$source_tar")"
 fi
 sparse_src="$here/kernel/vmlinux-sparse.c"
-hash=$( { fragment_text; echo "linux-source-6.1 $source_version"; cat "$script" "$sparse_src"; } |
+patches=("$here"/kernel/*.patch)
+[ -e "${patches[0]}" ] || patches=()
+hash=$( { fragment_text; echo "linux-source-6.1 $source_version"; cat "$script" "$sparse_src"
+  [ ${#patches[@]} -eq 0 ] || cat "${patches[@]}"; } |
   sha256sum | cut -c1-16)
 final="$cache_root/kernel-$hash"
 
@@ -128,6 +132,10 @@ src="$work/src"
 mkdir -p "$src"
 say "unpacking $source_tar ($source_version)"
 tar -xJf "$source_tar" -C "$src" --strip-components=1
+for p in "${patches[@]}"; do
+  say "applying $(basename "$p")"
+  patch -d "$src" -p1 --forward --batch --quiet <"$p" || die "$(basename "$p") does not apply to $source_tar"
+done
 
 # ARCH=x86_64 matters: tinyconfig starts from allnoconfig, which with ARCH=x86 picks 32-bit.
 # A fixed build user and host, and the source tarball's date as the build date, keep this
