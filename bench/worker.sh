@@ -9,7 +9,7 @@
 # the same guest kernel with bare QEMU (GUEST_BENCH_RUNS, default 5 here) for
 # bare_qemu_boot_p50_ms. JSON lines on stdout, progress on stderr. On exit, also on failure or a
 # signal: the worker gets SIGTERM, leftover domains of this run's host id are destroyed, etcd
-# stops and the temp directory goes.
+# stops and the temp directory goes (kept with BRUME_TEST_KEEP=1, for worker.log and the consoles).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$top/build}
@@ -32,7 +32,11 @@ cleanup() {
       virsh -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
     done
   fi
-  rm -rf "$tmp"
+  if [ -n "${BRUME_TEST_KEEP:-}" ]; then
+    echo "bench/worker.sh: kept $tmp (BRUME_TEST_KEEP): worker.log, the guests' consoles" >&2
+  else
+    rm -rf "$tmp"
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

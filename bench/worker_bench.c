@@ -9,6 +9,7 @@
  *   host_memory_per_idle_sandbox_mib     Pss (shared pages split among their users) of the idle
  *                                        sandboxes' qemu processes / count
  *   host_rss_per_idle_sandbox_mib        the same with VmRSS (shared pages counted in full)
+ *   host_{memory,rss}_per_invoked_sandbox_mib  the same after ten Invokes of each (frozen)
  *   warm_invoke_p50_us/_p99_us           Invoke round trip on a sandbox that stays thawed
  *                                        (freeze_after 10s), back to back: the p99 is the
  *                                        sandbox's CPU share running out (7.2 ms of every
@@ -233,35 +234,60 @@ static void qemu_memory_kib(int *count, long long *pss, long long *rss) {
   closedir(d);
 }
 
+/* After 3 s for the sandboxes' memory to settle: Pss and Rss per qemu process, as metrics. */
+static void idle_memory(const char *pss_metric, const char *rss_metric, int n_sandboxes) {
+  usleep(3000 * 1000);
+  int nq = 0;
+  long long pss = 0, rss = 0;
+  qemu_memory_kib(&nq, &pss, &rss);
+  if (nq != n_sandboxes) progress("%d qemu processes for %d sandboxes", nq, n_sandboxes);
+  if (nq == 0) return;
+  progress("%s: %d qemu processes, Pss %.1f MiB and Rss %.1f MiB in all", pss_metric, nq,
+           pss / 1024.0, rss / 1024.0);
+  emit(pss_metric, pss / 1024.0 / nq, "MiB");
+  emit(rss_metric, rss / 1024.0 / nq, "MiB");
+}
+
 /* n warm Invokes on sandbox id (10 more first, not counted), back to back; p50 and p99 in us as
  * name_p50_us and name_p99_us, and the p50 of the part spent in the guest (brume-init's duration: the event
  * handed to the runtime until its response) as name_in_guest_p50_us. */
+/* One Invoke of sandbox id with a payload numbered seq, checked; returns the round trip (us) and
+ * sets *in_guest_us to the guest's own duration. */
+static double invoke_once(const char *id, int seq, double *in_guest_us) {
+  brume_err *err = NULL;
+  char rid[32], payload[64];
+  snprintf(rid, sizeof(rid), "req-%d", seq);
+  snprintf(payload, sizeof(payload), "bench event %d", seq);
+  Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
+  req.sandbox_id = (char *)id;
+  req.request_id = rid;
+  req.payload.data = (uint8_t *)payload;
+  req.payload.len = strlen(payload);
+  Brume__WorkerInvokeResponse *r = NULL;
+  double t0 = brume_test_mono_ms();
+  if (call_on(client, M_INVOKE, &req, &r, &err) < 0) die("Invoke: %s", err->msg);
+  double us = (brume_test_mono_ms() - t0) * 1000.0;
+  if (r->function_error)
+    die("function error %s: %s", r->function_error->type, r->function_error->message);
+  if (r->payload.len < strlen(payload) || memcmp(r->payload.data, payload, strlen(payload)))
+    die("wrong payload %.*s", (int)r->payload.len, (const char *)r->payload.data);
+  *in_guest_us = (double)r->duration_us;
+  brume__worker_invoke_response__free_unpacked(r, NULL);
+  return us;
+}
+
 static void warm_invokes(const char *id, int n_invoke, const char *name) {
   brume_err *err = NULL;
   double *rtt = calloc((size_t)n_invoke, sizeof(double));
   double *in_guest = calloc((size_t)n_invoke, sizeof(double));
-  char rid[32], payload[64], metric[96];
+  char metric[96];
   for (int n = -10; n < n_invoke; n++) {
-    snprintf(rid, sizeof(rid), "req-%d", n + 11);
-    snprintf(payload, sizeof(payload), "bench event %d", n + 11);
-    Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
-    req.sandbox_id = (char *)id;
-    req.request_id = rid;
-    req.payload.data = (uint8_t *)payload;
-    req.payload.len = strlen(payload);
-    Brume__WorkerInvokeResponse *r = NULL;
-    double t0 = brume_test_mono_ms();
-    if (call_on(client, M_INVOKE, &req, &r, &err) < 0) die("Invoke: %s", err->msg);
-    double us = (brume_test_mono_ms() - t0) * 1000.0;
-    if (r->function_error)
-      die("function error %s: %s", r->function_error->type, r->function_error->message);
-    if (r->payload.len < strlen(payload) || memcmp(r->payload.data, payload, strlen(payload)))
-      die("wrong payload %.*s", (int)r->payload.len, (const char *)r->payload.data);
+    double guest_us = 0;
+    double us = invoke_once(id, n + 11, &guest_us);
     if (n >= 0) {
       rtt[n] = us;
-      in_guest[n] = (double)r->duration_us;
+      in_guest[n] = guest_us;
     }
-    brume__worker_invoke_response__free_unpacked(r, NULL);
   }
   snprintf(metric, sizeof(metric), "%s_p50_us", name);
   emit(metric, brume_test_percentile(rtt, n_invoke, 50), "us");
@@ -357,18 +383,15 @@ int main(void) {
   emit("create_from_boot_p99_ms", brume_test_percentile(boot, n_boot, 99), "ms");
 
   /* The sandboxes are idle (not invoked yet, so running: freeze_after 0 freezes after an
-   * invocation); let their memory settle (free page reporting waits 2 s). */
-  usleep(3000 * 1000);
-  int nq = 0;
-  long long pss = 0, rss = 0;
-  qemu_memory_kib(&nq, &pss, &rss);
-  if (nq != n_boot) progress("%d qemu processes for %d sandboxes", nq, n_boot);
-  if (nq > 0) {
-    progress("idle sandboxes: %d qemu processes, Pss %.1f MiB and Rss %.1f MiB in all", nq,
-             pss / 1024.0, rss / 1024.0);
-    emit("host_memory_per_idle_sandbox_mib", pss / 1024.0 / nq, "MiB");
-    emit("host_rss_per_idle_sandbox_mib", rss / 1024.0 / nq, "MiB");
-  }
+   * invocation); let their memory settle (free page reporting waits 2 s). Then again after ten
+   * invocations each, frozen between them as Lambda leaves a warm environment. */
+  idle_memory("host_memory_per_idle_sandbox_mib", "host_rss_per_idle_sandbox_mib", n_boot);
+  for (int b = 0; b < n_boot; b++)
+    for (int n = 0; n < 10; n++) {
+      double guest_us;
+      invoke_once(ids[b], n + 1, &guest_us);
+    }
+  idle_memory("host_memory_per_invoked_sandbox_mib", "host_rss_per_invoked_sandbox_mib", n_boot);
 
   /* Warm Invoke on the first sandbox: freeze_after 0, so each call thaws and freezes. */
   progress("warm Invoke with freeze_after 0: each call pays a thaw before and a freeze after it");

@@ -45,7 +45,7 @@
 #define BRUME_DOMAIN_VIRTQUEUE_MAX 128
 
 /* TCG translation-block cache when the spec says 0. */
-#define BRUME_DOMAIN_TB_CACHE_MIB 16
+#define BRUME_DOMAIN_TB_CACHE_MIB 14
 
 /* The longest UNIX socket path (sun_path is 108 bytes with its NUL). */
 #define BRUME_DOMAIN_SOCKET_PATH_MAX 107

@@ -108,7 +108,7 @@ static const brume_opt opts[] = {
                   "booted, not yet specialised VMs kept ready per pooled memory size (0: no pool)"),
     BRUME_OPT_STRING("pool_memory_mib", &cfg.pool_memory, "128",
                      "the memory sizes pooled, MiB, comma-separated (other sizes boot)"),
-    BRUME_OPT_SIZE("tcg_tb_cache", &cfg.tcg_tb_cache, 1 * BRUME_MIB, 1024 * BRUME_MIB, "16MiB",
+    BRUME_OPT_SIZE("tcg_tb_cache", &cfg.tcg_tb_cache, 1 * BRUME_MIB, 1024 * BRUME_MIB, "14MiB",
                    "TCG's translation cache per microVM (resident memory; unused under KVM)"),
     BRUME_OPT_SIZE("reserved_memory", &cfg.reserved_memory, 0, 1024 * 1024 * BRUME_MIB, "1GiB",
                    "host memory kept out of the sandboxes' reach (the host, QEMU's own)"),
