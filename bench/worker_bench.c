@@ -130,8 +130,8 @@ static int call_on(brume_rpc_client *c, unsigned method, const void *req, void *
                    brume_err **err) {
   brume_rpc_call_opts o = {
       .deadline_ms = 120000, .request_id = "bench-worker", .wait_for_ready = true};
-  return brume_rpc_unary(c, &brume__worker__descriptor, method, req, (ProtobufCMessage **)reply,
-                         &o, err);
+  return brume_rpc_unary(c, &brume__worker__descriptor, method, req, (ProtobufCMessage **)reply, &o,
+                         err);
 }
 
 /* CreateSandbox of 128 MiB through c; returns the round trip in ms, fills id and *hit. */
@@ -164,8 +164,7 @@ static double create_mib_on(brume_rpc_client *c, uint32_t memory_mib, char *id, 
   double t0 = brume_test_mono_ms();
   if (call_on(c, M_CREATE, &req, &resp, &err) < 0) die("CreateSandbox: %s", err->msg);
   double ms = brume_test_mono_ms() - t0;
-  if (resp->init_error)
-    die("init error %s: %s", resp->init_error->type, resp->init_error->message);
+  if (resp->init_error) die("init error %s: %s", resp->init_error->type, resp->init_error->message);
   if (hit) *hit = resp->pool_hit;
   snprintf(id, idsize, "%s", resp->sandbox_id);
   brume__worker_create_sandbox_response__free_unpacked(resp, NULL);
@@ -248,9 +247,6 @@ static void idle_memory(const char *pss_metric, const char *rss_metric, int n_sa
   emit(rss_metric, rss / 1024.0 / nq, "MiB");
 }
 
-/* n warm Invokes on sandbox id (10 more first, not counted), back to back; p50 and p99 in us as
- * name_p50_us and name_p99_us, and the p50 of the part spent in the guest (brume-init's duration: the event
- * handed to the runtime until its response) as name_in_guest_p50_us. */
 /* One Invoke of sandbox id with a payload numbered seq, checked; returns the round trip (us) and
  * sets *in_guest_us to the guest's own duration. */
 static double invoke_once(const char *id, int seq, double *in_guest_us) {
@@ -276,6 +272,9 @@ static double invoke_once(const char *id, int seq, double *in_guest_us) {
   return us;
 }
 
+/* n warm Invokes on sandbox id (10 more first, not counted), back to back; p50 and p99 in us as
+ * name_p50_us and name_p99_us, and the p50 of the part spent in the guest (brume-init's duration:
+ * the event handed to the runtime until its response) as name_in_guest_p50_us. */
 static void warm_invokes(const char *id, int n_invoke, const char *name) {
   brume_err *err = NULL;
   double *rtt = calloc((size_t)n_invoke, sizeof(double));

@@ -169,12 +169,11 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
    * fills each receive queue with a page per entry: 8 MiB of every sandbox for the control
    * channel alone. QEMU's own virtio-serial queues have 128 entries. */
   bool pit_timer = tcg && vcpus == 1;
-  brume_autofree char *cmdline =
-      brume_xasprintf("console=ttyS0 quiet reboot=t panic=-1 no_timer_check%s nr_cpus=%u"
-                      " virtio_mmio.max_queue_size=%u%s%s%s",
-                      pit_timer ? " noapictimer" : "", vcpus, BRUME_DOMAIN_VIRTQUEUE_MAX, tsc,
-                      extra ? " " : "",
-                      extra ? spec->cmdline_extra : "");
+  brume_autofree char *cmdline = brume_xasprintf(
+      "console=ttyS0 quiet reboot=t panic=-1 no_timer_check%s nr_cpus=%u"
+      " virtio_mmio.max_queue_size=%u%s%s%s",
+      pit_timer ? " noapictimer" : "", vcpus, BRUME_DOMAIN_VIRTQUEUE_MAX, tsc, extra ? " " : "",
+      extra ? spec->cmdline_extra : "");
   sb_elem(&b, "    ", "cmdline", cmdline);
   brume_strbuf_puts(&b, "  </os>\n");
 
@@ -198,8 +197,8 @@ char *brume_domain_xml(const brume_domain_spec *spec, brume_err **err) {
   brume_strbuf_puts(&b, "    <controller type='usb' model='none'/>\n");
   /* ports='2': port 0 (reserved for a console) and the control channel on port 1. The default
    * of 31 ports gives the guest 64 queues to set up, 1.9 MiB of its memory. */
-  brume_strbuf_puts(&b,
-                    "    <controller type='virtio-serial' index='0' ports='2'>" MMIO "</controller>\n");
+  brume_strbuf_puts(
+      &b, "    <controller type='virtio-serial' index='0' ports='2'>" MMIO "</controller>\n");
   brume_strbuf_puts(&b, "    <serial type='file'>\n      <source path='");
   sb_escaped(&b, spec->console_log);
   brume_strbuf_puts(&b, "'/>\n      <target port='0'/>\n    </serial>\n");

@@ -126,8 +126,9 @@ static void test_tcg_xml(void **state) {
   assert_contains(x, "<on_reboot>destroy</on_reboot>");
   assert_contains(x, "<on_crash>destroy</on_crash>");
   assert_contains(x, "<controller type='usb' model='none'/>");
-  assert_contains(
-      x, "<controller type='virtio-serial' index='0' ports='2'><address type='virtio-mmio'/></controller>");
+  assert_contains(x,
+                  "<controller type='virtio-serial' index='0' ports='2'><address "
+                  "type='virtio-mmio'/></controller>");
   assert_contains(x, "<serial type='file'>\n      <source path='/run/brume/sb-1/console.log'/>");
   assert_contains(
       x,

@@ -10,7 +10,8 @@
  *   512 MiB asked, and the image goes with the sandbox;
  * - free page reporting: 48 MiB written to and deleted from the guest's /dev/shm come back to
  *   the host (the QEMU process's resident guest memory drops) within seconds;
- * - vCPUs: a 2,048 MiB sandbox's guest runs 2 CPUs (the SMP kernel), a 128 MiB one's 1;
+ * - vCPUs: a 2,048 MiB sandbox's guest runs 2 CPUs (the SMP kernel), a 128 MiB one's 1, and
+ *   libvirt shows each one's CPU quota (set after CreateSandbox answered) as resources.h says;
  * - capacity: with all but 200 MiB of the host reserved, one 128 MiB sandbox fits, a second is
  *   refused with UNAVAILABLE InsufficientCapacityException, the registration's free_memory_mib
  *   follows, and after a Destroy a sandbox fits again;
@@ -35,6 +36,7 @@
 #include "etcd.h"
 #include "libvirt.h"
 #include "log.h"
+#include "resources.h"
 #include "testutil.h"
 #include "worker_calls.h"
 #include "worker_fixture.h"
@@ -192,6 +194,25 @@ static void test_memory_returned(void **state) {
 
 /* A sandbox of 2,048 MiB has two vCPUs (ceil(1.158)) and its guest runs both: the worker boots
  * the SMP kernel for it; one of 128 MiB boots the uniprocessor kernel and has one. */
+/* The domain's live vCPU quota (us per period), or -1. */
+static long long vcpu_quota(const char *id) {
+  brume_autofree char *name = brume_test_worker_domain_name(w, id);
+  virDomainPtr d = virDomainLookupByName(w->conn, name);
+  if (d == NULL) return -1;
+  int nparams = 0;
+  char *type = virDomainGetSchedulerType(d, &nparams);
+  free(type);
+  virTypedParameterPtr params = calloc((size_t)(nparams > 0 ? nparams : 1), sizeof(*params));
+  long long quota = -1;
+  if (virDomainGetSchedulerParametersFlags(d, params, &nparams, VIR_DOMAIN_AFFECT_LIVE) < 0 ||
+      virTypedParamsGetLLong(params, nparams, VIR_DOMAIN_SCHEDULER_VCPU_QUOTA, &quota) != 1)
+    quota = -1;
+  virTypedParamsClear(params, nparams);
+  free(params);
+  virDomainFree(d);
+  return quota;
+}
+
 static void test_vcpus(void **state) {
   (void)state;
   const uint32_t sizes[] = {128, 2048};
@@ -199,6 +220,15 @@ static void test_vcpus(void **state) {
   for (size_t i = 0; i < 2; i++) {
     char id[80];
     create_shell("cpus", sizes[i], id, sizeof(id));
+    /* The cap follows the answer to CreateSandbox within milliseconds. */
+    uint32_t milli = brume_resources_vcpu_milli(sizes[i]);
+    long long want_quota =
+        brume_resources_vcpu_quota_us(milli, brume_resources_vcpus(milli), BRUME_CPU_PERIOD_US);
+    double t0 = brume_test_mono_ms();
+    long long quota;
+    while ((quota = vcpu_quota(id)) != want_quota && brume_test_mono_ms() - t0 < 5000)
+      usleep(20 * 1000);
+    assert_int_equal(quota, want_quota);
     brume_test_worker_expect_reply(w, id, "cpus-1", "cpus\n", want[i]);
     brume_test_worker_destroy(w, id);
   }
