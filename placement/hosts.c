@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "mem.h"
+#include "sorted.h"
 
 typedef struct reservation {
   uint64_t id;
@@ -47,23 +48,13 @@ void brume_hosts_free(brume_hosts *h) {
   free(h);
 }
 
+static const char *entry_key(const void *item) {
+  return ((const entry *)item)->host.id;
+}
+
 /* The index of host_id, or where it would go (*found false). */
 static size_t find(const brume_hosts *h, const char *host_id, bool *found) {
-  size_t lo = 0, hi = h->n;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(h->v[mid]->host.id, host_id);
-    if (c == 0) {
-      *found = true;
-      return mid;
-    }
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  *found = false;
-  return lo;
+  return brume_sorted_find((void *const *)h->v, h->n, entry_key, host_id, found);
 }
 
 static entry *lookup(const brume_hosts *h, const char *host_id) {

@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "libvirt.h"
+#include "sorted.h"
 
 struct brume_sandboxes {
   pthread_mutex_t mu;
@@ -44,23 +45,13 @@ void brume_sandboxes_free(brume_sandboxes *t) {
   free(t);
 }
 
+static const char *sbx_key(const void *item) {
+  return ((const brume_sbx *)item)->id;
+}
+
 /* Index of id, or where it would go (*found false). Under mu. */
 static size_t find(const brume_sandboxes *t, const char *id, bool *found) {
-  size_t lo = 0, hi = t->n;
-  while (lo < hi) {
-    size_t mid = (lo + hi) / 2;
-    int c = strcmp(t->v[mid]->id, id);
-    if (c == 0) {
-      *found = true;
-      return mid;
-    }
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  *found = false;
-  return lo;
+  return brume_sorted_find((void *const *)t->v, t->n, sbx_key, id, found);
 }
 
 static Brume__SandboxSpec *spec_copy(const Brume__SandboxSpec *spec) {
