@@ -260,9 +260,11 @@ static brume_accel decide_accel(brume_err **err) {
 
 static char *registration_value(void) {
   return brume_xasprintf("{\"addr\":\"%s\",\"vcpus\":%" PRIu32 ",\"memory_mib\":%" PRIu32
-                         ",\"free_memory_mib\":%" PRIu32 ",\"accelerator\":\"%s\"}",
+                         ",\"free_memory_mib\":%" PRIu32 ",\"vcpu_milli_committed\":%" PRIu32
+                         ",\"accelerator\":\"%s\"}",
                          common.listen, brume_worker_host_vcpus(), brume_worker_host_memory_mib(),
                          brume_worker_free_memory_mib(&d.svc),
+                         brume_worker_vcpu_milli_committed(&d.svc),
                          d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG");
 }
 

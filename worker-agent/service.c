@@ -661,6 +661,12 @@ uint32_t brume_worker_free_memory_mib(brume_worker_service *svc) {
   return h <= 0 ? 0 : h > UINT32_MAX ? UINT32_MAX : (uint32_t)h;
 }
 
+uint32_t brume_worker_vcpu_milli_committed(brume_worker_service *svc) {
+  stats_ctx c = {0};
+  brume_sandboxes_each(svc->table, stats_one, &c);
+  return c.vcpu_milli > UINT32_MAX ? UINT32_MAX : (uint32_t)c.vcpu_milli;
+}
+
 /* Counts memory_mib as booting if it fits in the free memory, so that two creations at once
  * cannot both take the last of it; release it with unreserve_boot once the VM is a sandbox (or
  * failed). UNAVAILABLE when it does not fit. */

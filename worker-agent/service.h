@@ -55,6 +55,8 @@ uint32_t brume_worker_host_memory_mib(void);
 /* Host memory minus the reserve and what the sandboxes, the pool and the boots under way hold:
  * what CreateSandbox may still boot (published in the registration and Stats). */
 uint32_t brume_worker_free_memory_mib(brume_worker_service *svc);
+/* The sum of the sandboxes' vCPU shares (1,000 = one vCPU; registration and Stats). */
+uint32_t brume_worker_vcpu_milli_committed(brume_worker_service *svc);
 /* Whether memory_mib more fits in that (svc: the service), for the pool's refill. */
 bool brume_worker_fits(void *svc, uint32_t memory_mib);
 

@@ -14,7 +14,7 @@
  *   libvirt shows each one's CPU quota (set after CreateSandbox answered) as resources.h says;
  * - capacity: with all but 200 MiB of the host reserved, one 128 MiB sandbox fits, a second is
  *   refused with UNAVAILABLE InsufficientCapacityException, the registration's free_memory_mib
- *   follows, and after a Destroy a sandbox fits again;
+ *   and vcpu_milli_committed follow, and after a Destroy a sandbox fits again;
  * - a guest that does not answer in time is booted again once (brume_worker_boot_retries_total).
  * Exit 77 (skip) when not root, libvirtd does not answer, etcd is absent or the guest image
  * cannot be built. */
@@ -234,29 +234,30 @@ static void test_vcpus(void **state) {
   }
 }
 
-static long long registered_free_mib(void) {
+/* A whole-number field of the worker's registration in etcd, or -1. */
+static long long registered(const char *field) {
   brume_err *err = NULL;
   brume_etcd *e = brume_etcd_new(w->etcd->endpoint, NULL, &err);
   if (e == NULL) fail_msg("etcd: %s", err->msg);
-  char key[256];
+  char key[256], name[96];
   snprintf(key, sizeof(key), "/brume/svc/worker/%s", w->host_id);
+  snprintf(name, sizeof(name), "\"%s\":", field);
   brume_etcd_kv *kv = NULL;
   if (brume_etcd_get(e, key, &kv, NULL, &err) < 0) fail_msg("etcd get: %s", err->msg);
   long long v = -1;
-  const char *p = kv ? strstr(kv->value, "\"free_memory_mib\":") : NULL;
-  if (p) v = atoll(p + strlen("\"free_memory_mib\":"));
+  const char *p = kv ? strstr(kv->value, name) : NULL;
+  if (p) v = atoll(p + strlen(name));
   brume_etcd_kv_free(kv);
   brume_etcd_free(e);
   return v;
 }
 
-/* Waits up to 5 s for the registration to say free_memory_mib == want. */
-static void expect_registered_free(long long want) {
+/* Waits up to 5 s for the registration to say field == want. */
+static void expect_registered(const char *field, long long want) {
   double t0 = brume_test_mono_ms();
   long long v;
-  while ((v = registered_free_mib()) != want && brume_test_mono_ms() - t0 < 5000)
-    usleep(100 * 1000);
-  if (v != want) fail_msg("free_memory_mib in etcd is %lld, want %lld", v, want);
+  while ((v = registered(field)) != want && brume_test_mono_ms() - t0 < 5000) usleep(100 * 1000);
+  if (v != want) fail_msg("%s in etcd is %lld, want %lld", field, v, want);
 }
 
 static void test_capacity(void **state) {
@@ -267,13 +268,15 @@ static void test_capacity(void **state) {
   char reserved[64];
   snprintf(reserved, sizeof(reserved), "%lldMiB", total - 200);
   run_worker("0", reserved);
-  expect_registered_free(200);
+  expect_registered("free_memory_mib", 200);
+  expect_registered("vcpu_milli_committed", 0);
   brume_test_fn fn = {.function_name = "capacity"};
   char a[80], b[80];
   brume_err *err = NULL;
   if (brume_test_worker_create(w, &fn, a, sizeof(a), NULL, NULL, &err) != 0)
     fail_msg("CreateSandbox: %s", err->msg);
-  expect_registered_free(72);
+  expect_registered("free_memory_mib", 72);
+  expect_registered("vcpu_milli_committed", brume_resources_vcpu_milli(128));
   int rc = brume_test_worker_create(w, &fn, b, sizeof(b), NULL, NULL, &err);
   brume_test_expect_code(rc, err, BRUME_UNAVAILABLE, "CreateSandbox on a full host");
   assert_non_null(strstr(err->msg, "InsufficientCapacityException: this host has 72 MiB free"));
@@ -281,7 +284,8 @@ static void test_capacity(void **state) {
   brume_err_clear(&err);
   assert_int_equal(brume_test_worker_domains(w), 1); /* nothing was started for it */
   brume_test_worker_destroy(w, a);
-  expect_registered_free(200);
+  expect_registered("free_memory_mib", 200);
+  expect_registered("vcpu_milli_committed", 0);
   if (brume_test_worker_create(w, &fn, b, sizeof(b), NULL, NULL, &err) != 0)
     fail_msg("CreateSandbox after a Destroy: %s", err->msg);
   brume_test_worker_expect_reply(w, b, "c-1", "fits again", "fits again #1");
