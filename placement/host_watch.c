@@ -1,0 +1,166 @@
+#include "host_watch.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+#include "registration.h"
+
+struct brume_host_watch {
+  brume_etcd *etcd;
+  char *dir; /* "<prefix>/svc/worker/" */
+  pthread_mutex_t mu;
+  brume_hosts *hosts;
+  brume_host_gone_fn on_gone;
+  void *arg;
+  brume_etcd_watch *watch;
+};
+
+/* Host ids gathered under the lock, for on_gone after it. */
+typedef struct {
+  char **v;
+  size_t n, cap;
+} gone_list;
+
+static void gone_add(gone_list *g, const char *id) {
+  if (g->n == g->cap) {
+    g->cap = g->cap ? g->cap * 2 : 4;
+    g->v = brume_xrealloc(g->v, g->cap * sizeof(*g->v));
+  }
+  g->v[g->n++] = brume_xstrdup(id);
+}
+
+static void gone_report(brume_host_watch *w, gone_list *g) {
+  for (size_t i = 0; i < g->n; i++) {
+    brume_info("A worker host is gone; nothing more goes there.", "host_id=%s", g->v[i]);
+    if (w->on_gone) w->on_gone(w->arg, g->v[i]);
+    free(g->v[i]);
+  }
+  free(g->v);
+}
+
+/* The host id of a key under dir, or NULL for a key that is not one host's. */
+static const char *host_of(const brume_host_watch *w, const char *key) {
+  size_t n = strlen(w->dir);
+  if (strncmp(key, w->dir, n) != 0 || key[n] == '\0' || strchr(key + n, '/')) return NULL;
+  return key + n;
+}
+
+/* A registration's value into the table. Under mu. */
+static void apply_put(brume_host_watch *w, const char *host_id, const char *value) {
+  bool known = brume_hosts_get(w->hosts, host_id) != NULL;
+  brume_err *err = NULL;
+  if (brume_hosts_update(w->hosts, host_id, value, &err) < 0) {
+    char q[512];
+    brume_warn("A worker's registration cannot be read; the host is left as it was.",
+               "host_id=%s err=%s", host_id, brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_free(err);
+    return;
+  }
+  if (!known) {
+    const brume_host *h = brume_hosts_get(w->hosts, host_id);
+    brume_info("A worker host registered.",
+               "host_id=%s addr=%s vcpus=%u memory_mib=%u free_memory_mib=%u accelerator=%s",
+               host_id, h->addr, h->vcpus, h->memory_mib, h->free_memory_mib,
+               h->kvm ? "KVM" : "TCG");
+  }
+}
+
+/* Reads every registration and makes the table hold exactly those hosts. Under mu. */
+static int reload(brume_host_watch *w, int64_t *revision, gone_list *gone, brume_err **err) {
+  brume_etcd_range *r = brume_etcd_get_prefix(w->etcd, w->dir, err);
+  if (r == NULL) return -1;
+  for (size_t i = 0; i < r->n; i++) {
+    const char *id = host_of(w, r->kvs[i].key);
+    if (id) apply_put(w, id, r->kvs[i].value);
+  }
+  /* Hosts in the table but not in etcd any more. */
+  for (size_t i = 0; i < brume_hosts_count(w->hosts);) {
+    const char *id = brume_hosts_at(w->hosts, i)->id;
+    bool present = false;
+    for (size_t k = 0; k < r->n && !present; k++) {
+      const char *kid = host_of(w, r->kvs[k].key);
+      present = kid && strcmp(kid, id) == 0;
+    }
+    if (present) {
+      i++;
+      continue;
+    }
+    gone_add(gone, id);
+    brume_hosts_remove(w->hosts, id);
+  }
+  if (revision) *revision = r->revision;
+  brume_etcd_range_free(r);
+  return 0;
+}
+
+static void on_events(const brume_etcd_event *events, size_t n, void *user) {
+  brume_host_watch *w = user;
+  gone_list gone = {0};
+  pthread_mutex_lock(&w->mu);
+  if (n == 0) {
+    brume_err *err = NULL;
+    if (reload(w, NULL, &gone, &err) < 0) {
+      char q[512];
+      brume_warn("The worker hosts cannot be read again after a gap in the watch.", "err=%s",
+                 brume_log_quote(q, sizeof(q), err->msg));
+      brume_err_free(err);
+    }
+  }
+  for (size_t i = 0; i < n; i++) {
+    const char *id = host_of(w, events[i].kv.key);
+    if (id == NULL) continue;
+    if (events[i].type == BRUME_ETCD_EVENT_PUT) {
+      apply_put(w, id, events[i].kv.value);
+    } else if (brume_hosts_get(w->hosts, id)) {
+      gone_add(&gone, id);
+      brume_hosts_remove(w->hosts, id);
+    }
+  }
+  pthread_mutex_unlock(&w->mu);
+  gone_report(w, &gone);
+}
+
+brume_host_watch *brume_host_watch_start(brume_etcd *etcd, const char *prefix,
+                                         uint32_t cpu_overcommit, brume_host_gone_fn on_gone,
+                                         void *arg, brume_err **err) {
+  brume_host_watch *w = brume_xcalloc(1, sizeof(*w));
+  w->etcd = etcd;
+  w->dir = brume_registration_key(prefix, "worker", "");
+  pthread_mutex_init(&w->mu, NULL);
+  w->hosts = brume_hosts_new(cpu_overcommit);
+  w->on_gone = on_gone;
+  w->arg = arg;
+  int64_t revision = 0;
+  gone_list gone = {0};
+  if (reload(w, &revision, &gone, err) < 0) goto fail;
+  w->watch = brume_etcd_watch_prefix(etcd, w->dir, revision + 1, on_events, w, err);
+  if (w->watch == NULL) goto fail;
+  brume_info("Following the worker hosts.", "hosts=%zu revision=%lld", brume_hosts_count(w->hosts),
+             (long long)revision);
+  return w;
+fail:
+  free(gone.v); /* a first read has nobody gone */
+  brume_host_watch_stop(w);
+  return NULL;
+}
+
+void brume_host_watch_stop(brume_host_watch *w) {
+  if (w == NULL) return;
+  brume_etcd_watch_stop(w->watch);
+  brume_hosts_free(w->hosts);
+  pthread_mutex_destroy(&w->mu);
+  free(w->dir);
+  free(w);
+}
+
+brume_hosts *brume_host_watch_lock(brume_host_watch *w) {
+  pthread_mutex_lock(&w->mu);
+  return w->hosts;
+}
+
+void brume_host_watch_unlock(brume_host_watch *w) {
+  pthread_mutex_unlock(&w->mu);
+}
