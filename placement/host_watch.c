@@ -72,25 +72,28 @@ static void apply_put(brume_host_watch *w, const char *host_id, const char *valu
 static int reload(brume_host_watch *w, int64_t *revision, gone_list *gone, brume_err **err) {
   brume_etcd_range *r = brume_etcd_get_prefix(w->etcd, w->dir, err);
   if (r == NULL) return -1;
+  /* etcd returns keys in order, so the hosts' ids come sorted, as the table keeps them. */
+  const char **present = brume_xcalloc(r->n + 1, sizeof(*present));
+  size_t n_present = 0;
   for (size_t i = 0; i < r->n; i++) {
     const char *id = host_of(w, r->kvs[i].key);
-    if (id) apply_put(w, id, r->kvs[i].value);
+    if (id == NULL) continue;
+    apply_put(w, id, r->kvs[i].value);
+    present[n_present++] = id;
   }
-  /* Hosts in the table but not in etcd any more. */
+  /* Hosts in the table but not in etcd any more: a merge of the two sorted lists. */
+  size_t k = 0;
   for (size_t i = 0; i < brume_hosts_count(w->hosts);) {
     const char *id = brume_hosts_at(w->hosts, i)->id;
-    bool present = false;
-    for (size_t k = 0; k < r->n && !present; k++) {
-      const char *kid = host_of(w, r->kvs[k].key);
-      present = kid && strcmp(kid, id) == 0;
-    }
-    if (present) {
+    while (k < n_present && strcmp(present[k], id) < 0) k++;
+    if (k < n_present && strcmp(present[k], id) == 0) {
       i++;
       continue;
     }
     gone_add(gone, id);
     brume_hosts_remove(w->hosts, id);
   }
+  free(present);
   if (revision) *revision = r->revision;
   brume_etcd_range_free(r);
   return 0;

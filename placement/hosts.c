@@ -176,26 +176,26 @@ const brume_host *brume_hosts_at(const brume_hosts *h, size_t i) {
   return i < h->n ? &h->v[i]->host : NULL;
 }
 
-static uint64_t reserved_mib(const entry *e) {
-  uint64_t sum = 0;
-  for (size_t r = 0; r < e->n_res; r++) sum += e->res[r].memory_mib;
-  return sum;
-}
-
-static uint64_t reserved_milli(const entry *e) {
-  uint64_t sum = 0;
-  for (size_t r = 0; r < e->n_res; r++) sum += e->res[r].vcpu_milli;
-  return sum;
+/* What the host's reservations hold. */
+static void reserved(const entry *e, uint64_t *mib, uint64_t *milli) {
+  *mib = *milli = 0;
+  for (size_t r = 0; r < e->n_res; r++) {
+    *mib += e->res[r].memory_mib;
+    *milli += e->res[r].vcpu_milli;
+  }
 }
 
 static uint32_t entry_free_mib(const entry *e) {
-  uint64_t used = reserved_mib(e);
-  return used >= e->host.free_memory_mib ? 0 : (uint32_t)(e->host.free_memory_mib - used);
+  uint64_t mib, milli;
+  reserved(e, &mib, &milli);
+  return mib >= e->host.free_memory_mib ? 0 : (uint32_t)(e->host.free_memory_mib - mib);
 }
 
 static uint32_t entry_free_milli(const brume_hosts *h, const entry *e) {
+  uint64_t mib, milli;
+  reserved(e, &mib, &milli);
   uint64_t cap = (uint64_t)e->host.vcpus * 1000u * h->cpu_overcommit;
-  uint64_t used = (uint64_t)e->host.vcpu_milli_committed + reserved_milli(e);
+  uint64_t used = (uint64_t)e->host.vcpu_milli_committed + milli;
   uint64_t left = used >= cap ? 0 : cap - used;
   return left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
 }

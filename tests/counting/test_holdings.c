@@ -19,19 +19,7 @@
 #include "holdings.h"
 #include "proc.h"
 
-static brume_test_etcd *server;
-static brume_etcd *etcd;
-
-static int group_setup(void **state) {
-  (void)state;
-  return brume_test_etcd_open(&server, &etcd);
-}
-
-static int group_teardown(void **state) {
-  (void)state;
-  brume_test_etcd_close(server, etcd);
-  return 0;
-}
+BRUME_TEST_ETCD_GROUP()
 
 static int64_t grant(int64_t ttl_s) {
   int64_t lease = 0;

@@ -18,19 +18,7 @@
 #include "proc.h"
 #include "registration.h"
 
-static brume_test_etcd *server;
-static brume_etcd *etcd;
-
-static int group_setup(void **state) {
-  (void)state;
-  return brume_test_etcd_open(&server, &etcd);
-}
-
-static int group_teardown(void **state) {
-  (void)state;
-  brume_test_etcd_close(server, etcd);
-  return 0;
-}
+BRUME_TEST_ETCD_GROUP()
 
 /* The key's value, or NULL when it is absent. */
 static char *value_of(const char *key) {
@@ -127,7 +115,8 @@ static void test_dead_daemon_disappears_within_ttl(void **state) {
   if (pid == 0) {
     prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
     brume_etcd *own = brume_etcd_new(server->endpoint, NULL, NULL);
-    brume_registration *reg = own ? brume_register(own, "/t4", "placement", "p1", "v", 2, NULL) : NULL;
+    brume_registration *reg =
+        own ? brume_register(own, "/t4", "placement", "p1", "v", 2, NULL) : NULL;
     ssize_t w = write(ready[1], reg ? "y" : "n", 1);
     (void)w;
     for (;;) pause();
@@ -152,7 +141,8 @@ static void test_bad_ttl_and_etcd_down(void **state) {
   assert_null(brume_register(etcd, "/t5", "worker", "w", "v", 1, &err));
   assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
   brume_err_clear(&err);
-  brume_etcd *dead = brume_etcd_new("http://127.0.0.1:1", &(brume_etcd_opts){.timeout_ms = 500}, NULL);
+  brume_etcd *dead =
+      brume_etcd_new("http://127.0.0.1:1", &(brume_etcd_opts){.timeout_ms = 500}, NULL);
   assert_null(brume_register(dead, "/t5", "worker", "w", "v", 3, &err));
   assert_int_equal(err->code, BRUME_UNAVAILABLE);
   assert_non_null(strstr(err->msg, "/t5/svc/worker/w"));

@@ -50,4 +50,20 @@ int brume_test_etcd_open(brume_test_etcd **server, brume_etcd **client);
 /* Frees the client, then stops and removes the server. NULLs are fine. */
 void brume_test_etcd_close(brume_test_etcd *server, brume_etcd *client);
 
+/* For a cmocka group whose tests share one etcd and nothing else: declares `server` and `etcd`
+ * (file statics) and the group's group_setup and group_teardown, which open and close them with
+ * brume_test_etcd_open and brume_test_etcd_close. */
+#define BRUME_TEST_ETCD_GROUP()                  \
+  static brume_test_etcd *server;                \
+  static brume_etcd *etcd;                       \
+  static int group_setup(void **state) {         \
+    (void)state;                                 \
+    return brume_test_etcd_open(&server, &etcd); \
+  }                                              \
+  static int group_teardown(void **state) {      \
+    (void)state;                                 \
+    brume_test_etcd_close(server, etcd);         \
+    return 0;                                    \
+  }
+
 #endif

@@ -23,19 +23,7 @@
 #define PREFIX "/hw"
 #define WAIT_MS 10000
 
-static brume_test_etcd *server;
-static brume_etcd *etcd;
-
-static int group_setup(void **state) {
-  (void)state;
-  return brume_test_etcd_open(&server, &etcd);
-}
-
-static int group_teardown(void **state) {
-  (void)state;
-  brume_test_etcd_close(server, etcd);
-  return 0;
-}
+BRUME_TEST_ETCD_GROUP()
 
 static void put(const char *host_id, const char *value, int64_t lease) {
   char key[128];

@@ -320,6 +320,13 @@ static void on_gathered(void *user, ProtobufCMessage *reply, const brume_err *er
   if (reply) protobuf_c_message_free_unpacked(reply, NULL);
 }
 
+/* Waits until n calls have come back. */
+static void gather_wait(struct gather *g, int n) {
+  pthread_mutex_lock(&g->lock);
+  while (g->done < n) pthread_cond_wait(&g->cond, &g->lock);
+  pthread_mutex_unlock(&g->lock);
+}
+
 /* The server answers none of the 1,000 calls until all have arrived, on one handler thread:
  * they are all in flight in the server at once. */
 static void test_1000_in_flight_one_thread(void **state) {
@@ -339,9 +346,7 @@ static void test_1000_in_flight_one_thread(void **state) {
                               &err) < 0)
       fail_msg("async call %d: %s", i, err->msg);
   }
-  pthread_mutex_lock(&g.lock);
-  while (g.done < N) pthread_cond_wait(&g.cond, &g.lock);
-  pthread_mutex_unlock(&g.lock);
+  gather_wait(&g, N);
   printf("# %d calls gathered and answered in %lld ms\n", N, brume_test_now_ms() - t0);
   assert_int_equal(g.ok, N);
   brume_rpc_client_free(c);
@@ -374,9 +379,7 @@ static void test_shutdown_with_parked_calls(void **state) {
   park_five_calls(c, &g);
   long long t0 = brume_test_now_ms();
   server_stop(&s, SIGTERM);
-  pthread_mutex_lock(&g.lock);
-  while (g.done < 5) pthread_cond_wait(&g.cond, &g.lock);
-  pthread_mutex_unlock(&g.lock);
+  gather_wait(&g, 5);
   assert_int_equal(g.ok, 0);
   assert_true(brume_test_now_ms() - t0 < 5000);
   brume_rpc_client_free(c);
