@@ -5,9 +5,12 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "mem.h"
 
 /* The enum's words are the brume_log_level values, in order. */
 static const char *const log_level_words[] = {"debug", "info", "warn", "error", NULL};
@@ -1067,4 +1070,29 @@ out:
   free(cl.values);
   loader_fini(&l);
   return rc;
+}
+
+char *brume_config_advertised_addr(const char *listen, int port, brume_err **err) {
+  char *host = NULL;
+  int want = 0;
+  if (brume_config_split_addr(listen, &host, &want, err) < 0) return NULL;
+  if (host[0] == '\0') {
+    char name[256] = {0};
+    if (gethostname(name, sizeof(name) - 1) < 0) snprintf(name, sizeof(name), "localhost");
+    free(host);
+    host = brume_xstrdup(name);
+  }
+  char *addr = strchr(host, ':') ? brume_xasprintf("[%s]:%d", host, port)
+                                 : brume_xasprintf("%s:%d", host, port);
+  free(host);
+  return addr;
+}
+
+int brume_config_check_etcd_prefix(const char *prefix, brume_err **err) {
+  size_t len = prefix ? strlen(prefix) : 0;
+  if (len < 2 || prefix[0] != '/' || prefix[len - 1] == '/')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "etcd_prefix \"%s\" must start with '/' and not end with one (\"/brume\")",
+                         prefix ? prefix : "");
+  return 0;
 }

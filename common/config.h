@@ -170,6 +170,15 @@ void brume_config_set_defaults(const brume_config_spec *spec);
  * Returns 0, or -1 with INVALID_ARGUMENT. Shared by the addr option type and the listeners. */
 int brume_config_split_addr(const char *addr, char **host, int *port, brume_err **err);
 
+/* The address other daemons reach a listener at, for its etcd registration: listen with its port
+ * replaced by the bound one (listen may say 0) and an empty host (all interfaces) by the hostname.
+ * Caller frees; NULL with INVALID_ARGUMENT when listen is malformed. */
+char *brume_config_advertised_addr(const char *listen, int port, brume_err **err);
+
+/* 0 when prefix (the etcd_prefix option) starts with '/', does not end with one and is at least 2
+ * bytes long ("/brume"); otherwise -1 with INVALID_ARGUMENT. */
+int brume_config_check_etcd_prefix(const char *prefix, brume_err **err);
+
 /* Formats ms or bytes the way the file writes them ("10s", "64KiB") into buf. */
 const char *brume_config_format_duration(int64_t ms, char *buf, size_t size);
 const char *brume_config_format_size(int64_t bytes, char *buf, size_t size);

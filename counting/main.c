@@ -80,12 +80,7 @@ static int validate(brume_err **err) {
   if (brume_engine_check_daemon_id(daemon_id, err) < 0)
     return brume_err_wrap(err, "daemon_id%s must be 1-%d printable bytes, with no space and no '/'",
                           origin, BRUME_TOKENS_DAEMON_ID_MAX);
-  const char *p = cfg.etcd_prefix;
-  size_t plen = p ? strlen(p) : 0;
-  if (plen < 2 || p[0] != '/' || p[plen - 1] == '/')
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "etcd_prefix \"%s\" must start with '/' and not end with one (\"/brume\")",
-                         p ? p : "");
+  if (brume_config_check_etcd_prefix(cfg.etcd_prefix, err) < 0) return -1;
   if (cfg.lease_ttl % 1000 != 0)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "lease_ttl must be a whole number of seconds (etcd leases count seconds)");
@@ -145,22 +140,6 @@ static int health(void *user, brume_err **err) {
   return 0;
 }
 
-/* listen with port 0 replaced by the bound port, and an empty (all interfaces) host by the
- * hostname, so that other daemons can reach the address registered. */
-static char *advertised_addr(int port, brume_err **err) {
-  brume_autofree char *host = NULL;
-  int want = 0;
-  if (brume_config_split_addr(common.listen, &host, &want, err) < 0) return NULL;
-  if (host[0] == '\0') {
-    char name[256] = {0};
-    if (gethostname(name, sizeof(name) - 1) < 0) snprintf(name, sizeof(name), "localhost");
-    free(host);
-    host = brume_xstrdup(name);
-  }
-  if (strchr(host, ':')) return brume_xasprintf("[%s]:%d", host, port);
-  return brume_xasprintf("%s:%d", host, port);
-}
-
 static int start(brume_err **err) {
   d.root = brume_xasprintf("%s/", cfg.etcd_prefix);
   d.metrics = brume_metrics_new();
@@ -180,7 +159,7 @@ static int start(brume_err **err) {
   };
   d.rpc = brume_rpc_server_new(&ro, err);
   if (d.rpc == NULL) return brume_err_wrap(err, "listen %s", common.listen);
-  d.addr = advertised_addr(brume_rpc_server_port(d.rpc), err);
+  d.addr = brume_config_advertised_addr(common.listen, brume_rpc_server_port(d.rpc), err);
   if (d.addr == NULL) return brume_err_wrap(err, "listen");
 
   brume_autofree char *value = brume_xasprintf("{\"addr\":\"%s\"}", d.addr);

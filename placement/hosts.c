@@ -264,12 +264,18 @@ uint64_t brume_hosts_reserve(brume_hosts *h, const char *host_id, uint32_t memor
   return id;
 }
 
-void brume_hosts_end_reservation(brume_hosts *h, const char *host_id, uint64_t reservation_id) {
+void brume_hosts_end_reservation(brume_hosts *h, const char *host_id, uint64_t reservation_id,
+                                 bool created) {
   entry *e = lookup(h, host_id);
   if (e == NULL) return;
   for (size_t r = 0; r < e->n_res; r++)
     if (e->res[r].id == reservation_id) {
-      e->res[r].ended = true;
+      if (created) {
+        e->res[r].ended = true;
+      } else {
+        e->res[r] = e->res[e->n_res - 1];
+        e->n_res--;
+      }
       return;
     }
 }

@@ -76,8 +76,12 @@ const brume_host *brume_hosts_choose(const brume_hosts *h, uint32_t memory_mib, 
  * reservation's id (never 0), or 0 and NOT_FOUND if the host is unknown. */
 uint64_t brume_hosts_reserve(brume_hosts *h, const char *host_id, uint32_t memory_mib,
                              uint32_t vcpu_milli, brume_err **err);
-/* The cold start's CreateSandbox call ended (either way): the reservation lasts until the host's
- * next registration. Nothing happens if the host, and its reservations with it, went meanwhile. */
-void brume_hosts_end_reservation(brume_hosts *h, const char *host_id, uint64_t reservation);
+/* The cold start's CreateSandbox call ended. created: a sandbox was made, and the reservation
+ * lasts until the host's next registration (the worker publishes one after every creation: its
+ * sandboxes_created changes); otherwise nothing was made and the reservation goes at once (no
+ * registration need follow). Nothing happens if the host, and its reservations with it, went
+ * meanwhile. */
+void brume_hosts_end_reservation(brume_hosts *h, const char *host_id, uint64_t reservation,
+                                 bool created);
 
 #endif

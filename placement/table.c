@@ -6,10 +6,15 @@
 #include "mem.h"
 #include "sorted.h"
 
-/* A function version's idle list, most recently used first. */
+/* Idle sandboxes, most recently used first. */
+typedef struct idle_list {
+  brume_placed *head, *tail;
+} idle_list;
+
+/* A function version's idle sandboxes: the provisioned ones apart, since they go out first. */
 typedef struct fn_list {
   char *function;
-  brume_placed *head, *tail;
+  idle_list provisioned, on_demand;
   size_t idle;
 } fn_list;
 
@@ -79,40 +84,46 @@ static fn_list *fn_get(brume_table *t, const char *function) {
   return f;
 }
 
+static idle_list *list_of(fn_list *f, const brume_placed *p) {
+  return p->provisioned ? &f->provisioned : &f->on_demand;
+}
+
 static void push_front(fn_list *f, brume_placed *p) {
+  idle_list *l = list_of(f, p);
   p->prev = NULL;
-  p->next = f->head;
-  if (f->head) f->head->prev = p;
-  f->head = p;
-  if (f->tail == NULL) f->tail = p;
+  p->next = l->head;
+  if (l->head) l->head->prev = p;
+  l->head = p;
+  if (l->tail == NULL) l->tail = p;
   f->idle++;
 }
 
 static void unlink_idle(fn_list *f, brume_placed *p) {
+  idle_list *l = list_of(f, p);
   if (p->prev)
     p->prev->next = p->next;
   else
-    f->head = p->next;
+    l->head = p->next;
   if (p->next)
     p->next->prev = p->prev;
   else
-    f->tail = p->prev;
+    l->tail = p->prev;
   p->prev = p->next = NULL;
   f->idle--;
 }
 
-int brume_table_add(brume_table *t, const char *id, const char *host_id, const char *function,
-                    uint32_t memory_mib, uint32_t vcpu_milli, const char *caller,
-                    int64_t held_until_ms, int64_t now_ms, brume_err **err) {
+int brume_table_add(brume_table *t, const brume_table_entry *e, int64_t now_ms, brume_err **err) {
   bool found;
-  size_t i = brume_sorted_find((void *const *)t->v, t->n, placed_key, id, &found);
-  if (found) return brume_err_set(err, BRUME_ALREADY_EXISTS, "sandbox %s is placed already", id);
+  size_t i = brume_sorted_find((void *const *)t->v, t->n, placed_key, e->id, &found);
+  if (found) return brume_err_set(err, BRUME_ALREADY_EXISTS, "sandbox %s is placed already", e->id);
   brume_placed *p = brume_xcalloc(1, sizeof(*p));
-  p->id = brume_xstrdup(id);
-  p->host_id = brume_xstrdup(host_id);
-  p->function = brume_xstrdup(function);
-  p->memory_mib = memory_mib;
-  p->vcpu_milli = vcpu_milli;
+  p->id = brume_xstrdup(e->id);
+  p->host_id = brume_xstrdup(e->host_id);
+  p->function = brume_xstrdup(e->function);
+  p->memory_mib = e->memory_mib;
+  p->vcpu_milli = e->vcpu_milli;
+  p->provisioned = e->provisioned;
+  p->added_ms = now_ms;
   if (t->n == t->cap) {
     t->cap = t->cap ? t->cap * 2 : 64;
     t->v = brume_xrealloc(t->v, t->cap * sizeof(*t->v));
@@ -120,11 +131,11 @@ int brume_table_add(brume_table *t, const char *id, const char *host_id, const c
   memmove(&t->v[i + 1], &t->v[i], (t->n - i) * sizeof(*t->v));
   t->v[i] = p;
   t->n++;
-  fn_list *f = fn_get(t, function);
-  if (caller) {
+  fn_list *f = fn_get(t, e->function);
+  if (e->caller) {
     p->held = true;
-    p->caller = brume_xstrdup(caller);
-    p->held_until_ms = held_until_ms;
+    p->caller = brume_xstrdup(e->caller);
+    p->held_until_ms = e->held_until_ms;
     p->invocations = 1;
   } else {
     p->idle_since_ms = now_ms;
@@ -141,11 +152,15 @@ size_t brume_table_count(const brume_table *t) {
   return t->n;
 }
 
+const brume_placed *brume_table_at(const brume_table *t, size_t i) {
+  return t->v[i];
+}
+
 const brume_placed *brume_table_take(brume_table *t, const char *function, const char *caller,
                                      int64_t held_until_ms) {
   fn_list *f = fn_find(t, function);
-  if (f == NULL || f->head == NULL) return NULL;
-  brume_placed *p = f->head;
+  if (f == NULL || f->idle == 0) return NULL;
+  brume_placed *p = f->provisioned.head ? f->provisioned.head : f->on_demand.head;
   unlink_idle(f, p);
   p->held = true;
   free(p->caller);
@@ -204,6 +219,13 @@ size_t brume_table_idle_count(const brume_table *t, const char *function) {
   return f ? f->idle : 0;
 }
 
+size_t brume_table_provisioned_count(const brume_table *t, const char *function) {
+  size_t n = 0;
+  for (size_t i = 0; i < t->n; i++)
+    n += t->v[i]->provisioned && strcmp(t->v[i]->function, function) == 0;
+  return n;
+}
+
 /* A growing NULL-terminated array of ids. */
 typedef struct {
   char **v;
@@ -235,8 +257,8 @@ char **brume_table_idle_over(const brume_table *t, int64_t now_ms, int64_t keep_
   brume_placed **old = NULL;
   for (size_t i = 0; i < t->n_fns; i++)
     /* The whole list: sandboxes added idle (found on a worker at start) may be older than
-     * others in front of them. */
-    for (brume_placed *p = t->fns[i]->tail; p; p = p->prev) {
+     * others in front of them. Provisioned sandboxes are never reaped. */
+    for (brume_placed *p = t->fns[i]->on_demand.tail; p; p = p->prev) {
       if (now_ms - p->idle_since_ms < keep_warm_ms) continue;
       if (n == cap) {
         cap = cap ? cap * 2 : 8;

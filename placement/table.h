@@ -30,6 +30,8 @@ typedef struct brume_placed {
   char *function; /* the function version's key, "account/function/version" */
   uint32_t memory_mib;
   uint32_t vcpu_milli;
+  bool provisioned;                 /* kept for provisioned concurrency: never reaped */
+  int64_t added_ms;                 /* when it entered the table */
   bool held;                        /* given to a caller, not yet given back */
   char *caller;                     /* while held */
   int64_t held_until_ms;            /* while held: when placement takes it back by itself */
@@ -41,18 +43,27 @@ typedef struct brume_placed {
 brume_table *brume_table_new(void);
 void brume_table_free(brume_table *t);
 
-/* A new sandbox, idle since now_ms (a provisioned one, or one found on a worker at start) or held
- * for caller until held_until_ms (a cold start made for that caller: caller non-NULL).
- * ALREADY_EXISTS if the id is taken. */
-int brume_table_add(brume_table *t, const char *id, const char *host_id, const char *function,
-                    uint32_t memory_mib, uint32_t vcpu_milli, const char *caller,
-                    int64_t held_until_ms, int64_t now_ms, brume_err **err);
+/* A sandbox entering the table. */
+typedef struct brume_table_entry {
+  const char *id, *host_id, *function;
+  uint32_t memory_mib, vcpu_milli;
+  bool provisioned;
+  /* NULL: idle since now (a provisioned one, or one found on a worker); otherwise held for
+   * caller until held_until_ms (a cold start made for that caller). */
+  const char *caller;
+  int64_t held_until_ms;
+} brume_table_entry;
+
+/* Adds e at now_ms (copied). ALREADY_EXISTS if the id is taken. */
+int brume_table_add(brume_table *t, const brume_table_entry *e, int64_t now_ms, brume_err **err);
 
 const brume_placed *brume_table_get(const brume_table *t, const char *id);
 size_t brume_table_count(const brume_table *t);
+/* The i-th sandbox in id order (i < brume_table_count). */
+const brume_placed *brume_table_at(const brume_table *t, size_t i);
 
-/* The most recently used idle sandbox of function, now held for caller until held_until_ms; NULL
- * when none is idle. */
+/* The most recently used idle provisioned sandbox of function, else its most recently used idle
+ * on-demand one, now held for caller until held_until_ms; NULL when none is idle. */
 const brume_placed *brume_table_take(brume_table *t, const char *function, const char *caller,
                                      int64_t held_until_ms);
 
@@ -69,10 +80,13 @@ bool brume_table_remove(brume_table *t, const char *id);
 size_t brume_table_count_on_host(const brume_table *t, const char *function, const char *host_id);
 /* Idle sandboxes of function. */
 size_t brume_table_idle_count(const brume_table *t, const char *function);
+/* Provisioned sandboxes of function, idle or held. */
+size_t brume_table_provisioned_count(const brume_table *t, const char *function);
 
 /* Ids (malloc'ed, NULL-terminated; the caller frees each and the array) of: the idle sandboxes
  * idle for at least keep_warm_ms at now_ms, least recently used first; the held ones whose
- * deadline has passed; every sandbox on host_id, which also leave the table. */
+ * deadline has passed; every sandbox on host_id, which also leave the table. Provisioned sandboxes
+ * are never idle over. */
 char **brume_table_idle_over(const brume_table *t, int64_t now_ms, int64_t keep_warm_ms);
 char **brume_table_overdue(const brume_table *t, int64_t now_ms);
 char **brume_table_drop_host(brume_table *t, const char *host_id);

@@ -15,6 +15,7 @@
 #include "libvirt.h"
 #include "log.h"
 #include "resources.h"
+#include "sandbox_spec.h"
 
 /* How long a boot may take to reach brume-init (TCG under load included). */
 /* Slack on top of the function's deadline for the guest's own Sandbox.Timedout answer. */
@@ -70,38 +71,6 @@ static brume_sbx *named_sandbox(brume_worker_service *svc, const char *id, brume
 
 /* ---- CreateSandbox ---- */
 
-static int validate_spec(const Brume__SandboxSpec *spec, brume_err **err) {
-  if (spec == NULL) return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec is missing");
-  if (spec->function == NULL || spec->function->account_id[0] == '\0' ||
-      spec->function->function_name[0] == '\0')
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "spec.function needs account_id and function_name");
-  if (spec->resources == NULL)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec.resources is missing");
-  if (brume_resources_check_memory(spec->resources->memory_mib, err) < 0)
-    return brume_err_wrap(err, "spec.resources.memory_mib");
-  uint32_t eph = spec->resources->ephemeral_storage_mib;
-  if (eph != 0 && brume_resources_check_ephemeral(eph, err) < 0)
-    return brume_err_wrap(err, "spec.resources.ephemeral_storage_mib");
-  if (spec->resources->vcpu_milli > BRUME_VCPU_MILLI_MAX)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "spec.resources.vcpu_milli %" PRIu32 " is over %d",
-                         spec->resources->vcpu_milli, BRUME_VCPU_MILLI_MAX);
-  if (spec->handler_mode != BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API &&
-      spec->handler_mode != BRUME__HANDLER_MODE__HANDLER_MODE_EXEC)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "spec.handler_mode must be RUNTIME_API or EXEC");
-  if (spec->handler_mode == BRUME__HANDLER_MODE__HANDLER_MODE_EXEC && spec->handler[0] == '\0')
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec.handler is required in EXEC mode");
-  if (spec->code == NULL || spec->code->sha256[0] == '\0' || spec->code->url[0] == '\0')
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "spec.code needs sha256 and url");
-  if (spec->timeout_ms > 900000)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "spec.timeout_ms %" PRIu32 " is out of range: 1-900,000",
-                         spec->timeout_ms);
-  return 0;
-}
-
 /* Applies ev (INIT_FAILED or BROKEN) to s. True when the caller now owns the sandbox's
  * destruction; false when a Destroy had taken it first (it was TERMINATING) and carries it out. */
 static bool claim_for_kill(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev) {
@@ -146,7 +115,7 @@ static void create_job(void *p) {
   brume_autofree Brume__GuestInit__EnvironmentEntry *envs = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
 
-  if (validate_spec(spec, &err) < 0) goto fail;
+  if (brume_sandbox_spec_check(spec, &err) < 0) goto fail;
 
   bool cached = false;
   zip_path = brume_code_cache_get(svc->cache, spec->code->sha256, spec->code->url,
@@ -634,6 +603,7 @@ static uint32_t host_available_mib(void) {
 typedef struct stats_ctx {
   uint32_t by_state[6];
   uint64_t memory, vcpu_milli;
+  uint64_t provisioning_mib; /* of those, the sandboxes still being created */
   uint32_t n;
 } stats_ctx;
 
@@ -641,6 +611,7 @@ static void stats_one(const brume_sbx *s, void *user) {
   stats_ctx *c = user;
   if (s->fsm.state >= 1 && s->fsm.state <= 5) c->by_state[s->fsm.state]++;
   c->memory += s->memory_mib;
+  if (s->fsm.state == BRUME_SANDBOX_PROVISIONING) c->provisioning_mib += s->memory_mib;
   c->vcpu_milli += s->vcpu_milli;
   c->n++;
 }
@@ -658,6 +629,14 @@ static int64_t headroom_mib(brume_worker_service *svc) {
 
 uint32_t brume_worker_free_memory_mib(brume_worker_service *svc) {
   int64_t h = headroom_mib(svc);
+  return h <= 0 ? 0 : h > UINT32_MAX ? UINT32_MAX : (uint32_t)h;
+}
+
+uint32_t brume_worker_free_memory_published_mib(brume_worker_service *svc) {
+  stats_ctx c = {0};
+  brume_sandboxes_each(svc->table, stats_one, &c);
+  int64_t h =
+      headroom_mib(svc) + (int64_t)atomic_load(&svc->booting_mib) + (int64_t)c.provisioning_mib;
   return h <= 0 ? 0 : h > UINT32_MAX ? UINT32_MAX : (uint32_t)h;
 }
 

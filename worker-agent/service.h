@@ -53,8 +53,14 @@ void brume_worker_service_destroy_all(brume_worker_service *svc);
 uint32_t brume_worker_host_vcpus(void);
 uint32_t brume_worker_host_memory_mib(void);
 /* Host memory minus the reserve and what the sandboxes, the pool and the boots under way hold:
- * what CreateSandbox may still boot (published in the registration and Stats). */
+ * what CreateSandbox may still boot (Stats). */
 uint32_t brume_worker_free_memory_mib(brume_worker_service *svc);
+/* The same, not counting the creations under way (their boots, and their sandboxes until they
+ * are ready): what the registration publishes. Whoever asked for those creations counts them
+ * itself (placement holds a reservation from before its CreateSandbox until the first
+ * registration after it ended), so that a figure published during a creation neither counts it
+ * twice nor misses it. */
+uint32_t brume_worker_free_memory_published_mib(brume_worker_service *svc);
 /* The sum of the sandboxes' vCPU shares (1,000 = one vCPU; registration and Stats). */
 uint32_t brume_worker_vcpu_milli_committed(brume_worker_service *svc);
 /* Whether memory_mib more fits in that (svc: the service), for the pool's refill. */

@@ -15,8 +15,6 @@
 #include "proc.h"
 #include "testutil.h"
 
-#define MAX_ENV 8
-
 brume_test_worker *brume_test_worker_prepare(int argc, char **argv, const char *name,
                                              const char *host_prefix, int *exit_code) {
   *exit_code = 77;
@@ -66,50 +64,12 @@ int brume_test_worker_call(brume_test_worker *w, unsigned method, const void *re
                          (ProtobufCMessage **)reply, &o, err);
 }
 
-static const char * or (const char *v, const char *def) {
-  return v ? v : def;
-}
-
 int brume_test_worker_create(brume_test_worker *w, const brume_test_fn *fn, char *id, size_t idsize,
                              double *ms, bool *hit, brume_err **err) {
-  const brume_test_fn none = {0};
-  if (fn == NULL) fn = &none;
-  Brume__FunctionVersionRef fref = BRUME__FUNCTION_VERSION_REF__INIT;
-  fref.account_id = (char *) or (fn->account_id, "acct1");
-  fref.function_name = (char *) or (fn->function_name, "echo");
-  fref.version = (char *) or (fn->version, "1");
-  Brume__FunctionCode fcode = BRUME__FUNCTION_CODE__INIT;
-  const brume_test_code *code = fn->code ? fn->code : &w->codes[0];
-  fcode.sha256 = (char *) or (fn->sha, code->sha);
-  fcode.url = (char *)code->url;
-  fcode.size_bytes = code->len;
-  Brume__ResourceSpec fres = BRUME__RESOURCE_SPEC__INIT;
-  fres.memory_mib = fn->memory_mib ? fn->memory_mib : 128;
-  fres.ephemeral_storage_mib = 512;
-  fres.vcpu_milli = fn->vcpu_milli;
-  Brume__SandboxSpec__EnvironmentEntry env[MAX_ENV], *envp[MAX_ENV];
-  size_t n_env = 0;
-  for (; fn->env && fn->env[2 * n_env]; n_env++) {
-    assert_true(n_env < MAX_ENV);
-    brume__sandbox_spec__environment_entry__init(&env[n_env]);
-    env[n_env].key = (char *)fn->env[2 * n_env];
-    env[n_env].value = (char *)fn->env[2 * n_env + 1];
-    envp[n_env] = &env[n_env];
-  }
-  char arn[256];
-  snprintf(arn, sizeof(arn), "arn:brume:lambda:local:%s:function:%s:%s", fref.account_id,
-           fref.function_name, fref.version);
-  Brume__SandboxSpec spec = BRUME__SANDBOX_SPEC__INIT;
-  spec.function = &fref;
-  spec.code = &fcode;
-  spec.resources = &fres;
-  spec.timeout_ms = fn->timeout_ms ? fn->timeout_ms : 5000;
-  spec.handler_mode = fn->mode ? fn->mode : BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API;
-  spec.handler = (char *) or (fn->handler, "echo.handler");
-  spec.n_environment = n_env;
-  spec.environment = envp;
-  spec.function_arn = arn;
-
+  brume_test_spec ts;
+  brume_test_spec_init(&ts, w, fn);
+  Brume__SandboxSpec spec = ts.spec;
+  Brume__FunctionVersionRef fref = ts.fref;
   Brume__WorkerCreateSandboxRequest req = BRUME__WORKER_CREATE_SANDBOX_REQUEST__INIT;
   req.spec = &spec;
   req.caller_id = "test/worker";

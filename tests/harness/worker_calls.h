@@ -25,21 +25,6 @@ enum {
   BRUME_TEST_W_STATS
 };
 
-/* A function as a SandboxSpec describes it. Every field may be left 0/NULL for the default. */
-typedef struct brume_test_fn {
-  const char *account_id;      /* "acct1" */
-  const char *function_name;   /* "echo" */
-  const char *version;         /* "1" */
-  const brume_test_code *code; /* the fixture's echo zip */
-  const char *sha;             /* code's digest; set to send another (a wrong one) */
-  uint32_t memory_mib;         /* 128 */
-  uint32_t vcpu_milli;         /* the worker's share for memory_mib */
-  uint32_t timeout_ms;         /* 5000 */
-  Brume__HandlerMode mode;     /* RUNTIME_API */
-  const char *handler;         /* "echo.handler" */
-  const char *const *env;      /* NAME, VALUE, NAME, VALUE, ..., NULL (at most 8 pairs) */
-} brume_test_fn;
-
 /* What a worker test's main does first, for argv = GUEST_DIR BRUME_INIT ECHO_RUNTIME_STATIC
  * BRUME_WORKER: checks root, etcd and libvirtd, builds the guest image and sets the fixture up
  * under name (brume_test_worker_setup) with host id <host_prefix><pid>; the worker is not

@@ -134,6 +134,63 @@ int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *
   return 0;
 }
 
+static const char *or_default(const char *v, const char *def) {
+  return v ? v : def;
+}
+
+void brume_test_spec_init(brume_test_spec *s, const brume_test_worker *w, const brume_test_fn *fn) {
+  static const brume_test_fn none = {0};
+  if (fn == NULL) fn = &none;
+  brume__function_version_ref__init(&s->fref);
+  s->fref.account_id = (char *)or_default(fn->account_id, "acct1");
+  s->fref.function_name = (char *)or_default(fn->function_name, "echo");
+  s->fref.version = (char *)or_default(fn->version, "1");
+  brume__function_code__init(&s->fcode);
+  const brume_test_code *code = fn->code ? fn->code : &w->codes[0];
+  s->fcode.sha256 = (char *)or_default(fn->sha, code->sha);
+  s->fcode.url = (char *)code->url;
+  s->fcode.size_bytes = code->len;
+  brume__resource_spec__init(&s->fres);
+  s->fres.memory_mib = fn->memory_mib ? fn->memory_mib : 128;
+  s->fres.ephemeral_storage_mib = 512;
+  s->fres.vcpu_milli = fn->vcpu_milli;
+  size_t n_env = 0;
+  for (; fn->env && fn->env[2 * n_env]; n_env++) {
+    if (n_env == BRUME_TEST_MAX_ENV) break; /* at most that many, as the header says */
+    brume__sandbox_spec__environment_entry__init(&s->env[n_env]);
+    s->env[n_env].key = (char *)fn->env[2 * n_env];
+    s->env[n_env].value = (char *)fn->env[2 * n_env + 1];
+    s->envp[n_env] = &s->env[n_env];
+  }
+  snprintf(s->arn, sizeof(s->arn), "arn:brume:lambda:local:%s:function:%s:%s", s->fref.account_id,
+           s->fref.function_name, s->fref.version);
+  brume__sandbox_spec__init(&s->spec);
+  s->spec.function = &s->fref;
+  s->spec.code = &s->fcode;
+  s->spec.resources = &s->fres;
+  s->spec.timeout_ms = fn->timeout_ms ? fn->timeout_ms : 5000;
+  s->spec.handler_mode = fn->mode ? fn->mode : BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API;
+  s->spec.handler = (char *)or_default(fn->handler, "echo.handler");
+  s->spec.n_environment = n_env;
+  s->spec.environment = s->envp;
+  s->spec.function_arn = s->arn;
+}
+
+int brume_test_worker_setup_sibling(brume_test_worker *w, const brume_test_worker *first,
+                                    const char *name) {
+  w->dir = brume_test_tmpdir(name);
+  if (w->dir == NULL) return -1;
+  chmod(w->dir, 0755);
+  memcpy(w->kernel, first->kernel, sizeof(w->kernel));
+  memcpy(w->initrd, first->initrd, sizeof(w->initrd));
+  memcpy(w->kernel_smp, first->kernel_smp, sizeof(w->kernel_smp));
+  w->etcd = first->etcd;
+  w->etcd_shared = true;
+  w->rpc_port = brume_test_free_port();
+  w->http_port = brume_test_free_port();
+  return 0;
+}
+
 const brume_test_code *brume_test_worker_add_code(brume_test_worker *w, const char *name,
                                                   const brume_test_file *files, size_t n) {
   char stage[600], zip[600], path[1200];
@@ -218,11 +275,16 @@ brume_rpc_client *brume_test_worker_client(brume_test_worker *w, brume_err **err
 int brume_test_worker_start(brume_test_worker *w, const char *const *extra, double *ms) {
   double t0 = brume_test_mono_ms();
   if (brume_test_worker_spawn(w, extra) <= 0) return -1;
+  if (brume_test_worker_start_wait(w) < 0) return -1;
+  if (ms) *ms = brume_test_mono_ms() - t0;
+  return 0;
+}
+
+int brume_test_worker_start_wait(brume_test_worker *w) {
   if (brume_test_worker_wait(w, 120000) < 0) {
     fprintf(stderr, "worker fixture: brume-worker did not listen on %d\n", w->rpc_port);
     return -1;
   }
-  if (ms) *ms = brume_test_mono_ms() - t0;
   brume_rpc_client_free(w->client);
   brume_err *err = NULL;
   w->client = brume_test_worker_client(w, &err);
@@ -242,15 +304,7 @@ int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms) {
 }
 
 long long brume_test_worker_metric(brume_test_worker *w, const char *name) {
-  char cmd[512];
-  /* The sum of the metric's series (any labels), or nothing when it has none. */
-  snprintf(cmd, sizeof(cmd),
-           "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | "
-           "awk '$1 == \"%s\" || index($1, \"%s{\") == 1 {n += $NF; seen = 1} "
-           "END {if (seen) printf \"%%d\\n\", n}'",
-           w->http_port, name, name);
-  brume_autofree char *line = brume_test_last_line(cmd);
-  return line && line[0] ? atoll(line) : -1;
+  return brume_test_metric(w->http_port, name);
 }
 
 int brume_test_worker_pool_vms(brume_test_worker *w) {
@@ -321,7 +375,7 @@ void brume_test_worker_free(brume_test_worker *w) {
   }
   if (w->conn) virConnectClose(w->conn);
   if (w->code_http) brume_http_stop(w->code_http);
-  brume_test_etcd_free(w->etcd);
+  if (!w->etcd_shared) brume_test_etcd_free(w->etcd);
   if (w->dir && getenv("BRUME_TEST_KEEP") == NULL)
     brume_test_rmtree(w->dir);
   else if (w->dir)

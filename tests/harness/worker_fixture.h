@@ -10,10 +10,12 @@
 #define BRUME_TEST_WORKER_FIXTURE_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "brume/common.pb-c.h"
 #include "etcd_server.h"
 #include "http.h"
 #include "libvirt.h"
@@ -46,6 +48,7 @@ typedef struct brume_test_worker {
   char kernel_smp[512];          /* its SMP kernel (build-kernel.sh --smp) */
   char *dir;                     /* temp directory: the zips, images/, run/, code/, worker.log */
   brume_test_etcd *etcd;
+  bool etcd_shared;        /* a sibling's: another worker's etcd, not freed with this one */
   brume_http *code_http;   /* serves codes[i].data at codes[i].url, 404 for any other path */
   pthread_mutex_t code_mu; /* codes and n_codes: the server's thread reads them */
   brume_test_code codes[BRUME_TEST_WORKER_MAX_CODE];
@@ -60,6 +63,37 @@ typedef struct brume_test_worker {
   brume_rpc_client *client;
 } brume_test_worker;
 
+/* A function as a SandboxSpec describes it. Every field may be left 0/NULL for the default. */
+typedef struct brume_test_fn {
+  const char *account_id;      /* "acct1" */
+  const char *function_name;   /* "echo" */
+  const char *version;         /* "1" */
+  const brume_test_code *code; /* the fixture's echo zip */
+  const char *sha;             /* code's digest; set to send another (a wrong one) */
+  uint32_t memory_mib;         /* 128 */
+  uint32_t vcpu_milli;         /* the worker's share for memory_mib */
+  uint32_t timeout_ms;         /* 5000 */
+  Brume__HandlerMode mode;     /* RUNTIME_API */
+  const char *handler;         /* "echo.handler" */
+  const char *const *env;      /* NAME, VALUE, NAME, VALUE, ..., NULL (at most 8 pairs) */
+} brume_test_fn;
+
+#define BRUME_TEST_MAX_ENV 8
+
+/* A SandboxSpec of a function and the storage its pointers point into: filled by
+ * brume_test_spec_init, and not to be copied afterwards (it points into itself). */
+typedef struct brume_test_spec {
+  Brume__SandboxSpec spec;
+  Brume__FunctionVersionRef fref;
+  Brume__FunctionCode fcode;
+  Brume__ResourceSpec fres;
+  Brume__SandboxSpec__EnvironmentEntry env[BRUME_TEST_MAX_ENV], *envp[BRUME_TEST_MAX_ENV];
+  char arn[256];
+} brume_test_spec;
+
+/* The spec of fn (NULL: every default) with w's codes; the strings stay fn's (or static). */
+void brume_test_spec_init(brume_test_spec *s, const brume_test_worker *w, const brume_test_fn *fn);
+
 /* Connects to qemu:///system for host_id. NULL on failure, with the reason in *err. */
 brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *host_id,
                                          brume_err **err);
@@ -69,6 +103,11 @@ int brume_test_worker_guest(brume_test_worker *w, const char *guest_dir, const c
 /* Temp directory named after name, the code server with the echo zip of runtime_bin (codes[0],
  * named "echo"), etcd, ports. */
 int brume_test_worker_setup(brume_test_worker *w, const char *name, const char *runtime_bin);
+/* Sets w up beside first (already set up): its own temp directory and ports, first's etcd
+ * (shared, freed with first, which must outlive w) and no code server of its own (specs name
+ * first's codes). For tests of several workers in one cluster. */
+int brume_test_worker_setup_sibling(brume_test_worker *w, const brume_test_worker *first,
+                                    const char *name);
 /* After setup: zips the n files into <dir>/<name>.zip and serves it at its own URL
  * (/code/<sha>.zip). Returns the entry (owned by w, valid until brume_test_worker_free), or NULL
  * on failure (a line on stderr). */
@@ -83,6 +122,8 @@ brume_rpc_client *brume_test_worker_client(brume_test_worker *w, brume_err **err
 /* Spawn, wait (120 s), and a fresh w->client (the old one may hold a killed worker's
  * connection). -1 on failure. *ms (may be NULL) gets the time to listen. */
 int brume_test_worker_start(brume_test_worker *w, const char *const *extra, double *ms);
+/* After a spawn: waits (120 s) for the worker to listen and opens a fresh w->client. */
+int brume_test_worker_start_wait(brume_test_worker *w);
 /* Signals the worker and reaps it (brume_test_stop); its wait status, or -1. pid becomes -1. */
 int brume_test_worker_stop(brume_test_worker *w, int sig, int timeout_ms);
 /* The sum of the series of metric name (a counter or gauge, any labels) in the worker's

@@ -189,14 +189,21 @@ static void test_reservations(void **state) {
   update_ok(h, "wa", reg("a:1", 1, 1024, 1024, NULL));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   /* r1's call ended: it lasts until the next registration, which includes it. */
-  brume_hosts_end_reservation(h, "wa", r1);
+  brume_hosts_end_reservation(h, "wa", r1, true);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   update_ok(h, "wa", reg("a:1", 1, 1024, 512, ",\"vcpu_milli_committed\":300"));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);        /* 512 published - r2's 256 */
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400); /* 1,000 - 300 - r2's 300 */
-  brume_hosts_end_reservation(h, "wa", r2);
-  brume_hosts_end_reservation(h, "wa", 999); /* unknown: nothing */
+  brume_hosts_end_reservation(h, "wa", r2, true);
+  brume_hosts_end_reservation(h, "wa", 999, true); /* unknown: nothing */
   update_ok(h, "wa", reg("a:1", 1, 1024, 256, ",\"vcpu_milli_committed\":600"));
+  assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
+  assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400);
+
+  /* A cold start that made nothing gives its room back at once: no registration follows it. */
+  uint64_t r4 = brume_hosts_reserve(h, "wa", 128, 100, &err);
+  assert_int_equal(brume_hosts_free_mib(h, "wa"), 128);
+  brume_hosts_end_reservation(h, "wa", r4, false);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400);
 
@@ -206,7 +213,7 @@ static void test_reservations(void **state) {
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 0);
   /* A host that goes takes its reservations with it; ending one then does nothing. */
   brume_hosts_remove(h, "wa");
-  brume_hosts_end_reservation(h, "wa", r3);
+  brume_hosts_end_reservation(h, "wa", r3, true);
   update_ok(h, "wa", reg("a:1", 1, 1024, 1024, NULL));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 1024);
   assert_int_equal(brume_hosts_get(h, "wa")->updates, 1);

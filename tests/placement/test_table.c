@@ -19,8 +19,9 @@
 static void add_idle(brume_table *t, const char *id, const char *host, const char *fn,
                      int64_t now) {
   brume_err *err = NULL;
-  if (brume_table_add(t, id, host, fn, 128, 72, NULL, 0, now, &err) < 0)
-    fail_msg("add %s: %s", id, err->msg);
+  brume_table_entry e = {
+      .id = id, .host_id = host, .function = fn, .memory_mib = 128, .vcpu_milli = 72};
+  if (brume_table_add(t, &e, now, &err) < 0) fail_msg("add %s: %s", id, err->msg);
 }
 
 static const char *take(brume_table *t, const char *fn, const char *caller) {
@@ -98,7 +99,8 @@ static void test_take_and_give_back(void **state) {
 
   /* A duplicate id is refused. */
   brume_err *err = NULL;
-  assert_int_equal(brume_table_add(t, "s1", "wb", FB, 128, 72, NULL, 0, 0, &err), -1);
+  brume_table_entry dup = {.id = "s1", .host_id = "wb", .function = FB, .memory_mib = 128};
+  assert_int_equal(brume_table_add(t, &dup, 0, &err), -1);
   assert_int_equal(err->code, BRUME_ALREADY_EXISTS);
   brume_err_clear(&err);
   brume_table_free(t);
@@ -109,12 +111,20 @@ static void test_held_at_creation_and_counts(void **state) {
   brume_err *err = NULL;
   brume_table *t = brume_table_new();
   /* A cold start made for a caller is held from the start. */
-  assert_int_equal(brume_table_add(t, "c1", "wa", FA, 512, 300, "fe-1", 9000, 100, &err), 0);
+  brume_table_entry cold = {.id = "c1",
+                            .host_id = "wa",
+                            .function = FA,
+                            .memory_mib = 512,
+                            .vcpu_milli = 300,
+                            .caller = "fe-1",
+                            .held_until_ms = 9000};
+  assert_int_equal(brume_table_add(t, &cold, 100, &err), 0);
   const brume_placed *p = brume_table_get(t, "c1");
   assert_true(p->held);
   assert_int_equal(p->invocations, 1);
   assert_int_equal(p->memory_mib, 512);
   assert_int_equal(p->vcpu_milli, 300);
+  assert_int_equal(p->added_ms, 100);
   assert_null(take(t, FA, "fe-2"));
   add_idle(t, "c2", "wa", FA, 100);
   add_idle(t, "c3", "wb", FA, 100);
@@ -170,11 +180,42 @@ static void test_keep_warm_expiry(void **state) {
   brume_table_free(t);
 }
 
+/* Provisioned sandboxes go out before on-demand ones, even less recently used ones, and are never
+ * reaped, however long they idle. */
+static void test_provisioned_first_never_reaped(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  brume_table *t = brume_table_new();
+  brume_table_entry e = {
+      .id = "p1", .host_id = "wa", .function = FA, .memory_mib = 128, .provisioned = true};
+  assert_int_equal(brume_table_add(t, &e, 0, &err), 0);
+  add_idle(t, "d1", "wa", FA, 50);
+  add_idle(t, "d2", "wb", FA, 60);
+  assert_int_equal(brume_table_provisioned_count(t, FA), 1);
+  assert_int_equal(brume_table_provisioned_count(t, FB), 0);
+  assert_int_equal(brume_table_idle_count(t, FA), 3);
+  assert_string_equal(take(t, FA, "fe-1"), "p1");
+  assert_string_equal(take(t, FA, "fe-1"), "d2");
+  assert_int_equal(brume_table_provisioned_count(t, FA), 1); /* held still counts */
+  give_back(t, "p1", "fe-1", true, 70);
+  give_back(t, "d2", "fe-1", true, 80);
+  assert_string_equal(take(t, FA, "fe-2"), "p1");
+  give_back(t, "p1", "fe-2", true, 90);
+  /* Long after: the on-demand ones are over, the provisioned one is not. */
+  expect_ids(brume_table_idle_over(t, 100000, 1000), (const char *[]){"d1", "d2", NULL});
+  /* brume_table_at walks the table in id order. */
+  assert_int_equal(brume_table_count(t), 3);
+  assert_string_equal(brume_table_at(t, 0)->id, "d1");
+  assert_string_equal(brume_table_at(t, 2)->id, "p1");
+  brume_table_free(t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_take_and_give_back),
       cmocka_unit_test(test_held_at_creation_and_counts),
       cmocka_unit_test(test_keep_warm_expiry),
+      cmocka_unit_test(test_provisioned_first_never_reaped),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
