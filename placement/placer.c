@@ -43,8 +43,12 @@ struct brume_placer {
   char *prefix, *daemon_id, *caller_id; /* caller_id: "placement/<daemon_id>", to workers */
   brume_host_watch *hosts;
   brume_rpc_pool *workers;
-  pthread_mutex_t mu; /* the table; after the hosts' lock when both are held */
+  pthread_mutex_t mu; /* the table and leaving; after the hosts' lock when both are held */
   brume_table *table;
+  /* Ids out of the table whose destruction is queued or under way: a reconcile must not take
+   * them back (their record and VM still exist for a moment). */
+  char **leaving;
+  size_t n_leaving;
   pthread_mutex_t reconcile_mu; /* one reconcile at a time */
   brume_ticker *reaper, *reconciler;
   atomic_bool stopping;
@@ -129,6 +133,27 @@ static void destroy_now(brume_placer *p, const char *host_id, const char *id,
             err);
 }
 
+/* The leaving set, under p->mu. */
+static bool leaving_has(const brume_placer *p, const char *id) {
+  for (size_t i = 0; i < p->n_leaving; i++)
+    if (strcmp(p->leaving[i], id) == 0) return true;
+  return false;
+}
+
+static void leaving_add(brume_placer *p, const char *id) {
+  p->leaving = brume_xrealloc(p->leaving, (p->n_leaving + 1) * sizeof(*p->leaving));
+  p->leaving[p->n_leaving++] = brume_xstrdup(id);
+}
+
+static void leaving_remove(brume_placer *p, const char *id) {
+  for (size_t i = 0; i < p->n_leaving; i++)
+    if (strcmp(p->leaving[i], id) == 0) {
+      free(p->leaving[i]);
+      p->leaving[i] = p->leaving[--p->n_leaving];
+      return;
+    }
+}
+
 typedef struct destroy_job {
   brume_placer *p;
   char *host_id, *id;
@@ -145,6 +170,9 @@ static void destroy_job_run(void *arg) {
   } else {
     destroy_now(j->p, j->host_id, j->id, 0);
   }
+  pthread_mutex_lock(&j->p->mu);
+  leaving_remove(j->p, j->id);
+  pthread_mutex_unlock(&j->p->mu);
   free(j->host_id);
   free(j->id);
   free(j);
@@ -158,7 +186,13 @@ static void destroy_later(brume_placer *p, const char *host_id, const char *id, 
   *j = (destroy_job){
       .p = p, .host_id = brume_xstrdup(host_id), .id = brume_xstrdup(id), .host_gone = host_gone};
   brume_autoptr(brume_err) err = NULL;
+  pthread_mutex_lock(&p->mu);
+  leaving_add(p, id);
+  pthread_mutex_unlock(&p->mu);
   if (brume_workq_push(p->o.wq, destroy_job_run, j, &err) < 0) {
+    pthread_mutex_lock(&p->mu);
+    leaving_remove(p, id);
+    pthread_mutex_unlock(&p->mu);
     /* Stopping: the reconcile of the next start destroys it (an orphan once idle). */
     brume_info("A sandbox is left to the next start: this daemon is stopping.",
                "host_id=%s sandbox_id=%s reason=%s", host_id, id, reason);
@@ -202,9 +236,37 @@ typedef struct new_sandbox {
   int64_t held_until_ms;
 } new_sandbox;
 
-/* Records s in etcd and adds it to the table, unless its host went meanwhile. On failure the
- * sandbox is destroyed and err says why (UNAVAILABLE). */
+/* Adds s to the table, unless its host went meanwhile, then records it in etcd (in that order:
+ * a reconcile that sees the record finds the sandbox in the table already, and does not take it
+ * for one to take back). On failure the sandbox is destroyed and err says why (UNAVAILABLE). */
 static int record_and_add(brume_placer *p, const new_sandbox *s, brume_err **err) {
+  /* Under the hosts' lock: a host that goes after this is dropped with the sandbox in it. */
+  brume_hosts *h = brume_host_watch_lock(p->hosts);
+  bool host_there = brume_hosts_get(h, s->host_id) != NULL;
+  if (host_there) {
+    brume_table_entry e = {.id = s->id,
+                           .host_id = s->host_id,
+                           .function = s->function,
+                           .memory_mib = s->memory_mib,
+                           .vcpu_milli = s->vcpu_milli,
+                           .provisioned = s->provisioned,
+                           .caller = s->caller,
+                           .held_until_ms = s->held_until_ms};
+    pthread_mutex_lock(&p->mu);
+    int rc = brume_table_add(p->table, &e, brume_mono_ms(), err);
+    pthread_mutex_unlock(&p->mu);
+    if (rc < 0) {
+      brume_host_watch_unlock(p->hosts);
+      return brume_err_wrap(err, "ServiceException: the new sandbox");
+    }
+  }
+  brume_host_watch_unlock(p->hosts);
+  if (!host_there) {
+    destroy_now(p, s->host_id, s->id, 0);
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "ServiceUnavailableException: host %s went away during the cold start",
+                         s->host_id);
+  }
   brume_sandbox_record rec = {
       .id = (char *)s->id,
       .owner = p->daemon_id,
@@ -216,36 +278,20 @@ static int record_and_add(brume_placer *p, const new_sandbox *s, brume_err **err
       .created_unix_ms = brume_wall_ms(),
   };
   if (brume_sandbox_store_put(p->o.etcd, p->prefix, &rec, err) < 0) {
-    destroy_now(p, s->host_id, s->id, 0);
+    /* Out of the table again, unless an idle one was taken meanwhile (its caller keeps it; it
+     * has no record, which only a restart would miss). */
+    pthread_mutex_lock(&p->mu);
+    const brume_placed *t = brume_table_get(p->table, s->id);
+    bool ours = t && (s->caller ? t->held && strcmp(t->caller, s->caller) == 0 : !t->held);
+    if (ours) brume_table_remove(p->table, s->id);
+    pthread_mutex_unlock(&p->mu);
+    if (ours) destroy_now(p, s->host_id, s->id, 0);
     return brume_err_wrap(err,
                           "ServiceUnavailableException: the new sandbox could not be recorded in "
-                          "etcd (it was destroyed)");
+                          "etcd%s",
+                          ours ? " (it was destroyed)" : "");
   }
-  /* Under the hosts' lock: a host that goes after this is dropped with the sandbox in it. */
-  brume_hosts *h = brume_host_watch_lock(p->hosts);
-  bool host_there = brume_hosts_get(h, s->host_id) != NULL;
-  int rc = 0;
-  if (host_there) {
-    brume_table_entry e = {.id = s->id,
-                           .host_id = s->host_id,
-                           .function = s->function,
-                           .memory_mib = s->memory_mib,
-                           .vcpu_milli = s->vcpu_milli,
-                           .provisioned = s->provisioned,
-                           .caller = s->caller,
-                           .held_until_ms = s->held_until_ms};
-    pthread_mutex_lock(&p->mu);
-    rc = brume_table_add(p->table, &e, brume_mono_ms(), err);
-    pthread_mutex_unlock(&p->mu);
-  }
-  brume_host_watch_unlock(p->hosts);
-  if (!host_there) {
-    destroy_now(p, s->host_id, s->id, 0);
-    return brume_err_set(err, BRUME_UNAVAILABLE,
-                         "ServiceUnavailableException: host %s went away during the cold start",
-                         s->host_id);
-  }
-  return rc;
+  return 0;
 }
 
 /* ---- choosing a host ---- */
@@ -639,7 +685,7 @@ static bool take_into_table(brume_placer *p, const Brume__SandboxInfo *s,
                          .caller = invoking ? CALLER_UNKNOWN : NULL,
                          .held_until_ms = brume_mono_ms() + TIMEOUT_MAX_MS + p->o.hold_margin_ms};
   pthread_mutex_lock(&p->mu);
-  bool added = brume_table_get(p->table, r->id) == NULL &&
+  bool added = brume_table_get(p->table, r->id) == NULL && !leaving_has(p, r->id) &&
                brume_table_add(p->table, &e, brume_mono_ms(), NULL) == 0;
   pthread_mutex_unlock(&p->mu);
   return added;
@@ -692,7 +738,8 @@ static void reconcile_host(brume_placer *p, const char *host_id, const char *add
                wall - s->idle_since_unix_ms >= p->o.keep_warm_ms) {
       /* Nobody's: a cold start whose caller or daemon died before it was recorded. */
       pthread_mutex_lock(&p->mu);
-      bool known = brume_table_get(p->table, s->sandbox_id) != NULL;
+      bool known =
+          brume_table_get(p->table, s->sandbox_id) != NULL || leaving_has(p, s->sandbox_id);
       pthread_mutex_unlock(&p->mu);
       if (!known) {
         brume_counter_inc(p->destroyed, 1, "orphan");
@@ -1185,6 +1232,8 @@ void brume_placer_free(brume_placer *p) {
   brume_rpc_pool_free(p->workers);
   brume_host_watch_stop(p->hosts);
   brume_table_free(p->table);
+  for (size_t i = 0; i < p->n_leaving; i++) free(p->leaving[i]);
+  free(p->leaving);
   pthread_mutex_destroy(&p->mu);
   pthread_mutex_destroy(&p->reconcile_mu);
   free(p->prefix);

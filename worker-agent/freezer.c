@@ -10,6 +10,7 @@
 struct brume_freezer {
   brume_sandboxes *table;
   int64_t freeze_after_ms;
+  bool uninvoked_only;
   brume_counter *freezes;
   brume_ticker *ticker;
 };
@@ -23,13 +24,15 @@ static int64_t tick_ms(int64_t freeze_after_ms) {
 /* The ids of the sandboxes due for a freeze, collected under the table's mutex. */
 typedef struct due {
   int64_t before_ms; /* idle since before this */
+  bool uninvoked_only;
   char **ids;
   size_t n, cap;
 } due;
 
 static void collect(const brume_sbx *s, void *user) {
   due *d = user;
-  if (s->fsm.state != BRUME_SANDBOX_IDLE || s->fsm.frozen || s->idle_since_unix_ms > d->before_ms)
+  if (s->fsm.state != BRUME_SANDBOX_IDLE || s->fsm.frozen || s->idle_since_unix_ms > d->before_ms ||
+      (d->uninvoked_only && s->invocations > 0))
     return;
   if (d->n == d->cap) {
     d->cap = d->cap ? d->cap * 2 : 8;
@@ -61,7 +64,7 @@ static void freeze_one(brume_freezer *f, const char *id) {
 
 static void scan(void *arg) {
   brume_freezer *f = arg;
-  due d = {.before_ms = brume_wall_ms() - f->freeze_after_ms};
+  due d = {.before_ms = brume_wall_ms() - f->freeze_after_ms, .uninvoked_only = f->uninvoked_only};
   brume_sandboxes_each(f->table, collect, &d);
   for (size_t i = 0; i < d.n; i++) {
     freeze_one(f, d.ids[i]);
@@ -71,18 +74,19 @@ static void scan(void *arg) {
 }
 
 brume_freezer *brume_freezer_start(brume_sandboxes *table, int64_t freeze_after_ms,
-                                   brume_metrics *metrics) {
+                                   bool uninvoked_only, brume_metrics *metrics) {
   BRUME_ENSURE(freeze_after_ms > 0);
   brume_freezer *f = brume_xcalloc(1, sizeof(*f));
   f->table = table;
   f->freeze_after_ms = freeze_after_ms;
+  f->uninvoked_only = uninvoked_only;
   int64_t tick = tick_ms(freeze_after_ms);
   if (metrics)
     f->freezes = brume_metrics_counter(metrics, "brume_worker_idle_freezes_total",
                                        "Sandboxes frozen by the idle freezer.", NULL);
   f->ticker = brume_ticker_start(tick, scan, f);
-  brume_info("Idle freezer started.", "freeze_after_ms=%lld tick_ms=%lld",
-             (long long)freeze_after_ms, (long long)tick);
+  brume_info("Idle freezer started.", "freeze_after_ms=%lld tick_ms=%lld uninvoked_only=%s",
+             (long long)freeze_after_ms, (long long)tick, uninvoked_only ? "true" : "false");
   return f;
 }
 

@@ -163,6 +163,9 @@ static const brume_config_spec spec = {
 
 /* ---- the daemon ---- */
 
+/* With freeze_after 0: how long a sandbox never invoked stays running before it is frozen. */
+#define UNINVOKED_FREEZE_MS 1000
+
 static struct {
   char host_id[256];
   char kernel[4096], kernel_smp[4096], initrd[4096];
@@ -366,7 +369,12 @@ static int start(brume_err **err) {
   };
   d.pool = brume_pool_start(&po);
   d.svc.pool = d.pool;
-  if (cfg.freeze_after > 0) d.freezer = brume_freezer_start(d.table, cfg.freeze_after, d.metrics);
+  /* With freeze_after 0 Invoke freezes; the freezer catches those never invoked, after a second
+   * (a cold start is invoked at once, and should not pay a freeze and a thaw for it). */
+  if (cfg.freeze_after > 0)
+    d.freezer = brume_freezer_start(d.table, cfg.freeze_after, false, d.metrics);
+  else
+    d.freezer = brume_freezer_start(d.table, UNINVOKED_FREEZE_MS, true, d.metrics);
 
   brume_rpc_server_opts ro = {
       .listen = common.listen,
