@@ -274,9 +274,9 @@ int main(void) {
   int rc = 1;
   const char *worker_flags[] = {"--pool-size", "2", NULL};
   if (brume_test_cluster_start_workers(c, worker_flags) < 0 ||
-      brume_test_cluster_start_placement(c, NULL) < 0)
+      brume_test_cluster_start_placement(c, 0, NULL) < 0)
     goto out;
-  client = c->client;
+  client = c->pl[0].client;
   /* A long timeout: the warm-up holds its first sandboxes until the last one is up. */
   brume_test_fn fn = {.function_name = "bench", .timeout_ms = 600000};
   brume_test_spec_init(&spec, c->workers[0], &fn);
@@ -288,9 +288,9 @@ int main(void) {
 
   fprintf(stderr, "bench_placement: %d callers, AcquireSandbox+ReleaseSandbox pairs, %.0f s\n",
           CALLERS, seconds);
-  double cpu0 = cpu_us(c->pid);
+  double cpu0 = cpu_us(c->pl[0].pid);
   double el = run_phase(PAIRS, seconds);
-  double cpu1 = cpu_us(c->pid);
+  double cpu1 = cpu_us(c->pl[0].pid);
   if (atomic_load(&failures)) goto out;
   long np = atomic_load(&pairs);
   emit("warm_pairs_per_s", np / el, "pairs/s");
@@ -303,9 +303,9 @@ int main(void) {
 
   fprintf(stderr, "bench_placement: %d callers, bare RPC (ListHosts of no host), %.0f s\n", CALLERS,
           seconds);
-  cpu0 = cpu_us(c->pid);
+  cpu0 = cpu_us(c->pl[0].pid);
   el = run_phase(BARE, seconds);
-  cpu1 = cpu_us(c->pid);
+  cpu1 = cpu_us(c->pl[0].pid);
   if (atomic_load(&failures)) goto out;
   long nb = atomic_load(&bare_calls);
   emit("bare_rpc_per_s", nb / el, "calls/s");

@@ -33,8 +33,13 @@ brume_test_cluster *brume_test_cluster_prepare(int argc, char **argv, const char
   }
   brume_test_cluster *c = calloc(1, sizeof(*c));
   c->placement_bin = argv[5];
-  c->pid = -1;
-  snprintf(c->daemon_id, sizeof(c->daemon_id), "pl-%d", (int)getpid());
+  for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
+    brume_test_placement *pl = &c->pl[i];
+    pl->pid = -1;
+    snprintf(pl->daemon_id, sizeof(pl->daemon_id), "pl-%d-%zu", (int)getpid(), i);
+    pl->rpc_port = brume_test_free_port();
+    pl->http_port = brume_test_free_port();
+  }
   for (size_t i = 0; i < n_workers; i++) {
     brume_err *err = NULL;
     char host_id[48], dir[96];
@@ -61,8 +66,6 @@ brume_test_cluster *brume_test_cluster_prepare(int argc, char **argv, const char
       return NULL;
     }
   }
-  c->rpc_port = brume_test_free_port();
-  c->http_port = brume_test_free_port();
   return c;
 }
 
@@ -75,11 +78,12 @@ int brume_test_cluster_start_workers(brume_test_cluster *c, const char *const *e
   return 0;
 }
 
-int brume_test_cluster_start_placement(brume_test_cluster *c, const char *const *extra) {
+int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const char *const *extra) {
+  brume_test_placement *pl = &c->pl[i];
   char listen[64], http_listen[64], log[600];
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", c->rpc_port);
-  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", c->http_port);
-  snprintf(log, sizeof(log), "%s/placement.log", c->workers[0]->dir);
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", pl->rpc_port);
+  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", pl->http_port);
+  snprintf(log, sizeof(log), "%s/placement-%zu.log", c->workers[0]->dir, i);
   char *argv[48] = {(char *)c->placement_bin,
                     "--listen",
                     listen,
@@ -88,27 +92,27 @@ int brume_test_cluster_start_placement(brume_test_cluster *c, const char *const 
                     "--etcd-endpoints",
                     c->workers[0]->etcd->endpoint,
                     "--daemon-id",
-                    c->daemon_id};
+                    pl->daemon_id};
   size_t n = 9;
-  for (size_t i = 0; extra && extra[i]; i++) {
+  for (size_t k = 0; extra && extra[k]; k++) {
     if (n + 1 >= sizeof(argv) / sizeof(argv[0])) {
       fprintf(stderr, "cluster fixture: too many flags\n");
       return -1;
     }
-    argv[n++] = (char *)extra[i];
+    argv[n++] = (char *)extra[k];
   }
   argv[n] = NULL;
-  c->pid = brume_test_spawn(argv, log);
-  if (c->pid <= 0 || brume_test_wait_port(c->rpc_port, 60000) < 0) {
-    fprintf(stderr, "cluster fixture: brume-placement did not listen on %d\n", c->rpc_port);
+  pl->pid = brume_test_spawn(argv, log);
+  if (pl->pid <= 0 || brume_test_wait_port(pl->rpc_port, 60000) < 0) {
+    fprintf(stderr, "cluster fixture: brume-placement did not listen on %d\n", pl->rpc_port);
     return -1;
   }
-  brume_rpc_client_free(c->client);
+  brume_rpc_client_free(pl->client);
   brume_err *err = NULL;
   char target[64];
-  snprintf(target, sizeof(target), "127.0.0.1:%d", c->rpc_port);
-  c->client = brume_rpc_client_new(target, NULL, &err);
-  if (c->client == NULL) {
+  snprintf(target, sizeof(target), "127.0.0.1:%d", pl->rpc_port);
+  pl->client = brume_rpc_client_new(target, NULL, &err);
+  if (pl->client == NULL) {
     fprintf(stderr, "cluster fixture: client: %s\n", err->msg);
     brume_err_free(err);
     return -1;
@@ -116,29 +120,34 @@ int brume_test_cluster_start_placement(brume_test_cluster *c, const char *const 
   return 0;
 }
 
-int brume_test_cluster_stop_placement(brume_test_cluster *c, int sig) {
-  if (c->pid <= 0) return -1;
-  int status = brume_test_stop(c->pid, sig, 30000);
-  c->pid = -1;
+int brume_test_cluster_stop_placement(brume_test_cluster *c, size_t i, int sig) {
+  brume_test_placement *pl = &c->pl[i];
+  if (pl->pid <= 0) return -1;
+  int status = brume_test_stop(pl->pid, sig, 30000);
+  pl->pid = -1;
   return status;
 }
 
-long long brume_test_cluster_placement_metric(brume_test_cluster *c, const char *name) {
-  return brume_test_metric(c->http_port, name);
+long long brume_test_cluster_placement_metric(brume_test_cluster *c, size_t i, const char *name) {
+  return brume_test_metric(c->pl[i].http_port, name);
 }
 
 void brume_test_cluster_dump_logs(brume_test_cluster *c) {
   if (c == NULL || c->n_workers == 0) return;
   char path[600];
-  snprintf(path, sizeof(path), "%s/placement.log", c->workers[0]->dir);
-  brume_test_dump_file(path);
+  for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
+    snprintf(path, sizeof(path), "%s/placement-%zu.log", c->workers[0]->dir, i);
+    if (access(path, F_OK) == 0) brume_test_dump_file(path);
+  }
   for (size_t i = 0; i < c->n_workers; i++) brume_test_worker_dump_log(c->workers[i]);
 }
 
 void brume_test_cluster_free(brume_test_cluster *c) {
   if (c == NULL) return;
-  brume_test_cluster_stop_placement(c, SIGTERM);
-  brume_rpc_client_free(c->client);
+  for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
+    brume_test_cluster_stop_placement(c, i, SIGTERM);
+    brume_rpc_client_free(c->pl[i].client);
+  }
   /* The siblings first: the first worker's etcd is theirs too. */
   for (size_t i = c->n_workers; i-- > 0;) brume_test_worker_free(c->workers[i]);
   free(c);

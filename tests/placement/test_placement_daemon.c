@@ -11,9 +11,11 @@
  * an idle sandbox is reaped after the keep-warm time (4 s here) and its worker has it no more;
  * provisioned concurrency 3 keeps 3 sandboxes past the keep-warm time and re-creates one
  * destroyed behind placement's back; a placement daemon killed with -9 and restarted keeps its
- * healthy sandboxes; a worker killed with -9 is dropped within its lease TTL and acquires go to
- * the other. Timings are printed as "# " lines. Exit 77 (skip) when not root, libvirtd does not
- * answer, etcd is absent or the guest image cannot be built. */
+ * healthy sandboxes; a second placement daemon never hands out the first's sandboxes, and adopts
+ * them when the first is killed; /healthz, /metrics, --help and a wrong configuration; a worker
+ * killed with -9 is dropped within its lease TTL and acquires go to the other. Timings are printed
+ * as "# " lines. Exit 77 (skip) when not root, libvirtd does not answer, etcd is absent or the
+ * guest image cannot be built. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -49,9 +51,12 @@ static brume_test_cluster *c;
 
 /* ---- calls ---- */
 
+/* The placement daemon the calls go to (c->pl[]). */
+static size_t target;
+
 static int call(unsigned method, const void *req, void *reply, brume_err **err) {
   brume_rpc_call_opts o = {.deadline_ms = 120000, .request_id = "test-placement"};
-  return brume_rpc_unary(c->client, &brume__placement__descriptor, method, req,
+  return brume_rpc_unary(c->pl[target].client, &brume__placement__descriptor, method, req,
                          (ProtobufCMessage **)reply, &o, err);
 }
 
@@ -378,7 +383,7 @@ static void test_spread_and_capacity(void **state) {
 static void test_keep_warm_reaped(void **state) {
   (void)state;
   long long before =
-      brume_test_cluster_placement_metric(c, "brume_placement_sandboxes_removed_total");
+      brume_test_cluster_placement_metric(c, 0, "brume_placement_sandboxes_removed_total");
   brume_test_fn fn = {.function_name = "reap"};
   Brume__AcquireSandboxResponse *a = acquire_ok(&fn, "test/fe-1");
   release_ok(a->sandbox_id, BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_OK, "test/fe-1",
@@ -390,7 +395,7 @@ static void test_keep_warm_reaped(void **state) {
                 brume_test_mono_ms() - t0, KEEP_WARM_MS);
   assert_true(took >= KEEP_WARM_MS - 500);
   assert_false(worker_has(worker_of(a), a->sandbox_id));
-  assert_true(brume_test_cluster_placement_metric(c, "brume_placement_sandboxes_removed_total") >
+  assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_sandboxes_removed_total") >
               before);
   brume__acquire_sandbox_response__free_unpacked(a, NULL);
 }
@@ -462,14 +467,18 @@ static void test_provisioned(void **state) {
   brume__list_sandboxes_response__free_unpacked(later, NULL);
 }
 
-static void start_placement(void) {
+static void start_placement_n(size_t i) {
   const char *flags[] = {"--keep-warm", "4s", "--reconcile-interval", "1s",
                          "--lease-ttl", "2s", "--hold-margin",        "5s",
                          NULL};
-  if (brume_test_cluster_start_placement(c, flags) < 0) {
+  if (brume_test_cluster_start_placement(c, i, flags) < 0) {
     brume_test_cluster_dump_logs(c);
     fail_msg("brume-placement did not start");
   }
+}
+
+static void start_placement(void) {
+  start_placement_n(0);
 }
 
 static int group_setup(void **state) {
@@ -487,7 +496,7 @@ static void test_placement_restart(void **state) {
              BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE);
   release_ok(b->sandbox_id, BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_OK, "test/fe-1",
              BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE);
-  brume_test_cluster_stop_placement(c, SIGKILL);
+  brume_test_cluster_stop_placement(c, 0, SIGKILL);
   double t0 = brume_test_mono_ms();
   start_placement();
   print_message("# placement restarted after kill -9 in %.0f ms\n", brume_test_mono_ms() - t0);
@@ -510,6 +519,98 @@ static void test_placement_restart(void **state) {
   brume__acquire_sandbox_response__free_unpacked(b, NULL);
   brume__acquire_sandbox_response__free_unpacked(a, NULL);
   wait_count("rs", 0, KEEP_WARM_MS + 10000, "after the keep-warm time");
+}
+
+/* A second daemon never hands out the first one's sandboxes; when the first dies, the second
+ * adopts them (once the first's registration is gone) and hands them out. */
+static void test_two_daemons(void **state) {
+  (void)state;
+  start_placement_n(1);
+  brume_test_fn fn = {.function_name = "two"};
+  target = 0;
+  Brume__AcquireSandboxResponse *a = acquire_ok(&fn, "test/fe-1");
+  release_ok(a->sandbox_id, BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_OK, "test/fe-1",
+             BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE);
+  target = 1;
+  Brume__AcquireSandboxResponse *b = acquire_ok(&fn, "test/fe-2");
+  assert_true(b->cold);
+  assert_string_not_equal(b->sandbox_id, a->sandbox_id);
+  release_ok(b->sandbox_id, BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_OK, "test/fe-2",
+             BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE);
+  /* Each lists its own. */
+  for (size_t t = 0; t < 2; t++) {
+    target = t;
+    Brume__ListSandboxesResponse *ls = placement_sandboxes("two");
+    assert_int_equal(ls->n_sandboxes, 1);
+    assert_string_equal(ls->sandboxes[0]->sandbox_id, t == 0 ? a->sandbox_id : b->sandbox_id);
+    brume__list_sandboxes_response__free_unpacked(ls, NULL);
+  }
+  /* The first dies: the second adopts its sandbox within the first's lease TTL (2 s) and a
+   * reconcile (1 s). */
+  brume_test_cluster_stop_placement(c, 0, SIGKILL);
+  target = 1;
+  double t0 = brume_test_mono_ms();
+  while (placement_count("two") < 2 && brume_test_mono_ms() - t0 < 10000) usleep(100 * 1000);
+  print_message("# the second daemon adopted the first's sandbox %.0f ms after kill -9\n",
+                brume_test_mono_ms() - t0);
+  assert_int_equal(placement_count("two"), 2);
+  Brume__AcquireSandboxResponse *x = acquire_ok(&fn, "test/fe-3");
+  Brume__AcquireSandboxResponse *y = acquire_ok(&fn, "test/fe-3");
+  assert_false(x->cold);
+  assert_false(y->cold);
+  bool a_out =
+      strcmp(x->sandbox_id, a->sandbox_id) == 0 || strcmp(y->sandbox_id, a->sandbox_id) == 0;
+  assert_true(a_out);
+  for (Brume__AcquireSandboxResponse *r = x; r; r = r == x ? y : NULL)
+    release_ok(r->sandbox_id, BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_BROKEN, "test/fe-3",
+               BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING);
+  wait_count("two", 0, 10000, "after both are released BROKEN");
+  /* The first comes back for the tests after this one; the second stops. */
+  brume_test_cluster_stop_placement(c, 1, SIGTERM);
+  target = 0;
+  start_placement();
+  brume__acquire_sandbox_response__free_unpacked(x, NULL);
+  brume__acquire_sandbox_response__free_unpacked(y, NULL);
+  brume__acquire_sandbox_response__free_unpacked(b, NULL);
+  brume__acquire_sandbox_response__free_unpacked(a, NULL);
+}
+
+/* /healthz, /metrics, --help and a wrong configuration. */
+static void test_http_and_config(void **state) {
+  (void)state;
+  char cmd[512];
+  snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
+           c->pl[0].http_port);
+  char *code = brume_test_last_line(cmd);
+  assert_non_null(code);
+  assert_string_equal(code, "200");
+  free(code);
+  /* The daemon restarted in the test before: one call, so that the RPC series exist. */
+  brume__list_hosts_response__free_unpacked(placement_hosts(), NULL);
+  assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_acquires_total") >= 0);
+  assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_sandboxes") >= 0);
+  assert_true(brume_test_cluster_placement_metric(c, 0, "brume_rpc_server_calls_total") > 0);
+  snprintf(cmd, sizeof(cmd), "%s --help | grep -c keep_warm", c->placement_bin);
+  char *n = brume_test_last_line(cmd);
+  assert_non_null(n);
+  assert_string_equal(n, "1");
+  free(n);
+  snprintf(cmd, sizeof(cmd),
+           "%s --check-config --etcd-endpoints http://127.0.0.1:1 --daemon-id 'a b' 2>&1; "
+           "echo rc=$?",
+           c->placement_bin);
+  char *out = brume_test_last_line(cmd);
+  assert_non_null(out);
+  assert_string_equal(out, "rc=2");
+  free(out);
+  snprintf(cmd, sizeof(cmd),
+           "%s --check-config --etcd-endpoints http://127.0.0.1:1 --daemon-id 'a b' 2>&1 | "
+           "grep -c 'daemon_id \"a b\" must be'",
+           c->placement_bin);
+  char *msg = brume_test_last_line(cmd);
+  assert_non_null(msg);
+  assert_string_equal(msg, "1");
+  free(msg);
 }
 
 static bool host_listed(const char *host_id) {
@@ -584,7 +685,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_cold_then_warm),    cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_bad_release),       cmocka_unit_test(test_spread_and_capacity),
       cmocka_unit_test(test_keep_warm_reaped),  cmocka_unit_test(test_provisioned),
-      cmocka_unit_test(test_placement_restart), cmocka_unit_test(test_worker_killed),
+      cmocka_unit_test(test_placement_restart), cmocka_unit_test(test_two_daemons),
+      cmocka_unit_test(test_http_and_config),   cmocka_unit_test(test_worker_killed),
   };
   int rc = cmocka_run_group_tests_name("placement_daemon", tests, group_setup, NULL);
   if (rc != 0) brume_test_cluster_dump_logs(c);
