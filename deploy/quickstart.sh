@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # deploy/quickstart.sh [start|stop|status]
 # Sets up this machine for Brume and starts it: installs the Debian packages, builds everything,
-# and starts the services a single node runs: etcd on 127.0.0.1 (the cluster's state store) and
-# brume-counting (gRPC 127.0.0.1:7010, /healthz and /metrics on 127.0.0.1:9010); the other Brume
-# daemons join this script as their issues land.
+# and starts the services a single node runs: etcd on 127.0.0.1 (the cluster's state store),
+# brume-counting (gRPC 127.0.0.1:7010, /healthz and /metrics on 127.0.0.1:9010) and
+# brume-placement (gRPC 127.0.0.1:7020, HTTP 127.0.0.1:9020); the other Brume daemons join this
+# script as their issues land.
 # State lives under $BRUME_HOME (default /var/lib/brume, or ~/.brume when not root).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +14,8 @@ etcd_port=${BRUME_ETCD_PORT:-2379}
 etcd_peer_port=${BRUME_ETCD_PEER_PORT:-2380}
 counting_listen=${BRUME_COUNTING_LISTEN:-127.0.0.1:7010}
 counting_http=${BRUME_COUNTING_HTTP_LISTEN:-127.0.0.1:9010}
+placement_listen=${BRUME_PLACEMENT_LISTEN:-127.0.0.1:7020}
+placement_http=${BRUME_PLACEMENT_HTTP_LISTEN:-127.0.0.1:9020}
 run=$home/run
 mkdir -p "$run" "$home/log"
 
@@ -28,6 +31,11 @@ status() {
     echo "counting  running  pid $(cat "$run/counting.pid")  grpc $counting_listen  http://$counting_http/healthz  log $home/log/counting.log"
   else
     echo "counting  stopped"
+  fi
+  if running placement; then
+    echo "placement running  pid $(cat "$run/placement.pid")  grpc $placement_listen  http://$placement_http/healthz  log $home/log/placement.log"
+  else
+    echo "placement stopped"
   fi
 }
 # Waits until url answers (a daemon's /healthz), or fails naming the log.
@@ -66,10 +74,19 @@ case $cmd in
       echo $! >"$run/counting.pid"
       wait_healthy "http://$counting_http/healthz" brume-counting "$home/log/counting.log"
     fi
+    if ! running placement; then
+      # A fixed daemon id: a restart takes back the sandboxes the last run left on the workers.
+      "$top/build/placement/brume-placement" --listen "$placement_listen" \
+        --http_listen "$placement_http" --etcd_endpoints "http://127.0.0.1:$etcd_port" \
+        --daemon_id quickstart >>"$home/log/placement.log" 2>&1 &
+      echo $! >"$run/placement.pid"
+      wait_healthy "http://$placement_http/healthz" brume-placement "$home/log/placement.log"
+    fi
     status
-    echo "Brume is up (etcd, counting). Stop it with: deploy/quickstart.sh stop"
+    echo "Brume is up (etcd, counting, placement). Stop it with: deploy/quickstart.sh stop"
     ;;
   stop)
+    if running placement; then kill "$(cat "$run/placement.pid")"; rm -f "$run/placement.pid"; fi
     if running counting; then kill "$(cat "$run/counting.pid")"; rm -f "$run/counting.pid"; fi
     if running etcd; then kill "$(cat "$run/etcd.pid")"; rm -f "$run/etcd.pid"; fi
     status

@@ -282,10 +282,12 @@ static void test_bad_input(void **state) {
   /* More than any host has. */
   expect_acquire_error(&(brume_test_fn){.memory_mib = 2048}, BRUME_UNAVAILABLE,
                        "InsufficientCapacityException");
-  /* A version whose code does not exist (the frontend would not know it): the worker's
-   * answer, naming the host. */
+  /* A version whose code does not exist (the frontend would not know it): a digest no worker
+   * has cached, at a URL that answers 404. The worker's answer, naming the host. */
   brume_test_code missing = c->workers[0]->codes[0];
   snprintf(missing.url, sizeof(missing.url), "%.200s.missing", c->workers[0]->codes[0].url);
+  memset(missing.sha, 'e', 64);
+  missing.sha[64] = '\0';
   expect_acquire_error(&(brume_test_fn){.function_name = "nocode", .code = &missing},
                        BRUME_UNAVAILABLE, "CodeUnavailableException");
   assert_int_equal(workers_count("nocode"), 0);
