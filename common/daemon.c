@@ -3,8 +3,10 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "log.h"
+#include "mem.h"
 
 int brume_daemon_main(const brume_config_spec *spec, const brume_common_config *common,
                       const char *name, int (*start)(brume_err **err), void (*stop)(void), int argc,
@@ -41,5 +43,33 @@ int brume_daemon_main(const brume_config_spec *spec, const brume_common_config *
   stop();
   brume_info("The daemon stopped.", "daemon=%s", spec->name);
   brume_config_free(spec);
+  return 0;
+}
+
+int brume_daemon_base_start(brume_daemon_base *b, const brume_common_config *common,
+                            const char *prefix, const char *kind, const char *id, int lease_ttl_s,
+                            int threads, brume_err **err) {
+  b->metrics = brume_metrics_new();
+  brume_etcd_opts eo = {
+      .ca_path = common->tls_ca, .cert_path = common->tls_cert, .key_path = common->tls_key};
+  b->etcd = brume_etcd_new(common->etcd_endpoints, &eo, err);
+  if (b->etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
+  /* Bound now, served once the daemon's parts exist: the registration needs the port. */
+  brume_rpc_server_opts ro = {
+      .listen = common->listen,
+      .tls = brume_rpc_server_tls(common),
+      .threads = threads,
+      .slots_per_method = 256,
+      .metrics = b->metrics,
+  };
+  b->rpc = brume_rpc_server_new(&ro, err);
+  if (b->rpc == NULL) return brume_err_wrap(err, "listen %s", common->listen);
+  b->addr = brume_config_advertised_addr(common->listen, brume_rpc_server_port(b->rpc), err);
+  if (b->addr == NULL) return brume_err_wrap(err, "listen");
+  char *value = brume_xasprintf("{\"addr\":\"%s\"}", b->addr);
+  b->reg = brume_register(b->etcd, prefix, kind, id, value, lease_ttl_s, err);
+  free(value);
+  if (b->reg == NULL)
+    return brume_err_wrap(err, "registering in etcd at %s", common->etcd_endpoints);
   return 0;
 }

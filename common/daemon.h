@@ -15,8 +15,30 @@
 #define BRUME_DAEMON_H
 #include "config.h"
 #include "err.h"
+#include "etcd.h"
+#include "metrics.h"
+#include "registration.h"
+#include "rpc.h"
 
 int brume_daemon_main(const brume_config_spec *spec, const brume_common_config *common,
-                      const char *name, int (*start)(brume_err **err), void (*stop)(void),
-                      int argc, char **argv);
+                      const char *name, int (*start)(brume_err **err), void (*stop)(void), int argc,
+                      char **argv);
+/* What a control-plane daemon (counting, placement) stands up first, in this order: a metrics
+ * registry; an etcd client for common->etcd_endpoints (with the common TLS files); its gRPC server,
+ * bound to common->listen but not serving yet (add the services, then brume_rpc_server_start);
+ * the address other daemons reach it at (the bound port, the hostname for an empty host); and its
+ * registration <prefix>/svc/<kind>/<id> = {"addr": ...} under a lease of lease_ttl_s. On failure
+ * err names the step; what was made is in b for the daemon's stop() to free. */
+typedef struct brume_daemon_base {
+  brume_metrics *metrics;
+  brume_etcd *etcd;
+  brume_rpc_server *rpc;
+  char *addr;
+  brume_registration *reg;
+} brume_daemon_base;
+
+int brume_daemon_base_start(brume_daemon_base *b, const brume_common_config *common,
+                            const char *prefix, const char *kind, const char *id, int lease_ttl_s,
+                            int threads, brume_err **err);
+
 #endif

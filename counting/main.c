@@ -107,12 +107,8 @@ static const brume_config_spec spec = {
 #define TICK_MS 50
 
 static struct {
+  brume_daemon_base b; /* metrics, etcd, the gRPC server, its address, the registration */
   char *root; /* etcd_prefix + "/" */
-  char *addr; /* the gRPC address registered: listen with the bound port */
-  brume_metrics *metrics;
-  brume_etcd *etcd;
-  brume_rpc_server *rpc;
-  brume_registration *reg;
   brume_limits_store *limits;
   brume_workq *wq;
   brume_engine *engine;
@@ -135,71 +131,51 @@ static void tick(void *engine) {
 
 static int health(void *user, brume_err **err) {
   (void)user;
-  if (!brume_registration_healthy(d.reg))
+  if (!brume_registration_healthy(d.b.reg))
     return brume_err_set(err, BRUME_UNAVAILABLE, "the etcd lease is stale: granting nothing");
   return 0;
 }
 
 static int start(brume_err **err) {
   d.root = brume_xasprintf("%s/", cfg.etcd_prefix);
-  d.metrics = brume_metrics_new();
 
-  brume_etcd_opts eo = {
-      .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
-  d.etcd = brume_etcd_new(common.etcd_endpoints, &eo, err);
-  if (d.etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
+  if (brume_daemon_base_start(&d.b, &common, cfg.etcd_prefix, "counting", daemon_id,
+                              (int)(cfg.lease_ttl / 1000), (int)cfg.threads, err) < 0)
+    return -1;
 
-  /* Bound now, served once the engine exists: the registration needs the port. */
-  brume_rpc_server_opts ro = {
-      .listen = common.listen,
-      .tls = brume_rpc_server_tls(&common),
-      .threads = (int)cfg.threads,
-      .slots_per_method = 256,
-      .metrics = d.metrics,
-  };
-  d.rpc = brume_rpc_server_new(&ro, err);
-  if (d.rpc == NULL) return brume_err_wrap(err, "listen %s", common.listen);
-  d.addr = brume_config_advertised_addr(common.listen, brume_rpc_server_port(d.rpc), err);
-  if (d.addr == NULL) return brume_err_wrap(err, "listen");
-
-  brume_autofree char *value = brume_xasprintf("{\"addr\":\"%s\"}", d.addr);
-  d.reg = brume_register(d.etcd, cfg.etcd_prefix, "counting", daemon_id, value,
-                         (int)(cfg.lease_ttl / 1000), err);
-  if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
-
-  d.limits = brume_limits_store_start(d.etcd, d.root, NULL, NULL, err);
+  d.limits = brume_limits_store_start(d.b.etcd, d.root, NULL, NULL, err);
   if (d.limits == NULL) return brume_err_wrap(err, "reading the limits under %slimits/", d.root);
 
   d.wq = brume_workq_new((int)cfg.etcd_jobs);
   brume_engine_opts en = {
-      .etcd = d.etcd,
+      .etcd = d.b.etcd,
       .root = d.root,
       .daemon_id = daemon_id,
       .limits = d.limits,
       .wq = d.wq,
       .lease = lease_of,
       .lease_healthy = lease_healthy,
-      .lease_user = d.reg,
+      .lease_user = d.b.reg,
       .shrink_after_ms = cfg.shrink_after,
-      .metrics = d.metrics,
+      .metrics = d.b.metrics,
   };
   d.engine = brume_engine_new(&en, err);
   if (d.engine == NULL) return brume_err_wrap(err, "the engine");
   d.ticker = brume_ticker_start(TICK_MS, tick, d.engine);
 
-  brume_counting_service_init(&d.svc, d.engine, d.wq, d.metrics);
+  brume_counting_service_init(&d.svc, d.engine, d.wq, d.b.metrics);
   d.svc_ready = true;
-  if (brume_rpc_server_add_service(d.rpc, &brume__counting__descriptor,
+  if (brume_rpc_server_add_service(d.b.rpc, &brume__counting__descriptor,
                                    brume_counting_service_handlers(), &d.svc, err) < 0 ||
-      brume_rpc_server_start(d.rpc, err) < 0)
+      brume_rpc_server_start(d.b.rpc, err) < 0)
     return -1;
 
-  d.http = brume_http_start(common.http_listen, d.metrics, err);
+  d.http = brume_http_start(common.http_listen, d.b.metrics, err);
   if (d.http == NULL) return brume_err_wrap(err, "http_listen %s", common.http_listen);
   brume_http_set_health(d.http, health, NULL);
 
   brume_info("The counting daemon is ready.",
-             "daemon_id=%s listen=%s http_listen=%s http_port=%d etcd=%s", daemon_id, d.addr,
+             "daemon_id=%s listen=%s http_listen=%s http_port=%d etcd=%s", daemon_id, d.b.addr,
              common.http_listen, brume_http_port(d.http), common.etcd_endpoints);
   return 0;
 }
@@ -210,8 +186,8 @@ static void stop(void) {
    * unanswered ones, and a job answering one afterwards would touch freed memory. */
   if (d.svc_ready) brume_counting_service_stop(&d.svc);
   if (d.wq) brume_workq_stop(d.wq);
-  brume_rpc_server_free(d.rpc);
-  d.rpc = NULL;
+  brume_rpc_server_free(d.b.rpc);
+  d.b.rpc = NULL;
   brume_ticker_stop(d.ticker);
   d.ticker = NULL;
   brume_engine_free(d.engine); /* gives unused bucket tokens back to etcd */
@@ -220,15 +196,15 @@ static void stop(void) {
   d.wq = NULL;
   brume_limits_store_stop(d.limits);
   d.limits = NULL;
-  brume_registration_free(d.reg); /* revokes the lease: the key and any block left go */
-  d.reg = NULL;
-  brume_etcd_free(d.etcd);
-  d.etcd = NULL;
+  brume_registration_free(d.b.reg); /* revokes the lease: the key and any block left go */
+  d.b.reg = NULL;
+  brume_etcd_free(d.b.etcd);
+  d.b.etcd = NULL;
   brume_http_stop(d.http);
   d.http = NULL;
-  brume_metrics_free(d.metrics);
-  d.metrics = NULL;
-  free(d.addr);
+  brume_metrics_free(d.b.metrics);
+  d.b.metrics = NULL;
+  free(d.b.addr);
   free(d.root);
 }
 

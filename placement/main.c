@@ -124,11 +124,7 @@ static const brume_config_spec spec = {
 /* ---- the daemon ---- */
 
 static struct {
-  char *addr; /* the gRPC address registered: listen with the bound port */
-  brume_metrics *metrics;
-  brume_etcd *etcd;
-  brume_rpc_server *rpc;
-  brume_registration *reg;
+  brume_daemon_base b; /* metrics, etcd, the gRPC server, its address, the registration */
   brume_workq *wq;
   brume_placer *placer;
   brume_placement_service svc;
@@ -138,44 +134,25 @@ static struct {
 
 static int health(void *user, brume_err **err) {
   (void)user;
-  if (!brume_registration_healthy(d.reg))
+  if (!brume_registration_healthy(d.b.reg))
     return brume_err_set(err, BRUME_UNAVAILABLE,
                          "the etcd lease is stale: other daemons may adopt this one's sandboxes");
   return 0;
 }
 
 static int start(brume_err **err) {
-  d.metrics = brume_metrics_new();
-  brume_etcd_opts eo = {
-      .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
-  d.etcd = brume_etcd_new(common.etcd_endpoints, &eo, err);
-  if (d.etcd == NULL) return brume_err_wrap(err, "etcd_endpoints");
-
-  brume_rpc_server_opts ro = {
-      .listen = common.listen,
-      .tls = brume_rpc_server_tls(&common),
-      .threads = (int)cfg.threads,
-      .slots_per_method = 256,
-      .metrics = d.metrics,
-  };
-  d.rpc = brume_rpc_server_new(&ro, err);
-  if (d.rpc == NULL) return brume_err_wrap(err, "listen %s", common.listen);
-  d.addr = brume_config_advertised_addr(common.listen, brume_rpc_server_port(d.rpc), err);
-  if (d.addr == NULL) return brume_err_wrap(err, "listen");
-
-  brume_autofree char *value = brume_xasprintf("{\"addr\":\"%s\"}", d.addr);
-  d.reg = brume_register(d.etcd, cfg.etcd_prefix, "placement", daemon_id, value,
-                         (int)(cfg.lease_ttl / 1000), err);
-  if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+  if (brume_daemon_base_start(&d.b, &common, cfg.etcd_prefix, "placement", daemon_id,
+                              (int)(cfg.lease_ttl / 1000), (int)cfg.threads, err) < 0)
+    return -1;
 
   d.wq = brume_workq_new((int)cfg.jobs);
   brume_placer_opts po = {
-      .etcd = d.etcd,
+      .etcd = d.b.etcd,
       .prefix = cfg.etcd_prefix,
       .daemon_id = daemon_id,
       .worker_tls = brume_rpc_client_tls(&common),
       .wq = d.wq,
-      .metrics = d.metrics,
+      .metrics = d.b.metrics,
       .cpu_overcommit = (uint32_t)cfg.cpu_overcommit,
       .keep_warm_ms = cfg.keep_warm,
       .hold_margin_ms = cfg.hold_margin,
@@ -187,19 +164,19 @@ static int start(brume_err **err) {
 
   brume_placement_service_init(&d.svc, d.placer, d.wq);
   d.svc_ready = true;
-  if (brume_rpc_server_add_service(d.rpc, &brume__placement__descriptor,
+  if (brume_rpc_server_add_service(d.b.rpc, &brume__placement__descriptor,
                                    brume_placement_service_handlers(), &d.svc, err) < 0 ||
-      brume_rpc_server_start(d.rpc, err) < 0)
+      brume_rpc_server_start(d.b.rpc, err) < 0)
     return -1;
 
-  d.http = brume_http_start(common.http_listen, d.metrics, err);
+  d.http = brume_http_start(common.http_listen, d.b.metrics, err);
   if (d.http == NULL) return brume_err_wrap(err, "http_listen %s", common.http_listen);
   brume_http_set_health(d.http, health, NULL);
 
   brume_info("The placement daemon is ready.",
              "daemon_id=%s listen=%s http_listen=%s http_port=%d etcd=%s keep_warm_ms=%lld",
-             daemon_id, d.addr, common.http_listen, brume_http_port(d.http), common.etcd_endpoints,
-             (long long)cfg.keep_warm);
+             daemon_id, d.b.addr, common.http_listen, brume_http_port(d.http),
+             common.etcd_endpoints, (long long)cfg.keep_warm);
   return 0;
 }
 
@@ -212,20 +189,20 @@ static void stop(void) {
   if (d.wq) brume_workq_stop(d.wq);
   brume_placer_free(d.placer);
   d.placer = NULL;
-  brume_rpc_server_free(d.rpc);
-  d.rpc = NULL;
+  brume_rpc_server_free(d.b.rpc);
+  d.b.rpc = NULL;
   brume_workq_free(d.wq);
   d.wq = NULL;
   /* The sandbox records stay in etcd: a restart with the same daemon_id takes them back. */
-  brume_registration_free(d.reg);
-  d.reg = NULL;
-  brume_etcd_free(d.etcd);
-  d.etcd = NULL;
+  brume_registration_free(d.b.reg);
+  d.b.reg = NULL;
+  brume_etcd_free(d.b.etcd);
+  d.b.etcd = NULL;
   brume_http_stop(d.http);
   d.http = NULL;
-  brume_metrics_free(d.metrics);
-  d.metrics = NULL;
-  free(d.addr);
+  brume_metrics_free(d.b.metrics);
+  d.b.metrics = NULL;
+  free(d.b.addr);
 }
 
 int main(int argc, char **argv) {

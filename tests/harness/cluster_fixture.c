@@ -23,14 +23,7 @@ brume_test_cluster *brume_test_cluster_prepare(int argc, char **argv, const char
     *exit_code = 1;
     return NULL;
   }
-  if (geteuid() != 0) {
-    fprintf(stderr, "%s: skipped: needs root for qemu:///system\n", argv[0]);
-    return NULL;
-  }
-  if (!brume_test_etcd_available()) {
-    fprintf(stderr, "%s: skipped: no etcd binary on PATH\n", argv[0]);
-    return NULL;
-  }
+  if (brume_test_worker_prereqs(argv[0]) != 0) return NULL;
   brume_test_cluster *c = calloc(1, sizeof(*c));
   c->placement_bin = argv[5];
   for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
@@ -103,8 +96,11 @@ int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const ch
   }
   argv[n] = NULL;
   pl->pid = brume_test_spawn(argv, log);
-  if (pl->pid <= 0 || brume_test_wait_port(pl->rpc_port, 60000) < 0) {
-    fprintf(stderr, "cluster fixture: brume-placement did not listen on %d\n", pl->rpc_port);
+  /* The HTTP listener starts last: once it listens, the daemon is ready. */
+  if (pl->pid <= 0 || brume_test_wait_port(pl->rpc_port, 60000) < 0 ||
+      brume_test_wait_port(pl->http_port, 10000) < 0) {
+    fprintf(stderr, "cluster fixture: brume-placement did not listen on %d and %d\n", pl->rpc_port,
+            pl->http_port);
     return -1;
   }
   brume_rpc_client_free(pl->client);

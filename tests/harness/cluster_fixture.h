@@ -40,7 +40,8 @@ brume_test_cluster *brume_test_cluster_prepare(int argc, char **argv, const char
 /* Starts every worker with the common flags and extra (NULL-terminated, may be NULL). */
 int brume_test_cluster_start_workers(brume_test_cluster *c, const char *const *extra);
 /* Starts placement daemon i (< BRUME_TEST_CLUSTER_MAX_PLACEMENT; its log placement-<i>.log in the
- * first worker's directory) with extra flags, waits for it to listen and opens c->pl[i].client.
+ * first worker's directory) with extra flags, waits for it to listen (gRPC and HTTP) and opens
+ * c->pl[i].client.
  * A restart keeps its daemon id and ports. */
 int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const char *const *extra);
 /* Signals placement daemon i and reaps it; its wait status, or -1. */

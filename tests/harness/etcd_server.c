@@ -112,8 +112,16 @@ static int launch(brume_test_etcd *s) {
                   NULL};
   /* clang-format on */
   if (s->pki_dir) {
-    char *tls[] = {"--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
-                   "--client-cert-auth", "--listen-metrics-urls", metrics, NULL};
+    char *tls[] = {"--cert-file",
+                   cert,
+                   "--key-file",
+                   key,
+                   "--trusted-ca-file",
+                   ca,
+                   "--client-cert-auth",
+                   "--listen-metrics-urls",
+                   metrics,
+                   NULL};
     size_t n = 0;
     while (argv[n]) n++;
     for (size_t i = 0; tls[i]; i++) {

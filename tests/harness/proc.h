@@ -9,9 +9,11 @@ int brume_test_free_port(void);
 /* Starts argv[0] (looked up in PATH) with argv; stdout and stderr go to log_path (appended) when
  * non-NULL. The child dies with the test (PR_SET_PDEATHSIG). Returns the pid, or -1. */
 pid_t brume_test_spawn(char *const argv[], const char *log_path);
-/* Sends sig and waits up to timeout_ms for the child to exit (then SIGKILL). Returns its wait status. */
+/* Sends sig and waits up to timeout_ms for the child to exit (then SIGKILL). Returns its wait
+ * status. */
 int brume_test_stop(pid_t pid, int sig, int timeout_ms);
-/* Polls until a TCP connect to 127.0.0.1:port succeeds, up to timeout_ms. 0 on success, -1 on timeout. */
+/* Polls until a TCP connect to 127.0.0.1:port succeeds, up to timeout_ms. 0 on success, -1 on
+ * timeout. */
 int brume_test_wait_port(int port, int timeout_ms);
 /* Makes a fresh directory under $TMPDIR (or /tmp) and returns its path (caller frees). */
 char *brume_test_tmpdir(const char *name);

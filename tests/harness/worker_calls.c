@@ -26,14 +26,7 @@ brume_test_worker *brume_test_worker_prepare(int argc, char **argv, const char *
     *exit_code = 1;
     return NULL;
   }
-  if (geteuid() != 0) {
-    fprintf(stderr, "%s: skipped: needs root for qemu:///system\n", argv[0]);
-    return NULL;
-  }
-  if (!brume_test_etcd_available()) {
-    fprintf(stderr, "%s: skipped: no etcd binary on PATH\n", argv[0]);
-    return NULL;
-  }
+  if (brume_test_worker_prereqs(argv[0]) != 0) return NULL;
   brume_err *err = NULL;
   char host_id[32];
   snprintf(host_id, sizeof(host_id), "%s%d", host_prefix, (int)getpid());

@@ -176,6 +176,18 @@ void brume_test_spec_init(brume_test_spec *s, const brume_test_worker *w, const 
   s->spec.function_arn = s->arn;
 }
 
+int brume_test_worker_prereqs(const char *prog) {
+  if (geteuid() != 0) {
+    fprintf(stderr, "%s: skipped: needs root for qemu:///system\n", prog);
+    return 77;
+  }
+  if (!brume_test_etcd_available()) {
+    fprintf(stderr, "%s: skipped: no etcd binary on PATH\n", prog);
+    return 77;
+  }
+  return 0;
+}
+
 int brume_test_worker_setup_sibling(brume_test_worker *w, const brume_test_worker *first,
                                     const char *name) {
   w->dir = brume_test_tmpdir(name);

@@ -94,6 +94,10 @@ typedef struct brume_test_spec {
 /* The spec of fn (NULL: every default) with w's codes; the strings stay fn's (or static). */
 void brume_test_spec_init(brume_test_spec *s, const brume_test_worker *w, const brume_test_fn *fn);
 
+/* What a test of real workers needs before anything else: root (qemu:///system) and an etcd
+ * binary. 0, or 77 (skip) with the reason on stderr after prog's name. */
+int brume_test_worker_prereqs(const char *prog);
+
 /* Connects to qemu:///system for host_id. NULL on failure, with the reason in *err. */
 brume_test_worker *brume_test_worker_new(const char *worker_bin, const char *host_id,
                                          brume_err **err);

@@ -577,42 +577,35 @@ static void test_two_daemons(void **state) {
   brume__acquire_sandbox_response__free_unpacked(a, NULL);
 }
 
+/* Fails the test unless the last line the shell command (a printf format) prints is want. */
+static void expect_last_line(const char *want, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void expect_last_line(const char *want, const char *fmt, ...) {
+  char cmd[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof(cmd), fmt, ap);
+  va_end(ap);
+  char *line = brume_test_last_line(cmd);
+  if (line == NULL || strcmp(line, want) != 0)
+    fail_msg("`%s` printed \"%s\", not \"%s\"", cmd, line ? line : "(nothing)", want);
+  free(line);
+}
+
 /* /healthz, /metrics, --help and a wrong configuration. */
 static void test_http_and_config(void **state) {
   (void)state;
-  char cmd[512];
-  snprintf(cmd, sizeof(cmd), "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
-           c->pl[0].http_port);
-  char *code = brume_test_last_line(cmd);
-  assert_non_null(code);
-  assert_string_equal(code, "200");
-  free(code);
+  expect_last_line("200", "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
+                   c->pl[0].http_port);
   /* The daemon restarted in the test before: one call, so that the RPC series exist. */
   brume__list_hosts_response__free_unpacked(placement_hosts(), NULL);
   assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_acquires_total") >= 0);
   assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_sandboxes") >= 0);
   assert_true(brume_test_cluster_placement_metric(c, 0, "brume_rpc_server_calls_total") > 0);
-  snprintf(cmd, sizeof(cmd), "%s --help | grep -c keep_warm", c->placement_bin);
-  char *n = brume_test_last_line(cmd);
-  assert_non_null(n);
-  assert_string_equal(n, "1");
-  free(n);
-  snprintf(cmd, sizeof(cmd),
-           "%s --check-config --etcd-endpoints http://127.0.0.1:1 --daemon-id 'a b' 2>&1; "
-           "echo rc=$?",
-           c->placement_bin);
-  char *out = brume_test_last_line(cmd);
-  assert_non_null(out);
-  assert_string_equal(out, "rc=2");
-  free(out);
-  snprintf(cmd, sizeof(cmd),
-           "%s --check-config --etcd-endpoints http://127.0.0.1:1 --daemon-id 'a b' 2>&1 | "
-           "grep -c 'daemon_id \"a b\" must be'",
-           c->placement_bin);
-  char *msg = brume_test_last_line(cmd);
-  assert_non_null(msg);
-  assert_string_equal(msg, "1");
-  free(msg);
+  expect_last_line("1", "%s --help | grep -c keep_warm", c->placement_bin);
+  const char *bad = "--check-config --etcd-endpoints http://127.0.0.1:1 --daemon-id 'a b'";
+  expect_last_line("rc=2", "%s %s 2>&1; echo rc=$?", c->placement_bin, bad);
+  expect_last_line("1", "%s %s 2>&1 | grep -c 'daemon_id \"a b\" must be'", c->placement_bin, bad);
 }
 
 static bool host_listed(const char *host_id) {
