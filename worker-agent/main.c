@@ -265,10 +265,11 @@ static char *registration_value(void) {
   return brume_xasprintf(
       "{\"addr\":\"%s\",\"vcpus\":%" PRIu32 ",\"memory_mib\":%" PRIu32
       ",\"free_memory_mib\":%" PRIu32 ",\"vcpu_milli_committed\":%" PRIu32
-      ",\"sandboxes_created\":%" PRIu64 ",\"accelerator\":\"%s\"}",
+      ",\"sandboxes_created\":%" PRIu64 ",\"accelerator\":\"%s\"%s}",
       common.listen, brume_worker_host_vcpus(), brume_worker_host_memory_mib(),
       brume_worker_free_memory_published_mib(&d.svc), brume_worker_vcpu_milli_committed(&d.svc),
-      (uint64_t)atomic_load(&d.svc.created), d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG");
+      (uint64_t)atomic_load(&d.svc.created), d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG",
+      atomic_load(&d.svc.draining) ? ",\"draining\":true" : "");
 }
 
 /* How often the publisher compares the registration with the host's free memory. */

@@ -116,6 +116,11 @@ static void create_job(void *p) {
   brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
 
   if (brume_sandbox_spec_check(spec, &err) < 0) goto fail;
+  if (atomic_load(&svc->draining)) {
+    reason = "InsufficientCapacityException";
+    brume_err_set(&err, BRUME_UNAVAILABLE, "this worker is draining: it takes no new sandboxes");
+    goto fail;
+  }
 
   bool cached = false;
   zip_path = brume_code_cache_get(svc->cache, spec->code->sha256, spec->code->url,
@@ -684,6 +689,7 @@ static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request,
   host.host_memory_available_mib = host_available_mib();
   host.vcpu_milli_committed = (uint32_t)c.vcpu_milli;
   host.sandboxes = c.n;
+  host.draining = atomic_load(&svc->draining);
   Brume__SandboxStateCount counts[5], *countp[5];
   size_t k = 0;
   for (int st = 1; st <= 5; st++) {
@@ -702,6 +708,21 @@ static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request,
   resp.sandboxes_created = atomic_load(&svc->created);
   resp.pool_hits = atomic_load(&svc->pool_hits);
   resp.invocations = atomic_load(&svc->invocations);
+  brume_rpc_call_reply(call, &resp.base);
+}
+
+/* Answers at once: a flag, and a count of the table. */
+static void drain_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
+  const Brume__WorkerDrainRequest *req = (const void *)request;
+  brume_worker_service *svc = user;
+  bool was = atomic_exchange(&svc->draining, req->draining);
+  stats_ctx c = {0};
+  brume_sandboxes_each(svc->table, stats_one, &c);
+  if (was != req->draining)
+    brume_info(req->draining ? "Draining: no new sandboxes." : "Draining ended.",
+               "sandboxes=%" PRIu32, c.n);
+  Brume__WorkerDrainResponse resp = BRUME__WORKER_DRAIN_RESPONSE__INIT;
+  resp.sandboxes = c.n;
   brume_rpc_call_reply(call, &resp.base);
 }
 
@@ -742,10 +763,10 @@ static void destroy_handler(brume_rpc_call *call, const ProtobufCMessage *req, v
 }
 
 static const char *const method_names[] = {"CreateSandbox", "Invoke", "Freeze", "Thaw",
-                                           "Destroy",       "List",   "Stats"};
+                                           "Destroy",       "List",   "Stats",  "Drain"};
 static const brume_rpc_handler handlers[] = {create_handler, invoke_handler,  freeze_handler,
                                              thaw_handler,   destroy_handler, list_handler,
-                                             stats_handler};
+                                             stats_handler,  drain_handler};
 
 const brume_rpc_handler *brume_worker_service_handlers(void) {
   BRUME_ENSURE(brume__worker__descriptor.n_methods == BRUME_ARRAY_LEN(handlers));

@@ -39,6 +39,7 @@ typedef struct brume_worker_service {
   brume_pool *pool; /* takes and boots the VMs (pool size 0: every CreateSandbox boots) */
 
   atomic_uint_fast64_t created, pool_hits, invocations;
+  atomic_bool draining; /* Drain: no new sandboxes */
   atomic_uint_fast64_t booting_mib; /* memory of the boots under way (service.c) */
 } brume_worker_service;
 

@@ -12,8 +12,9 @@
  * provisioned concurrency 3 keeps 3 sandboxes past the keep-warm time and re-creates one
  * destroyed behind placement's back; a placement daemon killed with -9 and restarted keeps its
  * healthy sandboxes; a second placement daemon never hands out the first's sandboxes, and adopts
- * them when the first is killed; /healthz, /metrics, --help and a wrong configuration; a worker
- * killed with -9 is dropped within its lease TTL and acquires go to the other. Timings are printed
+ * them when the first is killed; /healthz, /metrics, --help and a wrong configuration; a drained
+ * worker gets no new sandboxes until its drain ends; a worker killed with -9 is dropped within its
+ * lease TTL and acquires go to the other. Timings are printed
  * as "# " lines. Exit 77 (skip) when not root, libvirtd does not answer, etcd is absent or the
  * guest image cannot be built. */
 #include <inttypes.h>
@@ -608,6 +609,59 @@ static void test_http_and_config(void **state) {
   expect_last_line("1", "%s %s 2>&1 | grep -c 'daemon_id \"a b\" must be'", c->placement_bin, bad);
 }
 
+/* Drain or undrain worker w, then wait until placement sees it. */
+static void drain(brume_test_worker *w, bool on) {
+  Brume__WorkerDrainRequest req = BRUME__WORKER_DRAIN_REQUEST__INIT;
+  req.draining = on;
+  Brume__WorkerDrainResponse *resp = NULL;
+  brume_autoptr(brume_err) err = NULL;
+  if (brume_test_worker_call(w, BRUME_TEST_W_DRAIN, &req, &resp, &err) < 0)
+    fail_msg("Drain on %s: %s", w->host_id, err->msg);
+  brume__worker_drain_response__free_unpacked(resp, NULL);
+  double t0 = brume_test_mono_ms();
+  for (;;) {
+    Brume__ListHostsResponse *hs = placement_hosts();
+    bool seen = false;
+    for (size_t i = 0; i < hs->n_hosts; i++)
+      seen |= strcmp(hs->hosts[i]->host_id, w->host_id) == 0 && hs->hosts[i]->draining == on;
+    brume__list_hosts_response__free_unpacked(hs, NULL);
+    if (seen) break;
+    if (brume_test_mono_ms() - t0 > 10000) fail_msg("placement did not see the drain");
+    usleep(100 * 1000);
+  }
+  print_message("# placement saw %s drain %s after %.0f ms\n", w->host_id, on ? "start" : "end",
+                brume_test_mono_ms() - t0);
+}
+
+/* A draining host gets no new sandboxes (its worker refuses them too); once the drain ends, the
+ * spread sends the next one there. */
+static void test_drained_host(void **state) {
+  (void)state;
+  brume_test_worker *drained = c->workers[1];
+  drain(drained, true);
+  brume_test_fn fn = {.function_name = "drain"};
+  Brume__AcquireSandboxResponse *held[4];
+  for (int i = 0; i < 3; i++) {
+    held[i] = acquire_ok(&fn, "test/fe-1");
+    assert_string_equal(held[i]->host_id, c->workers[0]->host_id);
+  }
+  char id[80];
+  brume_autoptr(brume_err) err = NULL;
+  brume_test_fn direct = {.function_name = "drain", .code = &c->workers[0]->codes[0]};
+  int rc = brume_test_worker_create(drained, &direct, id, sizeof(id), NULL, NULL, &err);
+  brume_test_expect_code(rc, err, BRUME_UNAVAILABLE, "CreateSandbox on a draining worker");
+  assert_non_null(strstr(err->msg, "draining"));
+  drain(drained, false);
+  held[3] = acquire_ok(&fn, "test/fe-1");
+  assert_string_equal(held[3]->host_id, drained->host_id);
+  for (int i = 0; i < 4; i++) {
+    release_ok(held[i]->sandbox_id, BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_BROKEN, "test/fe-1",
+               BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING);
+    brume__acquire_sandbox_response__free_unpacked(held[i], NULL);
+  }
+  wait_count("drain", 0, 10000, "after releasing them BROKEN");
+}
+
 static bool host_listed(const char *host_id) {
   Brume__ListHostsResponse *hs = placement_hosts();
   bool found = false;
@@ -618,7 +672,8 @@ static bool host_listed(const char *host_id) {
 
 static void test_worker_killed(void **state) {
   (void)state;
-  brume_test_fn fn = {.function_name = "kill"};
+  /* A timeout longer than the lease TTL: held sandboxes are not taken back meanwhile. */
+  brume_test_fn fn = {.function_name = "kill", .timeout_ms = 60000};
   /* One sandbox on each host (spread), held (so that the keep-warm time does not reap them
    * while the lease runs out). */
   Brume__AcquireSandboxResponse *a = acquire_ok(&fn, "test/fe-1");
@@ -681,7 +736,8 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_bad_release),       cmocka_unit_test(test_spread_and_capacity),
       cmocka_unit_test(test_keep_warm_reaped),  cmocka_unit_test(test_provisioned),
       cmocka_unit_test(test_placement_restart), cmocka_unit_test(test_two_daemons),
-      cmocka_unit_test(test_http_and_config),   cmocka_unit_test(test_worker_killed),
+      cmocka_unit_test(test_http_and_config),   cmocka_unit_test(test_drained_host),
+      cmocka_unit_test(test_worker_killed),
   };
   int rc = cmocka_run_group_tests_name("placement_daemon", tests, group_setup, NULL);
   if (rc != 0) brume_test_cluster_dump_logs(c);
