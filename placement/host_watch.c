@@ -59,13 +59,17 @@ static void apply_put(brume_host_watch *w, const char *host_id, const char *valu
     brume_err_free(err);
     return;
   }
-  if (!known) {
-    const brume_host *h = brume_hosts_get(w->hosts, host_id);
+  const brume_host *h = brume_hosts_get(w->hosts, host_id);
+  if (!known)
     brume_info("A worker host registered.",
                "host_id=%s addr=%s vcpus=%u memory_mib=%u free_memory_mib=%u accelerator=%s",
                host_id, h->addr, h->vcpus, h->memory_mib, h->free_memory_mib,
                h->kvm ? "KVM" : "TCG");
-  }
+  else
+    brume_debug("A worker host's registration changed.",
+                "host_id=%s free_memory_mib=%u free_after_reservations_mib=%u draining=%s", host_id,
+                h->free_memory_mib, brume_hosts_free_mib(w->hosts, host_id),
+                h->draining ? "true" : "false");
 }
 
 /* Reads every registration and makes the table hold exactly those hosts. Under mu. */

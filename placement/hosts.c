@@ -11,7 +11,8 @@ typedef struct reservation {
   uint64_t id;
   uint32_t memory_mib;
   uint32_t vcpu_milli;
-  bool ended; /* the CreateSandbox call ended: goes with the next registration */
+  bool ended;       /* the CreateSandbox call ended: goes with the next registration */
+  int64_t ended_ms; /* when (the caller's clock), for brume_hosts_expire */
 } reservation;
 
 typedef struct entry {
@@ -265,17 +266,28 @@ uint64_t brume_hosts_reserve(brume_hosts *h, const char *host_id, uint32_t memor
 }
 
 void brume_hosts_end_reservation(brume_hosts *h, const char *host_id, uint64_t reservation_id,
-                                 bool created) {
+                                 bool created, int64_t now_ms) {
   entry *e = lookup(h, host_id);
   if (e == NULL) return;
   for (size_t r = 0; r < e->n_res; r++)
     if (e->res[r].id == reservation_id) {
       if (created) {
         e->res[r].ended = true;
+        e->res[r].ended_ms = now_ms;
       } else {
         e->res[r] = e->res[e->n_res - 1];
         e->n_res--;
       }
       return;
     }
+}
+
+void brume_hosts_expire(brume_hosts *h, int64_t now_ms, int64_t after_ms) {
+  for (size_t i = 0; i < h->n; i++) {
+    entry *e = h->v[i];
+    size_t k = 0;
+    for (size_t r = 0; r < e->n_res; r++)
+      if (!e->res[r].ended || now_ms - e->res[r].ended_ms < after_ms) e->res[k++] = e->res[r];
+    e->n_res = k;
+  }
 }

@@ -82,6 +82,12 @@ uint64_t brume_hosts_reserve(brume_hosts *h, const char *host_id, uint32_t memor
  * registration need follow). Nothing happens if the host, and its reservations with it, went
  * meanwhile. */
 void brume_hosts_end_reservation(brume_hosts *h, const char *host_id, uint64_t reservation,
-                                 bool created);
+                                 bool created, int64_t now_ms);
+/* Drops the reservations whose call ended at least after_ms before now_ms (same clock as
+ * end_reservation's) with no registration since. The worker publishes within a second of a
+ * creation, but a registration it sent between the sandbox becoming ready and placement hearing
+ * the answer already counts the sandbox without dropping its reservation (still under way then):
+ * without this, that double count would last until the host's next change. */
+void brume_hosts_expire(brume_hosts *h, int64_t now_ms, int64_t after_ms);
 
 #endif

@@ -246,14 +246,21 @@ int placer_record_and_add(brume_placer *p, const placer_new_sandbox *s, brume_er
 
 /* ---- choosing a host ---- */
 
+/* How long a reservation outlives its ended call when no registration follows (see
+ * brume_hosts_expire): three times the worker's publishing interval. */
+#define RESERVATION_AFTER_MS 3000
+
+
 typedef struct count_arg {
   brume_placer *p;
   const char *function;
+  const char *avoid; /* a host that refused this cold start: chosen only if no other fits */
 } count_arg;
 
 /* Called by brume_hosts_choose under the hosts' lock: the table's mutex comes second. */
 static size_t count_on_host(void *arg, const char *host_id) {
   count_arg *c = arg;
+  if (c->avoid && strcmp(c->avoid, host_id) == 0) return SIZE_MAX / 2;
   pthread_mutex_lock(&c->p->mu);
   size_t n = brume_table_count_on_host(c->p->table, c->function, host_id);
   pthread_mutex_unlock(&c->p->mu);
@@ -263,16 +270,20 @@ static size_t count_on_host(void *arg, const char *host_id) {
 /* A host for a new sandbox of function, its room reserved: host_id and addr filled, the
  * reservation returned (0 and err when no host has room). */
 uint64_t placer_pick_host(brume_placer *p, const char *function, uint32_t memory_mib,
-                          uint32_t vcpu_milli, char host_id[ID_MAX], char addr[ID_MAX],
-                          brume_err **err) {
-  count_arg ca = {.p = p, .function = function};
+                          uint32_t vcpu_milli, const char *avoid, char host_id[ID_MAX],
+                          char addr[ID_MAX], brume_err **err) {
+  count_arg ca = {.p = p, .function = function, .avoid = avoid};
   brume_hosts *h = brume_host_watch_lock(p->hosts);
+  brume_hosts_expire(h, brume_mono_ms(), RESERVATION_AFTER_MS);
   uint64_t r = 0;
   const brume_host *host = brume_hosts_choose(h, memory_mib, vcpu_milli, count_on_host, &ca, err);
   if (host) {
     snprintf(host_id, ID_MAX, "%s", host->id);
     snprintf(addr, ID_MAX, "%s", host->addr);
     r = brume_hosts_reserve(h, host_id, memory_mib, vcpu_milli, err);
+    brume_debug("Room reserved for a cold start.",
+                "host_id=%s reservation=%" PRIu64 " memory_mib=%u free_after_mib=%u", host_id, r,
+                memory_mib, brume_hosts_free_mib(h, host_id));
   }
   brume_host_watch_unlock(p->hosts);
   return r;
@@ -281,7 +292,10 @@ uint64_t placer_pick_host(brume_placer *p, const char *function, uint32_t memory
 /* created: the worker made a sandbox (see brume_hosts_end_reservation). */
 void placer_end_reservation(brume_placer *p, const char *host_id, uint64_t r, bool created) {
   brume_hosts *h = brume_host_watch_lock(p->hosts);
-  brume_hosts_end_reservation(h, host_id, r, created);
+  brume_hosts_end_reservation(h, host_id, r, created, brume_mono_ms());
+  brume_debug("A cold start's reservation ended.",
+              "host_id=%s reservation=%" PRIu64 " created=%s free_after_mib=%u", host_id, r,
+              created ? "true" : "false", brume_hosts_free_mib(h, host_id));
   brume_host_watch_unlock(p->hosts);
 }
 
@@ -298,6 +312,10 @@ void placer_worker_error(brume_err **err, const brume_err *werr, const char *hos
 
 /* ---- AcquireSandbox ---- */
 
+/* CreateSandbox calls one cold start may make: a host that refuses for capacity is followed by
+ * one try on another. */
+#define COLD_ATTEMPTS 2
+
 /* A cold start under way. */
 typedef struct cold {
   brume_placer *p;
@@ -305,6 +323,9 @@ typedef struct cold {
   char *function;
   char host_id[ID_MAX], addr[ID_MAX];
   uint64_t reservation;
+  int attempts;         /* CreateSandbox calls made */
+  char refused[ID_MAX]; /* the host that last refused for capacity, "" if none */
+  int64_t deadline_ms;  /* monotonic: when the caller's deadline passes */
   int64_t t0_us;
   char *request_id;
   brume_placer_done done;
@@ -312,6 +333,8 @@ typedef struct cold {
   void *user;
   Brume__WorkerCreateSandboxResponse *resp;
 } cold;
+
+static void cold_send(cold *c);
 
 static void cold_free(cold *c) {
   if (c->resp) protobuf_c_message_free_unpacked(&c->resp->base, NULL);
@@ -373,6 +396,15 @@ static void cold_created(void *user, ProtobufCMessage *reply, const brume_err *w
   if (reply == NULL) {
     placer_worker_error(&err, werr, c->host_id);
     placer_log_err("A cold start failed.", "function=%s host_id=%s", c->function, c->host_id, err);
+    /* The worker had no room (or began draining) before its registration said so: once more,
+     * on another host if one fits. */
+    if (werr->code == BRUME_UNAVAILABLE && strstr(werr->msg, "InsufficientCapacityException") &&
+        c->attempts < COLD_ATTEMPTS && !atomic_load(&p->stopping)) {
+      snprintf(c->refused, sizeof(c->refused), "%s", c->host_id);
+      brume_counter_inc(p->cold_retries, 1);
+      cold_send(c);
+      return;
+    }
     cold_fail(c, err);
     return;
   }
@@ -401,37 +433,54 @@ static void cold_created(void *user, ProtobufCMessage *reply, const brume_err *w
   }
 }
 
-static void cold_start(brume_placer *p, const Brume__AcquireSandboxRequest *req, char *function,
-                       int64_t deadline_ms, const char *request_id, brume_placer_done done,
-                       brume_placer_gone gone, void *user) {
-  const Brume__SandboxSpec *spec = req->spec;
-  cold *c = brume_xcalloc(1, sizeof(*c));
-  *c = (cold){.p = p,
-              .req = req,
-              .function = function,
-              .t0_us = brume_mono_us(),
-              .request_id = request_id ? brume_xstrdup(request_id) : NULL,
-              .done = done,
-              .gone = gone,
-              .user = user};
+/* Chooses a host (avoiding one that refused) and sends CreateSandbox there; fails c when no
+ * host has room or the call cannot start. */
+static void cold_send(cold *c) {
+  brume_placer *p = c->p;
+  const Brume__SandboxSpec *spec = c->req->spec;
   brume_autoptr(brume_err) err = NULL;
-  c->reservation = placer_pick_host(p, function, spec->resources->memory_mib,
-                                    placer_vcpu_milli(spec->resources), c->host_id, c->addr, &err);
+  int64_t left = c->deadline_ms - brume_mono_ms();
+  if (left <= 0) {
+    brume_err_set(&err, BRUME_DEADLINE_EXCEEDED, "the cold start ran out of time (host %s refused)",
+                  c->refused);
+    cold_fail(c, err);
+    return;
+  }
+  c->reservation = placer_pick_host(p, c->function, spec->resources->memory_mib,
+                                    placer_vcpu_milli(spec->resources),
+                                    c->refused[0] ? c->refused : NULL, c->host_id, c->addr, &err);
   if (c->reservation == 0) {
     cold_fail(c, err);
     return;
   }
+  c->attempts++;
   brume_rpc_client *client = brume_rpc_pool_get(p->workers, c->addr, &err);
   Brume__WorkerCreateSandboxRequest wreq = BRUME__WORKER_CREATE_SANDBOX_REQUEST__INIT;
   wreq.spec = (Brume__SandboxSpec *)spec;
   wreq.caller_id = p->caller_id;
-  brume_rpc_call_opts co = {.deadline_ms = deadline_ms > 0 ? deadline_ms : p->o.create_timeout_ms,
-                            .request_id = request_id};
+  brume_rpc_call_opts co = {.deadline_ms = left, .request_id = c->request_id};
   if (client == NULL || brume_rpc_unary_async(client, &brume__worker__descriptor, W_CREATE,
                                               &wreq.base, &co, cold_created, c, &err) < 0) {
     placer_end_reservation(p, c->host_id, c->reservation, false);
     cold_fail(c, err);
   }
+}
+
+static void cold_start(brume_placer *p, const Brume__AcquireSandboxRequest *req, char *function,
+                       int64_t deadline_ms, const char *request_id, brume_placer_done done,
+                       brume_placer_gone gone, void *user) {
+  cold *c = brume_xcalloc(1, sizeof(*c));
+  *c = (cold){
+      .p = p,
+      .req = req,
+      .function = function,
+      .deadline_ms = brume_mono_ms() + (deadline_ms > 0 ? deadline_ms : p->o.create_timeout_ms),
+      .t0_us = brume_mono_us(),
+      .request_id = request_id ? brume_xstrdup(request_id) : NULL,
+      .done = done,
+      .gone = gone,
+      .user = user};
+  cold_send(c);
 }
 
 void brume_placer_acquire(brume_placer *p, const Brume__AcquireSandboxRequest *req,
@@ -739,6 +788,12 @@ brume_placer *brume_placer_new(const brume_placer_opts *opts, brume_err **err) {
       "Sandboxes that left placement, by reason: keep_warm, overdue, released, host_gone, lost, "
       "orphan, provisioned_trim.",
       "reason", NULL);
+  p->cold_retries = brume_metrics_counter(
+      opts->metrics, "brume_placement_cold_start_retries_total",
+      "Cold starts sent to a second host after the first refused for capacity (its registration "
+      "was behind).",
+      NULL);
+  brume_counter_inc(p->cold_retries, 0);
   p->cold_seconds = brume_metrics_histogram(
       opts->metrics, "brume_placement_cold_start_seconds",
       "Cold starts from AcquireSandbox to the sandbox recorded, by pool hit.", NULL, 0, "pool_hit",

@@ -45,6 +45,7 @@ struct brume_placer {
   brume_counter *acquires;  /* {result} */
   brume_counter *releases;  /* {result}: idle, destroyed */
   brume_counter *destroyed; /* {reason} */
+  brume_counter *cold_retries;
   brume_histogram *cold_seconds;
   brume_gauge *sandboxes; /* {state}: idle, held */
 };
@@ -76,10 +77,11 @@ bool placer_leaving_has(const brume_placer *p, const char *id);
 /* Adds s to the table, then records it in etcd; on failure destroys it (UNAVAILABLE). */
 int placer_record_and_add(brume_placer *p, const placer_new_sandbox *s, brume_err **err);
 /* A host for a new sandbox of function, its room reserved: host_id and addr filled, the
- * reservation returned (0 and err when no host has room). */
+ * reservation returned (0 and err when no host has room). avoid (may be NULL): a host chosen only
+ * if no other fits. */
 uint64_t placer_pick_host(brume_placer *p, const char *function, uint32_t memory_mib,
-                          uint32_t vcpu_milli, char host_id[ID_MAX], char addr[ID_MAX],
-                          brume_err **err);
+                          uint32_t vcpu_milli, const char *avoid, char host_id[ID_MAX],
+                          char addr[ID_MAX], brume_err **err);
 /* The cold start of reservation r ended; created: the worker made a sandbox. */
 void placer_end_reservation(brume_placer *p, const char *host_id, uint64_t r, bool created);
 /* A worker's error werr, its reason first, with the host named. */

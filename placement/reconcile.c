@@ -230,7 +230,7 @@ static int provisioned_create(brume_placer *p, const Brume__SandboxSpec *spec, c
                               brume_err **err) {
   char host_id[ID_MAX], addr[ID_MAX];
   uint32_t mem = spec->resources->memory_mib, vcpu = placer_vcpu_milli(spec->resources);
-  uint64_t r = placer_pick_host(p, vkey, mem, vcpu, host_id, addr, err);
+  uint64_t r = placer_pick_host(p, vkey, mem, vcpu, NULL, host_id, addr, err);
   if (r == 0) return -1;
   brume_rpc_client *c = brume_rpc_pool_get(p->workers, addr, err);
   Brume__WorkerCreateSandboxRequest wreq = BRUME__WORKER_CREATE_SANDBOX_REQUEST__INIT;

@@ -189,13 +189,13 @@ static void test_reservations(void **state) {
   update_ok(h, "wa", reg("a:1", 1, 1024, 1024, NULL));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   /* r1's call ended: it lasts until the next registration, which includes it. */
-  brume_hosts_end_reservation(h, "wa", r1, true);
+  brume_hosts_end_reservation(h, "wa", r1, true, 0);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   update_ok(h, "wa", reg("a:1", 1, 1024, 512, ",\"vcpu_milli_committed\":300"));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);        /* 512 published - r2's 256 */
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400); /* 1,000 - 300 - r2's 300 */
-  brume_hosts_end_reservation(h, "wa", r2, true);
-  brume_hosts_end_reservation(h, "wa", 999, true); /* unknown: nothing */
+  brume_hosts_end_reservation(h, "wa", r2, true, 0);
+  brume_hosts_end_reservation(h, "wa", 999, true, 0); /* unknown: nothing */
   update_ok(h, "wa", reg("a:1", 1, 1024, 256, ",\"vcpu_milli_committed\":600"));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400);
@@ -203,9 +203,23 @@ static void test_reservations(void **state) {
   /* A cold start that made nothing gives its room back at once: no registration follows it. */
   uint64_t r4 = brume_hosts_reserve(h, "wa", 128, 100, &err);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 128);
-  brume_hosts_end_reservation(h, "wa", r4, false);
+  brume_hosts_end_reservation(h, "wa", r4, false, 0);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400);
+
+  /* A reservation whose call ended lasts until a registration, or expires after a while without
+   * one; one under way never expires. */
+  uint64_t r5 = brume_hosts_reserve(h, "wa", 128, 100, &err);
+  uint64_t r6 = brume_hosts_reserve(h, "wa", 64, 100, &err);
+  brume_hosts_end_reservation(h, "wa", r5, true, 1000);
+  brume_hosts_expire(h, 3999, 3000);
+  assert_int_equal(brume_hosts_free_mib(h, "wa"), 64);
+  brume_hosts_expire(h, 4000, 3000);
+  assert_int_equal(brume_hosts_free_mib(h, "wa"), 192);
+  brume_hosts_expire(h, 1000000, 3000);
+  assert_int_equal(brume_hosts_free_mib(h, "wa"), 192); /* r6's call is still under way */
+  brume_hosts_end_reservation(h, "wa", r6, false, 0);
+  assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
 
   /* Reservations over what is published leave nothing, not a wrap-around. */
   uint64_t r3 = brume_hosts_reserve(h, "wa", 4096, 5000, &err);
@@ -213,7 +227,7 @@ static void test_reservations(void **state) {
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 0);
   /* A host that goes takes its reservations with it; ending one then does nothing. */
   brume_hosts_remove(h, "wa");
-  brume_hosts_end_reservation(h, "wa", r3, true);
+  brume_hosts_end_reservation(h, "wa", r3, true, 0);
   update_ok(h, "wa", reg("a:1", 1, 1024, 1024, NULL));
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 1024);
   assert_int_equal(brume_hosts_get(h, "wa")->updates, 1);

@@ -471,9 +471,10 @@ static void test_provisioned(void **state) {
 }
 
 static void start_placement_n(size_t i) {
-  const char *flags[] = {"--keep-warm", "4s", "--reconcile-interval", "1s",
-                         "--lease-ttl", "2s", "--hold-margin",        "5s",
-                         NULL};
+  /* Debug level: the hosts' registrations and reservations are in the log a failure prints. */
+  const char *flags[] = {
+      "--keep-warm",   "4s", "--reconcile-interval", "1s",    "--lease-ttl", "2s",
+      "--hold-margin", "5s", "--log-level",          "debug", NULL};
   if (brume_test_cluster_start_placement(c, i, flags) < 0) {
     brume_test_cluster_dump_logs(c);
     fail_msg("brume-placement did not start");
@@ -609,7 +610,7 @@ static void test_http_and_config(void **state) {
   expect_last_line("1", "%s %s 2>&1 | grep -c 'daemon_id \"a b\" must be'", c->placement_bin, bad);
 }
 
-/* Drain or undrain worker w, then wait until placement sees it. */
+/* Drains or undrains worker w. */
 static void drain(brume_test_worker *w, bool on) {
   Brume__WorkerDrainRequest req = BRUME__WORKER_DRAIN_REQUEST__INIT;
   req.draining = on;
@@ -618,6 +619,10 @@ static void drain(brume_test_worker *w, bool on) {
   if (brume_test_worker_call(w, BRUME_TEST_W_DRAIN, &req, &resp, &err) < 0)
     fail_msg("Drain on %s: %s", w->host_id, err->msg);
   brume__worker_drain_response__free_unpacked(resp, NULL);
+}
+
+/* Waits until placement's ListHosts shows w draining (on) or not. */
+static void wait_drain_seen(brume_test_worker *w, bool on) {
   double t0 = brume_test_mono_ms();
   for (;;) {
     Brume__ListHostsResponse *hs = placement_hosts();
@@ -633,18 +638,29 @@ static void drain(brume_test_worker *w, bool on) {
                 brume_test_mono_ms() - t0);
 }
 
-/* A draining host gets no new sandboxes (its worker refuses them too); once the drain ends, the
- * spread sends the next one there. */
+/* A draining host gets no new sandboxes: acquires made at once after the drain began (before
+ * placement may have seen it: a refused cold start goes to the other host) all land on the other
+ * host, and the drained worker refuses a CreateSandbox of its own; once the drain ends, the spread
+ * sends the next one there. */
 static void test_drained_host(void **state) {
   (void)state;
-  brume_test_worker *drained = c->workers[1];
+  /* The first host: the choice's tie-break (the smallest id) goes there first, so that the first
+   * acquire, made before the worker publishes its drain, is refused and sent to the other. */
+  brume_test_worker *drained = c->workers[0], *other = c->workers[1];
+  long long retries0 =
+      brume_test_cluster_placement_metric(c, 0, "brume_placement_cold_start_retries_total");
   drain(drained, true);
   brume_test_fn fn = {.function_name = "drain"};
   Brume__AcquireSandboxResponse *held[4];
   for (int i = 0; i < 3; i++) {
     held[i] = acquire_ok(&fn, "test/fe-1");
-    assert_string_equal(held[i]->host_id, c->workers[0]->host_id);
+    assert_string_equal(held[i]->host_id, other->host_id);
   }
+  print_message(
+      "# cold starts sent again after a refusal: %lld\n",
+      brume_test_cluster_placement_metric(c, 0, "brume_placement_cold_start_retries_total") -
+          retries0);
+  wait_drain_seen(drained, true);
   char id[80];
   brume_autoptr(brume_err) err = NULL;
   brume_test_fn direct = {.function_name = "drain", .code = &c->workers[0]->codes[0]};
@@ -652,6 +668,7 @@ static void test_drained_host(void **state) {
   brume_test_expect_code(rc, err, BRUME_UNAVAILABLE, "CreateSandbox on a draining worker");
   assert_non_null(strstr(err->msg, "draining"));
   drain(drained, false);
+  wait_drain_seen(drained, false);
   held[3] = acquire_ok(&fn, "test/fe-1");
   assert_string_equal(held[3]->host_id, drained->host_id);
   for (int i = 0; i < 4; i++) {
