@@ -201,6 +201,14 @@ static uint32_t entry_free_milli(const brume_hosts *h, const entry *e) {
   return left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
 }
 
+uint32_t brume_hosts_reserved_mib(const brume_hosts *h, const char *host_id) {
+  entry *e = lookup(h, host_id);
+  if (e == NULL) return 0;
+  uint64_t mib, milli;
+  reserved(e, &mib, &milli);
+  return mib > UINT32_MAX ? UINT32_MAX : (uint32_t)mib;
+}
+
 uint32_t brume_hosts_free_mib(const brume_hosts *h, const char *host_id) {
   entry *e = lookup(h, host_id);
   return e ? entry_free_mib(e) : 0;

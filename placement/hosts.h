@@ -58,6 +58,8 @@ size_t brume_hosts_count(const brume_hosts *h);
 /* The i-th host in id order (i < brume_hosts_count). */
 const brume_host *brume_hosts_at(const brume_hosts *h, size_t i);
 
+/* Memory held by a host's reservations (0 for an unknown host). */
+uint32_t brume_hosts_reserved_mib(const brume_hosts *h, const char *host_id);
 /* Free memory and vCPU share left on a host for new sandboxes, reservations taken off (0 when
  * they are used up, or the host is unknown). */
 uint32_t brume_hosts_free_mib(const brume_hosts *h, const char *host_id);

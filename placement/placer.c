@@ -250,7 +250,6 @@ int placer_record_and_add(brume_placer *p, const placer_new_sandbox *s, brume_er
  * brume_hosts_expire): three times the worker's publishing interval. */
 #define RESERVATION_AFTER_MS 3000
 
-
 typedef struct count_arg {
   brume_placer *p;
   const char *function;
@@ -636,6 +635,7 @@ Brume__HostInfo **brume_placer_hosts(brume_placer *p, const char *host_id, size_
     hi->vcpus = host->vcpus;
     hi->memory_mib = host->memory_mib;
     hi->free_memory_mib = host->free_memory_mib;
+    hi->reserved_memory_mib = brume_hosts_reserved_mib(h, host->id);
     hi->vcpu_milli_committed = host->vcpu_milli_committed;
     hi->draining = host->draining;
     uint32_t idle = 0, held = 0;

@@ -180,6 +180,8 @@ static void test_reservations(void **state) {
   uint64_t r2 = brume_hosts_reserve(h, "wa", 256, 300, &err);
   assert_true(r1 != 0 && r2 != 0 && r1 != r2);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
+  assert_int_equal(brume_hosts_reserved_mib(h, "wa"), 768);
+  assert_int_equal(brume_hosts_reserved_mib(h, "nowhere"), 0);
   assert_int_equal(brume_hosts_free_vcpu_milli(h, "wa"), 400);
   assert_string_equal(choose_id(h, 256, 72, NULL, NULL), "wa");
   expect_none(h, 512, 72, "1 short of memory");

@@ -330,14 +330,18 @@ static void *spread_one(void *p) {
   return NULL;
 }
 
-/* Waits until both hosts publish all their memory free (a worker publishes about once a
- * second, so a sandbox destroyed a moment ago may still count). */
+/* Waits until both hosts publish all their memory free and placement holds no reservation on
+ * them (a worker publishes about once a second, so a sandbox destroyed a moment ago may still
+ * count, and the reservation of one created a moment ago lasts until the worker's next
+ * registration). */
 static void wait_hosts_empty(void) {
   double t0 = brume_test_mono_ms();
   for (;;) {
     Brume__ListHostsResponse *hs = placement_hosts();
     size_t empty = 0;
-    for (size_t i = 0; i < hs->n_hosts; i++) empty += hs->hosts[i]->free_memory_mib == HOST_CAP_MIB;
+    for (size_t i = 0; i < hs->n_hosts; i++)
+      empty +=
+          hs->hosts[i]->free_memory_mib == HOST_CAP_MIB && hs->hosts[i]->reserved_memory_mib == 0;
     bool done = hs->n_hosts == 2 && empty == 2;
     brume__list_hosts_response__free_unpacked(hs, NULL);
     if (done) return;
