@@ -67,13 +67,17 @@ static void record(caller *c, int figure, double us) {
 
 static void start_next(caller *c);
 
+/* A failed call ends its caller's chain (the bench then exits 1). True if the call failed. */
+static bool chain_broken(const char *what, ProtobufCMessage *reply, const brume_err *err) {
+  if (reply) return false;
+  fail_call(what, err);
+  atomic_fetch_sub(&running, 1);
+  return true;
+}
+
 static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err) {
   caller *c = user;
-  if (reply == NULL) {
-    fail_call("ReleaseSandbox", err);
-    atomic_fetch_sub(&running, 1);
-    return;
-  }
+  if (chain_broken("ReleaseSandbox", reply, err)) return;
   protobuf_c_message_free_unpacked(reply, NULL);
   record(c, FIG_PAIR, brume_test_mono_ms() * 1000 - c->t0);
   if (atomic_load(&recording)) atomic_fetch_add(&pairs, 1);
@@ -82,11 +86,7 @@ static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err
 
 static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err) {
   caller *c = user;
-  if (reply == NULL) {
-    fail_call("AcquireSandbox", err);
-    atomic_fetch_sub(&running, 1);
-    return;
-  }
+  if (chain_broken("AcquireSandbox", reply, err)) return;
   Brume__AcquireSandboxResponse *r = (void *)reply;
   record(c, FIG_ACQUIRE, brume_test_mono_ms() * 1000 - c->t0);
   if (r->cold && atomic_load(&recording)) atomic_fetch_add(&colds, 1);
@@ -106,11 +106,7 @@ static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err
 
 static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
   caller *c = user;
-  if (reply == NULL) {
-    fail_call("ListHosts", err);
-    atomic_fetch_sub(&running, 1);
-    return;
-  }
+  if (chain_broken("ListHosts", reply, err)) return;
   protobuf_c_message_free_unpacked(reply, NULL);
   record(c, FIG_BARE, brume_test_mono_ms() * 1000 - c->t0);
   if (atomic_load(&recording)) atomic_fetch_add(&bare_calls, 1);

@@ -1,9 +1,12 @@
 #include "daemon.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "mem.h"
@@ -71,5 +74,35 @@ int brume_daemon_base_start(brume_daemon_base *b, const brume_common_config *com
   free(value);
   if (b->reg == NULL)
     return brume_err_wrap(err, "registering in etcd at %s", common->etcd_endpoints);
+  return 0;
+}
+
+void brume_daemon_base_stop(brume_daemon_base *b) {
+  brume_rpc_server_free(b->rpc);
+  b->rpc = NULL;
+  brume_registration_free(b->reg);
+  b->reg = NULL;
+  brume_etcd_free(b->etcd);
+  b->etcd = NULL;
+  brume_metrics_free(b->metrics);
+  b->metrics = NULL;
+  free(b->addr);
+  b->addr = NULL;
+}
+
+int brume_daemon_check_base(const char *configured_id, char *id, size_t size, bool *from_hostname,
+                            const char *etcd_prefix, int64_t lease_ttl_ms, brume_err **err) {
+  *from_hostname = configured_id == NULL;
+  if (configured_id == NULL) {
+    memset(id, 0, size);
+    if (gethostname(id, size - 1) < 0)
+      return brume_err_set(err, BRUME_INTERNAL, "gethostname: %s", strerror(errno));
+  } else {
+    snprintf(id, size, "%s", configured_id);
+  }
+  if (brume_config_check_etcd_prefix(etcd_prefix, err) < 0) return -1;
+  if (lease_ttl_ms % 1000 != 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "lease_ttl must be a whole number of seconds (etcd leases count seconds)");
   return 0;
 }

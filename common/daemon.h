@@ -41,4 +41,16 @@ int brume_daemon_base_start(brume_daemon_base *b, const brume_common_config *com
                             const char *prefix, const char *kind, const char *id, int lease_ttl_s,
                             int threads, brume_err **err);
 
+/* Frees what brume_daemon_base_start made that is still there, in the safe order (the gRPC
+ * server first unless the daemon freed it earlier and set it NULL; the registration, whose lease
+ * is revoked; etcd; the metrics, so the HTTP listener must be stopped before). */
+void brume_daemon_base_stop(brume_daemon_base *b);
+
+/* The options every control-plane daemon checks alike, for its validate(): the daemon id in use
+ * (configured, or the hostname: *from_hostname) copied into id; etcd_prefix
+ * (brume_config_check_etcd_prefix); lease_ttl_ms a whole number of seconds. The daemon checks the
+ * id's own syntax afterwards. */
+int brume_daemon_check_base(const char *configured_id, char *id, size_t size, bool *from_hostname,
+                            const char *etcd_prefix, int64_t lease_ttl_ms, brume_err **err);
+
 #endif

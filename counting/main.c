@@ -7,12 +7,10 @@
  * engine and its ticker, the Counting service, the HTTP /healthz and /metrics listener), then
  * stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT in
  * between. */
-#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "brume/counting.pb-c.h"
 #include "config.h"
@@ -69,21 +67,14 @@ static int validate(brume_err **err) {
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "etcd_endpoints is required: counting holds its blocks and registers in "
                          "etcd");
-  const char *origin = "";
-  if (cfg.daemon_id == NULL) {
-    if (gethostname(daemon_id, sizeof(daemon_id) - 1) < 0)
-      return brume_err_set(err, BRUME_INTERNAL, "gethostname: %s", strerror(errno));
-    origin = " (the hostname; set daemon_id)";
-  } else {
-    snprintf(daemon_id, sizeof(daemon_id), "%s", cfg.daemon_id);
-  }
+  bool from_hostname;
+  if (brume_daemon_check_base(cfg.daemon_id, daemon_id, sizeof(daemon_id), &from_hostname,
+                              cfg.etcd_prefix, cfg.lease_ttl, err) < 0)
+    return -1;
   if (brume_engine_check_daemon_id(daemon_id, err) < 0)
     return brume_err_wrap(err, "daemon_id%s must be 1-%d printable bytes, with no space and no '/'",
-                          origin, BRUME_TOKENS_DAEMON_ID_MAX);
-  if (brume_config_check_etcd_prefix(cfg.etcd_prefix, err) < 0) return -1;
-  if (cfg.lease_ttl % 1000 != 0)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "lease_ttl must be a whole number of seconds (etcd leases count seconds)");
+                          from_hostname ? " (the hostname; set daemon_id)" : "",
+                          BRUME_TOKENS_DAEMON_ID_MAX);
   return 0;
 }
 
@@ -108,7 +99,7 @@ static const brume_config_spec spec = {
 
 static struct {
   brume_daemon_base b; /* metrics, etcd, the gRPC server, its address, the registration */
-  char *root; /* etcd_prefix + "/" */
+  char *root;          /* etcd_prefix + "/" */
   brume_limits_store *limits;
   brume_workq *wq;
   brume_engine *engine;
@@ -196,15 +187,9 @@ static void stop(void) {
   d.wq = NULL;
   brume_limits_store_stop(d.limits);
   d.limits = NULL;
-  brume_registration_free(d.b.reg); /* revokes the lease: the key and any block left go */
-  d.b.reg = NULL;
-  brume_etcd_free(d.b.etcd);
-  d.b.etcd = NULL;
   brume_http_stop(d.http);
   d.http = NULL;
-  brume_metrics_free(d.b.metrics);
-  d.b.metrics = NULL;
-  free(d.b.addr);
+  brume_daemon_base_stop(&d.b); /* revokes the lease: the key and any block left go */
   free(d.root);
 }
 

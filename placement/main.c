@@ -8,11 +8,9 @@
  * /healthz and /metrics listener), then stop() in reverse order; common/daemon.h runs them and
  * waits for SIGTERM or SIGINT in between. */
 #include <ctype.h>
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "brume/placement.pb-c.h"
 #include "config.h"
@@ -93,18 +91,11 @@ static int validate(brume_err **err) {
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "etcd_endpoints is required: placement follows the hosts and records "
                          "its sandboxes in etcd");
-  if (cfg.daemon_id == NULL) {
-    if (gethostname(daemon_id, sizeof(daemon_id) - 1) < 0)
-      return brume_err_set(err, BRUME_INTERNAL, "gethostname: %s", strerror(errno));
-  } else {
-    snprintf(daemon_id, sizeof(daemon_id), "%s", cfg.daemon_id);
-  }
-  if (check_daemon_id(daemon_id, err) < 0) return -1;
-  if (brume_config_check_etcd_prefix(cfg.etcd_prefix, err) < 0) return -1;
-  if (cfg.lease_ttl % 1000 != 0)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "lease_ttl must be a whole number of seconds (etcd leases count seconds)");
-  return 0;
+  bool from_hostname;
+  if (brume_daemon_check_base(cfg.daemon_id, daemon_id, sizeof(daemon_id), &from_hostname,
+                              cfg.etcd_prefix, cfg.lease_ttl, err) < 0)
+    return -1;
+  return check_daemon_id(daemon_id, err);
 }
 
 static const brume_config_spec spec = {
@@ -193,16 +184,10 @@ static void stop(void) {
   d.b.rpc = NULL;
   brume_workq_free(d.wq);
   d.wq = NULL;
-  /* The sandbox records stay in etcd: a restart with the same daemon_id takes them back. */
-  brume_registration_free(d.b.reg);
-  d.b.reg = NULL;
-  brume_etcd_free(d.b.etcd);
-  d.b.etcd = NULL;
   brume_http_stop(d.http);
   d.http = NULL;
-  brume_metrics_free(d.b.metrics);
-  d.b.metrics = NULL;
-  free(d.b.addr);
+  /* The sandbox records stay in etcd: a restart with the same daemon_id takes them back. */
+  brume_daemon_base_stop(&d.b);
 }
 
 int main(int argc, char **argv) {
