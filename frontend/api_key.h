@@ -31,6 +31,13 @@ typedef enum brume_scope {
   BRUME_SCOPE_ADMIN = 1u << 2,
 } brume_scope;
 
+/* Who a call comes from, once its key is verified: what the frontend's modules are handed. */
+typedef struct brume_principal {
+  char key_id[BRUME_API_KEY_ID_HEX + 1];
+  char account_id[256];
+  unsigned scopes; /* brume_scope bits */
+} brume_principal;
+
 /* What is stored about a key. */
 typedef struct brume_api_key_record {
   char key_id[BRUME_API_KEY_ID_HEX + 1];
