@@ -13,27 +13,6 @@
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$top/build}
-bin=$BUILD_DIR/bench/bench_placement
-[ -x "$bin" ] || { echo "bench/placement.sh: $bin is missing (build target bench_placement)" >&2; exit 1; }
-command -v etcd >/dev/null || { echo "bench/placement.sh: no etcd on PATH" >&2; exit 1; }
-
-bench_pid=
-cleanup() {
-  if [ -n "$bench_pid" ] && kill -0 "$bench_pid" 2>/dev/null; then
-    kill -TERM "$bench_pid" 2>/dev/null || true
-    wait "$bench_pid" 2>/dev/null || true
-  fi
-  # bench_placement destroys its domains itself; this catches a SIGKILLed driver.
-  if [ -n "$bench_pid" ] && command -v virsh >/dev/null; then
-    for d in $(virsh -c qemu:///system list --all --name 2>/dev/null | grep "^brume-bp$bench_pid-" || true); do
-      virsh -c qemu:///system destroy "$d" >/dev/null 2>&1 || true
-    done
-  fi
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
+. "$top/bench/lib/driver.bash"
 echo "bench/placement.sh: placement daemon, one worker, 64 sandboxes" >&2
-"$bin" &
-bench_pid=$!
-wait "$bench_pid"
+run_driver bench/placement.sh "$BUILD_DIR/bench/bench_placement" brume-bp

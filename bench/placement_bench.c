@@ -24,6 +24,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "brume/placement.pb-c.h"
 #include "cluster_fixture.h"
 #include "err.h"
@@ -143,12 +144,6 @@ static void start_next(caller *c) {
   }
 }
 
-static void emit(const char *metric, double value, const char *unit) {
-  printf("{\"bench\": \"placement\", \"metric\": \"%s\", \"value\": %.2f, \"unit\": \"%s\"}\n",
-         metric, value, unit);
-  fflush(stdout);
-}
-
 static double percentile(int figure, double p) {
   size_t n = 0;
   for (int i = 0; i < CALLERS; i++) n += callers[i].n[figure];
@@ -161,23 +156,6 @@ static double percentile(int figure, double p) {
   double v = brume_test_percentile(all, n, p);
   free(all);
   return v;
-}
-
-/* CPU time (user + system) of pid so far, in microseconds. */
-static double cpu_us(pid_t pid) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) return 0;
-  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-  fclose(f);
-  buf[n] = '\0';
-  const char *p = strrchr(buf, ')');
-  unsigned long long ut = 0, st = 0;
-  if (p == NULL ||
-      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-    return 0;
-  return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
 
 /* Runs every caller's chain in mode m: 1 s unrecorded, then seconds recorded; returns the
@@ -284,30 +262,30 @@ int main(void) {
 
   fprintf(stderr, "bench_placement: %d callers, AcquireSandbox+ReleaseSandbox pairs, %.0f s\n",
           CALLERS, seconds);
-  double cpu0 = cpu_us(c->pl[0].pid);
+  double cpu0 = bench_cpu_us(c->pl[0].pid);
   double el = run_phase(PAIRS, seconds);
-  double cpu1 = cpu_us(c->pl[0].pid);
+  double cpu1 = bench_cpu_us(c->pl[0].pid);
   if (atomic_load(&failures)) goto out;
   long np = atomic_load(&pairs);
-  emit("warm_pairs_per_s", np / el, "pairs/s");
-  emit("pair_p50_us", percentile(FIG_PAIR, 50), "us");
-  emit("pair_p99_us", percentile(FIG_PAIR, 99), "us");
-  emit("acquire_p50_us", percentile(FIG_ACQUIRE, 50), "us");
-  emit("acquire_p99_us", percentile(FIG_ACQUIRE, 99), "us");
-  emit("cold_acquires_during_run", (double)atomic_load(&colds), "calls");
-  if (np) emit("daemon_cpu_per_pair_us", (cpu1 - cpu0) / np, "us");
+  bench_emit("placement", "warm_pairs_per_s", np / el, "pairs/s");
+  bench_emit("placement", "pair_p50_us", percentile(FIG_PAIR, 50), "us");
+  bench_emit("placement", "pair_p99_us", percentile(FIG_PAIR, 99), "us");
+  bench_emit("placement", "acquire_p50_us", percentile(FIG_ACQUIRE, 50), "us");
+  bench_emit("placement", "acquire_p99_us", percentile(FIG_ACQUIRE, 99), "us");
+  bench_emit("placement", "cold_acquires_during_run", (double)atomic_load(&colds), "calls");
+  if (np) bench_emit("placement", "daemon_cpu_per_pair_us", (cpu1 - cpu0) / np, "us");
 
   fprintf(stderr, "bench_placement: %d callers, bare RPC (ListHosts of no host), %.0f s\n", CALLERS,
           seconds);
-  cpu0 = cpu_us(c->pl[0].pid);
+  cpu0 = bench_cpu_us(c->pl[0].pid);
   el = run_phase(BARE, seconds);
-  cpu1 = cpu_us(c->pl[0].pid);
+  cpu1 = bench_cpu_us(c->pl[0].pid);
   if (atomic_load(&failures)) goto out;
   long nb = atomic_load(&bare_calls);
-  emit("bare_rpc_per_s", nb / el, "calls/s");
-  emit("bare_rpc_p50_us", percentile(FIG_BARE, 50), "us");
-  emit("bare_rpc_p99_us", percentile(FIG_BARE, 99), "us");
-  if (nb) emit("daemon_cpu_per_bare_call_us", (cpu1 - cpu0) / nb, "us");
+  bench_emit("placement", "bare_rpc_per_s", nb / el, "calls/s");
+  bench_emit("placement", "bare_rpc_p50_us", percentile(FIG_BARE, 50), "us");
+  bench_emit("placement", "bare_rpc_p99_us", percentile(FIG_BARE, 99), "us");
+  if (nb) bench_emit("placement", "daemon_cpu_per_bare_call_us", (cpu1 - cpu0) / nb, "us");
   rc = 0;
 out:
   if (rc != 0) brume_test_cluster_dump_logs(c);

@@ -63,6 +63,7 @@ int brume_daemon_base_start(brume_daemon_base *b, const brume_common_config *com
       .tls = brume_rpc_server_tls(common),
       .threads = threads,
       .slots_per_method = 256,
+      .max_message_bytes = b->max_message_bytes,
       .metrics = b->metrics,
   };
   b->rpc = brume_rpc_server_new(&ro, err);

@@ -30,6 +30,9 @@ int brume_daemon_main(const brume_config_spec *spec, const brume_common_config *
  * registration <prefix>/svc/<kind>/<id> = {"addr": ...} under a lease of lease_ttl_s. On failure
  * err names the step; what was made is in b for the daemon's stop() to free. */
 typedef struct brume_daemon_base {
+  /* Set by the caller before start: the largest request the gRPC server accepts (0 =
+   * BRUME_RPC_DEFAULT_MAX_MESSAGE); the frontend takes function code in its requests. */
+  size_t max_message_bytes;
   brume_metrics *metrics;
   brume_etcd *etcd;
   brume_rpc_server *rpc;

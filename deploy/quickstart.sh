@@ -1,96 +1,160 @@
 #!/usr/bin/env bash
 # deploy/quickstart.sh [start|stop|status]
-# Sets up this machine for Brume and starts it: installs the Debian packages, builds everything,
-# and starts the services a single node runs: etcd on 127.0.0.1 (the cluster's state store),
-# brume-counting (gRPC 127.0.0.1:7010, /healthz and /metrics on 127.0.0.1:9010) and
-# brume-placement (gRPC 127.0.0.1:7020, HTTP 127.0.0.1:9020); the other Brume daemons join this
-# script as their issues land.
-# State lives under $BRUME_HOME (default /var/lib/brume, or ~/.brume when not root).
+# Brume on this one machine, from a clean checkout: installs the Debian packages, builds
+# everything, builds the guest image (kernel and initramfs, cached), starts libvirtd, etcd and one
+# of each daemon on loopback, makes an admin API key, deploys the example functions of examples/
+# with the brume CLI and invokes one, printing its answer.
+#   etcd             http://127.0.0.1:2379            the cluster's state
+#   brume-counting   gRPC 127.0.0.1:7010  HTTP 9010   concurrency and the scaling rate
+#   brume-placement  gRPC 127.0.0.1:7020  HTTP 9020   warm sandboxes or cold starts
+#   brume-worker     gRPC 127.0.0.1:7030  HTTP 9030   the microVMs (libvirt; KVM or TCG)
+#   brume-frontend   gRPC 127.0.0.1:7040  HTTP 9040   the public API; function code for workers
+# A second run starts only what is not running and updates the examples' code (idempotent).
+# State lives under $BRUME_HOME (default /var/lib/brume, or ~/.brume when not root): the daemons'
+# logs (log/), the admin key (admin.key, mode 0600), etcd's data, the frontend's code store.
+# Ports: BRUME_<DAEMON>_LISTEN and BRUME_<DAEMON>_HTTP_LISTEN, BRUME_ETCD_PORT, BRUME_ETCD_PEER_PORT.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-start}
 if [ "$(id -u)" -eq 0 ]; then home=${BRUME_HOME:-/var/lib/brume}; else home=${BRUME_HOME:-$HOME/.brume}; fi
+build=${BRUME_BUILD_DIR:-$top/build}
 etcd_port=${BRUME_ETCD_PORT:-2379}
 etcd_peer_port=${BRUME_ETCD_PEER_PORT:-2380}
 counting_listen=${BRUME_COUNTING_LISTEN:-127.0.0.1:7010}
 counting_http=${BRUME_COUNTING_HTTP_LISTEN:-127.0.0.1:9010}
 placement_listen=${BRUME_PLACEMENT_LISTEN:-127.0.0.1:7020}
 placement_http=${BRUME_PLACEMENT_HTTP_LISTEN:-127.0.0.1:9020}
+worker_listen=${BRUME_WORKER_LISTEN:-127.0.0.1:7030}
+worker_http=${BRUME_WORKER_HTTP_LISTEN:-127.0.0.1:9030}
+frontend_listen=${BRUME_FRONTEND_LISTEN:-127.0.0.1:7040}
+frontend_http=${BRUME_FRONTEND_HTTP_LISTEN:-127.0.0.1:9040}
+etcd_url=http://127.0.0.1:$etcd_port
 run=$home/run
-mkdir -p "$run" "$home/log"
+daemons="frontend worker placement counting etcd" # the order stop uses; start goes backwards
 
 running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
 
 status() {
-  if running etcd; then
-    echo "etcd      running  pid $(cat "$run/etcd.pid")  http://127.0.0.1:$etcd_port  log $home/log/etcd.log"
-  else
-    echo "etcd      stopped"
-  fi
-  if running counting; then
-    echo "counting  running  pid $(cat "$run/counting.pid")  grpc $counting_listen  http://$counting_http/healthz  log $home/log/counting.log"
-  else
-    echo "counting  stopped"
-  fi
-  if running placement; then
-    echo "placement running  pid $(cat "$run/placement.pid")  grpc $placement_listen  http://$placement_http/healthz  log $home/log/placement.log"
-  else
-    echo "placement stopped"
-  fi
+  local name pid
+  for name in etcd counting placement worker frontend; do
+    if running "$name"; then
+      pid=$(cat "$run/$name.pid")
+      printf '%-10s running  pid %-7s log %s\n' "$name" "$pid" "$home/log/$name.log"
+    else
+      printf '%-10s stopped\n' "$name"
+    fi
+  done
 }
+
 # Waits until url answers (a daemon's /healthz), or fails naming the log.
 wait_healthy() {
-  for _ in $(seq 50); do
+  for _ in $(seq 150); do
     curl -sf "$1" >/dev/null && return 0
     sleep 0.2
   done
-  echo "$2 did not become healthy; see $3" >&2
+  echo "quickstart: $2 did not become healthy; its log: $3" >&2
+  tail -n 20 "$3" >&2 || true
   exit 1
 }
 
+# start_daemon NAME HEALTH_URL COMMAND...: starts COMMAND in the background unless NAME runs.
+start_daemon() {
+  local name=$1 url=$2
+  shift 2
+  if running "$name"; then return 0; fi
+  "$@" >>"$home/log/$name.log" 2>&1 &
+  echo $! >"$run/$name.pid"
+  wait_healthy "$url" "$name" "$home/log/$name.log"
+}
+
+brume() { "$build/cli/brume" --endpoint "$frontend_listen" --api-key-file "$home/admin.key" "$@"; }
+
+# deploy NAME MODE HANDLER ZIP: creates the function, or updates its code when it exists.
+deploy() {
+  local name=$1 mode=$2 handler=$3 zip=$4
+  if brume function get "$name" >/dev/null 2>&1; then
+    brume function update-code "$name" --zip "$zip" >/dev/null
+    echo "  updated $name"
+  else
+    brume function create "$name" --handler-mode "$mode" --handler "$handler" --zip "$zip" >/dev/null
+    echo "  created $name"
+  fi
+}
+
+start() {
+  mkdir -p "$run" "$home/log"
+  echo "[1/6] installing dependencies"
+  bash "$top/deploy/install-deps.sh"
+  echo "[2/6] building into $build"
+  cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j"$(nproc)" >/dev/null
+  echo "[3/6] the guest image (the kernel build takes about 4 minutes the first time, then it is cached)"
+  kernel=$("$top/worker-agent/guest/build-kernel.sh" 2>>"$home/log/guest-build.log" | tail -n 1)
+  kernel_smp=$("$top/worker-agent/guest/build-kernel.sh" --smp 2>>"$home/log/guest-build.log" | tail -n 1)
+  initrd=$("$top/worker-agent/guest/build-initramfs.sh" "$build/worker-agent/guest/init/brume-init" \
+    2>>"$home/log/guest-build.log" | tail -n 1)
+  echo "[4/6] libvirtd and virtlogd"
+  bash "$top/deploy/host-setup.sh" >>"$home/log/host-setup.log" 2>&1
+  echo "[5/6] starting the services"
+  if ! running etcd; then
+    etcd --name brume-local --data-dir "$home/etcd" \
+      --listen-client-urls "$etcd_url" --advertise-client-urls "$etcd_url" \
+      --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+      --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+      --initial-cluster "brume-local=http://127.0.0.1:$etcd_peer_port" \
+      >>"$home/log/etcd.log" 2>&1 &
+    echo $! >"$run/etcd.pid"
+    wait_healthy "$etcd_url/health" etcd "$home/log/etcd.log"
+  fi
+  start_daemon counting "http://$counting_http/healthz" "$build/counting/brume-counting" \
+    --listen "$counting_listen" --http_listen "$counting_http" --etcd_endpoints "$etcd_url" \
+    --daemon_id quickstart
+  # A fixed daemon id: a restart takes back the sandboxes the last run left on the workers.
+  start_daemon placement "http://$placement_http/healthz" "$build/placement/brume-placement" \
+    --listen "$placement_listen" --http_listen "$placement_http" --etcd_endpoints "$etcd_url" \
+    --daemon_id quickstart
+  start_daemon worker "http://$worker_http/healthz" "$build/worker-agent/brume-worker" \
+    --listen "$worker_listen" --http_listen "$worker_http" --etcd_endpoints "$etcd_url" \
+    --host_id quickstart --guest_kernel "$kernel" --guest_kernel_smp "$kernel_smp" \
+    --guest_initrd "$initrd" --image_dir "$home/worker/images" --run_dir "$home/worker/run" \
+    --code_cache_dir "$home/worker/code"
+  start_daemon frontend "http://$frontend_http/healthz" "$build/frontend/brume-frontend" \
+    --listen "$frontend_listen" --http_listen "$frontend_http" --etcd_endpoints "$etcd_url" \
+    --daemon_id quickstart --data_dir "$home/frontend" --counting_addr "$counting_listen" \
+    --placement_addr "$placement_listen"
+  echo "[6/6] the admin key and the example functions"
+  if [ ! -s "$home/admin.key" ]; then
+    (umask 077 && "$build/frontend/brume-frontend" bootstrap-key admin --etcd_endpoints "$etcd_url" \
+      >"$home/admin.key" 2>>"$home/log/frontend.log")
+    echo "  made an admin key: $home/admin.key"
+  fi
+  deploy hello-c runtime-api hello "$build/examples/hello-c.zip"
+  deploy hello-shell exec handler.sh "$build/examples/hello-shell.zip"
+  status
+  echo
+  echo "$ brume invoke hello-c --payload '{\"name\": \"Brume\"}'"
+  brume invoke hello-c --payload '{"name": "Brume"}'
+  echo
+  echo "Brume is up. Try:  $build/cli/brume --endpoint $frontend_listen --api-key-file $home/admin.key function list"
+  echo "Stop it with: deploy/quickstart.sh stop"
+}
+
+stop() {
+  local name
+  for name in $daemons; do
+    if running "$name"; then
+      kill "$(cat "$run/$name.pid")"
+      # The worker destroys its microVMs on the way out: wait for it.
+      for _ in $(seq 100); do running "$name" || break; sleep 0.1; done
+    fi
+    rm -f "$run/$name.pid"
+  done
+  status
+}
+
 case $cmd in
-  start)
-    echo "[1/3] installing dependencies"
-    bash "$top/deploy/install-deps.sh"
-    echo "[2/3] building into $top/build"
-    cmake -S "$top" -B "$top/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-    cmake --build "$top/build" -j"$(nproc)" >/dev/null
-    echo "[3/3] starting services"
-    if ! running etcd; then
-      etcd --name brume-local --data-dir "$home/etcd" \
-        --listen-client-urls "http://127.0.0.1:$etcd_port" \
-        --advertise-client-urls "http://127.0.0.1:$etcd_port" \
-        --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" \
-        --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
-        --initial-cluster "brume-local=http://127.0.0.1:$etcd_peer_port" \
-        >>"$home/log/etcd.log" 2>&1 &
-      echo $! >"$run/etcd.pid"
-      wait_healthy "http://127.0.0.1:$etcd_port/health" etcd "$home/log/etcd.log"
-    fi
-    if ! running counting; then
-      "$top/build/counting/brume-counting" --listen "$counting_listen" \
-        --http_listen "$counting_http" --etcd_endpoints "http://127.0.0.1:$etcd_port" \
-        >>"$home/log/counting.log" 2>&1 &
-      echo $! >"$run/counting.pid"
-      wait_healthy "http://$counting_http/healthz" brume-counting "$home/log/counting.log"
-    fi
-    if ! running placement; then
-      # A fixed daemon id: a restart takes back the sandboxes the last run left on the workers.
-      "$top/build/placement/brume-placement" --listen "$placement_listen" \
-        --http_listen "$placement_http" --etcd_endpoints "http://127.0.0.1:$etcd_port" \
-        --daemon_id quickstart >>"$home/log/placement.log" 2>&1 &
-      echo $! >"$run/placement.pid"
-      wait_healthy "http://$placement_http/healthz" brume-placement "$home/log/placement.log"
-    fi
-    status
-    echo "Brume is up (etcd, counting, placement). Stop it with: deploy/quickstart.sh stop"
-    ;;
-  stop)
-    if running placement; then kill "$(cat "$run/placement.pid")"; rm -f "$run/placement.pid"; fi
-    if running counting; then kill "$(cat "$run/counting.pid")"; rm -f "$run/counting.pid"; fi
-    if running etcd; then kill "$(cat "$run/etcd.pid")"; rm -f "$run/etcd.pid"; fi
-    status
-    ;;
+  start) start ;;
+  stop) stop ;;
   status) status ;;
   *) echo "usage: deploy/quickstart.sh [start|stop|status]" >&2; exit 2 ;;
 esac

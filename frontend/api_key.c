@@ -142,6 +142,8 @@ char *brume_api_key_record_json(const brume_api_key_record *rec) {
       json_pack("{s:s, s:o, s:s, s:s, s:I}", "account", rec->account_id, "scopes", scopes, "salt",
                 rec->salt, "hash", rec->hash, "created_unix_ms", (json_int_t)rec->created_unix_ms);
   BRUME_ENSURE(o != NULL);
+  if (rec->description[0])
+    json_object_set_new(o, "description", json_string(rec->description));
   char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(o);
   BRUME_ENSURE(s != NULL);
@@ -156,12 +158,13 @@ int brume_api_key_record_parse(const char *key_id, const char *json, brume_api_k
   json_error_t je;
   json_t *o = json_loads(json, 0, &je);
   if (o == NULL) return brume_err_set(err, BRUME_INVALID_ARGUMENT, "not JSON: %s", je.text);
-  const char *account = NULL, *salt = NULL, *hash = NULL;
+  const char *account = NULL, *salt = NULL, *hash = NULL, *description = "";
   json_t *scopes = NULL;
   json_int_t created = 0;
   int rc = -1;
-  if (json_unpack_ex(o, &je, 0, "{s:s, s:o, s:s, s:s, s?I}", "account", &account, "scopes", &scopes,
-                     "salt", &salt, "hash", &hash, "created_unix_ms", &created) < 0) {
+  if (json_unpack_ex(o, &je, 0, "{s:s, s:o, s:s, s:s, s?I, s?s}", "account", &account, "scopes",
+                     &scopes, "salt", &salt, "hash", &hash, "created_unix_ms", &created,
+                     "description", &description) < 0) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT, "not a key record: %s", je.text);
     goto out;
   }
@@ -193,6 +196,7 @@ int brume_api_key_record_parse(const char *key_id, const char *json, brume_api_k
   memcpy(rec->salt, salt, BRUME_API_KEY_SALT_HEX + 1);
   memcpy(rec->hash, hash, BRUME_API_KEY_HASH_HEX + 1);
   rec->created_unix_ms = created;
+  snprintf(rec->description, sizeof(rec->description), "%s", description);
   rc = 0;
 out:
   json_decref(o);

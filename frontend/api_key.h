@@ -46,6 +46,7 @@ typedef struct brume_api_key_record {
   char salt[BRUME_API_KEY_SALT_HEX + 1];
   char hash[BRUME_API_KEY_HASH_HEX + 1];
   int64_t created_unix_ms;
+  char description[257]; /* free text given at creation; "" when none */
 } brume_api_key_record;
 
 /* A new key for account_id (1-255 bytes, no '/') with scopes (at least one bit): fills rec and

@@ -28,8 +28,8 @@ typedef struct brume_catalog brume_catalog;
 
 typedef struct brume_catalog_opts {
   brume_etcd *etcd;
-  const char *prefix;   /* the etcd prefix ("/brume"); documents live under <prefix>/functions/ */
-  const char *region;   /* for ARNs */
+  const char *prefix; /* the etcd prefix ("/brume"); documents live under <prefix>/functions/ */
+  const char *region; /* for ARNs */
   const brume_env_key *env_key; /* decrypts environments for the sandbox specs */
   /* Code URLs in the specs are <code_url_base>/code/<sha256> ("http://10.0.0.5:9040"). */
   const char *code_url_base;
@@ -57,6 +57,13 @@ const Brume__SandboxSpec *brume_fn_target_spec(const brume_fn_target *t);
 /* The ARN as invoked: unqualified for $LATEST without a qualifier, else qualified with the
  * qualifier the client gave (the alias, not the version it resolved to). */
 const char *brume_fn_target_invoked_arn(const brume_fn_target *t);
+
+/* <code_url_base>/code/<sha256>, where workers fetch a code archive (caller frees). */
+char *brume_catalog_code_url(const brume_catalog *c, const char *sha256);
+
+/* The etcd revision the in-memory copy reflects (the last change under <prefix>/functions/ it
+ * applied, or the initial read's). */
+int64_t brume_catalog_revision(brume_catalog *c);
 
 /* Waits until the in-memory copy has applied etcd revision (what a write returned), at most
  * timeout_ms. 0, or -1 with DEADLINE_EXCEEDED. */

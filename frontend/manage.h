@@ -41,8 +41,9 @@ void brume_manage_free(brume_manage *m);
 /* Serves call, a management method of brume__frontend__descriptor (method is its index), whose
  * decoded request is req, for account_id (the caller's account, or the one its ARN named when
  * the caller is admin). Blocks (etcd); answers the call exactly once (brume_rpc_call_reply, or
- * brume_frontend_fail with a reason-led message). */
-void brume_manage_serve(brume_manage *m, brume_rpc_call *call, unsigned method,
+ * brume_frontend_fail with a reason-led message). Returns the status code it answered with
+ * (BRUME_OK for a reply), which the caller writes to the audit log. */
+brume_status brume_manage_serve(brume_manage *m, brume_rpc_call *call, unsigned method,
                         const ProtobufCMessage *req, const char *account_id,
                         const brume_principal *who);
 

@@ -1,7 +1,5 @@
 #include "code_cache.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <dirent.h>
@@ -98,9 +96,9 @@ brume_code_cache *brume_code_cache_new(const brume_code_cache_opts *opts, brume_
   brume_code_cache *c = brume_xcalloc(1, sizeof(*c));
   c->dir = brume_xstrdup(opts->dir);
   c->dirfd = dfd;
-  c->max_zip = opts->max_zip_bytes > 0 ? opts->max_zip_bytes : BRUME_CODE_MAX_ZIP_BYTES;
+  c->max_zip = opts->max_zip_bytes > 0 ? opts->max_zip_bytes : (int64_t)BRUME_CODE_ZIP_MAX;
   c->max_unzipped =
-      opts->max_unzipped_bytes > 0 ? opts->max_unzipped_bytes : BRUME_CODE_MAX_UNZIPPED_BYTES;
+      opts->max_unzipped_bytes > 0 ? opts->max_unzipped_bytes : (int64_t)BRUME_CODE_UNPACKED_MAX;
   c->max_files = opts->max_files_bytes > 0 ? opts->max_files_bytes : BRUME_CODE_MAX_FILES_BYTES;
   c->timeout_ms = opts->timeout_ms > 0 ? opts->timeout_ms : BRUME_CODE_FETCH_TIMEOUT_MS;
   c->ca_path = opts->ca_path ? brume_xstrdup(opts->ca_path) : NULL;
@@ -118,98 +116,6 @@ void brume_code_cache_free(brume_code_cache *c) {
   free(c->dir);
   free(c->ca_path);
   free(c);
-}
-
-/* ---- zip central directory ---- */
-
-static uint16_t le16(const unsigned char *p) {
-  return (uint16_t)(p[0] | p[1] << 8);
-}
-static uint32_t le32(const unsigned char *p) {
-  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t le64(const unsigned char *p) {
-  return le32(p) | (uint64_t)le32(p + 4) << 32;
-}
-
-#define EOCD_SIG 0x06054b50u
-#define EOCD_LEN 22
-#define Z64_LOCATOR_SIG 0x07064b50u
-#define Z64_LOCATOR_LEN 20
-#define Z64_EOCD_SIG 0x06064b50u
-#define Z64_EOCD_LEN 56
-#define CDH_SIG 0x02014b50u
-#define CDH_LEN 46
-
-static int not_zip(brume_err **err, const char *why) {
-  return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the code archive is not a valid zip: %s", why);
-}
-
-int brume_code_zip_unzipped_size(const unsigned char *buf, size_t len, uint64_t *total,
-                                 brume_err **err) {
-  *total = 0;
-  if (len < EOCD_LEN) return not_zip(err, "too short");
-  /* The end-of-central-directory record is the last one whose comment fits the file. */
-  size_t eocd = 0;
-  bool found = false;
-  size_t lowest = len - EOCD_LEN > 65535 ? len - EOCD_LEN - 65535 : 0;
-  for (size_t i = len - EOCD_LEN + 1; i-- > lowest;) {
-    if (le32(buf + i) == EOCD_SIG && i + EOCD_LEN + le16(buf + i + 20) <= len) {
-      eocd = i;
-      found = true;
-      break;
-    }
-  }
-  if (!found) return not_zip(err, "no end of central directory");
-  const unsigned char *e = buf + eocd;
-  if (le16(e + 4) != 0 || le16(e + 6) != 0) return not_zip(err, "a multi-disk archive");
-  uint64_t entries = le16(e + 10), cd_size = le32(e + 12), cd_off = le32(e + 16);
-  if (entries == 0xffff || cd_size == 0xffffffffu || cd_off == 0xffffffffu) {
-    if (eocd < Z64_LOCATOR_LEN || le32(buf + eocd - Z64_LOCATOR_LEN) != Z64_LOCATOR_SIG)
-      return not_zip(err, "zip64 sizes without a zip64 locator");
-    uint64_t z = le64(buf + eocd - Z64_LOCATOR_LEN + 8);
-    if (z > len || len - z < Z64_EOCD_LEN || le32(buf + z) != Z64_EOCD_SIG)
-      return not_zip(err, "a bad zip64 end of central directory");
-    if (le32(buf + z + 16) != 0 || le32(buf + z + 20) != 0)
-      return not_zip(err, "a multi-disk archive");
-    entries = le64(buf + z + 32);
-    cd_size = le64(buf + z + 40);
-    cd_off = le64(buf + z + 48);
-  }
-  if (cd_off > len || cd_size > len - cd_off)
-    return not_zip(err, "the central directory is outside the file");
-  const unsigned char *p = buf + cd_off, *end = buf + cd_off + cd_size;
-  uint64_t sum = 0;
-  for (uint64_t i = 0; i < entries; i++) {
-    if ((size_t)(end - p) < CDH_LEN || le32(p) != CDH_SIG)
-      return not_zip(err, "a truncated central directory");
-    uint64_t usize = le32(p + 24);
-    size_t nlen = le16(p + 28), xlen = le16(p + 30), clen = le16(p + 32);
-    if ((size_t)(end - p) - CDH_LEN < nlen + xlen + clen)
-      return not_zip(err, "a truncated central directory entry");
-    if (usize == 0xffffffffu) {
-      /* The zip64 extra field holds the 64-bit values, in order, of the 32-bit fields that
-       * are 0xffffffff: uncompressed size first. */
-      const unsigned char *x = p + CDH_LEN + nlen, *xend = x + xlen;
-      bool have = false;
-      while (xend - x >= 4) {
-        uint16_t id = le16(x), sz = le16(x + 2);
-        if ((size_t)(xend - x - 4) < sz) break;
-        if (id == 0x0001 && sz >= 8) {
-          usize = le64(x + 4);
-          have = true;
-          break;
-        }
-        x += 4 + sz;
-      }
-      if (!have) return not_zip(err, "an entry without its zip64 size");
-    }
-    if (usize > UINT64_MAX - sum) return not_zip(err, "entry sizes overflow");
-    sum += usize;
-    p += CDH_LEN + nlen + xlen + clen;
-  }
-  *total = sum;
-  return 0;
 }
 
 /* ---- fetch ---- */
@@ -474,105 +380,6 @@ void *brume_code_cache_read(const char *path, size_t *len, brume_err **err) {
 
 /* ---- the unpacked form ---- */
 
-/* Whether a path fits GuestCodeFile.path: relative, non-empty components, no "." or "..". */
-static bool code_path_ok(const char *path) {
-  if (path[0] == '\0' || path[0] == '/') return false;
-  for (const char *p = path; *p;) {
-    size_t n = strcspn(p, "/");
-    if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) return false;
-    p += n;
-    if (*p == '/' && *++p == '\0') return false;
-  }
-  return true;
-}
-
-static void add_file(Brume__GuestCode *code, size_t *cap, Brume__GuestCodeFile *f) {
-  if (code->n_files == *cap) {
-    *cap = *cap ? *cap * 2 : 16;
-    code->files = brume_xrealloc(code->files, *cap * sizeof(*code->files));
-  }
-  code->files[code->n_files++] = f;
-}
-
-/* Reads the current entry's data into f, at most *budget bytes (decremented). */
-static const char *read_entry(struct archive *a, Brume__GuestCodeFile *f, uint64_t *budget) {
-  size_t cap = 0;
-  for (;;) {
-    if (f->data.len == cap) {
-      if (cap >= *budget) {
-        char probe;
-        la_ssize_t n = archive_read_data(a, &probe, 1);
-        if (n == 0) return NULL;
-        return n < 0 ? "an entry cannot be read" : "the files are over the size limit";
-      }
-      size_t want = cap ? cap * 2 : 65536;
-      cap = want < *budget ? want : (size_t)*budget;
-      f->data.data = brume_xrealloc(f->data.data, cap);
-    }
-    la_ssize_t n = archive_read_data(a, f->data.data + f->data.len, cap - f->data.len);
-    if (n < 0) return "an entry cannot be read";
-    if (n == 0) break;
-    f->data.len += (size_t)n;
-  }
-  *budget -= f->data.len;
-  return NULL;
-}
-
-Brume__GuestCode *brume_code_unpack_zip(const void *zip, size_t len, uint64_t max_bytes,
-                                        const char **why) {
-  struct archive *a = archive_read_new();
-  BRUME_ENSURE(a);
-  /* The seekable reader takes modes and types from the central directory, as unzip does. */
-  archive_read_support_format_zip_seekable(a);
-  Brume__GuestCode *code = brume_xmalloc(sizeof(*code));
-  brume__guest_code__init(code);
-  size_t cap = 0;
-  uint64_t budget = max_bytes;
-  *why = NULL;
-  if (archive_read_open_memory(a, zip, len) != ARCHIVE_OK) *why = "not a zip archive";
-  struct archive_entry *e;
-  while (*why == NULL) {
-    int r = archive_read_next_header(a, &e);
-    if (r == ARCHIVE_EOF) break;
-    if (r != ARCHIVE_OK) {
-      *why = "an entry header cannot be read";
-      break;
-    }
-    const char *name = archive_entry_pathname(e);
-    Brume__GuestCodeFile *f = brume_xmalloc(sizeof(*f));
-    brume__guest_code_file__init(f);
-    add_file(code, &cap, f);
-    f->path = brume_xstrdup(name ? name : "");
-    size_t n = strlen(f->path);
-    mode_t type = archive_entry_filetype(e);
-    if (type == AE_IFDIR && n > 1 && f->path[n - 1] == '/') f->path[n - 1] = '\0';
-    if (!code_path_ok(f->path)) {
-      *why = "an entry's path is absolute, empty or has a . or .. component";
-      break;
-    }
-    f->mode = archive_entry_perm(e) & 0777;
-    if (type == AE_IFREG) {
-      f->type = BRUME__GUEST_CODE_FILE__TYPE__REGULAR;
-      *why = read_entry(a, f, &budget);
-    } else if (type == AE_IFDIR) {
-      f->type = BRUME__GUEST_CODE_FILE__TYPE__DIRECTORY;
-    } else if (type == AE_IFLNK && archive_entry_symlink(e) && archive_entry_symlink(e)[0]) {
-      f->type = BRUME__GUEST_CODE_FILE__TYPE__SYMLINK;
-      f->data.data = (uint8_t *)brume_xstrdup(archive_entry_symlink(e));
-      f->data.len = strlen((char *)f->data.data);
-    } else {
-      *why = "an entry is not a regular file, a directory or a symlink";
-    }
-  }
-  if (*why == NULL && code->n_files == 0) *why = "the archive has no entries";
-  archive_read_free(a);
-  if (*why) {
-    brume__guest_code__free_unpacked(code, NULL);
-    return NULL;
-  }
-  return code;
-}
-
 void brume_code_free(brume_code *code) {
   if (code == NULL) return;
   if (code->files) brume__guest_code__free_unpacked(code->files, NULL);
@@ -631,7 +438,7 @@ brume_code *brume_code_cache_load(brume_code_cache *c, const char *zip_path, bru
   }
   if (tried) return code;
   const char *why = NULL;
-  code->files = brume_code_unpack_zip(code->zip, code->zip_len, (uint64_t)c->max_files, &why);
+  code->files = brume_code_zip_unpack(code->zip, code->zip_len, (uint64_t)c->max_files, &why);
   if (code->files == NULL) {
     brume_info("The function code goes to the guest as its zip archive.", "file=%s reason=\"%s\"",
                zip_path, why);

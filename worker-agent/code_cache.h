@@ -33,20 +33,18 @@
 #include <stdint.h>
 
 #include "brume/guest.pb-c.h"
+#include "code_zip.h"
 #include "err.h"
 #include "mem.h"
 
-/* Lambda's limits for a function's deployment package. */
-#define BRUME_CODE_MAX_ZIP_BYTES (50 * 1024 * 1024)
-#define BRUME_CODE_MAX_UNZIPPED_BYTES (250 * 1024 * 1024)
 #define BRUME_CODE_FETCH_TIMEOUT_MS 60000
 
 typedef struct brume_code_cache brume_code_cache;
 
 typedef struct brume_code_cache_opts {
   const char *dir;            /* required; created (mode 0700) if missing */
-  int64_t max_zip_bytes;      /* 0: BRUME_CODE_MAX_ZIP_BYTES */
-  int64_t max_unzipped_bytes; /* 0: BRUME_CODE_MAX_UNZIPPED_BYTES */
+  int64_t max_zip_bytes;      /* 0: BRUME_CODE_ZIP_MAX (common/code_zip.h) */
+  int64_t max_unzipped_bytes; /* 0: BRUME_CODE_UNPACKED_MAX */
   int timeout_ms;             /* per fetch; 0: BRUME_CODE_FETCH_TIMEOUT_MS */
   const char *ca_path;        /* for https URLs; NULL: the system CA store */
   int64_t max_files_bytes;    /* 0: BRUME_CODE_MAX_FILES_BYTES (brume_code_cache_load) */
@@ -84,30 +82,16 @@ typedef struct brume_code {
 
 /* The code of the verified archive at zip_path (a path brume_code_cache_get returned), ready
  * for GuestInit. Usually its files, unpacked on the host so that the guest inflates nothing:
- * the first call for a digest unpacks the archive (libarchive) and stores the result next to
- * it as <dir>/<sha256>.code (a GuestCode message, fsync'ed before it is renamed into place, so
- * it is always whole); later calls read that file. The archive itself instead, for the guest's
- * unzip to unpack or refuse as before, when its files hold more than max_files_bytes in all,
- * when it has no entries or an entry other than a regular file, a directory or a symlink, an
- * unusable path, or when it cannot be unpacked here (a damaged entry, an unsupported method).
- * Returns a heap object for brume_code_free, or NULL with INTERNAL when the cache cannot be
- * read. */
+ * the first call for a digest unpacks the archive (brume_code_zip_unpack, common/code_zip.h)
+ * and stores the result next to it as <dir>/<sha256>.code (a GuestCode message, fsync'ed
+ * before it is renamed into place, so it is always whole); later calls read that file. The
+ * archive itself instead, for the guest's unzip to unpack or refuse as before, when its files
+ * hold more than max_files_bytes in all, when it has no entries or an entry other than a
+ * regular file, a directory or a symlink, an unusable path, or when it cannot be unpacked here
+ * (a damaged entry, an unsupported method). Returns a heap object for brume_code_free, or NULL
+ * with INTERNAL when the cache cannot be read. */
 brume_code *brume_code_cache_load(brume_code_cache *c, const char *zip_path, brume_err **err);
 void brume_code_free(brume_code *code);
 BRUME_DEFINE_AUTOPTR(brume_code, brume_code_free)
-
-/* Unpacks a zip archive into a GuestCode message with libarchive, entries in archive order,
- * directory paths without their trailing '/'. Returns NULL (and says why in *why, a static
- * string) when the archive is not one GuestInit.code can carry (see brume_code_cache_load).
- * Pure; exported for tests and the fuzz target. */
-Brume__GuestCode *brume_code_unpack_zip(const void *zip, size_t len, uint64_t max_bytes,
-                                        const char **why);
-
-/* The sum of the uncompressed sizes of a zip archive's entries, from its central directory
- * (zip64 included). Returns 0, or -1 with INVALID_ARGUMENT when buf is not a well-formed zip
- * archive. Pure; exported for tests. A guest unpacking the archive must still bound what it
- * writes: a crafted archive's local headers can disagree with its central directory. */
-int brume_code_zip_unzipped_size(const unsigned char *buf, size_t len, uint64_t *total,
-                                 brume_err **err);
 
 #endif

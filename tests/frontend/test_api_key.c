@@ -114,9 +114,11 @@ static void test_record_json(void **state) {
   brume_err *err = NULL;
   assert_int_equal(brume_api_key_create("acct9", BRUME_SCOPE_MANAGE, 1764290000123, &a, key, &err),
                    0);
+  snprintf(a.description, sizeof(a.description), "deploys from \"CI\"");
   char *json = brume_api_key_record_json(&a);
   assert_int_equal(brume_api_key_record_parse(a.key_id, json, &back, &err), 0);
   assert_memory_equal(&a, &back, sizeof(a));
+  assert_string_equal(back.description, "deploys from \"CI\"");
   char id[BRUME_API_KEY_ID_HEX + 1], secret[BRUME_API_KEY_SECRET_HEX + 1];
   assert_int_equal(brume_api_key_parse(key, id, secret, &err), 0);
   assert_true(brume_api_key_verify(&back, secret));

@@ -15,10 +15,10 @@ brume_test_cluster *brume_test_cluster_prepare(int argc, char **argv, const char
                                                const char *host_prefix, size_t n_workers,
                                                int *exit_code) {
   *exit_code = 77;
-  if (argc != 6 || n_workers < 1 || n_workers > BRUME_TEST_CLUSTER_MAX_WORKERS) {
+  if ((argc != 6 && argc != 8) || n_workers < 1 || n_workers > BRUME_TEST_CLUSTER_MAX_WORKERS) {
     fprintf(stderr,
             "usage: %s GUEST_DIR BRUME_INIT ECHO_RUNTIME_STATIC BRUME_WORKER BRUME_PLACEMENT "
-            "(run it through ctest)\n",
+            "[BRUME_COUNTING BRUME_FRONTEND] (run it through ctest)\n",
             argv[0]);
     *exit_code = 1;
     return NULL;
@@ -26,12 +26,23 @@ brume_test_cluster *brume_test_cluster_prepare(int argc, char **argv, const char
   if (brume_test_worker_prereqs(argv[0]) != 0) return NULL;
   brume_test_cluster *c = calloc(1, sizeof(*c));
   c->placement_bin = argv[5];
+  if (argc == 8) {
+    c->counting_bin = argv[6];
+    c->frontend_bin = argv[7];
+  }
   for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
     brume_test_placement *pl = &c->pl[i];
     pl->pid = -1;
     snprintf(pl->daemon_id, sizeof(pl->daemon_id), "pl-%d-%zu", (int)getpid(), i);
     pl->rpc_port = brume_test_free_port();
     pl->http_port = brume_test_free_port();
+  }
+  brume_test_daemon *cd[] = {&c->counting, &c->frontend};
+  for (size_t i = 0; i < 2; i++) {
+    cd[i]->pid = -1;
+    snprintf(cd[i]->daemon_id, sizeof(cd[i]->daemon_id), "%s-%d", i ? "fe" : "ct", (int)getpid());
+    cd[i]->rpc_port = brume_test_free_port();
+    cd[i]->http_port = brume_test_free_port();
   }
   for (size_t i = 0; i < n_workers; i++) {
     brume_err *err = NULL;
@@ -71,13 +82,15 @@ int brume_test_cluster_start_workers(brume_test_cluster *c, const char *const *e
   return 0;
 }
 
-int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const char *const *extra) {
-  brume_test_placement *pl = &c->pl[i];
-  char listen[64], http_listen[64], log[600];
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", pl->rpc_port);
-  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", pl->http_port);
-  snprintf(log, sizeof(log), "%s/placement-%zu.log", c->workers[0]->dir, i);
-  char *argv[48] = {(char *)c->placement_bin,
+/* Spawns bin with its listeners, daemon id and etcd, then base and extra flags; waits until it
+ * listens (gRPC, then HTTP, which daemons start last) and opens d->client. */
+static int start_daemon(brume_test_cluster *c, brume_test_daemon *d, const char *bin,
+                        const char *const *base, const char *const *extra,
+                        const brume_rpc_client_opts *client_opts) {
+  char listen[64], http_listen[64];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->rpc_port);
+  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", d->http_port);
+  char *argv[64] = {(char *)bin,
                     "--listen",
                     listen,
                     "--http-listen",
@@ -85,30 +98,31 @@ int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const ch
                     "--etcd-endpoints",
                     c->workers[0]->etcd->endpoint,
                     "--daemon-id",
-                    pl->daemon_id};
+                    d->daemon_id};
   size_t n = 9;
-  for (size_t k = 0; extra && extra[k]; k++) {
-    if (n + 1 >= sizeof(argv) / sizeof(argv[0])) {
-      fprintf(stderr, "cluster fixture: too many flags\n");
-      return -1;
+  const char *const *lists[] = {base, extra};
+  for (size_t l = 0; l < 2; l++)
+    for (size_t k = 0; lists[l] && lists[l][k]; k++) {
+      if (n + 1 >= sizeof(argv) / sizeof(argv[0])) {
+        fprintf(stderr, "cluster fixture: too many flags\n");
+        return -1;
+      }
+      argv[n++] = (char *)lists[l][k];
     }
-    argv[n++] = (char *)extra[k];
-  }
   argv[n] = NULL;
-  pl->pid = brume_test_spawn(argv, log);
-  /* The HTTP listener starts last: once it listens, the daemon is ready. */
-  if (pl->pid <= 0 || brume_test_wait_port(pl->rpc_port, 60000) < 0 ||
-      brume_test_wait_port(pl->http_port, 10000) < 0) {
-    fprintf(stderr, "cluster fixture: brume-placement did not listen on %d and %d\n", pl->rpc_port,
-            pl->http_port);
+  d->pid = brume_test_spawn(argv, d->log);
+  if (d->pid <= 0 || brume_test_wait_port(d->rpc_port, 60000) < 0 ||
+      brume_test_wait_port(d->http_port, 10000) < 0) {
+    fprintf(stderr, "cluster fixture: %s did not listen on %d and %d (log %s)\n", bin,
+            d->rpc_port, d->http_port, d->log);
     return -1;
   }
-  brume_rpc_client_free(pl->client);
+  brume_rpc_client_free(d->client);
   brume_err *err = NULL;
   char target[64];
-  snprintf(target, sizeof(target), "127.0.0.1:%d", pl->rpc_port);
-  pl->client = brume_rpc_client_new(target, NULL, &err);
-  if (pl->client == NULL) {
+  snprintf(target, sizeof(target), "127.0.0.1:%d", d->rpc_port);
+  d->client = brume_rpc_client_new(target, client_opts, &err);
+  if (d->client == NULL) {
     fprintf(stderr, "cluster fixture: client: %s\n", err->msg);
     brume_err_free(err);
     return -1;
@@ -116,12 +130,56 @@ int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const ch
   return 0;
 }
 
-int brume_test_cluster_stop_placement(brume_test_cluster *c, size_t i, int sig) {
+int brume_test_cluster_start_placement(brume_test_cluster *c, size_t i, const char *const *extra) {
   brume_test_placement *pl = &c->pl[i];
-  if (pl->pid <= 0) return -1;
-  int status = brume_test_stop(pl->pid, sig, 30000);
-  pl->pid = -1;
+  snprintf(pl->log, sizeof(pl->log), "%s/placement-%zu.log", c->workers[0]->dir, i);
+  return start_daemon(c, pl, c->placement_bin, NULL, extra, NULL);
+}
+
+int brume_test_cluster_start_counting(brume_test_cluster *c, const char *const *extra) {
+  if (c->counting_bin == NULL) return -1;
+  snprintf(c->counting.log, sizeof(c->counting.log), "%s/counting.log", c->workers[0]->dir);
+  return start_daemon(c, &c->counting, c->counting_bin, NULL, extra, NULL);
+}
+
+int brume_test_cluster_start_frontend(brume_test_cluster *c, const char *const *extra) {
+  if (c->frontend_bin == NULL) return -1;
+  snprintf(c->frontend.log, sizeof(c->frontend.log), "%s/frontend.log", c->workers[0]->dir);
+  snprintf(c->frontend_dir, sizeof(c->frontend_dir), "%s/frontend", c->workers[0]->dir);
+  char counting[64], placement[64];
+  snprintf(counting, sizeof(counting), "127.0.0.1:%d", c->counting.rpc_port);
+  snprintf(placement, sizeof(placement), "127.0.0.1:%d", c->pl[0].rpc_port);
+  const char *base[] = {"--data-dir",       c->frontend_dir, "--counting-addr", counting,
+                        "--placement-addr", placement,       NULL};
+  brume_rpc_client_opts co = {.max_message_bytes = 64u << 20};
+  return start_daemon(c, &c->frontend, c->frontend_bin, base, extra, &co);
+}
+
+int brume_test_cluster_stop_daemon(brume_test_daemon *d, int sig) {
+  if (d->pid <= 0) return -1;
+  int status = brume_test_stop(d->pid, sig, 30000);
+  d->pid = -1;
   return status;
+}
+
+int brume_test_cluster_bootstrap_key(brume_test_cluster *c, const char *account, char *key,
+                                     size_t size) {
+  char cmd[2048];
+  snprintf(cmd, sizeof(cmd), "'%s' bootstrap-key '%s' --etcd-endpoints '%s' 2>>'%s/bootstrap.log'",
+           c->frontend_bin, account, c->workers[0]->etcd->endpoint, c->workers[0]->dir);
+  char *line = brume_test_last_line(cmd);
+  if (line == NULL || strncmp(line, "brume_", 6) != 0) {
+    fprintf(stderr, "cluster fixture: bootstrap-key printed no key\n");
+    free(line);
+    return -1;
+  }
+  snprintf(key, size, "%s", line);
+  free(line);
+  return 0;
+}
+
+int brume_test_cluster_stop_placement(brume_test_cluster *c, size_t i, int sig) {
+  return brume_test_cluster_stop_daemon(&c->pl[i], sig);
 }
 
 long long brume_test_cluster_placement_metric(brume_test_cluster *c, size_t i, const char *name) {
@@ -130,16 +188,22 @@ long long brume_test_cluster_placement_metric(brume_test_cluster *c, size_t i, c
 
 void brume_test_cluster_dump_logs(brume_test_cluster *c) {
   if (c == NULL || c->n_workers == 0) return;
-  char path[600];
-  for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
-    snprintf(path, sizeof(path), "%s/placement-%zu.log", c->workers[0]->dir, i);
-    if (access(path, F_OK) == 0) brume_test_dump_file(path);
-  }
+  for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++)
+    if (c->pl[i].log[0] && access(c->pl[i].log, F_OK) == 0) brume_test_dump_file(c->pl[i].log);
+  brume_test_daemon *cd[] = {&c->counting, &c->frontend};
+  for (size_t i = 0; i < 2; i++)
+    if (cd[i]->log[0] && access(cd[i]->log, F_OK) == 0) brume_test_dump_file(cd[i]->log);
   for (size_t i = 0; i < c->n_workers; i++) brume_test_worker_dump_log(c->workers[i]);
 }
 
 void brume_test_cluster_free(brume_test_cluster *c) {
   if (c == NULL) return;
+  /* The frontend first (it calls the others), then counting, then placement. */
+  brume_test_daemon *cd[] = {&c->frontend, &c->counting};
+  for (size_t i = 0; i < 2; i++) {
+    brume_test_cluster_stop_daemon(cd[i], SIGTERM);
+    brume_rpc_client_free(cd[i]->client);
+  }
   for (size_t i = 0; i < BRUME_TEST_CLUSTER_MAX_PLACEMENT; i++) {
     brume_test_cluster_stop_placement(c, i, SIGTERM);
     brume_rpc_client_free(c->pl[i].client);

@@ -511,7 +511,7 @@ static void test_unpack_zip(void **state) {
   unsigned char *z = brume_code_cache_read(zpath, &len, NULL);
   assert_non_null(z);
   const char *why = NULL;
-  Brume__GuestCode *code = brume_code_unpack_zip(z, len, 1 << 20, &why);
+  Brume__GuestCode *code = brume_code_zip_unpack(z, len, 1 << 20, &why);
   if (!code) fail_msg("%s", why);
   const Brume__GuestCodeFile *f = find_file(code, "bootstrap");
   assert_non_null(f);
@@ -536,7 +536,7 @@ static void test_unpack_zip(void **state) {
   brume__guest_code__free_unpacked(code, NULL);
 
   /* Over the limit, or damaged (a flipped byte in the deflated data fails its CRC). */
-  assert_null(brume_code_unpack_zip(z, len, 50000, &why));
+  assert_null(brume_code_zip_unpack(z, len, 50000, &why));
   assert_non_null(strstr(why, "size limit"));
   unsigned char *bad = brume_xmalloc(len);
   memcpy(bad, z, len);
@@ -545,13 +545,13 @@ static void test_unpack_zip(void **state) {
       bad[i + 11 + 200] ^= 0x55;
       break;
     }
-  assert_null(brume_code_unpack_zip(bad, len, 1 << 20, &why));
-  assert_null(brume_code_unpack_zip("not a zip", 9, 1 << 20, &why));
+  assert_null(brume_code_zip_unpack(bad, len, 1 << 20, &why));
+  assert_null(brume_code_zip_unpack("not a zip", 9, 1 << 20, &why));
   buf empty = make_zip(NULL, 0, false, NULL);
-  assert_null(brume_code_unpack_zip(empty.p, empty.len, 1 << 20, &why));
+  assert_null(brume_code_zip_unpack(empty.p, empty.len, 1 << 20, &why));
   entry dotdot[] = {{"../evil", "x", 0, false}};
   buf dz = make_zip(dotdot, 1, false, NULL);
-  assert_null(brume_code_unpack_zip(dz.p, dz.len, 1 << 20, &why));
+  assert_null(brume_code_zip_unpack(dz.p, dz.len, 1 << 20, &why));
   free(dz.p);
   free(empty.p);
   free(bad);

@@ -1,0 +1,71 @@
+#include "bench_util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mem.h"
+#include "testutil.h"
+
+void bench_emit(const char *bench, const char *metric, double value, const char *unit) {
+  printf("{\"bench\": \"%s\", \"metric\": \"%s\", \"value\": %.2f, \"unit\": \"%s\"}\n", bench,
+         metric, value, unit);
+  fflush(stdout);
+}
+
+double bench_cpu_us(pid_t pid) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (f == NULL) return 0;
+  size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+  fclose(f);
+  buf[n] = '\0';
+  const char *p = strrchr(buf, ')');
+  unsigned long long ut = 0, st = 0;
+  if (p == NULL ||
+      sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+    return 0;
+  return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+void bench_samples_init(bench_samples *s, size_t callers, size_t max_per_caller) {
+  s->callers = callers;
+  s->max = max_per_caller;
+  s->v = brume_xcalloc(callers, sizeof(*s->v));
+  s->n = brume_xcalloc(callers, sizeof(*s->n));
+  for (size_t i = 0; i < callers; i++) s->v[i] = brume_xcalloc(max_per_caller, sizeof(double));
+}
+
+void bench_samples_free(bench_samples *s) {
+  for (size_t i = 0; i < s->callers; i++) free(s->v[i]);
+  free(s->v);
+  free(s->n);
+}
+
+void bench_samples_add(bench_samples *s, size_t caller, double value) {
+  if (s->n[caller] < s->max) s->v[caller][s->n[caller]++] = value;
+}
+
+void bench_samples_clear(bench_samples *s) {
+  memset(s->n, 0, s->callers * sizeof(*s->n));
+}
+
+size_t bench_samples_count(const bench_samples *s) {
+  size_t n = 0;
+  for (size_t i = 0; i < s->callers; i++) n += s->n[i];
+  return n;
+}
+
+double bench_samples_percentile(const bench_samples *s, double p) {
+  size_t n = bench_samples_count(s), k = 0;
+  double *all = brume_xcalloc(n ? n : 1, sizeof(*all));
+  for (size_t i = 0; i < s->callers; i++) {
+    memcpy(all + k, s->v[i], s->n[i] * sizeof(double));
+    k += s->n[i];
+  }
+  double v = brume_test_percentile(all, n, p);
+  free(all);
+  return v;
+}

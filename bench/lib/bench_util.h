@@ -1,0 +1,32 @@
+/* What the C benchmarks share: their JSON lines in bench/run.sh's format, a daemon's CPU time,
+ * and latency samples kept per caller and merged for percentiles. */
+#ifndef BRUME_BENCH_UTIL_H
+#define BRUME_BENCH_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Prints {"bench": bench, "metric": metric, "value": value, "unit": unit} on stdout, flushed. */
+void bench_emit(const char *bench, const char *metric, double value, const char *unit);
+
+/* CPU time (user + system) of process pid so far, in microseconds; 0 when it cannot be read. */
+double bench_cpu_us(pid_t pid);
+
+/* Samples of one figure, one array per caller so that callers record without a lock. */
+typedef struct bench_samples {
+  size_t callers, max;
+  double **v;
+  size_t *n;
+} bench_samples;
+
+void bench_samples_init(bench_samples *s, size_t callers, size_t max_per_caller);
+void bench_samples_free(bench_samples *s);
+/* Records value for caller (dropped once its array is full). */
+void bench_samples_add(bench_samples *s, size_t caller, double value);
+/* Forgets every sample. */
+void bench_samples_clear(bench_samples *s);
+size_t bench_samples_count(const bench_samples *s);
+/* The nearest-rank p-th percentile of every caller's samples together (0 when none). */
+double bench_samples_percentile(const bench_samples *s, double p);
+
+#endif

@@ -1,0 +1,457 @@
+/* One synchronous invocation, as a chain of asynchronous calls (invoke.h). */
+#include "invoke.h"
+
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brume/placement.pb-c.h"
+#include "brume/worker.pb-c.h"
+#include "clock.h"
+#include "concurrency.h"
+#include "log.h"
+#include "mem.h"
+#include "names.h"
+#include "random.h"
+#include "reply.h"
+
+/* What the Worker.Invoke call may take beyond the function's timeout: the worker answers a
+ * function that ran out of time itself (Sandbox.Timedout), so this only covers the RPC. */
+#define WORKER_RPC_MARGIN_MS 5000
+/* How long counting lets the frontend hold a token beyond the function's timeout (a cold start
+ * and the RPCs around the invocation), before it takes the token back by itself. */
+#define TOKEN_HOLD_MARGIN_MS 60000
+/* A warm-only AcquireSandbox is answered from placement's memory. */
+#define WARM_ACQUIRE_DEADLINE_MS 5000
+/* A cold start's deadline when the client set none. */
+#define COLD_ACQUIRE_DEADLINE_MS 120000
+
+enum { PLACEMENT_ACQUIRE = 0, PLACEMENT_RELEASE = 1 };
+enum { WORKER_INVOKE = 1 };
+
+struct brume_invoker {
+  brume_invoker_opts o;
+  pthread_mutex_t mu;
+  pthread_cond_t idle;
+  size_t in_flight;
+  brume_counter *invocations; /* {start, outcome} */
+  brume_histogram *duration;  /* {start}: the whole call, as the frontend sees it */
+  brume_counter *throttles;   /* {reason} */
+};
+
+typedef struct invocation {
+  brume_invoker *inv;
+  brume_rpc_call *call;
+  const Brume__InvokeRequest *req; /* the call's: valid until it is answered */
+  char account[BRUME_ACCOUNT_ID_MAX + 1];
+  char name[BRUME_FUNCTION_NAME_MAX + 1];
+  char qualifier[BRUME_QUALIFIER_MAX + 1];
+  char request_id[80];
+  const brume_fn_target *target;
+  char *token;                       /* counting's, once granted */
+  Brume__AcquireSandboxResponse *sb; /* placement's answer, once a sandbox is held */
+  Brume__WorkerInvokeResponse *res;  /* the worker's answer */
+  Brume__SandboxOutcome outcome;     /* how the sandbox is given back */
+  brume_err *err;                    /* the failure to answer with, if any */
+  atomic_int releases_left;
+  int64_t t0_us;
+} invocation;
+
+brume_invoker *brume_invoker_new(const brume_invoker_opts *opts) {
+  brume_invoker *inv = brume_xcalloc(1, sizeof(*inv));
+  inv->o = *opts;
+  pthread_mutex_init(&inv->mu, NULL);
+  pthread_cond_init(&inv->idle, NULL);
+  inv->invocations = brume_metrics_counter(
+      opts->metrics, "brume_frontend_invocations_total",
+      "Synchronous invocations answered, by start (warm, cold, none) and outcome (ok, "
+      "function_error, throttled, error).",
+      "start", "outcome", NULL);
+  inv->duration = brume_metrics_histogram(
+      opts->metrics, "brume_frontend_invocation_duration_seconds",
+      "Time from an Invoke call's arrival to its answer, by start (warm, cold).", NULL, 0, "start",
+      NULL);
+  inv->throttles = brume_metrics_counter(opts->metrics, "brume_frontend_throttles_total",
+                                         "Invocations throttled, by ThrottleReason name.",
+                                         "reason", NULL);
+  return inv;
+}
+
+void brume_invoker_drain(brume_invoker *inv) {
+  if (inv == NULL) return;
+  pthread_mutex_lock(&inv->mu);
+  while (inv->in_flight > 0) pthread_cond_wait(&inv->idle, &inv->mu);
+  pthread_mutex_unlock(&inv->mu);
+}
+
+void brume_invoker_free(brume_invoker *inv) {
+  if (inv == NULL) return;
+  brume_invoker_drain(inv);
+  pthread_mutex_destroy(&inv->mu);
+  pthread_cond_destroy(&inv->idle);
+  free(inv);
+}
+
+/* ---- the end of an invocation ---- */
+
+static void invocation_free(invocation *iv) {
+  brume_invoker *inv = iv->inv;
+  if (iv->target) brume_fn_target_unref(iv->target);
+  free(iv->token);
+  if (iv->sb) protobuf_c_message_free_unpacked(&iv->sb->base, NULL);
+  if (iv->res) protobuf_c_message_free_unpacked(&iv->res->base, NULL);
+  brume_err_free(iv->err);
+  free(iv);
+  pthread_mutex_lock(&inv->mu);
+  if (--inv->in_flight == 0) pthread_cond_broadcast(&inv->idle);
+  pthread_mutex_unlock(&inv->mu);
+}
+
+static const char *start_label(const invocation *iv) {
+  if (iv->sb == NULL) return "none";
+  return iv->sb->cold ? "cold" : "warm";
+}
+
+/* The error document of a failure the function did not report itself (an init error). */
+static char *error_document(const Brume__FunctionError *fe) {
+  json_t *o = json_pack("{s:s, s:s}", "errorType", fe->type, "errorMessage", fe->message);
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  json_decref(o);
+  return s ? s : brume_xstrdup("{\"errorType\":\"Runtime.Unknown\"}");
+}
+
+/* Answers the call (with iv->err if set, else the function's outcome) and frees iv. */
+static void answer(invocation *iv) {
+  brume_invoker *inv = iv->inv;
+  const char *start = start_label(iv);
+  if (iv->err) {
+    const char *outcome = iv->err->code == BRUME_RESOURCE_EXHAUSTED ? "throttled" : "error";
+    brume_counter_inc(inv->invocations, 1, start, outcome);
+    brume_frontend_fail(iv->call, iv->err);
+    invocation_free(iv);
+    return;
+  }
+  const Brume__SandboxSpec *spec = brume_fn_target_spec(iv->target);
+  Brume__InvokeResponse resp = BRUME__INVOKE_RESPONSE__INIT;
+  resp.status_code = 200;
+  resp.executed_version = spec->function->version;
+  resp.request_id = iv->request_id;
+  resp.memory_size_mib = spec->resources->memory_mib;
+  resp.cold_start = iv->sb->cold;
+  resp.pool_hit = iv->sb->pool_hit;
+  resp.init_duration_us = iv->sb->init_duration_us;
+  brume_autofree char *doc = NULL;
+  if (iv->sb->init_error) {
+    resp.function_error = iv->sb->init_error;
+    doc = error_document(iv->sb->init_error);
+    resp.payload.data = (uint8_t *)doc;
+    resp.payload.len = strlen(doc);
+  } else {
+    const Brume__WorkerInvokeResponse *r = iv->res;
+    resp.payload = r->payload;
+    resp.function_error = r->function_error;
+    if (r->function_error && r->payload.len == 0) {
+      doc = error_document(r->function_error);
+      resp.payload.data = (uint8_t *)doc;
+      resp.payload.len = strlen(doc);
+    }
+    resp.duration_us = r->duration_us;
+    resp.billed_duration_ms = r->billed_duration_ms;
+    resp.max_memory_used_mib = r->max_memory_used_mib;
+    if (iv->req->log_type == BRUME__LOG_TYPE__LOG_TYPE_TAIL) resp.log_tail = r->log_tail;
+  }
+  brume_counter_inc(inv->invocations, 1, start, resp.function_error ? "function_error" : "ok");
+  brume_histogram_observe(inv->duration, (double)(brume_mono_us() - iv->t0_us) / 1e6, start);
+  brume_debug("An invocation was answered.",
+              "request_id=%s account_id=%s function=%s version=%s start=%s function_error=%s "
+              "duration_us=%" PRIu64,
+              iv->request_id, iv->account, iv->name, resp.executed_version, start,
+              resp.function_error ? resp.function_error->type : "-", resp.duration_us);
+  brume_rpc_call_reply(iv->call, &resp.base);
+  invocation_free(iv);
+}
+
+static void release_done(invocation *iv) {
+  if (atomic_fetch_sub(&iv->releases_left, 1) == 1) answer(iv);
+}
+
+static void placement_released(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  invocation *iv = user;
+  if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+  /* Placement takes an unreleased sandbox back at its lease deadline: the client need not
+   * wait for that, nor fail for it. */
+  if (err)
+    brume_warn("Releasing a sandbox failed; placement takes it back at its lease deadline.",
+               "request_id=%s sandbox_id=%s err=%s", iv->request_id, iv->sb->sandbox_id,
+               err->msg);
+  release_done(iv);
+}
+
+static void counting_released(void *user, const Brume__ReleaseResponse *resp,
+                              const brume_err *err) {
+  invocation *iv = user;
+  (void)resp;
+  if (err)
+    brume_warn("Releasing a concurrency token failed; counting takes it back at its deadline.",
+               "request_id=%s err=%s", iv->request_id, err->msg);
+  release_done(iv);
+}
+
+/* Gives back what the invocation holds (the sandbox, the token), then answers. */
+static void release_and_answer(invocation *iv) {
+  brume_invoker *inv = iv->inv;
+  bool sandbox = iv->sb && iv->sb->sandbox_id[0] != '\0';
+  bool token = iv->token != NULL;
+  atomic_store(&iv->releases_left, 1 + (int)sandbox + (int)token);
+  if (sandbox) {
+    Brume__ReleaseSandboxRequest req = BRUME__RELEASE_SANDBOX_REQUEST__INIT;
+    req.sandbox_id = iv->sb->sandbox_id;
+    req.outcome = iv->outcome;
+    req.caller_id = (char *)inv->o.caller_id;
+    brume_rpc_call_opts co = {.deadline_ms = WARM_ACQUIRE_DEADLINE_MS,
+                              .request_id = iv->request_id};
+    brume_autoptr(brume_err) err = NULL;
+    if (brume_rpc_unary_async(inv->o.placement, &brume__placement__descriptor, PLACEMENT_RELEASE,
+                              &req.base, &co, placement_released, iv, &err) < 0)
+      placement_released(iv, NULL, err);
+  }
+  if (token) {
+    Brume__ReleaseRequest req = BRUME__RELEASE_REQUEST__INIT;
+    req.token = iv->token;
+    req.caller_id = (char *)inv->o.caller_id;
+    brume_counting_client_release(inv->o.counting, &req, counting_released, iv);
+  }
+  release_done(iv);
+}
+
+/* Ends the invocation with an error: code and message, after releasing what it holds. */
+static void fail_with(invocation *iv, const brume_err *err) {
+  brume_err_set(&iv->err, err->code, "%s", err->msg);
+  release_and_answer(iv);
+}
+
+static void throttled(invocation *iv, const Brume__AcquireResponse *resp) {
+  const char *reason = brume_throttle_reason((brume_throttle)resp->throttle_reason);
+  brume_counter_inc(iv->inv->throttles, 1, reason);
+  if (resp->retry_after_ms)
+    brume_err_set(&iv->err, BRUME_RESOURCE_EXHAUSTED,
+                  "%s: Rate Exceeded (function %s); retry after about %" PRIu32 " ms", reason,
+                  iv->name, resp->retry_after_ms);
+  else
+    brume_err_set(&iv->err, BRUME_RESOURCE_EXHAUSTED, "%s: Rate Exceeded (function %s)", reason,
+                  iv->name);
+  release_and_answer(iv);
+}
+
+/* ---- the steps ---- */
+
+static void worker_answered(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  invocation *iv = user;
+  if (err) {
+    iv->outcome = BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_BROKEN;
+    brume_err_set(&iv->err, err->code == BRUME_DEADLINE_EXCEEDED ? BRUME_DEADLINE_EXCEEDED
+                                                                   : BRUME_UNAVAILABLE,
+                  "ServiceUnavailableException: the worker %s did not run the invocation: %s",
+                  iv->sb->host_id, err->msg);
+    release_and_answer(iv);
+    return;
+  }
+  iv->res = (Brume__WorkerInvokeResponse *)reply;
+  bool reset = iv->res->state == BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING ||
+               iv->res->state == BRUME__SANDBOX_STATE__SANDBOX_STATE_GONE;
+  iv->outcome = reset ? BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_FUNCTION_FAILED
+                      : BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_OK;
+  release_and_answer(iv);
+}
+
+static void invoke_worker(invocation *iv) {
+  brume_invoker *inv = iv->inv;
+  const Brume__SandboxSpec *spec = brume_fn_target_spec(iv->target);
+  brume_autoptr(brume_err) err = NULL;
+  brume_rpc_client *w = brume_rpc_pool_get(inv->o.workers, iv->sb->worker_address, &err);
+  if (w == NULL) {
+    iv->outcome = BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_BROKEN;
+    fail_with(iv, err);
+    return;
+  }
+  Brume__WorkerInvokeRequest req = BRUME__WORKER_INVOKE_REQUEST__INIT;
+  req.sandbox_id = iv->sb->sandbox_id;
+  req.request_id = iv->request_id;
+  req.payload = iv->req->payload;
+  req.deadline_unix_ms = brume_wall_ms() + spec->timeout_ms;
+  req.invoked_function_arn = (char *)brume_fn_target_invoked_arn(iv->target);
+  req.want_log_tail = iv->req->log_type == BRUME__LOG_TYPE__LOG_TYPE_TAIL;
+  brume_rpc_call_opts co = {.deadline_ms = (int64_t)spec->timeout_ms + WORKER_RPC_MARGIN_MS,
+                            .request_id = iv->request_id};
+  if (brume_rpc_unary_async(w, &brume__worker__descriptor, WORKER_INVOKE, &req.base, &co,
+                            worker_answered, iv, &err) < 0)
+    worker_answered(iv, NULL, err);
+}
+
+static void acquire_sandbox(invocation *iv, bool warm_only);
+
+static void cold_granted(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
+  invocation *iv = user;
+  if (err) {
+    fail_with(iv, err);
+    return;
+  }
+  if (!resp->granted) {
+    throttled(iv, resp);
+    return;
+  }
+  acquire_sandbox(iv, false);
+}
+
+static void sandbox_acquired(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  invocation *iv = user;
+  if (err) {
+    fail_with(iv, err);
+    return;
+  }
+  Brume__AcquireSandboxResponse *sb = (Brume__AcquireSandboxResponse *)reply;
+  if (sb->no_idle_sandbox) {
+    protobuf_c_message_free_unpacked(reply, NULL);
+    /* No warm sandbox: a cold start, which the scaling rate must allow first. */
+    Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+    fn.account_id = iv->account;
+    fn.function_name = iv->name;
+    fn.qualifier = iv->qualifier;
+    Brume__AcquireRequest req = BRUME__ACQUIRE_REQUEST__INIT;
+    req.function = &fn;
+    req.caller_id = (char *)iv->inv->o.caller_id;
+    req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT;
+    req.upgrade_token = iv->token;
+    brume_counting_client_acquire(iv->inv->o.counting, &req, cold_granted, iv);
+    return;
+  }
+  iv->sb = sb;
+  if (sb->init_error) {
+    /* The sandbox is gone; the invocation answers with the init error, as Lambda does. */
+    release_and_answer(iv);
+    return;
+  }
+  invoke_worker(iv);
+}
+
+static void acquire_sandbox(invocation *iv, bool warm_only) {
+  brume_invoker *inv = iv->inv;
+  Brume__AcquireSandboxRequest req = BRUME__ACQUIRE_SANDBOX_REQUEST__INIT;
+  req.spec = (Brume__SandboxSpec *)brume_fn_target_spec(iv->target);
+  req.caller_id = (char *)inv->o.caller_id;
+  req.warm_only = warm_only;
+  int64_t left = brume_rpc_call_deadline_left_ms(iv->call);
+  int64_t deadline = warm_only ? WARM_ACQUIRE_DEADLINE_MS
+                     : left > 0 ? left
+                                : COLD_ACQUIRE_DEADLINE_MS;
+  brume_rpc_call_opts co = {.deadline_ms = deadline, .request_id = iv->request_id};
+  brume_autoptr(brume_err) err = NULL;
+  if (brume_rpc_unary_async(inv->o.placement, &brume__placement__descriptor, PLACEMENT_ACQUIRE,
+                            &req.base, &co, sandbox_acquired, iv, &err) < 0)
+    sandbox_acquired(iv, NULL, err);
+}
+
+static void warm_granted(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
+  invocation *iv = user;
+  if (err) {
+    fail_with(iv, err);
+    return;
+  }
+  if (!resp->granted) {
+    throttled(iv, resp);
+    return;
+  }
+  iv->token = brume_xstrdup(resp->token);
+  acquire_sandbox(iv, true);
+}
+
+/* ---- the start ---- */
+
+static int check_request(const Brume__InvokeRequest *req, const char *qualifier,
+                         brume_err **err) {
+  if (brume_check_qualifier(qualifier, "qualifier", err) < 0) return -1;
+  switch (req->invocation_type) {
+    case BRUME__INVOCATION_TYPE__INVOCATION_TYPE_UNSPECIFIED:
+    case BRUME__INVOCATION_TYPE__INVOCATION_TYPE_REQUEST_RESPONSE:
+    case BRUME__INVOCATION_TYPE__INVOCATION_TYPE_DRY_RUN:
+      break;
+    case BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT:
+      return brume_err_set(err, BRUME_UNIMPLEMENTED,
+                           "InvalidParameterValueException: invocation_type EVENT (asynchronous "
+                           "invocation) is not served yet; invoke with REQUEST_RESPONSE");
+    default:
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                           "InvalidParameterValueException: invocation_type %d is not "
+                           "REQUEST_RESPONSE, EVENT or DRY_RUN",
+                           (int)req->invocation_type);
+  }
+  switch (req->log_type) {
+    case BRUME__LOG_TYPE__LOG_TYPE_UNSPECIFIED:
+    case BRUME__LOG_TYPE__LOG_TYPE_NONE:
+    case BRUME__LOG_TYPE__LOG_TYPE_TAIL:
+      break;
+    default:
+      return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                           "InvalidParameterValueException: log_type %d is not NONE or TAIL",
+                           (int)req->log_type);
+  }
+  if (req->payload.len > BRUME_PAYLOAD_SYNC_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "RequestTooLargeException: the payload is %zu bytes; a synchronous "
+                         "invocation takes at most %u (6 MiB)",
+                         req->payload.len, BRUME_PAYLOAD_SYNC_MAX);
+  return 0;
+}
+
+void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__InvokeRequest *req,
+                         const char *account_id, const char *name, const char *qualifier,
+                         const char *request_id) {
+  int64_t t0 = brume_mono_us();
+  brume_autoptr(brume_err) err = NULL;
+  const brume_fn_target *target = NULL;
+  if (check_request(req, qualifier, &err) < 0 ||
+      brume_catalog_resolve(inv->o.catalog, account_id, name, qualifier,
+                            (double)(brume_random_u64() >> 11) / 9007199254740992.0, &target,
+                            &err) < 0) {
+    brume_counter_inc(inv->invocations, 1, "none", "error");
+    brume_frontend_fail(call, err);
+    return;
+  }
+  if (req->invocation_type == BRUME__INVOCATION_TYPE__INVOCATION_TYPE_DRY_RUN) {
+    Brume__InvokeResponse resp = BRUME__INVOKE_RESPONSE__INIT;
+    resp.status_code = 204;
+    resp.executed_version = brume_fn_target_spec(target)->function->version;
+    resp.request_id = (char *)request_id;
+    brume_rpc_call_reply(call, &resp.base);
+    brume_fn_target_unref(target);
+    return;
+  }
+  invocation *iv = brume_xcalloc(1, sizeof(*iv));
+  iv->inv = inv;
+  iv->call = call;
+  iv->req = req;
+  iv->target = target;
+  iv->t0_us = t0;
+  snprintf(iv->account, sizeof(iv->account), "%s", account_id);
+  snprintf(iv->name, sizeof(iv->name), "%s", name);
+  snprintf(iv->qualifier, sizeof(iv->qualifier), "%s", qualifier);
+  snprintf(iv->request_id, sizeof(iv->request_id), "%s", request_id);
+  pthread_mutex_lock(&inv->mu);
+  inv->in_flight++;
+  pthread_mutex_unlock(&inv->mu);
+
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = iv->account;
+  fn.function_name = iv->name;
+  fn.qualifier = iv->qualifier;
+  Brume__AcquireRequest areq = BRUME__ACQUIRE_REQUEST__INIT;
+  areq.function = &fn;
+  areq.caller_id = (char *)inv->o.caller_id;
+  areq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
+  areq.hold_ms = brume_fn_target_spec(target)->timeout_ms + TOKEN_HOLD_MARGIN_MS;
+  brume_counting_client_acquire(inv->o.counting, &areq, warm_granted, iv);
+}

@@ -1,0 +1,56 @@
+/* Invoke: one synchronous invocation driven through the cluster without a thread of its own
+ * (every step is an asynchronous call whose completion starts the next), so thousands of slow
+ * functions in flight never hold up a fast one:
+ *
+ *   resolve the qualifier (catalog, in memory; an alias with routing picks a version by weight)
+ *   -> Counting Acquire WARM_ENVIRONMENT (counting/client.h, coalesced into batches)
+ *   -> Placement AcquireSandbox warm_only
+ *      -> no idle sandbox: Counting Acquire NEW_ENVIRONMENT upgrading the token (the scaling
+ *         rate applies to cold starts only), then Placement AcquireSandbox (a cold start)
+ *   -> Worker Invoke on the sandbox's host, deadline = the function's timeout (+ a margin for the
+ *      RPC itself: a function past its timeout answers OK with Sandbox.Timedout)
+ *   -> Placement ReleaseSandbox and Counting Release, together -> the answer.
+ *
+ * A throttle answers RESOURCE_EXHAUSTED at once with the ThrottleReason name leading the message;
+ * a failure after the token was granted always gives the token (and the sandbox, marked BROKEN
+ * when the worker failed) back before answering. The request id is sent on every call. DryRun
+ * stops after the resolution. */
+#ifndef BRUME_FRONTEND_INVOKE_H
+#define BRUME_FRONTEND_INVOKE_H
+
+#include "brume/frontend.pb-c.h"
+#include "catalog.h"
+#include "client.h"
+#include "metrics.h"
+#include "rpc.h"
+
+/* Lambda's limits on a payload. */
+#define BRUME_PAYLOAD_SYNC_MAX (6u * 1024 * 1024)
+#define BRUME_PAYLOAD_EVENT_MAX (256u * 1024)
+
+typedef struct brume_invoker brume_invoker;
+
+typedef struct brume_invoker_opts {
+  brume_catalog *catalog;
+  brume_counting_client *counting;
+  brume_rpc_client *placement; /* used for asynchronous calls only */
+  brume_rpc_pool *workers;     /* one client per worker address */
+  const char *caller_id;       /* "frontend/<id>" */
+  brume_metrics *metrics;      /* brume_frontend_invocations_total and friends */
+} brume_invoker_opts;
+
+brume_invoker *brume_invoker_new(const brume_invoker_opts *opts);
+/* Waits until every invocation under way has answered. The clients in opts must still be open
+ * (their callbacks finish the invocations); stop accepting calls first. */
+void brume_invoker_drain(brume_invoker *inv);
+void brume_invoker_free(brume_invoker *inv);
+
+/* Starts call (a Frontend.Invoke whose request is req, already authenticated) for account_id's
+ * function name (plain, from the function_name field or its ARN), at qualifier (the request's,
+ * or the ARN's). request_id is the call's (the client's x-request-id or one made up). Returns at
+ * once; the call is answered later from a client completion thread. */
+void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__InvokeRequest *req,
+                         const char *account_id, const char *name, const char *qualifier,
+                         const char *request_id);
+
+#endif

@@ -1,0 +1,354 @@
+/* brume-frontend: Brume's public gRPC API (proto/brume/frontend.proto): authenticates every call,
+ * manages functions, versions, aliases and concurrency, and drives each invocation through
+ * counting, placement and a worker; serves function code to the workers over HTTP.
+ *
+ * Table of contents: the configuration; `brume-frontend bootstrap-key ACCOUNT`, which makes the
+ * first admin key; then start() in order (metrics, etcd, the gRPC listener and the registration
+ * (common/daemon.h), the HTTP listener (its address goes into code URLs), the code store, the
+ * environment key, the key store and the catalog (read from etcd, then followed), the audit log,
+ * the counting and placement clients, the invoker, the management calls, the Frontend service),
+ * and stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT. */
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit.h"
+#include "brume/frontend.pb-c.h"
+#include "catalog.h"
+#include "client.h"
+#include "code_store.h"
+#include "config.h"
+#include "daemon.h"
+#include "env_crypt.h"
+#include "etcd.h"
+#include "http.h"
+#include "invoke.h"
+#include "key_store.h"
+#include "log.h"
+#include "manage.h"
+#include "mem.h"
+#include "names.h"
+#include "rpc.h"
+#include "service.h"
+#include "workq.h"
+
+/* ---- configuration ---- */
+
+static brume_common_config common;
+static struct {
+  char *daemon_id;
+  char *etcd_prefix;
+  int64_t lease_ttl;
+  int64_t threads;
+  int64_t jobs;
+  char *region;
+  char *data_dir;
+  char *env_key_file;
+  char *audit_log;
+  char *counting_addr;
+  char *placement_addr;
+  char *code_url_base;
+  int64_t max_request;
+} cfg;
+
+static const brume_opt opts[] = {
+    BRUME_OPT_STRING("daemon_id", &cfg.daemon_id, NULL,
+                     "this daemon's id, in its registration and as the caller it names to "
+                     "counting and placement; 1-64 characters of [A-Za-z0-9._-] (default: the "
+                     "hostname)"),
+    BRUME_OPT_STRING("etcd_prefix", &cfg.etcd_prefix, "/brume", "prefix of Brume's etcd keys"),
+    BRUME_OPT_DURATION("lease_ttl", &cfg.lease_ttl, BRUME_SECONDS(2), BRUME_MINUTES(5), "10s",
+                       "TTL of the registration's etcd lease, whole seconds"),
+    BRUME_OPT_INT("threads", &cfg.threads, 1, 64, "2", "threads running gRPC handlers"),
+    BRUME_OPT_INT("jobs", &cfg.jobs, 1, 64, "4",
+                  "threads running the management calls, which wait for etcd"),
+    BRUME_OPT_STRING("region", &cfg.region, "local",
+                     "the region in function ARNs (arn:brume:lambda:<region>:...)"),
+    BRUME_OPT_PATH("data_dir", &cfg.data_dir, "/var/lib/brume/frontend",
+                   "where function code (code/), the audit log and the generated environment "
+                   "key live"),
+    BRUME_OPT_PATH("env_key_file", &cfg.env_key_file, NULL,
+                   "the key that encrypts environment variables at rest: 64 hex digits (default: "
+                   "<data_dir>/env.key, made on first start; every frontend of a cluster needs "
+                   "the same key)",
+                   .flags = BRUME_OPT_SECRET),
+    BRUME_OPT_PATH("audit_log", &cfg.audit_log, NULL,
+                   "the audit log: refused calls and changes, one JSON object per line (default: "
+                   "<data_dir>/audit.log)"),
+    BRUME_OPT_STRING("counting_addr", &cfg.counting_addr, NULL,
+                     "the counting daemon's gRPC address (default: the first one registered in "
+                     "etcd)"),
+    BRUME_OPT_STRING("placement_addr", &cfg.placement_addr, NULL,
+                     "the placement daemon's gRPC address (default: the first one registered in "
+                     "etcd)"),
+    BRUME_OPT_STRING("code_url_base", &cfg.code_url_base, NULL,
+                     "the base of the code URLs workers fetch from (default: http://<this "
+                     "daemon's http_listen, with the hostname for an empty host>)"),
+    BRUME_OPT_SIZE("max_request", &cfg.max_request, 7 * BRUME_MIB, 1 * BRUME_GIB, "64MiB",
+                   "largest gRPC request accepted: function code (a 50 MiB zip) travels in "
+                   "CreateFunction and UpdateFunctionCode"),
+};
+
+static char daemon_id[256];
+
+static int validate(brume_err **err) {
+  if (common.etcd_endpoints == NULL)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "etcd_endpoints is required: keys and functions live in etcd");
+  bool from_hostname;
+  if (brume_daemon_check_base(cfg.daemon_id, daemon_id, sizeof(daemon_id), &from_hostname,
+                              cfg.etcd_prefix, cfg.lease_ttl, err) < 0)
+    return -1;
+  size_t n = strlen(daemon_id);
+  bool ok = n >= 1 && n <= 64;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = isalnum((unsigned char)daemon_id[i]) || strchr("._-", daemon_id[i]);
+  if (!ok)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "daemon_id \"%s\" must be 1-64 characters of [A-Za-z0-9._-]", daemon_id);
+  if (brume_check_function_name(cfg.region, "region", err) < 0) return -1;
+  return 0;
+}
+
+static const brume_config_spec spec = {
+    .name = "brume-frontend",
+    .summary = "Brume's public API: authenticates callers, manages functions and runs "
+               "invocations through counting, placement and the workers. `brume-frontend "
+               "bootstrap-key ACCOUNT [options]` makes an admin API key and exits.",
+    .default_config = "/etc/brume/brume-frontend.conf",
+    .common = &common,
+    .default_listen = "127.0.0.1:7040",
+    .default_http_listen = "127.0.0.1:9040",
+    .opts = opts,
+    .n_opts = BRUME_ARRAY_LEN(opts),
+    .validate = validate,
+};
+
+/* ---- the daemon ---- */
+
+static struct {
+  brume_daemon_base b;
+  char caller_id[300];
+  brume_http *http;
+  brume_code_store *code;
+  brume_env_key env_key;
+  brume_key_store *keys;
+  brume_catalog *catalog;
+  brume_audit *audit;
+  brume_counting_client *counting;
+  brume_rpc_client *placement;
+  brume_rpc_pool *workers;
+  brume_invoker *invoker;
+  brume_workq *wq;
+  brume_manage *manage;
+  brume_frontend_service svc;
+  bool svc_ready;
+} d;
+
+/* The address of the first daemon of kind registered in etcd, or NULL + err. */
+static char *discover(brume_etcd *etcd, const char *kind, brume_err **err) {
+  brume_autofree char *dir = brume_xasprintf("%s/svc/%s/", cfg.etcd_prefix, kind);
+  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(etcd, dir, err);
+  if (r == NULL) return NULL;
+  for (size_t i = 0; i < r->n; i++) {
+    json_t *o = json_loadb(r->kvs[i].value, r->kvs[i].value_len, 0, NULL);
+    const char *addr = o ? json_string_value(json_object_get(o, "addr")) : NULL;
+    char *out = addr ? brume_xstrdup(addr) : NULL;
+    json_decref(o);
+    if (out) return out;
+  }
+  brume_err_set(err, BRUME_UNAVAILABLE,
+                "no brume-%s is registered in etcd under %s: start one, or set %s_addr", kind, dir,
+                kind);
+  return NULL;
+}
+
+static int health(void *user, brume_err **err) {
+  (void)user;
+  if (!brume_registration_healthy(d.b.reg))
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the etcd lease is stale");
+  return 0;
+}
+
+static int open_env_key(brume_err **err) {
+  brume_autofree char *path = cfg.env_key_file
+                                  ? brume_xstrdup(cfg.env_key_file)
+                                  : brume_xasprintf("%s/env.key", cfg.data_dir);
+  if (cfg.env_key_file == NULL && access(path, F_OK) != 0) {
+    if (brume_env_key_generate(path, err) < 0) return -1;
+    brume_warn("Made a new key for environment variables; every frontend of the cluster needs "
+               "the same one (env_key_file).",
+               "path=%s", path);
+  }
+  return brume_env_key_load(path, &d.env_key, err);
+}
+
+static int start(brume_err **err) {
+  d.b.max_message_bytes = (size_t)cfg.max_request;
+  if (brume_daemon_base_start(&d.b, &common, cfg.etcd_prefix, "frontend", daemon_id,
+                              (int)(cfg.lease_ttl / 1000), (int)cfg.threads, err) < 0)
+    return -1;
+  snprintf(d.caller_id, sizeof(d.caller_id), "frontend/%s", daemon_id);
+
+  d.http = brume_http_start(common.http_listen, d.b.metrics, err);
+  if (d.http == NULL) return brume_err_wrap(err, "http_listen %s", common.http_listen);
+  brume_http_set_health(d.http, health, NULL);
+  brume_autofree char *http_addr =
+      brume_config_advertised_addr(common.http_listen, brume_http_port(d.http), err);
+  if (http_addr == NULL) return -1;
+  brume_autofree char *code_base =
+      cfg.code_url_base ? brume_xstrdup(cfg.code_url_base) : brume_xasprintf("http://%s", http_addr);
+
+  if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "data_dir %s: %s", cfg.data_dir,
+                         strerror(errno));
+  brume_autofree char *code_dir = brume_xasprintf("%s/code", cfg.data_dir);
+  d.code = brume_code_store_new(code_dir, err);
+  if (d.code == NULL) return brume_err_wrap(err, "code store %s", code_dir);
+  brume_code_store_serve(d.code, d.http);
+  if (open_env_key(err) < 0) return -1;
+
+  d.keys = brume_key_store_new(d.b.etcd, cfg.etcd_prefix, err);
+  if (d.keys == NULL) return -1;
+  brume_catalog_opts co = {.etcd = d.b.etcd,
+                           .prefix = cfg.etcd_prefix,
+                           .region = cfg.region,
+                           .env_key = &d.env_key,
+                           .code_url_base = code_base};
+  d.catalog = brume_catalog_new(&co, err);
+  if (d.catalog == NULL) return -1;
+  brume_autofree char *audit_path = cfg.audit_log ? brume_xstrdup(cfg.audit_log)
+                                                  : brume_xasprintf("%s/audit.log", cfg.data_dir);
+  d.audit = brume_audit_open(audit_path, err);
+  if (d.audit == NULL) return -1;
+
+  brume_autofree char *counting_addr =
+      cfg.counting_addr ? brume_xstrdup(cfg.counting_addr) : discover(d.b.etcd, "counting", err);
+  brume_autofree char *placement_addr = cfg.placement_addr
+                                            ? brume_xstrdup(cfg.placement_addr)
+                                            : discover(d.b.etcd, "placement", err);
+  if (counting_addr == NULL || placement_addr == NULL) return -1;
+  brume_counting_client_opts cco = {.rpc = {.tls = brume_rpc_client_tls(&common)}};
+  d.counting = brume_counting_client_new(counting_addr, &cco, err);
+  if (d.counting == NULL) return brume_err_wrap(err, "counting_addr %s", counting_addr);
+  brume_rpc_client_opts rco = {.tls = brume_rpc_client_tls(&common),
+                               .max_message_bytes = 8u << 20};
+  d.placement = brume_rpc_client_new(placement_addr, &rco, err);
+  if (d.placement == NULL) return brume_err_wrap(err, "placement_addr %s", placement_addr);
+  d.workers = brume_rpc_pool_new(&rco);
+
+  brume_invoker_opts io = {.catalog = d.catalog,
+                           .counting = d.counting,
+                           .placement = d.placement,
+                           .workers = d.workers,
+                           .caller_id = d.caller_id,
+                           .metrics = d.b.metrics};
+  d.invoker = brume_invoker_new(&io);
+  d.wq = brume_workq_new((int)cfg.jobs);
+  brume_manage_opts mo = {.etcd = d.b.etcd,
+                          .prefix = cfg.etcd_prefix,
+                          .region = cfg.region,
+                          .catalog = d.catalog,
+                          .code = d.code,
+                          .env_key = &d.env_key,
+                          .placement = d.placement,
+                          .caller_id = d.caller_id};
+  d.manage = brume_manage_new(&mo);
+
+  d.svc = (brume_frontend_service){.keys = d.keys,
+                                   .audit = d.audit,
+                                   .invoker = d.invoker,
+                                   .manage = d.manage,
+                                   .wq = d.wq,
+                                   .region = cfg.region};
+  brume_frontend_service_init(&d.svc);
+  d.svc_ready = true;
+  if (brume_rpc_server_add_service(d.b.rpc, &brume__frontend__descriptor,
+                                   brume_frontend_service_handlers(), &d.svc, err) < 0 ||
+      brume_rpc_server_start(d.b.rpc, err) < 0)
+    return -1;
+
+  brume_info("The frontend is ready.",
+             "daemon_id=%s listen=%s http_listen=%s http_port=%d code_url_base=%s counting=%s "
+             "placement=%s etcd=%s audit_log=%s",
+             daemon_id, d.b.addr, common.http_listen, brume_http_port(d.http), code_base,
+             counting_addr, placement_addr, common.etcd_endpoints, audit_path);
+  return 0;
+}
+
+static void stop(void) {
+  /* New calls are refused; the invocations under way finish (their clients still open), the
+   * queued management calls run out; then the server goes, answering what is left. */
+  if (d.svc_ready) brume_frontend_service_stop(&d.svc);
+  brume_invoker_drain(d.invoker);
+  if (d.wq) brume_workq_stop(d.wq);
+  brume_rpc_server_free(d.b.rpc);
+  d.b.rpc = NULL;
+  brume_workq_free(d.wq);
+  brume_manage_free(d.manage);
+  brume_invoker_free(d.invoker);
+  brume_counting_client_free(d.counting);
+  brume_rpc_client_free(d.placement);
+  brume_rpc_pool_free(d.workers);
+  brume_http_stop(d.http);
+  brume_audit_close(d.audit);
+  brume_catalog_free(d.catalog);
+  brume_key_store_free(d.keys);
+  brume_code_store_free(d.code);
+  explicit_bzero(&d.env_key, sizeof(d.env_key));
+  brume_daemon_base_stop(&d.b);
+}
+
+/* brume-frontend bootstrap-key ACCOUNT [options]: makes an admin key for ACCOUNT in etcd (the
+ * options say where) and prints it once on stdout. The first key of a cluster can come from
+ * nowhere else: every call, CreateApiKey included, needs a key. */
+static int bootstrap_key(int argc, char **argv) {
+  if (argc < 3 || argv[2][0] == '-') {
+    fprintf(stderr, "usage: brume-frontend bootstrap-key ACCOUNT [options]\n");
+    return 2;
+  }
+  const char *account = argv[2];
+  brume_autoptr(brume_err) err = NULL;
+  /* The loader skips its argv[0]: ACCOUNT is in that place. */
+  int rc = brume_config_load(&spec, argc - 2, argv + 2, &err);
+  if (rc != 0) {
+    if (rc < 0) fprintf(stderr, "%s\n", err->msg);
+    brume_config_free(&spec);
+    return rc < 0 ? 2 : 0;
+  }
+  brume_log_init("frontend", (brume_log_level)common.log_level);
+  int status = 1;
+  brume_etcd_opts eo = {
+      .ca_path = common.tls_ca, .cert_path = common.tls_cert, .key_path = common.tls_key};
+  brume_autoptr(brume_etcd) etcd = brume_etcd_new(common.etcd_endpoints, &eo, &err);
+  brume_key_store *ks = etcd ? brume_key_store_new(etcd, cfg.etcd_prefix, &err) : NULL;
+  char key[BRUME_API_KEY_STRING_LEN + 1];
+  brume_api_key_record rec;
+  if (ks && brume_check_account_id(account, "ACCOUNT", &err) == 0 &&
+      brume_key_store_create(ks, account, BRUME_SCOPE_ADMIN, "bootstrap admin key", key, &rec,
+                             &err) == 0) {
+    printf("%s\n", key);
+    fflush(stdout);
+    fprintf(stderr,
+            "Made admin key %s for account %s. It is shown this once: store it (e.g. in a file "
+            "for `brume --api-key-file`).\n",
+            rec.key_id, account);
+    explicit_bzero(key, sizeof(key));
+    status = 0;
+  } else {
+    fprintf(stderr, "brume-frontend bootstrap-key: %s\n", err ? err->msg : "failed");
+  }
+  brume_key_store_free(ks);
+  brume_config_free(&spec);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "bootstrap-key") == 0) return bootstrap_key(argc, argv);
+  return brume_daemon_main(&spec, &common, "frontend", start, stop, argc, argv);
+}

@@ -1,0 +1,280 @@
+/* The Frontend service: authentication, authorisation, audit, dispatch (service.h). */
+#include "service.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brume/frontend.pb-c.h"
+#include "log.h"
+#include "mem.h"
+#include "names.h"
+#include "random.h"
+#include "reply.h"
+
+int brume_request_id(const char *given, char out[80], brume_err **err) {
+  if (given == NULL || given[0] == '\0') {
+    uint64_t a = brume_random_u64(), b = brume_random_u64();
+    /* A version 4 UUID. */
+    snprintf(out, 80, "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
+             a >> 32, (a >> 16) & 0xffff, a & 0xfff, 0x8000 | ((b >> 48) & 0x3fff),
+             b & (uint64_t)0xffffffffffff);
+    return 0;
+  }
+  size_t n = strlen(given);
+  bool ok = n <= 64;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = isalnum((unsigned char)given[i]) || strchr("._-", given[i]) != NULL;
+  if (!ok)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "InvalidParameterValueException: x-request-id must be 1-64 characters "
+                         "of [A-Za-z0-9._-]");
+  snprintf(out, 80, "%s", given);
+  return 0;
+}
+
+void brume_frontend_service_init(brume_frontend_service *svc) {
+  atomic_init(&svc->stopping, false);
+}
+
+void brume_frontend_service_stop(brume_frontend_service *svc) {
+  atomic_store(&svc->stopping, true);
+}
+
+/* ---- what each method needs ---- */
+
+typedef enum method_kind { KIND_INVOKE, KIND_MANAGE, KIND_KEYS } method_kind;
+
+static const char *method_short(brume_rpc_call *call) {
+  const char *m = brume_rpc_call_method(call);
+  const char *slash = strrchr(m, '/');
+  return slash ? slash + 1 : m;
+}
+
+static method_kind kind_of(const char *method) {
+  if (strcmp(method, "Invoke") == 0) return KIND_INVOKE;
+  if (strstr(method, "ApiKey")) return KIND_KEYS;
+  return KIND_MANAGE;
+}
+
+/* Calls that change nothing, which the audit log leaves out when they succeed. */
+static bool read_only(const char *method) {
+  return strncmp(method, "Get", 3) == 0 || strncmp(method, "List", 4) == 0 ||
+         strcmp(method, "Invoke") == 0;
+}
+
+/* The request's function_name field, if its message has one (every function call does). */
+static const char *function_name_of(const ProtobufCMessage *req) {
+  const ProtobufCFieldDescriptor *f =
+      protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "function_name");
+  if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING) return NULL;
+  return *(const char *const *)((const char *)req + f->offset);
+}
+
+/* ---- the queued calls ---- */
+
+typedef struct job {
+  brume_frontend_service *svc;
+  brume_rpc_call *call;
+  const ProtobufCMessage *req;
+  unsigned method;
+  brume_principal who;
+  char account[sizeof(((brume_principal *)0)->account_id)];
+  char request_id[80];
+} job;
+
+static void key_info(const brume_api_key_record *rec, Brume__ApiKeyInfo *info, char **scopes,
+                     size_t *n_scopes) {
+  static const char *const names[] = {"invoke", "manage", "admin"};
+  *n_scopes = 0;
+  for (unsigned i = 0; i < 3; i++)
+    if (rec->scopes & (1u << i)) scopes[(*n_scopes)++] = (char *)names[i];
+  info->key_id = (char *)rec->key_id;
+  info->account_id = (char *)rec->account_id;
+  info->scopes = scopes;
+  info->n_scopes = *n_scopes;
+  info->description = (char *)rec->description;
+  info->created_unix_ms = rec->created_unix_ms;
+}
+
+/* The API key calls. Returns the code answered. */
+static brume_status serve_keys(job *j, const char *method) {
+  brume_frontend_service *svc = j->svc;
+  brume_autoptr(brume_err) err = NULL;
+  if (strcmp(method, "CreateApiKey") == 0) {
+    const Brume__CreateApiKeyRequest *req = (const void *)j->req;
+    unsigned scopes = 0;
+    for (size_t i = 0; i < req->n_scopes && err == NULL; i++) {
+      unsigned bit;
+      if (brume_scopes_parse(req->scopes[i], &bit, &err) == 0) scopes |= bit;
+    }
+    if (err == NULL && scopes == 0)
+      brume_err_set(&err, BRUME_INVALID_ARGUMENT,
+                    "scopes must hold at least one of invoke, manage, admin");
+    char key[BRUME_API_KEY_STRING_LEN + 1];
+    brume_api_key_record rec;
+    if (err || brume_check_account_id(req->account_id, "account_id", &err) < 0 ||
+        brume_key_store_create(svc->keys, req->account_id, scopes, req->description, key, &rec,
+                               &err) < 0) {
+      brume_frontend_fail(j->call, err);
+      return err->code;
+    }
+    Brume__ApiKeyInfo info = BRUME__API_KEY_INFO__INIT;
+    char *sc[3];
+    size_t nsc;
+    key_info(&rec, &info, sc, &nsc);
+    Brume__CreateApiKeyResponse resp = BRUME__CREATE_API_KEY_RESPONSE__INIT;
+    resp.api_key = key;
+    resp.key = &info;
+    brume_rpc_call_reply(j->call, &resp.base);
+    explicit_bzero(key, sizeof(key));
+    return BRUME_OK;
+  }
+  if (strcmp(method, "DeleteApiKey") == 0) {
+    const Brume__DeleteApiKeyRequest *req = (const void *)j->req;
+    if (brume_key_store_delete(svc->keys, req->key_id, &err) < 0) {
+      brume_frontend_fail(j->call, err);
+      return err->code;
+    }
+    Brume__DeleteApiKeyResponse resp = BRUME__DELETE_API_KEY_RESPONSE__INIT;
+    brume_rpc_call_reply(j->call, &resp.base);
+    return BRUME_OK;
+  }
+  /* ListApiKeys */
+  const Brume__ListApiKeysRequest *req = (const void *)j->req;
+  size_t n;
+  brume_autofree brume_api_key_record *recs =
+      brume_key_store_list(svc->keys, req->account_id, &n);
+  brume_autofree Brume__ApiKeyInfo *infos = brume_xcalloc(n ? n : 1, sizeof(*infos));
+  brume_autofree Brume__ApiKeyInfo **ptrs = brume_xcalloc(n ? n : 1, sizeof(*ptrs));
+  brume_autofree char **scopes = brume_xcalloc(3 * (n ? n : 1), sizeof(*scopes));
+  for (size_t i = 0; i < n; i++) {
+    brume__api_key_info__init(&infos[i]);
+    size_t ns;
+    key_info(&recs[i], &infos[i], scopes + 3 * i, &ns);
+    ptrs[i] = &infos[i];
+  }
+  Brume__ListApiKeysResponse resp = BRUME__LIST_API_KEYS_RESPONSE__INIT;
+  resp.keys = ptrs;
+  resp.n_keys = n;
+  brume_rpc_call_reply(j->call, &resp.base);
+  return BRUME_OK;
+}
+
+static void job_run(void *arg) {
+  brume_autofree job *j = arg;
+  const char *method = method_short(j->call);
+  const char *fn = function_name_of(j->req);
+  brume_status code;
+  if (kind_of(method) == KIND_KEYS)
+    code = serve_keys(j, method);
+  else
+    code = brume_manage_serve(j->svc->manage, j->call, j->method, j->req, j->account, &j->who);
+  if (!read_only(method) || code == BRUME_PERMISSION_DENIED)
+    brume_audit_record(j->svc->audit, j->request_id, &j->who, method, fn, code, NULL);
+}
+
+/* ---- the entry point of every call ---- */
+
+static void refuse(brume_frontend_service *svc, brume_rpc_call *call, const char *request_id,
+                   const brume_principal *who, const char *method, const char *resource,
+                   const brume_err *err) {
+  brume_audit_record(svc->audit, request_id, who, method, resource, err->code, err->msg);
+  brume_frontend_fail(call, err);
+}
+
+static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
+  brume_frontend_service *svc = user;
+  if (atomic_load(&svc->stopping)) {
+    brume_rpc_call_fail(call, BRUME_UNAVAILABLE,
+                        "ServiceUnavailableException: this frontend is shutting down");
+    return;
+  }
+  const char *method = method_short(call);
+  const ProtobufCMethodDescriptor *md =
+      protobuf_c_service_descriptor_get_method_by_name(&brume__frontend__descriptor, method);
+  BRUME_ENSURE(md != NULL);
+  brume_autoptr(brume_err) err = NULL;
+  char request_id[80];
+  if (brume_request_id(brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID), request_id, &err) < 0) {
+    brume_frontend_fail(call, err);
+    return;
+  }
+  const char *fn = function_name_of(request);
+  brume_principal who;
+  if (brume_key_store_authenticate(svc->keys, brume_rpc_call_metadata(call, BRUME_MD_API_KEY),
+                                   &who, &err) < 0) {
+    refuse(svc, call, request_id, NULL, method, fn, err);
+    return;
+  }
+  method_kind kind = kind_of(method);
+  unsigned needs = kind == KIND_INVOKE   ? BRUME_SCOPE_INVOKE
+                   : kind == KIND_MANAGE ? BRUME_SCOPE_MANAGE
+                                         : BRUME_SCOPE_ADMIN;
+  if (!brume_api_key_allows(who.scopes, needs)) {
+    char have[64];
+    brume_err_set(&err, BRUME_PERMISSION_DENIED,
+                  "AccessDeniedException: %s needs an API key with the %s scope; key %s has %s",
+                  method, needs == BRUME_SCOPE_INVOKE   ? "invoke"
+                          : needs == BRUME_SCOPE_MANAGE ? "manage"
+                                                        : "admin",
+                  who.key_id, brume_scopes_format(who.scopes, have, sizeof(have)));
+    refuse(svc, call, request_id, &who, method, fn, err);
+    return;
+  }
+  /* The account the call acts for: the key's, or the one an ARN names (admin only). */
+  brume_function_name parsed = {0};
+  if (fn) {
+    if (brume_function_name_parse(fn, svc->region, "function_name", &parsed, &err) < 0) {
+      brume_frontend_fail(call, err);
+      return;
+    }
+    if (parsed.account_id[0] && strcmp(parsed.account_id, who.account_id) != 0 &&
+        !brume_api_key_allows(who.scopes, BRUME_SCOPE_ADMIN)) {
+      brume_err_set(&err, BRUME_PERMISSION_DENIED,
+                    "AccessDeniedException: key %s (account %s) may not act on account %s's "
+                    "functions",
+                    who.key_id, who.account_id, parsed.account_id);
+      refuse(svc, call, request_id, &who, method, fn, err);
+      return;
+    }
+  }
+  const char *account = parsed.account_id[0] ? parsed.account_id : who.account_id;
+
+  if (kind == KIND_INVOKE) {
+    const Brume__InvokeRequest *req = (const void *)request;
+    const char *qualifier = req->qualifier;
+    if (parsed.qualifier[0]) {
+      if (qualifier[0] && strcmp(qualifier, parsed.qualifier) != 0) {
+        brume_err_set(&err, BRUME_INVALID_ARGUMENT,
+                      "InvalidParameterValueException: the ARN's qualifier %s and the qualifier "
+                      "field %s differ",
+                      parsed.qualifier, qualifier);
+        brume_frontend_fail(call, err);
+        return;
+      }
+      qualifier = parsed.qualifier;
+    }
+    brume_invoker_start(svc->invoker, call, req, account, parsed.name, qualifier, request_id);
+    return;
+  }
+  job *j = brume_xcalloc(1, sizeof(*j));
+  *j = (job){.svc = svc, .call = call, .req = request,
+             .method = (unsigned)(md - brume__frontend__descriptor.methods), .who = who};
+  snprintf(j->account, sizeof(j->account), "%s", account);
+  snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
+  if (brume_workq_push(svc->wq, job_run, j, &err) < 0) {
+    free(j);
+    brume_frontend_fail(call, err);
+  }
+}
+
+static brume_rpc_handler handlers[64];
+
+const brume_rpc_handler *brume_frontend_service_handlers(void) {
+  BRUME_ENSURE(brume__frontend__descriptor.n_methods <= BRUME_ARRAY_LEN(handlers));
+  for (size_t i = 0; i < brume__frontend__descriptor.n_methods; i++) handlers[i] = handle;
+  return handlers;
+}

@@ -1,0 +1,39 @@
+/* The Frontend gRPC service (proto/brume/frontend.proto): every call is authenticated (its API
+ * key, key_store.h), authorised (the scope its method needs; an ARN naming another account needs
+ * admin), given a request id, and audited when it is refused or changes something; then Invoke
+ * goes down the invocation path (invoke.h) and the other calls to a work queue thread, since they
+ * wait for etcd (manage.h; the API key calls here). */
+#ifndef BRUME_FRONTEND_SERVICE_H
+#define BRUME_FRONTEND_SERVICE_H
+
+#include <stdatomic.h>
+
+#include "audit.h"
+#include "invoke.h"
+#include "key_store.h"
+#include "manage.h"
+#include "rpc.h"
+#include "workq.h"
+
+typedef struct brume_frontend_service {
+  brume_key_store *keys;
+  brume_audit *audit;
+  brume_invoker *invoker;
+  brume_manage *manage;
+  brume_workq *wq;
+  const char *region;
+  atomic_bool stopping;
+} brume_frontend_service;
+
+/* svc's fields are set by the caller; this readies the rest. */
+void brume_frontend_service_init(brume_frontend_service *svc);
+/* New calls are refused with UNAVAILABLE from now on. */
+void brume_frontend_service_stop(brume_frontend_service *svc);
+/* The handler table for brume__frontend__descriptor (user = the service). */
+const brume_rpc_handler *brume_frontend_service_handlers(void);
+
+/* A request id for a call: the client's x-request-id when it is 1-64 characters of
+ * [A-Za-z0-9._-], a new UUID when it sent none; -1 (INVALID_ARGUMENT) when it sent a bad one. */
+int brume_request_id(const char *given, char out[80], brume_err **err);
+
+#endif
