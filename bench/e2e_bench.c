@@ -37,7 +37,7 @@
 #include "rpc.h"
 #include "testutil.h"
 
-#define CALLERS 64
+#define CALLERS_MAX 64
 #define MAX_SAMPLES (1 << 15)
 #define SEQ_N 2000
 #define COLD_N 8
@@ -49,7 +49,9 @@ static brume_test_cluster *c;
 static char key[160];
 static unsigned m_invoke, m_create;
 static bench_samples lat;
-static double t0s[CALLERS];
+static double t0s[CALLERS_MAX];
+/* Callers in flight: BENCH_CALLERS, default and at most CALLERS_MAX. */
+static size_t callers = CALLERS_MAX;
 static _Atomic int current_mode = STOP;
 static _Atomic bool recording;
 static _Atomic int running;
@@ -162,8 +164,8 @@ static double run_phase(mode m, double seconds) {
   atomic_store(&done_calls, 0);
   atomic_store(&colds, 0);
   atomic_store(&current_mode, m);
-  atomic_store(&running, CALLERS);
-  for (size_t i = 0; i < CALLERS; i++) start_next(i);
+  atomic_store(&running, (int)callers);
+  for (size_t i = 0; i < callers; i++) start_next(i);
   usleep(1000 * 1000);
   double t0 = brume_test_mono_ms();
   atomic_store(&recording, true);
@@ -228,9 +230,9 @@ static int cold_starts(bool from_pool) {
 static int warm_up(void) {
   /* CALLERS invocations at once: each finds no idle sandbox and starts one. */
   atomic_store(&current_mode, STOP);
-  atomic_store(&running, CALLERS);
+  atomic_store(&running, (int)callers);
   atomic_store(&recording, false);
-  for (size_t i = 0; i < CALLERS; i++) {
+  for (size_t i = 0; i < callers; i++) {
     Brume__InvokeRequest req;
     fill_invoke(&req, "bench", false);
     brume_rpc_call_opts o = {.deadline_ms = 600000, .api_key = key};
@@ -261,17 +263,28 @@ int main(void) {
   m_create = (unsigned)(protobuf_c_service_descriptor_get_method_by_name(
                             &brume__frontend__descriptor, "CreateFunction") -
                         brume__frontend__descriptor.methods);
-  bench_samples_init(&lat, CALLERS, MAX_SAMPLES);
+  if (getenv("BENCH_CALLERS")) {
+    long n = atol(getenv("BENCH_CALLERS"));
+    callers = n < 1 ? 1 : n > CALLERS_MAX ? CALLERS_MAX : (size_t)n;
+  }
+  const char *freeze_after = getenv("BENCH_FREEZE_AFTER") ? getenv("BENCH_FREEZE_AFTER") : "10s";
+  bench_samples_init(&lat, CALLERS_MAX, MAX_SAMPLES);
   int rc = 1;
-  const char *worker_flags[] = {"--pool-size", "2", "--freeze-after", "10s", NULL};
+  const char *worker_flags[24] = {"--pool-size", "2", "--freeze-after", freeze_after, NULL};
+  bench_worker_flags(worker_flags, 4, 24);
+  /* BENCH_FRONTEND_DEBUG=1: the frontend logs each invocation's steps (with BRUME_TEST_KEEP=1). */
+  const char *debug_flags[] = {"--log-level", "debug", NULL};
+  const char *const *frontend_flags = getenv("BENCH_FRONTEND_DEBUG") ? debug_flags : NULL;
   if (brume_test_cluster_start_workers(c, worker_flags) < 0 ||
       brume_test_cluster_start_placement(c, 0, NULL) < 0 ||
       brume_test_cluster_start_counting(c, NULL) < 0 ||
-      brume_test_cluster_start_frontend(c, NULL) < 0 ||
+      brume_test_cluster_start_frontend(c, frontend_flags) < 0 ||
       brume_test_cluster_bootstrap_key(c, "bench", key, sizeof(key)) < 0 ||
       create("bench", 0) < 0)
     goto out;
 
+  /* The worker boots its pool at start: measure once that is done. */
+  for (int w = 0; w < 600 && pool_ready() < 2; w++) usleep(50 * 1000);
   fprintf(stderr, "bench_e2e: warm, one caller, %d invocations\n", SEQ_N);
   if (invoke_once("bench", false, NULL) < 0) goto out;
   double *seq = brume_xcalloc(SEQ_N, sizeof(double));
@@ -284,11 +297,11 @@ int main(void) {
   bench_emit("e2e", "bare_seq_p50_us", brume_test_percentile(seq, SEQ_N, 50), "us");
   free(seq);
 
-  fprintf(stderr, "bench_e2e: starting %d sandboxes (warm-up)\n", CALLERS);
+  fprintf(stderr, "bench_e2e: starting %zu sandboxes (warm-up)\n", callers);
   double tw = brume_test_mono_ms();
   if (warm_up() < 0) goto out;
-  fprintf(stderr, "bench_e2e: %d sandboxes in %.1f s; %d callers in flight, %.0f s\n", CALLERS,
-          (brume_test_mono_ms() - tw) / 1000, CALLERS, seconds);
+  fprintf(stderr, "bench_e2e: %zu sandboxes in %.1f s; %zu callers in flight, %.0f s\n", callers,
+          (brume_test_mono_ms() - tw) / 1000, callers, seconds);
   double cpu0 = bench_cpu_us(c->frontend.pid);
   double el = run_phase(WARM, seconds);
   double cpu1 = bench_cpu_us(c->frontend.pid);
@@ -300,7 +313,7 @@ int main(void) {
   bench_emit("e2e", "cold_during_warm_run", (double)atomic_load(&colds), "invocations");
   if (n) bench_emit("e2e", "frontend_cpu_per_invocation_us", (cpu1 - cpu0) / n, "us");
 
-  fprintf(stderr, "bench_e2e: bare RPC (Invoke DryRun), %d callers in flight, %.0f s\n", CALLERS,
+  fprintf(stderr, "bench_e2e: bare RPC (Invoke DryRun), %zu callers in flight, %.0f s\n", callers,
           seconds);
   el = run_phase(BARE, seconds);
   if (atomic_load(&failures)) goto out;

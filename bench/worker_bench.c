@@ -42,6 +42,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "brume/worker.pb-c.h"
 #include "log.h"
 #include "proc.h"
@@ -107,14 +108,7 @@ static brume_rpc_client *new_client(void) {
 static void start_worker(const char *pool_size, const char *freeze_after) {
   /* BENCH_WORKER_FLAGS: more brume-worker flags, split at spaces (e.g. "--tcg-tb-cache 16MiB"). */
   const char *flags[24] = {"--pool-size", pool_size, "--freeze-after", freeze_after, NULL};
-  static char extra[512];
-  const char *env = getenv("BENCH_WORKER_FLAGS");
-  snprintf(extra, sizeof(extra), "%s", env ? env : "");
-  size_t n = 4;
-  for (char *save = NULL, *t = strtok_r(extra, " ", &save); t && n + 1 < 24;
-       t = strtok_r(NULL, " ", &save))
-    flags[n++] = t;
-  flags[n] = NULL;
+  bench_worker_flags(flags, 4, 24);
   double ms = 0;
   if (brume_test_worker_start(w, flags, &ms) < 0) die("could not start %s", BENCH_BRUME_WORKER);
   client = w->client;

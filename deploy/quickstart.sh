@@ -13,11 +13,14 @@
 # State lives under $BRUME_HOME (default /var/lib/brume, or ~/.brume when not root): the daemons'
 # logs (log/), the admin key (admin.key, mode 0600), etcd's data, the frontend's code store.
 # Ports: BRUME_<DAEMON>_LISTEN and BRUME_<DAEMON>_HTTP_LISTEN, BRUME_ETCD_PORT, BRUME_ETCD_PEER_PORT.
+# BRUME_BUILD_DIR: the build to use (default build/; an existing one keeps its build type);
+# BRUME_QUICKSTART_ID: the daemons' and the worker host's id (default quickstart).
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cmd=${1:-start}
 if [ "$(id -u)" -eq 0 ]; then home=${BRUME_HOME:-/var/lib/brume}; else home=${BRUME_HOME:-$HOME/.brume}; fi
 build=${BRUME_BUILD_DIR:-$top/build}
+id=${BRUME_QUICKSTART_ID:-quickstart}
 etcd_port=${BRUME_ETCD_PORT:-2379}
 etcd_peer_port=${BRUME_ETCD_PEER_PORT:-2380}
 counting_listen=${BRUME_COUNTING_LISTEN:-127.0.0.1:7010}
@@ -82,11 +85,15 @@ deploy() {
 }
 
 start() {
-  mkdir -p "$run" "$home/log"
+  mkdir -p "$run" "$home/log" "$home/worker"
+  # QEMU runs as libvirt's user: it must reach the guest image and the scratch disks under
+  # $home/worker (the admin key keeps its own 0600).
+  chmod 0711 "$home"
+  chmod 0755 "$home/worker"
   echo "[1/6] installing dependencies"
   bash "$top/deploy/install-deps.sh"
   echo "[2/6] building into $build"
-  cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  [ -f "$build/CMakeCache.txt" ] || cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j"$(nproc)" >/dev/null
   echo "[3/6] the guest image (the kernel build takes about 4 minutes the first time, then it is cached)"
   kernel=$("$top/worker-agent/guest/build-kernel.sh" 2>>"$home/log/guest-build.log" | tail -n 1)
@@ -108,19 +115,19 @@ start() {
   fi
   start_daemon counting "http://$counting_http/healthz" "$build/counting/brume-counting" \
     --listen "$counting_listen" --http_listen "$counting_http" --etcd_endpoints "$etcd_url" \
-    --daemon_id quickstart
+    --daemon_id "$id"
   # A fixed daemon id: a restart takes back the sandboxes the last run left on the workers.
   start_daemon placement "http://$placement_http/healthz" "$build/placement/brume-placement" \
     --listen "$placement_listen" --http_listen "$placement_http" --etcd_endpoints "$etcd_url" \
-    --daemon_id quickstart
+    --daemon_id "$id"
   start_daemon worker "http://$worker_http/healthz" "$build/worker-agent/brume-worker" \
     --listen "$worker_listen" --http_listen "$worker_http" --etcd_endpoints "$etcd_url" \
-    --host_id quickstart --guest_kernel "$kernel" --guest_kernel_smp "$kernel_smp" \
+    --host_id "$id" --guest_kernel "$kernel" --guest_kernel_smp "$kernel_smp" \
     --guest_initrd "$initrd" --image_dir "$home/worker/images" --run_dir "$home/worker/run" \
     --code_cache_dir "$home/worker/code"
   start_daemon frontend "http://$frontend_http/healthz" "$build/frontend/brume-frontend" \
     --listen "$frontend_listen" --http_listen "$frontend_http" --etcd_endpoints "$etcd_url" \
-    --daemon_id quickstart --data_dir "$home/frontend" --counting_addr "$counting_listen" \
+    --daemon_id "$id" --data_dir "$home/frontend" --counting_addr "$counting_listen" \
     --placement_addr "$placement_listen"
   echo "[6/6] the admin key and the example functions"
   if [ ! -s "$home/admin.key" ]; then

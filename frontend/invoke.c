@@ -58,7 +58,8 @@ typedef struct invocation {
   Brume__SandboxOutcome outcome;     /* how the sandbox is given back */
   brume_err *err;                    /* the failure to answer with, if any */
   atomic_int releases_left;
-  int64_t t0_us;
+  /* When the call arrived, and when each step ended (debug logs: where the time goes). */
+  int64_t t0_us, granted_us, placed_us, invoked_us;
 } invocation;
 
 brume_invoker *brume_invoker_new(const brume_invoker_opts *opts) {
@@ -166,11 +167,15 @@ static void answer(invocation *iv) {
   }
   brume_counter_inc(inv->invocations, 1, start, resp.function_error ? "function_error" : "ok");
   brume_histogram_observe(inv->duration, (double)(brume_mono_us() - iv->t0_us) / 1e6, start);
+  int64_t now = brume_mono_us();
   brume_debug("An invocation was answered.",
               "request_id=%s account_id=%s function=%s version=%s start=%s function_error=%s "
-              "duration_us=%" PRIu64,
+              "duration_us=%" PRIu64 " counting_us=%" PRId64 " placement_us=%" PRId64
+              " worker_us=%" PRId64 " release_us=%" PRId64 " total_us=%" PRId64,
               iv->request_id, iv->account, iv->name, resp.executed_version, start,
-              resp.function_error ? resp.function_error->type : "-", resp.duration_us);
+              resp.function_error ? resp.function_error->type : "-", resp.duration_us,
+              iv->granted_us - iv->t0_us, iv->placed_us - iv->granted_us,
+              iv->invoked_us - iv->placed_us, now - iv->invoked_us, now - iv->t0_us);
   brume_rpc_call_reply(iv->call, &resp.base);
   invocation_free(iv);
 }
@@ -261,6 +266,7 @@ static void worker_answered(void *user, ProtobufCMessage *reply, const brume_err
     return;
   }
   iv->res = (Brume__WorkerInvokeResponse *)reply;
+  iv->invoked_us = brume_mono_us();
   bool reset = iv->res->state == BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING ||
                iv->res->state == BRUME__SANDBOX_STATE__SANDBOX_STATE_GONE;
   iv->outcome = reset ? BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_FUNCTION_FAILED
@@ -330,6 +336,7 @@ static void sandbox_acquired(void *user, ProtobufCMessage *reply, const brume_er
     return;
   }
   iv->sb = sb;
+  iv->placed_us = brume_mono_us();
   if (sb->init_error) {
     /* The sandbox is gone; the invocation answers with the init error, as Lambda does. */
     release_and_answer(iv);
@@ -366,6 +373,7 @@ static void warm_granted(void *user, const Brume__AcquireResponse *resp, const b
     return;
   }
   iv->token = brume_xstrdup(resp->token);
+  iv->granted_us = brume_mono_us();
   acquire_sandbox(iv, true);
 }
 

@@ -42,6 +42,7 @@ typedef struct job {
   brume_rpc_call *call;
   const ProtobufCMessage *req;
   char *request_id;
+  int64_t queued_us; /* when it was parked (debug logs: time spent waiting for a thread) */
 } job;
 
 static void job_free(job *j) {
@@ -368,8 +369,11 @@ static void invoke_job(void *p) {
     resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE;
     freeze = svc->freeze_after_ms == 0;
   }
-  brume_debug("Invocation done.", "request_id=%s sandbox_id=%s duration_us=%" PRIu64 " error=%s",
-              j->request_id, s->id, resp.duration_us, done->error ? done->error->type : "-");
+  brume_debug("Invocation done.",
+              "request_id=%s sandbox_id=%s duration_us=%" PRIu64 " link_us=%" PRId64
+              " queued_us=%" PRId64 " error=%s",
+              j->request_id, s->id, resp.duration_us, took_us, t0 - j->queued_us,
+              done->error ? done->error->type : "-");
   brume_rpc_call_reply(j->call, &resp.base);
   if (destroy) destroy_claimed(svc, s, BRUME_SANDBOX_EV_BROKEN, j->request_id);
   /* Freeze after answering: the caller does not wait for the suspend. A request that took the
@@ -735,6 +739,7 @@ static void park(brume_rpc_call *call, const ProtobufCMessage *req, void *user, 
   j->svc = svc;
   j->call = call;
   j->req = req;
+  j->queued_us = brume_mono_us();
   const char *md = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
   j->request_id = brume_xstrdup(request_id && request_id[0] ? request_id : md ? md : "-");
   brume_err *err = NULL;

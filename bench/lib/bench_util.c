@@ -30,6 +30,17 @@ double bench_cpu_us(pid_t pid) {
   return (double)(ut + st) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
 
+size_t bench_worker_flags(const char **flags, size_t n, size_t max) {
+  static char extra[512];
+  const char *env = getenv("BENCH_WORKER_FLAGS");
+  snprintf(extra, sizeof(extra), "%s", env ? env : "");
+  for (char *save = NULL, *t = strtok_r(extra, " ", &save); t && n + 1 < max;
+       t = strtok_r(NULL, " ", &save))
+    flags[n++] = t;
+  flags[n] = NULL;
+  return n;
+}
+
 void bench_samples_init(bench_samples *s, size_t callers, size_t max_per_caller) {
   s->callers = callers;
   s->max = max_per_caller;

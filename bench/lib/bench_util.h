@@ -12,6 +12,11 @@ void bench_emit(const char *bench, const char *metric, double value, const char 
 /* CPU time (user + system) of process pid so far, in microseconds; 0 when it cannot be read. */
 double bench_cpu_us(pid_t pid);
 
+/* Appends the flags of BENCH_WORKER_FLAGS (brume-worker flags split at spaces, e.g.
+ * "--tcg-tb-cache 16MiB") to flags, which holds n of at most max - 1 entries; NULL-terminates
+ * it and returns the new count. The strings live in a static buffer: call it once. */
+size_t bench_worker_flags(const char **flags, size_t n, size_t max);
+
 /* Samples of one figure, one array per caller so that callers record without a lock. */
 typedef struct bench_samples {
   size_t callers, max;

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# tests/e2e/test_quickstart.sh BUILD_DIR: the README's first command, deploy/quickstart.sh, run
+# twice against a fresh BRUME_HOME on free ports (so it cannot disturb a quickstart already
+# running here), then stopped. Passes when the first run prints hello-c's answer to
+# {"name": "Brume"}, the second run starts nothing twice and updates the examples instead of
+# failing on them, the CLI lists both examples, and stop leaves no daemon running. Exit 77
+# (skip) when not root: the worker needs libvirtd.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/../.." && pwd)
+build=$1
+[ "$(id -u)" -eq 0 ] || { echo "test_quickstart: skipped: needs root"; exit 77; }
+
+free_port() {
+  local p
+  while :; do
+    p=$((20000 + RANDOM % 40000))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+home=$(mktemp -d /tmp/brume-quickstart-XXXXXX)
+export BRUME_HOME=$home BRUME_BUILD_DIR=$build BRUME_QUICKSTART_ID=qs$$
+export BRUME_ETCD_PORT=$(free_port) BRUME_ETCD_PEER_PORT=$(free_port)
+for d in COUNTING PLACEMENT WORKER FRONTEND; do
+  export "BRUME_${d}_LISTEN=127.0.0.1:$(free_port)" "BRUME_${d}_HTTP_LISTEN=127.0.0.1:$(free_port)"
+done
+cleanup() {
+  "$top/deploy/quickstart.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$home"
+}
+trap cleanup EXIT
+fail() {
+  echo "test_quickstart: FAILED: $*" >&2
+  for f in "$home"/log/*.log; do echo "---- $f" >&2; tail -n 30 "$f" >&2; done
+  exit 1
+}
+
+out=$("$top/deploy/quickstart.sh" 2>&1) || { echo "$out"; fail "the first run exited non-zero"; }
+echo "$out"
+echo "$out" | grep -q '"message": *"Hello, Brume!"' || fail "the first run did not print hello-c's answer"
+echo "$out" | grep -q "created hello-c" || fail "the first run did not create hello-c"
+
+out=$("$top/deploy/quickstart.sh" 2>&1) || { echo "$out"; fail "the second run exited non-zero"; }
+echo "$out"
+echo "$out" | grep -q "updated hello-c" || fail "the second run did not update hello-c"
+echo "$out" | grep -q '"message": *"Hello, Brume!"' || fail "the second run did not print the answer"
+[ "$(pgrep -fc "daemon_id qs$$")" -eq 3 ] || fail "the second run started daemons twice"
+
+list=$("$build/cli/brume" --endpoint "$BRUME_FRONTEND_LISTEN" --api-key-file "$home/admin.key" function list)
+echo "$list" | grep -q hello-c || fail "function list lacks hello-c"
+echo "$list" | grep -q hello-shell || fail "function list lacks hello-shell"
+shell=$("$build/cli/brume" --endpoint "$BRUME_FRONTEND_LISTEN" --api-key-file "$home/admin.key" \
+  invoke hello-shell --payload '{"name": "shell"}')
+echo "$shell" | grep -q "Hello, shell!" || fail "hello-shell answered: $shell"
+
+"$top/deploy/quickstart.sh" stop
+! pgrep -f "qs$$" >/dev/null || fail "daemons still run after stop"
+echo "test_quickstart: passed"
