@@ -183,8 +183,8 @@ static int pool_ready(void) {
   Brume__WorkerStatsRequest req = BRUME__WORKER_STATS_REQUEST__INIT;
   brume_autoptr(ProtobufCMessage) reply = NULL;
   brume_autoptr(brume_err) err = NULL;
-  if (brume_rpc_unary(c->workers[0]->client, &brume__worker__descriptor, W_STATS, &req.base,
-                      &reply, NULL, &err) < 0)
+  if (brume_rpc_unary(c->workers[0]->client, &brume__worker__descriptor, W_STATS, &req.base, &reply,
+                      NULL, &err) < 0)
     return -1;
   return (int)((Brume__WorkerStatsResponse *)reply)->host->pool_ready;
 }
@@ -237,8 +237,8 @@ static int warm_up(void) {
     fill_invoke(&req, "bench", false);
     brume_rpc_call_opts o = {.deadline_ms = 600000, .api_key = key};
     brume_autoptr(brume_err) err = NULL;
-    if (brume_rpc_unary_async(c->frontend.client, &brume__frontend__descriptor, m_invoke,
-                              &req.base, &o, on_answer, (void *)(uintptr_t)i, &err) < 0) {
+    if (brume_rpc_unary_async(c->frontend.client, &brume__frontend__descriptor, m_invoke, &req.base,
+                              &o, on_answer, (void *)(uintptr_t)i, &err) < 0) {
       fail_call("Invoke (warm-up)", err);
       return -1;
     }
@@ -250,8 +250,8 @@ static int warm_up(void) {
 int main(void) {
   brume_log_init("bench-e2e", BRUME_LOG_WARN);
   signal(SIGPIPE, SIG_IGN);
-  char *argv[] = {"bench_e2e",          BENCH_GUEST_DIR,       BENCH_BRUME_INIT,
-                  BENCH_ECHO_RUNTIME,   BENCH_BRUME_WORKER,    BENCH_BRUME_PLACEMENT,
+  char *argv[] = {"bench_e2e",          BENCH_GUEST_DIR,      BENCH_BRUME_INIT,
+                  BENCH_ECHO_RUNTIME,   BENCH_BRUME_WORKER,   BENCH_BRUME_PLACEMENT,
                   BENCH_BRUME_COUNTING, BENCH_BRUME_FRONTEND, NULL};
   int code = 0;
   c = brume_test_cluster_prepare(8, argv, "bench-e2e", "be", 1, &code);
@@ -279,8 +279,7 @@ int main(void) {
       brume_test_cluster_start_placement(c, 0, NULL) < 0 ||
       brume_test_cluster_start_counting(c, NULL) < 0 ||
       brume_test_cluster_start_frontend(c, frontend_flags) < 0 ||
-      brume_test_cluster_bootstrap_key(c, "bench", key, sizeof(key)) < 0 ||
-      create("bench", 0) < 0)
+      brume_test_cluster_bootstrap_key(c, "bench", key, sizeof(key)) < 0 || create("bench", 0) < 0)
     goto out;
 
   /* The worker boots its pool at start: measure once that is done. */

@@ -35,9 +35,13 @@ enum { WORKER_INVOKE = 1 };
 
 struct brume_invoker {
   brume_invoker_opts o;
-  pthread_mutex_t mu;
+  pthread_mutex_t mu; /* guards in_flight, releasing and waiters */
   pthread_cond_t idle;
   size_t in_flight;
+  /* Releases this frontend has sent and not yet seen answered, and the invocations that wait
+   * for one of them to end (see wait_for_release). */
+  size_t releasing;
+  struct invocation *waiters;
   brume_counter *invocations; /* {start, outcome} */
   brume_histogram *duration;  /* {start}: the whole call, as the frontend sees it */
   brume_counter *throttles;   /* {reason} */
@@ -58,7 +62,19 @@ typedef struct invocation {
   Brume__SandboxOutcome outcome;     /* how the sandbox is given back */
   brume_err *err;                    /* the failure to answer with, if any */
   atomic_int releases_left;
-  /* When the call arrived, and when each step ended (debug logs: where the time goes). */
+  /* The first step asks counting and placement at once (see brume_invoker_start); the second of
+   * the two answers goes on. What each answered, until then: */
+  atomic_int first_left;
+  brume_err *counting_err, *placement_err;
+  bool throttled;
+  Brume__ThrottleReason throttle_reason;
+  uint32_t retry_after_ms;
+  bool no_idle;
+  bool cold;    /* the second step (a cold start) has begun */
+  bool retried; /* the first step ran again after a release (wait_for_release) */
+  struct invocation *next_waiter;
+  /* When the call arrived, and when counting granted, placement placed and the worker answered
+   * (debug logs: where the time goes). */
   int64_t t0_us, granted_us, placed_us, invoked_us;
 } invocation;
 
@@ -76,9 +92,9 @@ brume_invoker *brume_invoker_new(const brume_invoker_opts *opts) {
       opts->metrics, "brume_frontend_invocation_duration_seconds",
       "Time from an Invoke call's arrival to its answer, by start (warm, cold).", NULL, 0, "start",
       NULL);
-  inv->throttles = brume_metrics_counter(opts->metrics, "brume_frontend_throttles_total",
-                                         "Invocations throttled, by ThrottleReason name.",
-                                         "reason", NULL);
+  inv->throttles =
+      brume_metrics_counter(opts->metrics, "brume_frontend_throttles_total",
+                            "Invocations throttled, by ThrottleReason name.", "reason", NULL);
   return inv;
 }
 
@@ -106,6 +122,8 @@ static void invocation_free(invocation *iv) {
   if (iv->sb) protobuf_c_message_free_unpacked(&iv->sb->base, NULL);
   if (iv->res) protobuf_c_message_free_unpacked(&iv->res->base, NULL);
   brume_err_free(iv->err);
+  brume_err_free(iv->counting_err);
+  brume_err_free(iv->placement_err);
   free(iv);
   pthread_mutex_lock(&inv->mu);
   if (--inv->in_flight == 0) pthread_cond_broadcast(&inv->idle);
@@ -125,7 +143,7 @@ static char *error_document(const Brume__FunctionError *fe) {
   return s ? s : brume_xstrdup("{\"errorType\":\"Runtime.Unknown\"}");
 }
 
-/* Answers the call (with iv->err if set, else the function's outcome) and frees iv. */
+/* Answers the call: with iv->err if set, else the function's outcome. */
 static void answer(invocation *iv) {
   brume_invoker *inv = iv->inv;
   const char *start = start_label(iv);
@@ -133,7 +151,6 @@ static void answer(invocation *iv) {
     const char *outcome = iv->err->code == BRUME_RESOURCE_EXHAUSTED ? "throttled" : "error";
     brume_counter_inc(inv->invocations, 1, start, outcome);
     brume_frontend_fail(iv->call, iv->err);
-    invocation_free(iv);
     return;
   }
   const Brume__SandboxSpec *spec = brume_fn_target_spec(iv->target);
@@ -170,18 +187,33 @@ static void answer(invocation *iv) {
   int64_t now = brume_mono_us();
   brume_debug("An invocation was answered.",
               "request_id=%s account_id=%s function=%s version=%s start=%s function_error=%s "
-              "duration_us=%" PRIu64 " counting_us=%" PRId64 " placement_us=%" PRId64
-              " worker_us=%" PRId64 " release_us=%" PRId64 " total_us=%" PRId64,
+              "duration_us=%" PRIu64 " granted_at_us=%" PRId64 " placed_at_us=%" PRId64
+              " invoked_at_us=%" PRId64 " total_us=%" PRId64,
               iv->request_id, iv->account, iv->name, resp.executed_version, start,
               resp.function_error ? resp.function_error->type : "-", resp.duration_us,
-              iv->granted_us - iv->t0_us, iv->placed_us - iv->granted_us,
-              iv->invoked_us - iv->placed_us, now - iv->invoked_us, now - iv->t0_us);
+              iv->granted_us - iv->t0_us, iv->placed_us - iv->t0_us, iv->invoked_us - iv->t0_us,
+              now - iv->t0_us);
   brume_rpc_call_reply(iv->call, &resp.base);
-  invocation_free(iv);
+}
+
+static void retry_first_step(invocation *iv);
+
+/* One release sent by this frontend ended: the invocations waiting for one try again. */
+static void release_ended(brume_invoker *inv) {
+  pthread_mutex_lock(&inv->mu);
+  inv->releasing--;
+  invocation *w = inv->waiters;
+  inv->waiters = NULL;
+  pthread_mutex_unlock(&inv->mu);
+  while (w) {
+    invocation *next = w->next_waiter;
+    retry_first_step(w);
+    w = next;
+  }
 }
 
 static void release_done(invocation *iv) {
-  if (atomic_fetch_sub(&iv->releases_left, 1) == 1) answer(iv);
+  if (atomic_fetch_sub(&iv->releases_left, 1) == 1) invocation_free(iv);
 }
 
 static void placement_released(void *user, ProtobufCMessage *reply, const brume_err *err) {
@@ -191,8 +223,8 @@ static void placement_released(void *user, ProtobufCMessage *reply, const brume_
    * wait for that, nor fail for it. */
   if (err)
     brume_warn("Releasing a sandbox failed; placement takes it back at its lease deadline.",
-               "request_id=%s sandbox_id=%s err=%s", iv->request_id, iv->sb->sandbox_id,
-               err->msg);
+               "request_id=%s sandbox_id=%s err=%s", iv->request_id, iv->sb->sandbox_id, err->msg);
+  release_ended(iv->inv);
   release_done(iv);
 }
 
@@ -203,15 +235,26 @@ static void counting_released(void *user, const Brume__ReleaseResponse *resp,
   if (err)
     brume_warn("Releasing a concurrency token failed; counting takes it back at its deadline.",
                "request_id=%s err=%s", iv->request_id, err->msg);
+  release_ended(iv->inv);
   release_done(iv);
 }
 
-/* Gives back what the invocation holds (the sandbox, the token), then answers. */
+/* Gives back what the invocation holds (the sandbox, the token) and answers; iv goes once the
+ * releases have ended.
+ *
+ * The answer does not wait for the releases: they are sent first, on channels where the
+ * client's next call (sent only after this answer reached it) comes behind them, so it finds the
+ * sandbox idle and the token returned. Should it overtake them all the same, its first step
+ * waits for this frontend's releases in flight and tries once more (wait_for_release) instead of
+ * a needless cold start or throttle. */
 static void release_and_answer(invocation *iv) {
   brume_invoker *inv = iv->inv;
   bool sandbox = iv->sb && iv->sb->sandbox_id[0] != '\0';
   bool token = iv->token != NULL;
   atomic_store(&iv->releases_left, 1 + (int)sandbox + (int)token);
+  pthread_mutex_lock(&inv->mu);
+  inv->releasing += (size_t)sandbox + (size_t)token;
+  pthread_mutex_unlock(&inv->mu);
   if (sandbox) {
     Brume__ReleaseSandboxRequest req = BRUME__RELEASE_SANDBOX_REQUEST__INIT;
     req.sandbox_id = iv->sb->sandbox_id;
@@ -230,6 +273,7 @@ static void release_and_answer(invocation *iv) {
     req.caller_id = (char *)inv->o.caller_id;
     brume_counting_client_release(inv->o.counting, &req, counting_released, iv);
   }
+  answer(iv);
   release_done(iv);
 }
 
@@ -239,13 +283,14 @@ static void fail_with(invocation *iv, const brume_err *err) {
   release_and_answer(iv);
 }
 
-static void throttled(invocation *iv, const Brume__AcquireResponse *resp) {
-  const char *reason = brume_throttle_reason((brume_throttle)resp->throttle_reason);
+/* Ends the invocation throttled (iv->throttle_reason, iv->retry_after_ms). */
+static void throttled(invocation *iv) {
+  const char *reason = brume_throttle_reason((brume_throttle)iv->throttle_reason);
   brume_counter_inc(iv->inv->throttles, 1, reason);
-  if (resp->retry_after_ms)
+  if (iv->retry_after_ms)
     brume_err_set(&iv->err, BRUME_RESOURCE_EXHAUSTED,
                   "%s: Rate Exceeded (function %s); retry after about %" PRIu32 " ms", reason,
-                  iv->name, resp->retry_after_ms);
+                  iv->name, iv->retry_after_ms);
   else
     brume_err_set(&iv->err, BRUME_RESOURCE_EXHAUSTED, "%s: Rate Exceeded (function %s)", reason,
                   iv->name);
@@ -258,10 +303,11 @@ static void worker_answered(void *user, ProtobufCMessage *reply, const brume_err
   invocation *iv = user;
   if (err) {
     iv->outcome = BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_BROKEN;
-    brume_err_set(&iv->err, err->code == BRUME_DEADLINE_EXCEEDED ? BRUME_DEADLINE_EXCEEDED
-                                                                   : BRUME_UNAVAILABLE,
-                  "ServiceUnavailableException: the worker %s did not run the invocation: %s",
-                  iv->sb->host_id, err->msg);
+    brume_err_set(
+        &iv->err,
+        err->code == BRUME_DEADLINE_EXCEEDED ? BRUME_DEADLINE_EXCEEDED : BRUME_UNAVAILABLE,
+        "ServiceUnavailableException: the worker %s did not run the invocation: %s",
+        iv->sb->host_id, err->msg);
     release_and_answer(iv);
     return;
   }
@@ -299,40 +345,86 @@ static void invoke_worker(invocation *iv) {
 }
 
 static void acquire_sandbox(invocation *iv, bool warm_only);
+static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind);
 
-static void cold_granted(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
-  invocation *iv = user;
-  if (err) {
-    fail_with(iv, err);
+/* A throttle or no idle sandbox in the first step while this frontend has releases in flight:
+ * one of them may free what the step lacked (the client's previous invocation, overtaken by
+ * this one). Parks iv until a release ends and returns true; false when none is in flight or iv
+ * tried again already. */
+static bool wait_for_release(invocation *iv) {
+  brume_invoker *inv = iv->inv;
+  if (iv->retried) return false;
+  pthread_mutex_lock(&inv->mu);
+  bool wait = inv->releasing > 0;
+  if (wait) {
+    iv->next_waiter = inv->waiters;
+    inv->waiters = iv;
+  }
+  pthread_mutex_unlock(&inv->mu);
+  return wait;
+}
+
+/* Both answers of the first step are in: a warm sandbox and a token, or what to do instead. */
+static void first_step_done(invocation *iv) {
+  bool lacking = (iv->throttled && iv->counting_err == NULL) ||
+                 (iv->no_idle && iv->placement_err == NULL && iv->counting_err == NULL);
+  if (lacking && wait_for_release(iv)) return;
+  if (iv->counting_err || iv->throttled) {
+    /* Not admitted: a warm sandbox placement handed out goes back unused. */
+    iv->outcome = BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_NOT_USED;
+    if (iv->throttled) {
+      throttled(iv);
+      return;
+    }
+    fail_with(iv, iv->counting_err);
     return;
   }
-  if (!resp->granted) {
-    throttled(iv, resp);
+  if (iv->placement_err) {
+    fail_with(iv, iv->placement_err);
     return;
   }
-  acquire_sandbox(iv, false);
+  if (iv->no_idle) {
+    /* No warm sandbox: a cold start, which the scaling rate must allow first. */
+    iv->cold = true;
+    acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT);
+    return;
+  }
+  invoke_worker(iv);
+}
+
+static void first_answer(invocation *iv) {
+  if (atomic_fetch_sub(&iv->first_left, 1) == 1) first_step_done(iv);
+}
+
+/* The first step again, for what it lacked (wait_for_release); once. */
+static void retry_first_step(invocation *iv) {
+  iv->retried = true;
+  bool counting = iv->throttled, placement = iv->no_idle;
+  iv->throttled = false;
+  iv->no_idle = false;
+  atomic_store(&iv->first_left, (int)counting + (int)placement);
+  if (counting) acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
+  if (placement) acquire_sandbox(iv, true);
 }
 
 static void sandbox_acquired(void *user, ProtobufCMessage *reply, const brume_err *err) {
   invocation *iv = user;
-  if (err) {
-    fail_with(iv, err);
+  Brume__AcquireSandboxResponse *sb = (Brume__AcquireSandboxResponse *)reply;
+  if (!iv->cold) {
+    if (err)
+      brume_err_set(&iv->placement_err, err->code, "%s", err->msg);
+    else if (sb->no_idle_sandbox)
+      iv->no_idle = true;
+    else {
+      iv->sb = sb;
+      iv->placed_us = brume_mono_us();
+    }
+    if (sb && iv->sb != sb) protobuf_c_message_free_unpacked(reply, NULL);
+    first_answer(iv);
     return;
   }
-  Brume__AcquireSandboxResponse *sb = (Brume__AcquireSandboxResponse *)reply;
-  if (sb->no_idle_sandbox) {
-    protobuf_c_message_free_unpacked(reply, NULL);
-    /* No warm sandbox: a cold start, which the scaling rate must allow first. */
-    Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-    fn.account_id = iv->account;
-    fn.function_name = iv->name;
-    fn.qualifier = iv->qualifier;
-    Brume__AcquireRequest req = BRUME__ACQUIRE_REQUEST__INIT;
-    req.function = &fn;
-    req.caller_id = (char *)iv->inv->o.caller_id;
-    req.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT;
-    req.upgrade_token = iv->token;
-    brume_counting_client_acquire(iv->inv->o.counting, &req, cold_granted, iv);
+  if (err) {
+    fail_with(iv, err);
     return;
   }
   iv->sb = sb;
@@ -352,7 +444,7 @@ static void acquire_sandbox(invocation *iv, bool warm_only) {
   req.caller_id = (char *)inv->o.caller_id;
   req.warm_only = warm_only;
   int64_t left = brume_rpc_call_deadline_left_ms(iv->call);
-  int64_t deadline = warm_only ? WARM_ACQUIRE_DEADLINE_MS
+  int64_t deadline = warm_only  ? WARM_ACQUIRE_DEADLINE_MS
                      : left > 0 ? left
                                 : COLD_ACQUIRE_DEADLINE_MS;
   brume_rpc_call_opts co = {.deadline_ms = deadline, .request_id = iv->request_id};
@@ -362,25 +454,56 @@ static void acquire_sandbox(invocation *iv, bool warm_only) {
     sandbox_acquired(iv, NULL, err);
 }
 
-static void warm_granted(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
+/* Counting's answer: to the first step's Acquire of a warm environment, or to its upgrade to a
+ * new environment (the cold start of the second step). */
+static void granted(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
   invocation *iv = user;
+  if (!iv->cold) {
+    if (err) {
+      brume_err_set(&iv->counting_err, err->code, "%s", err->msg);
+    } else if (!resp->granted) {
+      iv->throttled = true;
+      iv->throttle_reason = resp->throttle_reason;
+      iv->retry_after_ms = resp->retry_after_ms;
+    } else {
+      iv->token = brume_xstrdup(resp->token);
+      iv->granted_us = brume_mono_us();
+    }
+    first_answer(iv);
+    return;
+  }
   if (err) {
     fail_with(iv, err);
     return;
   }
   if (!resp->granted) {
-    throttled(iv, resp);
+    iv->throttle_reason = resp->throttle_reason;
+    iv->retry_after_ms = resp->retry_after_ms;
+    throttled(iv);
     return;
   }
-  iv->token = brume_xstrdup(resp->token);
-  iv->granted_us = brume_mono_us();
-  acquire_sandbox(iv, true);
+  acquire_sandbox(iv, false);
+}
+
+static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind) {
+  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
+  fn.account_id = iv->account;
+  fn.function_name = iv->name;
+  fn.qualifier = iv->qualifier;
+  Brume__AcquireRequest req = BRUME__ACQUIRE_REQUEST__INIT;
+  req.function = &fn;
+  req.caller_id = (char *)iv->inv->o.caller_id;
+  req.kind = kind;
+  if (kind == BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT)
+    req.upgrade_token = iv->token;
+  else
+    req.hold_ms = brume_fn_target_spec(iv->target)->timeout_ms + TOKEN_HOLD_MARGIN_MS;
+  brume_counting_client_acquire(iv->inv->o.counting, &req, granted, iv);
 }
 
 /* ---- the start ---- */
 
-static int check_request(const Brume__InvokeRequest *req, const char *qualifier,
-                         brume_err **err) {
+static int check_request(const Brume__InvokeRequest *req, const char *qualifier, brume_err **err) {
   if (brume_check_qualifier(qualifier, "qualifier", err) < 0) return -1;
   switch (req->invocation_type) {
     case BRUME__INVOCATION_TYPE__INVOCATION_TYPE_UNSPECIFIED:
@@ -451,15 +574,10 @@ void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__
   pthread_mutex_lock(&inv->mu);
   inv->in_flight++;
   pthread_mutex_unlock(&inv->mu);
-
-  Brume__FunctionRef fn = BRUME__FUNCTION_REF__INIT;
-  fn.account_id = iv->account;
-  fn.function_name = iv->name;
-  fn.qualifier = iv->qualifier;
-  Brume__AcquireRequest areq = BRUME__ACQUIRE_REQUEST__INIT;
-  areq.function = &fn;
-  areq.caller_id = (char *)inv->o.caller_id;
-  areq.kind = BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT;
-  areq.hold_ms = brume_fn_target_spec(target)->timeout_ms + TOKEN_HOLD_MARGIN_MS;
-  brume_counting_client_acquire(inv->o.counting, &areq, warm_granted, iv);
+  /* The first step asks counting for a warm environment's token and placement for an idle
+   * sandbox at once: neither needs the other's answer, and the invocation waits for one round
+   * trip instead of two. The rare refusal by counting then hands the sandbox back unused. */
+  atomic_store(&iv->first_left, 2);
+  acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
+  acquire_sandbox(iv, true);
 }

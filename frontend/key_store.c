@@ -14,8 +14,8 @@
 
 struct brume_key_store {
   brume_etcd *etcd;
-  char *dir; /* "<prefix>/keys/" */
-  pthread_rwlock_t lock; /* guards recs and n */
+  char *dir;                   /* "<prefix>/keys/" */
+  pthread_rwlock_t lock;       /* guards recs and n */
   brume_api_key_record **recs; /* sorted by key_id */
   size_t n, cap;
   /* The last etcd revision applied; writers wait on cond for their own write to show. */
@@ -107,8 +107,7 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
     int64_t rev;
     brume_autoptr(brume_err) err = NULL;
     if (load_all(ks, &rev, &err) < 0)
-      brume_error("Reading the API keys again failed; keys stay as they were.", "err=%s",
-                  err->msg);
+      brume_error("Reading the API keys again failed; keys stay as they were.", "err=%s", err->msg);
     else
       advance(ks, rev);
     return;
@@ -199,7 +198,8 @@ static int wait_revision(brume_key_store *ks, int64_t rev, brume_err **err) {
   struct timespec until = brume_timespec_in(CLOCK_MONOTONIC, 5000);
   int rc = 0;
   pthread_mutex_lock(&ks->rev_mu);
-  while (ks->revision < rev && rc == 0) rc = pthread_cond_timedwait(&ks->rev_cond, &ks->rev_mu, &until);
+  while (ks->revision < rev && rc == 0)
+    rc = pthread_cond_timedwait(&ks->rev_cond, &ks->rev_mu, &until);
   bool ok = ks->revision >= rev;
   pthread_mutex_unlock(&ks->rev_mu);
   if (!ok)
@@ -220,10 +220,10 @@ int brume_key_store_create(brume_key_store *ks, const char *account_id, unsigned
   brume_autofree char *k = brume_xasprintf("%s%s", ks->dir, rec.key_id);
   brume_autofree char *json = brume_api_key_record_json(&rec);
   /* Create only: 64 random bits make a clash all but impossible, but never overwrite one. */
-  brume_etcd_cmp cmp = {.key = k, .target = BRUME_ETCD_CREATE, .result = BRUME_ETCD_EQUAL,
-                        .number = 0};
-  brume_etcd_op put = {.type = BRUME_ETCD_OP_PUT, .key = k, .value = json,
-                       .value_len = strlen(json)};
+  brume_etcd_cmp cmp = {
+      .key = k, .target = BRUME_ETCD_CREATE, .result = BRUME_ETCD_EQUAL, .number = 0};
+  brume_etcd_op put = {
+      .type = BRUME_ETCD_OP_PUT, .key = k, .value = json, .value_len = strlen(json)};
   brume_etcd_txn_req req = {.compare = &cmp, .n_compare = 1, .success = &put, .n_success = 1};
   brume_autoptr(brume_etcd_txn_result) res = brume_etcd_txn(ks->etcd, &req, err);
   if (res == NULL) return brume_err_wrap(err, "store API key %s", rec.key_id);
@@ -236,8 +236,8 @@ int brume_key_store_create(brume_key_store *ks, const char *account_id, unsigned
 
 int brume_key_store_delete(brume_key_store *ks, const char *key_id, brume_err **err) {
   brume_autofree char *k = brume_xasprintf("%s%s", ks->dir, key_id);
-  brume_etcd_cmp cmp = {.key = k, .target = BRUME_ETCD_CREATE, .result = BRUME_ETCD_GREATER,
-                        .number = 0};
+  brume_etcd_cmp cmp = {
+      .key = k, .target = BRUME_ETCD_CREATE, .result = BRUME_ETCD_GREATER, .number = 0};
   brume_etcd_op del = {.type = BRUME_ETCD_OP_DELETE, .key = k};
   brume_etcd_txn_req req = {.compare = &cmp, .n_compare = 1, .success = &del, .n_success = 1};
   brume_autoptr(brume_etcd_txn_result) res = brume_etcd_txn(ks->etcd, &req, err);
@@ -254,8 +254,7 @@ static int by_account_then_id(const void *a, const void *b) {
   return c ? c : strcmp(x->key_id, y->key_id);
 }
 
-brume_api_key_record *brume_key_store_list(brume_key_store *ks, const char *account_id,
-                                           size_t *n) {
+brume_api_key_record *brume_key_store_list(brume_key_store *ks, const char *account_id, size_t *n) {
   pthread_rwlock_rdlock(&ks->lock);
   brume_api_key_record *out = brume_xcalloc(ks->n ? ks->n : 1, sizeof(*out));
   size_t k = 0;

@@ -117,9 +117,10 @@ static int validate(brume_err **err) {
 
 static const brume_config_spec spec = {
     .name = "brume-frontend",
-    .summary = "Brume's public API: authenticates callers, manages functions and runs "
-               "invocations through counting, placement and the workers. `brume-frontend "
-               "bootstrap-key ACCOUNT [options]` makes an admin API key and exits.",
+    .summary =
+        "Brume's public API: authenticates callers, manages functions and runs "
+        "invocations through counting, placement and the workers. `brume-frontend "
+        "bootstrap-key ACCOUNT [options]` makes an admin API key and exits.",
     .default_config = "/etc/brume/brume-frontend.conf",
     .common = &common,
     .default_listen = "127.0.0.1:7040",
@@ -176,14 +177,14 @@ static int health(void *user, brume_err **err) {
 }
 
 static int open_env_key(brume_err **err) {
-  brume_autofree char *path = cfg.env_key_file
-                                  ? brume_xstrdup(cfg.env_key_file)
-                                  : brume_xasprintf("%s/env.key", cfg.data_dir);
+  brume_autofree char *path = cfg.env_key_file ? brume_xstrdup(cfg.env_key_file)
+                                               : brume_xasprintf("%s/env.key", cfg.data_dir);
   if (cfg.env_key_file == NULL && access(path, F_OK) != 0) {
     if (brume_env_key_generate(path, err) < 0) return -1;
-    brume_warn("Made a new key for environment variables; every frontend of the cluster needs "
-               "the same one (env_key_file).",
-               "path=%s", path);
+    brume_warn(
+        "Made a new key for environment variables; every frontend of the cluster needs "
+        "the same one (env_key_file).",
+        "path=%s", path);
   }
   return brume_env_key_load(path, &d.env_key, err);
 }
@@ -201,8 +202,8 @@ static int start(brume_err **err) {
   brume_autofree char *http_addr =
       brume_config_advertised_addr(common.http_listen, brume_http_port(d.http), err);
   if (http_addr == NULL) return -1;
-  brume_autofree char *code_base =
-      cfg.code_url_base ? brume_xstrdup(cfg.code_url_base) : brume_xasprintf("http://%s", http_addr);
+  brume_autofree char *code_base = cfg.code_url_base ? brume_xstrdup(cfg.code_url_base)
+                                                     : brume_xasprintf("http://%s", http_addr);
 
   if (mkdir(cfg.data_dir, 0700) < 0 && errno != EEXIST)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "data_dir %s: %s", cfg.data_dir,
@@ -222,22 +223,20 @@ static int start(brume_err **err) {
                            .code_url_base = code_base};
   d.catalog = brume_catalog_new(&co, err);
   if (d.catalog == NULL) return -1;
-  brume_autofree char *audit_path = cfg.audit_log ? brume_xstrdup(cfg.audit_log)
-                                                  : brume_xasprintf("%s/audit.log", cfg.data_dir);
+  brume_autofree char *audit_path =
+      cfg.audit_log ? brume_xstrdup(cfg.audit_log) : brume_xasprintf("%s/audit.log", cfg.data_dir);
   d.audit = brume_audit_open(audit_path, err);
   if (d.audit == NULL) return -1;
 
   brume_autofree char *counting_addr =
       cfg.counting_addr ? brume_xstrdup(cfg.counting_addr) : discover(d.b.etcd, "counting", err);
-  brume_autofree char *placement_addr = cfg.placement_addr
-                                            ? brume_xstrdup(cfg.placement_addr)
-                                            : discover(d.b.etcd, "placement", err);
+  brume_autofree char *placement_addr =
+      cfg.placement_addr ? brume_xstrdup(cfg.placement_addr) : discover(d.b.etcd, "placement", err);
   if (counting_addr == NULL || placement_addr == NULL) return -1;
   brume_counting_client_opts cco = {.rpc = {.tls = brume_rpc_client_tls(&common)}};
   d.counting = brume_counting_client_new(counting_addr, &cco, err);
   if (d.counting == NULL) return brume_err_wrap(err, "counting_addr %s", counting_addr);
-  brume_rpc_client_opts rco = {.tls = brume_rpc_client_tls(&common),
-                               .max_message_bytes = 8u << 20};
+  brume_rpc_client_opts rco = {.tls = brume_rpc_client_tls(&common), .max_message_bytes = 8u << 20};
   d.placement = brume_rpc_client_new(placement_addr, &rco, err);
   if (d.placement == NULL) return brume_err_wrap(err, "placement_addr %s", placement_addr);
   d.workers = brume_rpc_pool_new(&rco);

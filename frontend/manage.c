@@ -7,8 +7,6 @@
 #include "manage_impl.h"
 #include "reply.h"
 
-BRUME_DEFINE_AUTOPTR(json_t, json_decref)
-
 /* ---- Replies ---- */
 
 brume_status mg_fail(brume_rpc_call *call, const brume_err *err) {
@@ -20,6 +18,18 @@ brume_status mg_fail(brume_rpc_call *call, const brume_err *err) {
 brume_status mg_reply(brume_rpc_call *call, const ProtobufCMessage *reply) {
   brume_rpc_call_reply(call, reply);
   return BRUME_OK;
+}
+
+brume_status mg_reply_with(brume_rpc_call *call, const ProtobufCMessageDescriptor *desc,
+                           const void *field) {
+  BRUME_ENSURE(desc->n_fields == 0
+                   ? field == NULL
+                   : desc->n_fields == 1 && desc->fields[0].type == PROTOBUF_C_TYPE_MESSAGE &&
+                         desc->fields[0].label != PROTOBUF_C_LABEL_REPEATED);
+  brume_autofree ProtobufCMessage *r = brume_xmalloc(desc->sizeof_message);
+  protobuf_c_message_init(desc, r);
+  if (field) memcpy((char *)r + desc->fields[0].offset, &field, sizeof(field));
+  return mg_reply(call, r);
 }
 
 void *mg_keep(mg_pool *pool, void *p, void (*free_fn)(void *)) {
@@ -138,6 +148,25 @@ int mg_too_busy(const char *account, const char *name, brume_err **err) {
                        name, account, MG_CAS_ATTEMPTS);
 }
 
+brume_fn_doc *mg_update_doc(brume_manage *m, const char *account, const char *name,
+                            mg_change *change, void *ctx, brume_err **err) {
+  for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
+    brume_autoptr(brume_fn_doc) doc = NULL;
+    int64_t mod = 0, rev = 0;
+    if (mg_load(m, account, name, &doc, &mod, err) < 0) return NULL;
+    int rc = change(doc, ctx, err);
+    if (rc < 0) return NULL;
+    if (rc == 0) return brume_steal(&doc);
+    rc = mg_store(m, account, name, doc, mod, NULL, 0, NULL, 0, &rev, err);
+    if (rc < 0) return NULL;
+    if (rc == 0) continue;
+    mg_wait(m, rev);
+    return brume_steal(&doc);
+  }
+  mg_too_busy(account, name, err);
+  return NULL;
+}
+
 /* ---- Replies from documents ---- */
 
 static void env_proto_free(void *p) {
@@ -236,7 +265,7 @@ int mg_seal_env(brume_manage *m, const Brume__Environment *env, char **sealed, b
 
 static const struct {
   const char *method;
-  mg_handler fn;
+  mg_handler *fn;
 } handlers[] = {
     {"CreateFunction", mg_create_function},
     {"UpdateFunctionCode", mg_update_function_code},

@@ -4,33 +4,16 @@
 #include "clock.h"
 #include "manage_impl.h"
 
-BRUME_DEFINE_AUTOPTR(json_t, json_decref)
-
 #define INVALID "InvalidParameterValueException: "
 
+/* Replies with a as the alias of desc, a response that has no other field. */
 static brume_status reply_alias(brume_manage *m, brume_rpc_call *call, const char *account,
                                 const char *name, const brume_fn_alias *a,
                                 const ProtobufCMessageDescriptor *desc) {
   mg_pool pool = {0};
   Brume__AliasConfiguration ac;
   mg_alias_proto(m, account, name, a, &ac, &pool);
-  union {
-    Brume__CreateAliasResponse create;
-    Brume__UpdateAliasResponse update;
-    Brume__GetAliasResponse get;
-  } r;
-  if (desc == &brume__create_alias_response__descriptor) {
-    brume__create_alias_response__init(&r.create);
-    r.create.alias = &ac;
-  } else if (desc == &brume__update_alias_response__descriptor) {
-    brume__update_alias_response__init(&r.update);
-    r.update.alias = &ac;
-  } else {
-    BRUME_ENSURE(desc == &brume__get_alias_response__descriptor);
-    brume__get_alias_response__init(&r.get);
-    r.get.alias = &ac;
-  }
-  brume_status s = mg_reply(call, &r.create.base);
+  brume_status s = mg_reply_with(call, desc, &ac);
   mg_pool_free(&pool);
   return s;
 }
@@ -58,84 +41,94 @@ static int set_version(brume_fn_alias *a, const char *v, brume_err **err) {
   return 0;
 }
 
-/* Creates (create) or updates an alias: read, change, check, write, until a write wins. */
+/* CreateAlias's or UpdateAlias's change: the alias, with the request's fields that are set. */
+typedef struct alias_change {
+  const char *alias;
+  bool create;
+  const char *version;
+  const char *description;
+  bool clear_description;
+  const Brume__AliasRoutingConfig *routing;
+  const char *revision_id;      /* UpdateAlias's; NULL or "" for any */
+  const char *arn;              /* the function's, for messages */
+  const brume_fn_alias *stored; /* the alias as changed */
+} alias_change;
+
+static int change_alias(brume_fn_doc *doc, void *ctx, brume_err **err) {
+  alias_change *ch = ctx;
+  brume_fn_alias a = {0};
+  if (ch->create) {
+    a.name = brume_xstrdup(ch->alias);
+    a.description = brume_xstrdup("");
+  } else {
+    const brume_fn_alias *old = brume_fn_doc_alias(doc, ch->alias);
+    if (old == NULL)
+      return brume_err_set(err, BRUME_NOT_FOUND,
+                           "ResourceNotFoundException: Alias not found: %s:%s", ch->arn, ch->alias);
+    if (ch->revision_id && ch->revision_id[0] && strcmp(ch->revision_id, old->revision_id) != 0)
+      return brume_err_set(err, BRUME_ABORTED,
+                           "PreconditionFailedException: revision_id %.40s is not alias %s's "
+                           "current revision; read the alias again and retry",
+                           ch->revision_id, ch->alias);
+    brume_fn_alias_copy(&a, old);
+  }
+  int rc = 0;
+  if (ch->version && ch->version[0]) rc = set_version(&a, ch->version, err);
+  if (ch->clear_description) brume_fn_set_string(&a.description, "");
+  if (ch->description && ch->description[0]) brume_fn_set_string(&a.description, ch->description);
+  if (rc == 0) rc = set_routing(&a, ch->routing, err);
+  ch->stored = rc == 0 ? brume_fn_doc_put_alias(doc, &a, ch->create, ch->arn, err) : NULL;
+  brume_fn_alias_clear(&a);
+  return ch->stored ? 1 : -1;
+}
+
+/* Creates (ch->create) or updates an alias of function_name. */
 static brume_status put_alias(brume_manage *m, brume_rpc_call *call, const char *account,
-                              const char *function_name, const char *alias, bool create,
-                              const char *version, const char *description, bool clear_description,
-                              const Brume__AliasRoutingConfig *routing, const char *revision_id) {
+                              const char *function_name, alias_change *ch) {
   brume_autoptr(brume_err) err = NULL;
   brume_function_name fn;
   if (mg_function(m, function_name, NULL, &fn, NULL, &err) < 0 ||
-      brume_check_alias(alias, "name", &err) < 0)
+      brume_check_alias(ch->alias, "name", &err) < 0)
     return mg_fail(call, err);
-  if (create && (version == NULL || version[0] == '\0')) {
+  if (ch->create && (ch->version == NULL || ch->version[0] == '\0')) {
     brume_err_set(&err, BRUME_INVALID_ARGUMENT, INVALID "function_version is required");
     return mg_fail(call, err);
   }
-  if (clear_description && description && description[0]) {
+  if (ch->clear_description && ch->description && ch->description[0]) {
     brume_err_set(&err, BRUME_INVALID_ARGUMENT,
                   INVALID "description and clear_description cannot both be set");
     return mg_fail(call, err);
   }
   brume_autofree char *arn = mg_arn(m, account, fn.name, NULL);
-  for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
-    brume_autoptr(brume_fn_doc) doc = NULL;
-    int64_t mod = 0;
-    if (mg_load(m, account, fn.name, &doc, &mod, &err) < 0) return mg_fail(call, err);
-    brume_fn_alias a = {0};
-    if (create) {
-      a.name = brume_xstrdup(alias);
-      a.description = brume_xstrdup("");
-    } else {
-      const brume_fn_alias *old = brume_fn_doc_alias(doc, alias);
-      if (old == NULL) {
-        brume_err_set(&err, BRUME_NOT_FOUND, "ResourceNotFoundException: Alias not found: %s:%s",
-                      arn, alias);
-        return mg_fail(call, err);
-      }
-      if (revision_id && revision_id[0] && strcmp(revision_id, old->revision_id) != 0) {
-        brume_err_set(&err, BRUME_ABORTED,
-                      "PreconditionFailedException: revision_id %.40s is not alias %s's current "
-                      "revision; read the alias again and retry",
-                      revision_id, alias);
-        return mg_fail(call, err);
-      }
-      brume_fn_alias_copy(&a, old);
-    }
-    int rc = 0;
-    if (version && version[0]) rc = set_version(&a, version, &err);
-    if (clear_description) brume_fn_set_string(&a.description, "");
-    if (description && description[0]) brume_fn_set_string(&a.description, description);
-    if (rc == 0) rc = set_routing(&a, routing, &err);
-    const brume_fn_alias *stored =
-        rc == 0 ? brume_fn_doc_put_alias(doc, &a, create, arn, &err) : NULL;
-    brume_fn_alias_clear(&a);
-    if (stored == NULL) return mg_fail(call, err);
-    int64_t rev = 0;
-    rc = mg_store(m, account, fn.name, doc, mod, NULL, 0, NULL, 0, &rev, &err);
-    if (rc < 0) return mg_fail(call, err);
-    if (rc == 0) continue;
-    mg_wait(m, rev);
-    return reply_alias(m, call, account, fn.name, stored,
-                       create ? &brume__create_alias_response__descriptor
-                              : &brume__update_alias_response__descriptor);
-  }
-  mg_too_busy(account, fn.name, &err);
-  return mg_fail(call, err);
+  ch->arn = arn;
+  brume_autoptr(brume_fn_doc) doc = mg_update_doc(m, account, fn.name, change_alias, ch, &err);
+  if (doc == NULL) return mg_fail(call, err);
+  return reply_alias(m, call, account, fn.name, ch->stored,
+                     ch->create ? &brume__create_alias_response__descriptor
+                                : &brume__update_alias_response__descriptor);
 }
 
 brume_status mg_create_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *msg,
                              const char *account) {
   const Brume__CreateAliasRequest *req = (const Brume__CreateAliasRequest *)msg;
-  return put_alias(m, call, account, req->function_name, req->name, true, req->function_version,
-                   req->description, false, req->routing_config, NULL);
+  alias_change ch = {.alias = req->name,
+                     .create = true,
+                     .version = req->function_version,
+                     .description = req->description,
+                     .routing = req->routing_config};
+  return put_alias(m, call, account, req->function_name, &ch);
 }
 
 brume_status mg_update_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *msg,
                              const char *account) {
   const Brume__UpdateAliasRequest *req = (const Brume__UpdateAliasRequest *)msg;
-  return put_alias(m, call, account, req->function_name, req->name, false, req->function_version,
-                   req->description, req->clear_description, req->routing_config, req->revision_id);
+  alias_change ch = {.alias = req->name,
+                     .version = req->function_version,
+                     .description = req->description,
+                     .clear_description = req->clear_description,
+                     .routing = req->routing_config,
+                     .revision_id = req->revision_id};
+  return put_alias(m, call, account, req->function_name, &ch);
 }
 
 brume_status mg_get_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *msg,
@@ -247,8 +240,7 @@ brume_status mg_delete_alias(brume_manage *m, brume_rpc_call *call, const Protob
     mg_wait(m, rev);
     mg_prov_push(m, account, fn.name, doc, limits, &sync, NULL);
     mg_prov_sync_free(&sync);
-    Brume__DeleteAliasResponse resp = BRUME__DELETE_ALIAS_RESPONSE__INIT;
-    return mg_reply(call, &resp.base);
+    return mg_reply_with(call, &brume__delete_alias_response__descriptor, NULL);
   }
   mg_too_busy(account, fn.name, &err);
   return mg_fail(call, err);

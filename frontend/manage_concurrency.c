@@ -16,8 +16,6 @@
 #include "manage_impl.h"
 #include "reply.h"
 
-BRUME_DEFINE_AUTOPTR(json_t, json_decref)
-
 #define INVALID "InvalidParameterValueException: "
 #define CONFLICT "ResourceConflictException: "
 /* Placement's limit on one version's provisioned sandboxes. */
@@ -196,19 +194,6 @@ static int as_conflict(brume_err **err) {
 
 /* ---- Reserved concurrency ---- */
 
-static brume_status reply_reserved(brume_rpc_call *call, bool put, uint32_t n) {
-  Brume__FunctionConcurrency c = BRUME__FUNCTION_CONCURRENCY__INIT;
-  c.reserved_concurrent_executions = n;
-  if (put) {
-    Brume__PutFunctionConcurrencyResponse r = BRUME__PUT_FUNCTION_CONCURRENCY_RESPONSE__INIT;
-    r.concurrency = &c;
-    return mg_reply(call, &r.base);
-  }
-  Brume__GetFunctionConcurrencyResponse r = BRUME__GET_FUNCTION_CONCURRENCY_RESPONSE__INIT;
-  r.concurrency = &c;
-  return mg_reply(call, &r.base);
-}
-
 /* Sets (set) or removes the function's reserved concurrency under the account's rules. */
 static brume_status change_reserved(brume_manage *m, brume_rpc_call *call, const char *account,
                                     const char *function_name, bool set, uint32_t n) {
@@ -255,9 +240,11 @@ static brume_status change_reserved(brume_manage *m, brume_rpc_call *call, const
     account_view_clear(&v);
     if (rc < 0) return mg_fail(call, err);
     if (rc == 0) continue;
-    if (set) return reply_reserved(call, true, n);
-    Brume__DeleteFunctionConcurrencyResponse r = BRUME__DELETE_FUNCTION_CONCURRENCY_RESPONSE__INIT;
-    return mg_reply(call, &r.base);
+    if (!set)
+      return mg_reply_with(call, &brume__delete_function_concurrency_response__descriptor, NULL);
+    Brume__FunctionConcurrency c = BRUME__FUNCTION_CONCURRENCY__INIT;
+    c.reserved_concurrent_executions = n;
+    return mg_reply_with(call, &brume__put_function_concurrency_response__descriptor, &c);
   }
   mg_too_busy(account, fn.name, &err);
   return mg_fail(call, err);
@@ -291,10 +278,10 @@ brume_status mg_get_function_concurrency(brume_manage *m, brume_rpc_call *call,
   if (mg_load(m, account, fn.name, &doc, &mod, &err) < 0 ||
       mg_limits_load(m, account, fn.name, &limits, &lmod, &err) < 0)
     return mg_fail(call, err);
-  uint32_t n;
-  if (get_count(limits, "reserved_concurrency", &n)) return reply_reserved(call, false, n);
-  Brume__GetFunctionConcurrencyResponse r = BRUME__GET_FUNCTION_CONCURRENCY_RESPONSE__INIT;
-  return mg_reply(call, &r.base);
+  Brume__FunctionConcurrency c = BRUME__FUNCTION_CONCURRENCY__INIT;
+  bool reserved = get_count(limits, "reserved_concurrency", &c.reserved_concurrent_executions);
+  return mg_reply_with(call, &brume__get_function_concurrency_response__descriptor,
+                       reserved ? &c : NULL);
 }
 
 /* ---- Provisioned concurrency ---- */
@@ -434,18 +421,54 @@ static int provisioned_config(brume_manage *m, const char *account, const char *
   return 0;
 }
 
+/* What a provisioned concurrency call is about. */
+typedef struct prov_target {
+  brume_function_name fn;
+  const char *qualifier; /* the request's, or its ARN's */
+  brume_fn_doc *doc;
+  int64_t mod;                    /* doc's */
+  const brume_fn_config *version; /* what qualifier resolves to in doc */
+  json_t *limits;                 /* provisioned_config_load: the function's limits value */
+  int64_t lmod;                   /* and their mod revision */
+  json_t *count;                  /* and qualifier's entry in their "provisioned" map */
+} prov_target;
+
+static void prov_target_clear(prov_target *t) {
+  brume_fn_doc_free(t->doc);
+  json_decref(t->limits);
+  memset(t, 0, sizeof(*t));
+}
+#define prov_target_auto __attribute__((cleanup(prov_target_clear)))
+
 /* Checks function_name and qualifier, loads the document and resolves the qualifier. */
 static int provisioned_target(brume_manage *m, const char *account, const char *function_name,
-                              const char *qualifier_field, brume_function_name *fn,
-                              const char **qualifier, brume_fn_doc **doc, int64_t *mod,
-                              const brume_fn_config **version, brume_err **err) {
-  if (mg_function(m, function_name, qualifier_field ? qualifier_field : "", fn, qualifier, err) < 0)
+                              const char *qualifier_field, prov_target *t, brume_err **err) {
+  if (mg_function(m, function_name, qualifier_field ? qualifier_field : "", &t->fn, &t->qualifier,
+                  err) < 0)
     return -1;
-  if ((*qualifier)[0] == '\0')
+  if (t->qualifier[0] == '\0')
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, INVALID "qualifier is required");
-  if (mg_load(m, account, fn->name, doc, mod, err) < 0) return -1;
-  *version = provisioned_version(m, account, fn->name, *doc, *qualifier, err);
-  return *version ? 0 : -1;
+  if (mg_load(m, account, t->fn.name, &t->doc, &t->mod, err) < 0) return -1;
+  t->version = provisioned_version(m, account, t->fn.name, t->doc, t->qualifier, err);
+  return t->version ? 0 : -1;
+}
+
+/* NOT_FOUND: the target's qualifier has no provisioned concurrency config. */
+static int no_config(brume_manage *m, const char *account, const prov_target *t, brume_err **err) {
+  brume_autofree char *arn = mg_arn(m, account, t->fn.name, t->qualifier);
+  return brume_err_set(err, BRUME_NOT_FOUND,
+                       "ResourceNotFoundException: No provisioned concurrency config for %s", arn);
+}
+
+/* provisioned_target, then the function's limits and the qualifier's entry in them: no_config()
+ * when there is none. */
+static int provisioned_config_load(brume_manage *m, const char *account, const char *function_name,
+                                   const char *qualifier_field, prov_target *t, brume_err **err) {
+  if (provisioned_target(m, account, function_name, qualifier_field, t, err) < 0 ||
+      mg_limits_load(m, account, t->fn.name, &t->limits, &t->lmod, err) < 0)
+    return -1;
+  t->count = json_object_get(json_object_get(t->limits, "provisioned"), t->qualifier);
+  return t->count ? 0 : no_config(m, account, t, err);
 }
 
 brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *msg,
@@ -466,16 +489,12 @@ brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
     return mg_fail(call, err);
   }
   for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
-    brume_function_name fn;
-    const char *qualifier;
-    brume_autoptr(brume_fn_doc) doc = NULL;
-    int64_t mod = 0;
-    const brume_fn_config *version = NULL;
-    if (provisioned_target(m, account, req->function_name, req->qualifier, &fn, &qualifier, &doc,
-                           &mod, &version, &err) < 0)
+    prov_target_auto prov_target t = {0};
+    if (provisioned_target(m, account, req->function_name, req->qualifier, &t, &err) < 0)
       return mg_fail(call, err);
+    const char *name = t.fn.name;
     account_view v;
-    if (account_view_load(m, account, fn.name, &v, &err) < 0) {
+    if (account_view_load(m, account, name, &v, &err) < 0) {
       account_view_clear(&v);
       return mg_fail(call, err);
     }
@@ -485,25 +504,25 @@ brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
       p = json_object();
       json_object_set_new(v.value, "provisioned", p);
     }
-    get_count(p, qualifier, &old);
+    get_count(p, t.qualifier, &old);
     uint64_t total = (uint64_t)v.function.provisioned - old + n;
     int rc = total > INT32_MAX ? brume_err_set(&err, BRUME_INVALID_ARGUMENT,
                                                INVALID "too much provisioned concurrency")
-                               : brume_concurrency_check_provisioned(
-                                     &v.account, fn.name, &v.function, (uint32_t)total, &err);
+                               : brume_concurrency_check_provisioned(&v.account, name, &v.function,
+                                                                     (uint32_t)total, &err);
     if (rc < 0) {
       account_view_clear(&v);
       if (err->code == BRUME_INVALID_ARGUMENT && total <= INT32_MAX) as_conflict(&err);
       return mg_fail(call, err);
     }
-    json_object_set_new(p, qualifier, json_integer(n));
+    json_object_set_new(p, t.qualifier, json_integer(n));
     /* The catalog must hold the version's spec for placement: a document written through
      * another frontend may not have reached it yet. */
-    mg_wait(m, mod);
+    mg_wait(m, t.mod);
     mg_prov_sync sync = {0};
-    mg_prov_collect(m, account, fn.name, doc, json_object_get(v.value, "provisioned"), &sync);
+    mg_prov_collect(m, account, name, t.doc, json_object_get(v.value, "provisioned"), &sync);
     int64_t rev = 0;
-    rc = account_view_commit(m, account, fn.name, &v, mod, &rev, &err);
+    rc = account_view_commit(m, account, name, &v, t.mod, &rev, &err);
     if (rc <= 0) {
       account_view_clear(&v);
       mg_prov_sync_free(&sync);
@@ -512,21 +531,19 @@ brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
     if (rc == 0) continue;
     /* Only the version of this qualifier changes; the others are sent their counts again,
      * which placement takes as no change. */
-    rc = mg_prov_push(m, account, fn.name, doc, v.value, &sync, &err);
+    rc = mg_prov_push(m, account, name, t.doc, v.value, &sync, &err);
     account_view_clear(&v);
     mg_prov_sync_free(&sync);
     if (rc < 0) return mg_fail(call, err);
     Brume__ProvisionedConcurrencyConfig cfg;
     brume__provisioned_concurrency_config__init(&cfg);
-    cfg.function_name = fn.name;
-    cfg.qualifier = (char *)qualifier;
+    cfg.function_name = t.fn.name;
+    cfg.qualifier = (char *)t.qualifier;
     cfg.requested_provisioned_concurrent_executions = n;
     cfg.status = BRUME__PROVISIONED_CONCURRENCY_STATUS__PROVISIONED_CONCURRENCY_STATUS_IN_PROGRESS;
     cfg.last_modified_unix_ms = brume_wall_ms();
-    Brume__PutProvisionedConcurrencyConfigResponse r =
-        BRUME__PUT_PROVISIONED_CONCURRENCY_CONFIG_RESPONSE__INIT;
-    r.config = &cfg;
-    return mg_reply(call, &r.base);
+    return mg_reply_with(call, &brume__put_provisioned_concurrency_config_response__descriptor,
+                         &cfg);
   }
   mg_too_busy(account, req->function_name, &err);
   return mg_fail(call, err);
@@ -537,30 +554,18 @@ brume_status mg_get_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
   const Brume__GetProvisionedConcurrencyConfigRequest *req =
       (const Brume__GetProvisionedConcurrencyConfigRequest *)msg;
   brume_autoptr(brume_err) err = NULL;
-  brume_function_name fn;
-  const char *qualifier;
-  brume_autoptr(brume_fn_doc) doc = NULL;
-  int64_t mod = 0, lmod = 0;
-  const brume_fn_config *version = NULL;
-  brume_autoptr(json_t) limits = NULL;
-  if (provisioned_target(m, account, req->function_name, req->qualifier, &fn, &qualifier, &doc,
-                         &mod, &version, &err) < 0 ||
-      mg_limits_load(m, account, fn.name, &limits, &lmod, &err) < 0)
+  prov_target_auto prov_target t = {0};
+  if (provisioned_config_load(m, account, req->function_name, req->qualifier, &t, &err) < 0)
     return mg_fail(call, err);
   uint32_t n;
-  if (!get_count(json_object_get(limits, "provisioned"), qualifier, &n)) {
-    brume_autofree char *arn = mg_arn(m, account, fn.name, qualifier);
-    brume_err_set(&err, BRUME_NOT_FOUND,
-                  "ResourceNotFoundException: No provisioned concurrency config for %s", arn);
+  if (!get_count(json_object_get(t.limits, "provisioned"), t.qualifier, &n)) {
+    no_config(m, account, &t, &err);
     return mg_fail(call, err);
   }
   Brume__ProvisionedConcurrencyConfig cfg;
-  if (provisioned_config(m, account, fn.name, qualifier, version->version, n, &cfg, &err) < 0)
+  if (provisioned_config(m, account, t.fn.name, t.qualifier, t.version->version, n, &cfg, &err) < 0)
     return mg_fail(call, err);
-  Brume__GetProvisionedConcurrencyConfigResponse r =
-      BRUME__GET_PROVISIONED_CONCURRENCY_CONFIG_RESPONSE__INIT;
-  r.config = &cfg;
-  return mg_reply(call, &r.base);
+  return mg_reply_with(call, &brume__get_provisioned_concurrency_config_response__descriptor, &cfg);
 }
 
 brume_status mg_delete_provisioned(brume_manage *m, brume_rpc_call *call,
@@ -569,50 +574,36 @@ brume_status mg_delete_provisioned(brume_manage *m, brume_rpc_call *call,
       (const Brume__DeleteProvisionedConcurrencyConfigRequest *)msg;
   brume_autoptr(brume_err) err = NULL;
   for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
-    brume_function_name fn;
-    const char *qualifier;
-    brume_autoptr(brume_fn_doc) doc = NULL;
-    int64_t mod = 0, lmod = 0;
-    const brume_fn_config *version = NULL;
-    brume_autoptr(json_t) limits = NULL;
-    if (provisioned_target(m, account, req->function_name, req->qualifier, &fn, &qualifier, &doc,
-                           &mod, &version, &err) < 0 ||
-        mg_limits_load(m, account, fn.name, &limits, &lmod, &err) < 0)
+    prov_target_auto prov_target t = {0};
+    if (provisioned_config_load(m, account, req->function_name, req->qualifier, &t, &err) < 0)
       return mg_fail(call, err);
-    json_t *n = json_object_get(json_object_get(limits, "provisioned"), qualifier);
-    if (n == NULL) {
-      brume_autofree char *arn = mg_arn(m, account, fn.name, qualifier);
-      brume_err_set(&err, BRUME_NOT_FOUND,
-                    "ResourceNotFoundException: No provisioned concurrency config for %s", arn);
-      return mg_fail(call, err);
-    }
-    brume_autoptr(json_t) dropped = json_pack("{s:O}", qualifier, n);
+    const char *name = t.fn.name;
+    brume_autoptr(json_t) dropped = json_pack("{s:O}", t.qualifier, t.count);
     mg_prov_sync sync = {0};
-    mg_prov_collect(m, account, fn.name, doc, dropped, &sync);
-    mg_limits_drop_provisioned(limits, qualifier);
-    brume_autofree char *lkey = mg_limits_key(m, account, fn.name);
-    brume_autofree char *dkey = mg_doc_key(m, account, fn.name);
+    mg_prov_collect(m, account, name, t.doc, dropped, &sync);
+    mg_limits_drop_provisioned(t.limits, t.qualifier);
+    brume_autofree char *lkey = mg_limits_key(m, account, name);
+    brume_autofree char *dkey = mg_doc_key(m, account, name);
     brume_autofree char *text = NULL;
     brume_etcd_cmp cmps[] = {
-        {.key = lkey, .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL, .number = lmod},
-        {.key = dkey, .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL, .number = mod},
+        {.key = lkey, .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL, .number = t.lmod},
+        {.key = dkey, .target = BRUME_ETCD_MOD, .result = BRUME_ETCD_EQUAL, .number = t.mod},
     };
-    brume_etcd_op op = mg_limits_op(lkey, limits, &text);
+    brume_etcd_op op = mg_limits_op(lkey, t.limits, &text);
     brume_etcd_txn_req treq = {
         .compare = cmps, .n_compare = BRUME_ARRAY_LEN(cmps), .success = &op, .n_success = 1};
     brume_autoptr(brume_etcd_txn_result) r = brume_etcd_txn(m->etcd, &treq, &err);
     if (r == NULL || !r->succeeded) mg_prov_sync_free(&sync);
     if (r == NULL) {
-      brume_err_wrap(&err, "ServiceUnavailableException: write the limits of %s", fn.name);
+      brume_err_wrap(&err, "ServiceUnavailableException: write the limits of %s", name);
       return mg_fail(call, err);
     }
     if (!r->succeeded) continue;
-    int rc = mg_prov_push(m, account, fn.name, doc, limits, &sync, &err);
+    int rc = mg_prov_push(m, account, name, t.doc, t.limits, &sync, &err);
     mg_prov_sync_free(&sync);
     if (rc < 0) return mg_fail(call, err);
-    Brume__DeleteProvisionedConcurrencyConfigResponse resp =
-        BRUME__DELETE_PROVISIONED_CONCURRENCY_CONFIG_RESPONSE__INIT;
-    return mg_reply(call, &resp.base);
+    return mg_reply_with(call, &brume__delete_provisioned_concurrency_config_response__descriptor,
+                         NULL);
   }
   mg_too_busy(account, req->function_name, &err);
   return mg_fail(call, err);

@@ -7,42 +7,18 @@
 #include "log.h"
 #include "manage_impl.h"
 
-BRUME_DEFINE_AUTOPTR(json_t, json_decref)
-
 #define INVALID "InvalidParameterValueException: "
 
+/* Replies with cfg as the configuration of desc, a response that has no other field. */
 static brume_status reply_config(brume_manage *m, brume_rpc_call *call, const char *account,
                                  const char *name, const brume_fn_config *cfg,
                                  const ProtobufCMessageDescriptor *desc) {
   mg_pool pool = {0};
   Brume__FunctionConfiguration fc;
   brume_autoptr(brume_err) err = NULL;
-  if (mg_config_proto(m, account, name, cfg, &fc, &pool, &err) < 0) {
-    mg_pool_free(&pool);
-    return mg_fail(call, err);
-  }
-  /* The four responses that carry a configuration have it as their only field. */
-  union {
-    Brume__CreateFunctionResponse create;
-    Brume__UpdateFunctionCodeResponse code;
-    Brume__UpdateFunctionConfigurationResponse config;
-    Brume__PublishVersionResponse publish;
-  } r;
-  if (desc == &brume__create_function_response__descriptor) {
-    brume__create_function_response__init(&r.create);
-    r.create.configuration = &fc;
-  } else if (desc == &brume__update_function_code_response__descriptor) {
-    brume__update_function_code_response__init(&r.code);
-    r.code.configuration = &fc;
-  } else if (desc == &brume__update_function_configuration_response__descriptor) {
-    brume__update_function_configuration_response__init(&r.config);
-    r.config.configuration = &fc;
-  } else {
-    BRUME_ENSURE(desc == &brume__publish_version_response__descriptor);
-    brume__publish_version_response__init(&r.publish);
-    r.publish.configuration = &fc;
-  }
-  brume_status s = mg_reply(call, &r.create.base);
+  brume_status s = mg_config_proto(m, account, name, cfg, &fc, &pool, &err) < 0
+                       ? mg_fail(call, err)
+                       : mg_reply_with(call, desc, &fc);
   mg_pool_free(&pool);
   return s;
 }
@@ -118,6 +94,29 @@ brume_status mg_create_function(brume_manage *m, brume_rpc_call *call, const Pro
                       &brume__create_function_response__descriptor);
 }
 
+/* UpdateFunctionCode's change: the stored code on $LATEST, then a version of it if asked. */
+typedef struct code_change {
+  const Brume__UpdateFunctionCodeRequest *req;
+  char sha[65];
+  uint64_t size;
+  const brume_fn_config *published; /* NULL unless req->publish */
+} code_change;
+
+static int change_code(brume_fn_doc *doc, void *ctx, brume_err **err) {
+  code_change *c = ctx;
+  if (brume_fn_doc_check_latest(doc, c->req->revision_id, NULL, err) < 0) return -1;
+  int64_t now = brume_wall_ms();
+  memcpy(doc->latest.code_sha256, c->sha, sizeof(c->sha));
+  doc->latest.code_size = c->size;
+  brume_fn_doc_touch_latest(doc, now);
+  c->published = NULL;
+  bool created;
+  if (c->req->publish &&
+      (c->published = brume_fn_doc_publish(doc, NULL, now, &created, err)) == NULL)
+    return -1;
+  return 1;
+}
+
 brume_status mg_update_function_code(brume_manage *m, brume_rpc_call *call,
                                      const ProtobufCMessage *msg, const char *account) {
   const Brume__UpdateFunctionCodeRequest *req = (const Brume__UpdateFunctionCodeRequest *)msg;
@@ -129,39 +128,47 @@ brume_status mg_update_function_code(brume_manage *m, brume_rpc_call *call,
     return mg_fail(call, err);
   }
   /* An unknown function or a stale revision is refused before the code is stored. */
-  brume_autoptr(brume_fn_doc) doc = NULL;
+  brume_autoptr(brume_fn_doc) current = NULL;
   int64_t mod = 0;
-  if (mg_load(m, account, fn.name, &doc, &mod, &err) < 0 ||
-      brume_fn_doc_check_latest(doc, req->revision_id, NULL, &err) < 0)
+  if (mg_load(m, account, fn.name, &current, &mod, &err) < 0 ||
+      brume_fn_doc_check_latest(current, req->revision_id, NULL, &err) < 0)
     return mg_fail(call, err);
-  char sha[65];
-  uint64_t size = 0;
-  if (put_code(m, &req->zip_file, sha, &size, &err) < 0) return mg_fail(call, err);
-  for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
-    if (attempt > 0) {
-      brume_fn_doc_free(brume_steal(&doc));
-      if (mg_load(m, account, fn.name, &doc, &mod, &err) < 0 ||
-          brume_fn_doc_check_latest(doc, req->revision_id, NULL, &err) < 0)
-        return mg_fail(call, err);
-    }
-    int64_t now = brume_wall_ms();
-    memcpy(doc->latest.code_sha256, sha, sizeof(sha));
-    doc->latest.code_size = size;
-    brume_fn_doc_touch_latest(doc, now);
-    const brume_fn_config *published = NULL;
-    bool created;
-    if (req->publish && (published = brume_fn_doc_publish(doc, NULL, now, &created, &err)) == NULL)
-      return mg_fail(call, err);
-    int64_t rev = 0;
-    int rc = mg_store(m, account, fn.name, doc, mod, NULL, 0, NULL, 0, &rev, &err);
-    if (rc < 0) return mg_fail(call, err);
-    if (rc == 0) continue;
-    mg_wait(m, rev);
-    return reply_config(m, call, account, fn.name, published ? published : &doc->latest,
-                        &brume__update_function_code_response__descriptor);
+  code_change c = {.req = req};
+  if (put_code(m, &req->zip_file, c.sha, &c.size, &err) < 0) return mg_fail(call, err);
+  brume_autoptr(brume_fn_doc) doc = mg_update_doc(m, account, fn.name, change_code, &c, &err);
+  if (doc == NULL) return mg_fail(call, err);
+  return reply_config(m, call, account, fn.name, c.published ? c.published : &doc->latest,
+                      &brume__update_function_code_response__descriptor);
+}
+
+/* UpdateFunctionConfiguration's change: the request's fields that are set, on $LATEST. */
+typedef struct config_change {
+  const Brume__UpdateFunctionConfigurationRequest *req;
+  const char *sealed; /* the request's environment, sealed */
+} config_change;
+
+static int change_config(brume_fn_doc *doc, void *ctx, brume_err **err) {
+  const config_change *ch = ctx;
+  const Brume__UpdateFunctionConfigurationRequest *req = ch->req;
+  if (brume_fn_doc_check_latest(doc, req->revision_id, NULL, err) < 0) return -1;
+  brume_fn_config *c = &doc->latest;
+  if (req->clear_description) brume_fn_set_string(&c->description, "");
+  if (req->description && req->description[0])
+    brume_fn_set_string(&c->description, req->description);
+  if (req->handler_mode != BRUME__HANDLER_MODE__HANDLER_MODE_UNSPECIFIED)
+    c->handler_mode = req->handler_mode;
+  if (req->handler && req->handler[0]) brume_fn_set_string(&c->handler, req->handler);
+  if (req->runtime && req->runtime[0]) brume_fn_set_string(&c->runtime, req->runtime);
+  if (req->memory_size_mib) c->memory_mib = req->memory_size_mib;
+  if (req->timeout_ms) c->timeout_ms = req->timeout_ms;
+  if (req->ephemeral_storage_mib) c->ephemeral_mib = req->ephemeral_storage_mib;
+  if (req->environment) {
+    free(c->env_sealed);
+    c->env_sealed = ch->sealed ? brume_xstrdup(ch->sealed) : NULL;
   }
-  mg_too_busy(account, fn.name, &err);
-  return mg_fail(call, err);
+  if (brume_fn_config_check(c, err) < 0) return -1;
+  brume_fn_doc_touch_latest(doc, brume_wall_ms());
+  return 1;
 }
 
 brume_status mg_update_function_configuration(brume_manage *m, brume_rpc_call *call,
@@ -179,39 +186,11 @@ brume_status mg_update_function_configuration(brume_manage *m, brume_rpc_call *c
   brume_autofree char *sealed = NULL;
   if (req->environment && mg_seal_env(m, req->environment, &sealed, &err) < 0)
     return mg_fail(call, err);
-  for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
-    brume_autoptr(brume_fn_doc) doc = NULL;
-    int64_t mod = 0;
-    if (mg_load(m, account, fn.name, &doc, &mod, &err) < 0 ||
-        brume_fn_doc_check_latest(doc, req->revision_id, NULL, &err) < 0)
-      return mg_fail(call, err);
-    brume_fn_config *c = &doc->latest;
-    if (req->clear_description) brume_fn_set_string(&c->description, "");
-    if (req->description && req->description[0])
-      brume_fn_set_string(&c->description, req->description);
-    if (req->handler_mode != BRUME__HANDLER_MODE__HANDLER_MODE_UNSPECIFIED)
-      c->handler_mode = req->handler_mode;
-    if (req->handler && req->handler[0]) brume_fn_set_string(&c->handler, req->handler);
-    if (req->runtime && req->runtime[0]) brume_fn_set_string(&c->runtime, req->runtime);
-    if (req->memory_size_mib) c->memory_mib = req->memory_size_mib;
-    if (req->timeout_ms) c->timeout_ms = req->timeout_ms;
-    if (req->ephemeral_storage_mib) c->ephemeral_mib = req->ephemeral_storage_mib;
-    if (req->environment) {
-      free(c->env_sealed);
-      c->env_sealed = sealed ? brume_xstrdup(sealed) : NULL;
-    }
-    if (brume_fn_config_check(c, &err) < 0) return mg_fail(call, err);
-    brume_fn_doc_touch_latest(doc, brume_wall_ms());
-    int64_t rev = 0;
-    int rc = mg_store(m, account, fn.name, doc, mod, NULL, 0, NULL, 0, &rev, &err);
-    if (rc < 0) return mg_fail(call, err);
-    if (rc == 0) continue;
-    mg_wait(m, rev);
-    return reply_config(m, call, account, fn.name, &doc->latest,
-                        &brume__update_function_configuration_response__descriptor);
-  }
-  mg_too_busy(account, fn.name, &err);
-  return mg_fail(call, err);
+  config_change ch = {.req = req, .sealed = sealed};
+  brume_autoptr(brume_fn_doc) doc = mg_update_doc(m, account, fn.name, change_config, &ch, &err);
+  if (doc == NULL) return mg_fail(call, err);
+  return reply_config(m, call, account, fn.name, &doc->latest,
+                      &brume__update_function_configuration_response__descriptor);
 }
 
 brume_status mg_get_function(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *msg,
@@ -366,11 +345,25 @@ brume_status mg_delete_function(brume_manage *m, brume_rpc_call *call, const Pro
     mg_wait(m, rev);
     mg_prov_push(m, account, fn.name, qualifier[0] ? doc : NULL, limits, &sync, NULL);
     mg_prov_sync_free(&sync);
-    Brume__DeleteFunctionResponse resp = BRUME__DELETE_FUNCTION_RESPONSE__INIT;
-    return mg_reply(call, &resp.base);
+    return mg_reply_with(call, &brume__delete_function_response__descriptor, NULL);
   }
   mg_too_busy(account, fn.name, &err);
   return mg_fail(call, err);
+}
+
+/* PublishVersion's change: a version of $LATEST, unless its latest version is the same. */
+typedef struct publish_change {
+  const Brume__PublishVersionRequest *req;
+  const brume_fn_config *version; /* the version published, or the same one before */
+} publish_change;
+
+static int change_publish(brume_fn_doc *doc, void *ctx, brume_err **err) {
+  publish_change *p = ctx;
+  if (brume_fn_doc_check_latest(doc, p->req->revision_id, p->req->code_sha256, err) < 0) return -1;
+  bool created = false;
+  p->version = brume_fn_doc_publish(doc, p->req->description, brume_wall_ms(), &created, err);
+  if (p->version == NULL) return -1;
+  return created ? 1 : 0;
 }
 
 brume_status mg_publish_version(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *msg,
@@ -385,25 +378,9 @@ brume_status mg_publish_version(brume_manage *m, brume_rpc_call *call, const Pro
                   BRUME_DESCRIPTION_MAX);
     return mg_fail(call, err);
   }
-  for (int attempt = 0; attempt < MG_CAS_ATTEMPTS; attempt++) {
-    brume_autoptr(brume_fn_doc) doc = NULL;
-    int64_t mod = 0;
-    if (mg_load(m, account, fn.name, &doc, &mod, &err) < 0 ||
-        brume_fn_doc_check_latest(doc, req->revision_id, req->code_sha256, &err) < 0)
-      return mg_fail(call, err);
-    bool created = false;
-    const brume_fn_config *v =
-        brume_fn_doc_publish(doc, req->description, brume_wall_ms(), &created, &err);
-    if (v == NULL) return mg_fail(call, err);
-    if (created) {
-      int64_t rev = 0;
-      int rc = mg_store(m, account, fn.name, doc, mod, NULL, 0, NULL, 0, &rev, &err);
-      if (rc < 0) return mg_fail(call, err);
-      if (rc == 0) continue;
-      mg_wait(m, rev);
-    }
-    return reply_config(m, call, account, fn.name, v, &brume__publish_version_response__descriptor);
-  }
-  mg_too_busy(account, fn.name, &err);
-  return mg_fail(call, err);
+  publish_change p = {.req = req};
+  brume_autoptr(brume_fn_doc) doc = mg_update_doc(m, account, fn.name, change_publish, &p, &err);
+  if (doc == NULL) return mg_fail(call, err);
+  return reply_config(m, call, account, fn.name, p.version,
+                      &brume__publish_version_response__descriptor);
 }

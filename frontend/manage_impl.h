@@ -17,6 +17,8 @@
 #define MG_CATALOG_WAIT_MS 5000
 #define MG_PAGE_MAX 50
 
+BRUME_DEFINE_AUTOPTR(json_t, json_decref)
+
 struct brume_manage {
   brume_etcd *etcd;
   char *prefix; /* without a trailing '/' */
@@ -30,13 +32,18 @@ struct brume_manage {
 };
 
 /* A call's handler: answers call once and returns the status it answered with. */
-typedef brume_status (*mg_handler)(brume_manage *m, brume_rpc_call *call,
-                                   const ProtobufCMessage *req, const char *account);
+typedef brume_status mg_handler(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
+                                const char *account);
 
 /* Fails call with err and returns its code. */
 brume_status mg_fail(brume_rpc_call *call, const brume_err *err);
 /* Replies and returns BRUME_OK. */
 brume_status mg_reply(brume_rpc_call *call, const ProtobufCMessage *reply);
+/* Replies with a response of type desc that has at most one field, a message (most of them:
+ * CreateAliasResponse's alias, PublishVersionResponse's configuration, DeleteAliasResponse has
+ * none): field, or nothing when field is NULL. Returns BRUME_OK. */
+brume_status mg_reply_with(brume_rpc_call *call, const ProtobufCMessageDescriptor *desc,
+                           const void *field);
 
 /* The function a request names: function_name (plain or ARN) and, when the request has a
  * qualifier field, qualifier (NULL when it has none). An ARN's qualifier counts as the request's
@@ -66,6 +73,18 @@ void mg_wait(brume_manage *m, int64_t revision);
 
 /* ABORTED "PreconditionFailedException" after MG_CAS_ATTEMPTS lost races. */
 int mg_too_busy(const char *account, const char *name, brume_err **err);
+
+/* A change to a function's document as read: returns 1 to write doc, 0 to leave it as it is, or
+ * -1 with *err to give up. It is applied again to a fresh read when another writer got in first,
+ * so it checks the document again and keeps nothing from an earlier call but what it writes to
+ * ctx last. */
+typedef int mg_change(brume_fn_doc *doc, void *ctx, brume_err **err);
+/* Reads name's document, changes it and writes it back guarded by the mod revision it was read
+ * at, again while another writer gets in between (ABORTED, mg_too_busy, after MG_CAS_ATTEMPTS
+ * lost races); then waits for the catalog to apply the write. Returns the document as changed
+ * (the caller frees it), or NULL with *err from the read, the change or the write. */
+brume_fn_doc *mg_update_doc(brume_manage *m, const char *account, const char *name,
+                            mg_change *change, void *ctx, brume_err **err);
 
 /* Allocations that a reply points to, freed after it is sent. */
 typedef struct mg_pool {
@@ -118,41 +137,10 @@ int mg_prov_push(brume_manage *m, const char *account, const char *name, const b
 void mg_prov_sync_free(mg_prov_sync *s);
 
 /* The handlers, by method. */
-brume_status mg_create_function(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                                const char *account);
-brume_status mg_update_function_code(brume_manage *m, brume_rpc_call *call,
-                                     const ProtobufCMessage *req, const char *account);
-brume_status mg_update_function_configuration(brume_manage *m, brume_rpc_call *call,
-                                              const ProtobufCMessage *req, const char *account);
-brume_status mg_get_function(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                             const char *account);
-brume_status mg_list_functions(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                               const char *account);
-brume_status mg_delete_function(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                                const char *account);
-brume_status mg_publish_version(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                                const char *account);
-brume_status mg_create_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                             const char *account);
-brume_status mg_update_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                             const char *account);
-brume_status mg_get_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                          const char *account);
-brume_status mg_list_aliases(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                             const char *account);
-brume_status mg_delete_alias(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                             const char *account);
-brume_status mg_put_function_concurrency(brume_manage *m, brume_rpc_call *call,
-                                         const ProtobufCMessage *req, const char *account);
-brume_status mg_get_function_concurrency(brume_manage *m, brume_rpc_call *call,
-                                         const ProtobufCMessage *req, const char *account);
-brume_status mg_delete_function_concurrency(brume_manage *m, brume_rpc_call *call,
-                                            const ProtobufCMessage *req, const char *account);
-brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                                const char *account);
-brume_status mg_get_provisioned(brume_manage *m, brume_rpc_call *call, const ProtobufCMessage *req,
-                                const char *account);
-brume_status mg_delete_provisioned(brume_manage *m, brume_rpc_call *call,
-                                   const ProtobufCMessage *req, const char *account);
+mg_handler mg_create_function, mg_update_function_code, mg_update_function_configuration,
+    mg_get_function, mg_list_functions, mg_delete_function, mg_publish_version;
+mg_handler mg_create_alias, mg_update_alias, mg_get_alias, mg_list_aliases, mg_delete_alias;
+mg_handler mg_put_function_concurrency, mg_get_function_concurrency, mg_delete_function_concurrency,
+    mg_put_provisioned, mg_get_provisioned, mg_delete_provisioned;
 
 #endif

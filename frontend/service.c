@@ -145,8 +145,7 @@ static brume_status serve_keys(job *j, const char *method) {
   /* ListApiKeys */
   const Brume__ListApiKeysRequest *req = (const void *)j->req;
   size_t n;
-  brume_autofree brume_api_key_record *recs =
-      brume_key_store_list(svc->keys, req->account_id, &n);
+  brume_autofree brume_api_key_record *recs = brume_key_store_list(svc->keys, req->account_id, &n);
   brume_autofree Brume__ApiKeyInfo *infos = brume_xcalloc(n ? n : 1, sizeof(*infos));
   brume_autofree Brume__ApiKeyInfo **ptrs = brume_xcalloc(n ? n : 1, sizeof(*ptrs));
   brume_autofree char **scopes = brume_xcalloc(3 * (n ? n : 1), sizeof(*scopes));
@@ -204,8 +203,8 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
   }
   const char *fn = function_name_of(request);
   brume_principal who;
-  if (brume_key_store_authenticate(svc->keys, brume_rpc_call_metadata(call, BRUME_MD_API_KEY),
-                                   &who, &err) < 0) {
+  if (brume_key_store_authenticate(svc->keys, brume_rpc_call_metadata(call, BRUME_MD_API_KEY), &who,
+                                   &err) < 0) {
     refuse(svc, call, request_id, NULL, method, fn, err);
     return;
   }
@@ -217,9 +216,10 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
     char have[64];
     brume_err_set(&err, BRUME_PERMISSION_DENIED,
                   "AccessDeniedException: %s needs an API key with the %s scope; key %s has %s",
-                  method, needs == BRUME_SCOPE_INVOKE   ? "invoke"
-                          : needs == BRUME_SCOPE_MANAGE ? "manage"
-                                                        : "admin",
+                  method,
+                  needs == BRUME_SCOPE_INVOKE   ? "invoke"
+                  : needs == BRUME_SCOPE_MANAGE ? "manage"
+                                                : "admin",
                   who.key_id, brume_scopes_format(who.scopes, have, sizeof(have)));
     refuse(svc, call, request_id, &who, method, fn, err);
     return;
@@ -261,8 +261,11 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
     return;
   }
   job *j = brume_xcalloc(1, sizeof(*j));
-  *j = (job){.svc = svc, .call = call, .req = request,
-             .method = (unsigned)(md - brume__frontend__descriptor.methods), .who = who};
+  *j = (job){.svc = svc,
+             .call = call,
+             .req = request,
+             .method = (unsigned)(md - brume__frontend__descriptor.methods),
+             .who = who};
   snprintf(j->account, sizeof(j->account), "%s", account);
   snprintf(j->request_id, sizeof(j->request_id), "%s", request_id);
   if (brume_workq_push(svc->wq, job_run, j, &err) < 0) {

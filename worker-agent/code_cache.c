@@ -1,8 +1,6 @@
 #include "code_cache.h"
 
-#include <ctype.h>
 #include <curl/curl.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -16,12 +14,14 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "digest_dir.h"
 #include "log.h"
 
 BRUME_DEFINE_AUTOPTR(CURL, curl_easy_cleanup)
 BRUME_DEFINE_AUTOPTR(EVP_MD_CTX, EVP_MD_CTX_free)
 
-#define TMP_PREFIX ".tmp-"
+#define ZIP_EXT ".zip"
+#define FILES_EXT ".code" /* the unpacked form, brume_code_cache_load */
 
 /* One fetch in progress, shared by every request for its digest. */
 typedef struct flight {
@@ -35,14 +35,13 @@ typedef struct flight {
 
 struct brume_code_cache {
   char *dir;
-  int dirfd;
+  brume_digest_dir *files;
   int64_t max_zip, max_unzipped, max_files;
   int timeout_ms;
   char *ca_path;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   flight *flights;
-  unsigned long seq;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -51,51 +50,21 @@ static void curl_init(void) {
   curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static int mkdir_p(const char *path, brume_err **err) {
-  brume_autofree char *p = brume_xstrdup(path);
-  for (char *s = p + 1; *s; s++) {
-    if (*s != '/') continue;
-    *s = '\0';
-    if (mkdir(p, 0700) < 0 && errno != EEXIST)
-      return brume_err_set(err, BRUME_INTERNAL, "code cache: mkdir %s: %s", p, strerror(errno));
-    *s = '/';
-  }
-  if (mkdir(p, 0700) < 0 && errno != EEXIST)
-    return brume_err_set(err, BRUME_INTERNAL, "code cache: mkdir %s: %s", p, strerror(errno));
-  return 0;
-}
-
 brume_code_cache *brume_code_cache_new(const brume_code_cache_opts *opts, brume_err **err) {
-  if (!opts->dir || !*opts->dir) {
-    brume_err_set(err, BRUME_INVALID_ARGUMENT, "code cache: no directory");
-    return NULL;
-  }
   pthread_once(&curl_once, curl_init);
   if (curl_init_rc != CURLE_OK) {
     brume_err_set(err, BRUME_INTERNAL, "code cache: curl_global_init: %s",
                   curl_easy_strerror(curl_init_rc));
     return NULL;
   }
-  if (mkdir_p(opts->dir, err) < 0) return NULL;
-  int dfd = open(opts->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) {
-    brume_err_set(err, BRUME_INTERNAL, "code cache: open %s: %s", opts->dir, strerror(errno));
+  brume_digest_dir *files = brume_digest_dir_open(opts->dir, err);
+  if (files == NULL) {
+    brume_err_wrap(err, "code cache");
     return NULL;
-  }
-  /* Temporary files of an earlier process: fetches that never finished. */
-  int scan = dup(dfd);
-  DIR *d = scan >= 0 ? fdopendir(scan) : NULL;
-  if (d) {
-    struct dirent *e;
-    while ((e = readdir(d)))
-      if (strncmp(e->d_name, TMP_PREFIX, strlen(TMP_PREFIX)) == 0) unlinkat(dfd, e->d_name, 0);
-    closedir(d);
-  } else if (scan >= 0) {
-    close(scan);
   }
   brume_code_cache *c = brume_xcalloc(1, sizeof(*c));
   c->dir = brume_xstrdup(opts->dir);
-  c->dirfd = dfd;
+  c->files = files;
   c->max_zip = opts->max_zip_bytes > 0 ? opts->max_zip_bytes : (int64_t)BRUME_CODE_ZIP_MAX;
   c->max_unzipped =
       opts->max_unzipped_bytes > 0 ? opts->max_unzipped_bytes : (int64_t)BRUME_CODE_UNPACKED_MAX;
@@ -110,7 +79,7 @@ brume_code_cache *brume_code_cache_new(const brume_code_cache_opts *opts, brume_
 void brume_code_cache_free(brume_code_cache *c) {
   if (!c) return;
   BRUME_ENSURE(c->flights == NULL);
-  close(c->dirfd);
+  brume_digest_dir_free(c->files);
   pthread_mutex_destroy(&c->mu);
   pthread_cond_destroy(&c->cv);
   free(c->dir);
@@ -159,22 +128,16 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
   if (!http_url(url))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "code %s: URL '%.200s' is not http(s)", sha,
                          url ? url : "");
-  pthread_mutex_lock(&c->mu);
-  unsigned long seq = ++c->seq;
-  pthread_mutex_unlock(&c->mu);
-  brume_autofree char *tmp = brume_xasprintf(TMP_PREFIX "%s-%d-%lu", sha, (int)getpid(), seq);
-  brume_autofree char *final = brume_xasprintf("%s.zip", sha);
-  brume_autoclose int fd = openat(c->dirfd, tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (fd < 0)
-    return brume_err_set(err, BRUME_INTERNAL, "code cache: create %s/%s: %s", c->dir, tmp,
-                         strerror(errno));
+  brume_digest_dir_tmp tmp;
+  if (brume_digest_dir_tmp_open(c->files, sha, &tmp, err) < 0)
+    return brume_err_wrap(err, "code cache");
   int rc = -1;
   void *map = MAP_FAILED;
   brume_autoptr(EVP_MD_CTX) md = EVP_MD_CTX_new();
   brume_autoptr(CURL) h = curl_easy_init();
   BRUME_ENSURE(md && h);
   EVP_DigestInit_ex(md, EVP_sha256(), NULL);
-  sink s = {.fd = fd, .md = md, .max = c->max_zip};
+  sink s = {.fd = tmp.fd, .md = md, .max = c->max_zip};
   char curl_msg[CURL_ERROR_SIZE] = "";
   curl_easy_setopt(h, CURLOPT_URL, url);
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L); /* timeouts without SIGALRM: we are threaded */
@@ -198,7 +161,7 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
     goto out;
   }
   if (s.write_errno) {
-    brume_err_set(err, BRUME_INTERNAL, "code cache: write %s/%s: %s", c->dir, tmp,
+    brume_err_set(err, BRUME_INTERNAL, "code cache: write %s/%s: %s", c->dir, tmp.name,
                   strerror(s.write_errno));
     goto out;
   }
@@ -221,8 +184,9 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned dlen = 0;
   EVP_DigestFinal_ex(md, digest, &dlen);
+  BRUME_ENSURE(dlen == 32);
   char hex[65];
-  for (unsigned i = 0; i < dlen && i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+  brume_digest_dir_hex(digest, hex);
   if (strcmp(hex, sha) != 0) {
     brume_err_set(err, BRUME_DATA_LOSS,
                   "code from %s does not match its digest: expected sha256 %s, got %s "
@@ -230,9 +194,10 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
                   url, sha, hex, (long long)s.bytes);
     goto out;
   }
-  if (s.bytes > 0) map = mmap(NULL, (size_t)s.bytes, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (s.bytes > 0) map = mmap(NULL, (size_t)s.bytes, PROT_READ, MAP_PRIVATE, tmp.fd, 0);
   if (s.bytes > 0 && map == MAP_FAILED) {
-    brume_err_set(err, BRUME_INTERNAL, "code cache: mmap %s/%s: %s", c->dir, tmp, strerror(errno));
+    brume_err_set(err, BRUME_INTERNAL, "code cache: mmap %s/%s: %s", c->dir, tmp.name,
+                  strerror(errno));
     goto out;
   }
   uint64_t unzipped = 0;
@@ -247,20 +212,17 @@ static int fetch(brume_code_cache *c, const char *sha, const char *url, uint64_t
                   (unsigned long long)unzipped, (long long)c->max_unzipped);
     goto out;
   }
-  /* Durable before visible: a crash after the rename must not leave a short file under the
-   * final name, because hits are never re-hashed. */
-  if (fsync(fd) < 0 || renameat(c->dirfd, tmp, c->dirfd, final) < 0) {
-    brume_err_set(err, BRUME_INTERNAL, "code cache: store %s/%s: %s", c->dir, final,
-                  strerror(errno));
+  /* Durable before visible (digest_dir.h): hits are never hashed again. */
+  if (brume_digest_dir_tmp_commit(c->files, &tmp, sha, ZIP_EXT, err) < 0) {
+    brume_err_wrap(err, "code cache");
     goto out;
   }
-  fsync(c->dirfd);
   rc = 0;
   brume_info("Fetched function code.", "sha256=%s bytes=%lld unzipped_bytes=%llu ms=%lld", sha,
              (long long)s.bytes, (unsigned long long)unzipped, (long long)(brume_mono_ms() - t0));
 out:
   if (map != MAP_FAILED) munmap(map, (size_t)s.bytes);
-  if (rc < 0) unlinkat(c->dirfd, tmp, 0);
+  brume_digest_dir_tmp_discard(c->files, &tmp);
   return rc;
 }
 
@@ -268,32 +230,22 @@ char *brume_code_cache_get(brume_code_cache *c, const char *sha256, const char *
                            uint64_t size_bytes, bool *cached, brume_err **err) {
   if (cached) *cached = false;
   char sha[65];
-  size_t n = sha256 ? strlen(sha256) : 0;
-  bool hex = n == 64;
-  for (size_t i = 0; hex && i < 64; i++) {
-    if (!isxdigit((unsigned char)sha256[i]))
-      hex = false;
-    else
-      sha[i] = (char)tolower((unsigned char)sha256[i]);
-  }
-  if (!hex) {
+  if (!brume_digest_dir_lower(sha256, sha)) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT, "code digest '%.80s' is not 64 hex digits",
                   sha256 ? sha256 : "");
     return NULL;
   }
-  sha[64] = '\0';
   if (size_bytes > (uint64_t)c->max_zip) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT,
                   "code %s is %llu bytes, over the %lld-byte limit for a zip archive", sha,
                   (unsigned long long)size_bytes, (long long)c->max_zip);
     return NULL;
   }
-  char *path = brume_xasprintf("%s/%s.zip", c->dir, sha);
-  brume_autofree char *final = brume_xasprintf("%s.zip", sha);
+  char *path = brume_digest_dir_path(c->files, sha, ZIP_EXT);
 
   pthread_mutex_lock(&c->mu);
   for (;;) {
-    if (faccessat(c->dirfd, final, F_OK, 0) == 0) {
+    if (brume_digest_dir_has(c->files, sha, ZIP_EXT, NULL)) {
       pthread_mutex_unlock(&c->mu);
       if (cached) *cached = true;
       return path;
@@ -387,43 +339,33 @@ void brume_code_free(brume_code *code) {
   free(code);
 }
 
-/* Stores files as <dir>/<name> (a temporary file, fsync'ed, renamed). Best effort: a failure
- * is logged and the next load unpacks the archive again. */
-static void store_files(brume_code_cache *c, const char *name, const Brume__GuestCode *files) {
-  pthread_mutex_lock(&c->mu);
-  unsigned long seq = ++c->seq;
-  pthread_mutex_unlock(&c->mu);
-  brume_autofree char *tmp = brume_xasprintf(TMP_PREFIX "%s-%d-%lu", name, (int)getpid(), seq);
+/* Stores files as the unpacked form of sha's archive. Best effort: a failure is logged and the
+ * next load unpacks the archive again. */
+static void store_files(brume_code_cache *c, const char *sha, const Brume__GuestCode *files) {
   size_t len = brume__guest_code__get_packed_size(files);
   brume_autofree uint8_t *buf = brume_xmalloc(len ? len : 1);
   brume__guest_code__pack(files, buf);
-  brume_autoclose int fd = openat(c->dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  size_t off = 0;
-  while (fd >= 0 && off < len) {
-    ssize_t w = write(fd, buf + off, len - off);
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) break;
-    off += (size_t)w;
-  }
-  if (fd < 0 || off < len || fsync(fd) < 0 || renameat(c->dirfd, tmp, c->dirfd, name) < 0) {
-    brume_warn("Cannot store the unpacked function code.", "dir=%s file=%s error=\"%s\"", c->dir,
-               name, strerror(errno));
-    if (fd >= 0) unlinkat(c->dirfd, tmp, 0);
+  brume_autoptr(brume_err) err = NULL;
+  if (brume_digest_dir_store(c->files, sha, FILES_EXT, buf, len, &err) < 0) {
+    char q[512];
+    brume_warn("Cannot store the unpacked function code.", "sha256=%s error=%s", sha,
+               brume_log_quote(q, sizeof(q), err->msg));
   }
 }
 
 brume_code *brume_code_cache_load(brume_code_cache *c, const char *zip_path, brume_err **err) {
-  size_t n = strlen(zip_path);
-  BRUME_ENSURE(n > 4 && strcmp(zip_path + n - 4, ".zip") == 0);
-  brume_autofree char *copy = brume_xasprintf("%.*s.code", (int)(n - 4), zip_path);
-  const char *base = strrchr(copy, '/');
-  base = base ? base + 1 : copy;
+  /* zip_path is <dir>/<sha256>.zip, as brume_code_cache_get made it. */
+  const char *base = strrchr(zip_path, '/');
+  base = base ? base + 1 : zip_path;
+  char sha[65];
+  snprintf(sha, sizeof(sha), "%.64s", base);
+  BRUME_ENSURE(brume_digest_dir_valid(sha) && strcmp(base + 64, ZIP_EXT) == 0);
 
   brume_code *code = brume_xcalloc(1, sizeof(*code));
   /* A stored form with no files says the archive goes as it is (it was tried before). */
   bool tried = false;
   size_t len = 0;
-  brume_autofree uint8_t *packed = brume_code_cache_read(copy, &len, NULL);
+  brume_autofree uint8_t *packed = brume_digest_dir_read(c->files, sha, FILES_EXT, &len, NULL);
   if (packed) {
     code->files = brume__guest_code__unpack(NULL, len, packed);
     if (code->files && code->files->n_files > 0) return code;
@@ -443,12 +385,12 @@ brume_code *brume_code_cache_load(brume_code_cache *c, const char *zip_path, bru
     brume_info("The function code goes to the guest as its zip archive.", "file=%s reason=\"%s\"",
                zip_path, why);
     Brume__GuestCode none = BRUME__GUEST_CODE__INIT;
-    store_files(c, base, &none);
+    store_files(c, sha, &none);
     return code;
   }
   free(code->zip);
   code->zip = NULL;
   code->zip_len = 0;
-  store_files(c, base, code->files);
+  store_files(c, sha, code->files);
   return code;
 }

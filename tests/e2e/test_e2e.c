@@ -9,13 +9,14 @@
  * a function error is a function error and not an RPC failure; versions 1 and 2 behind alias
  * live (10 % to 2): 1,000 invocations land 10 % +- 3 % on 2 and report the version each time;
  * reserved concurrency 5 with 20 concurrent slow invocations: 5 run, 15 are throttled with
- * ReservedFunctionConcurrentInvocationLimitExceeded; authentication and authorisation (no key, a
- * wrong key, another account's key, a key without manage, a revoked key), each refused with its
- * status and audited; bad input (unknown function, invalid name, a 7 MiB payload, a zip that is
- * no zip, memory out of range), each a precise error with nothing half-created, and the daemons
- * still serving. The function is the echo runtime (tests/guest_init/echo_runtime.c). Exit 77
- * (skip) when not root, libvirtd does not answer, etcd is absent or the guest image cannot be
- * built. */
+ * ReservedFunctionConcurrentInvocationLimitExceeded; provisioned concurrency 2 on a version
+ * becomes READY with 2 sandboxes and the version's first invocation is warm; authentication and
+ * authorisation (no key, a wrong key, another account's key, a key without manage, a revoked key),
+ * each refused with its status and audited; bad input (unknown function, invalid name, a 7 MiB
+ * payload, a zip that is no zip, memory out of range), each a precise error with nothing
+ * half-created, and the daemons still serving. The function is the echo runtime
+ * (tests/guest_init/echo_runtime.c). Exit 77 (skip) when not root, libvirtd does not answer, etcd
+ * is absent or the guest image cannot be built. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -50,8 +51,7 @@ static unsigned method_index(const char *name) {
 }
 
 /* A Frontend call with key (NULL: none). 0, or -1 with err. */
-static int fe(const char *method, const char *key, const void *req, void *reply,
-              brume_err **err) {
+static int fe(const char *method, const char *key, const void *req, void *reply, brume_err **err) {
   brume_rpc_call_opts o = {.deadline_ms = 120000, .api_key = key, .request_id = "test-e2e"};
   return brume_rpc_unary(c->frontend.client, &brume__frontend__descriptor, method_index(method),
                          req, (ProtobufCMessage **)reply, &o, err);
@@ -162,7 +162,8 @@ static void test_create_invoke_warm(void **state) {
   r = invoke(key_a, "echo", NULL, "fail", &err);
   if (r == NULL) fail_msg("Invoke fail: %s", err->msg);
   assert_non_null(r->function_error);
-  assert_int_equal(r->function_error->kind, BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_HANDLED);
+  assert_int_equal(r->function_error->kind,
+                   BRUME__FUNCTION_ERROR_KIND__FUNCTION_ERROR_KIND_HANDLED);
   assert_true(r->payload.len > 0);
   free_msg(r);
   /* The sandbox still serves after a handled error. */
@@ -302,8 +303,8 @@ static void *slow_run(void *arg) {
       s->other = 1;
     free_msg(r);
   } else if (err->code == BRUME_RESOURCE_EXHAUSTED &&
-             strncmp(server_msg(err), "ReservedFunctionConcurrentInvocationLimitExceeded: ",
-                     51) == 0) {
+             strncmp(server_msg(err), "ReservedFunctionConcurrentInvocationLimitExceeded: ", 51) ==
+                 0) {
     s->throttled = 1;
   } else {
     s->other = 1;
@@ -346,12 +347,75 @@ static void test_reserved_concurrency(void **state) {
     if (s[i].other) fprintf(stderr, "# unexpected answer: %s\n", s[i].other_msg);
   }
   pthread_barrier_destroy(&go);
-  printf("# reserved concurrency 5, 20 concurrent slow invocations: %d ran, %d throttled, %d "
-         "other\n",
-         ran, throttled, other);
+  printf(
+      "# reserved concurrency 5, 20 concurrent slow invocations: %d ran, %d throttled, %d "
+      "other\n",
+      ran, throttled, other);
   assert_int_equal(other, 0);
   assert_int_equal(ran, 5);
   assert_int_equal(throttled, 15);
+}
+
+static void test_provisioned(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  if (create_echo(key_a, "prov", 5000, &err) < 0) fail_msg("CreateFunction: %s", err->msg);
+  char *v1 = publish("prov");
+  Brume__PutProvisionedConcurrencyConfigRequest put =
+      BRUME__PUT_PROVISIONED_CONCURRENCY_CONFIG_REQUEST__INIT;
+  put.function_name = "prov";
+  put.qualifier = v1;
+  put.provisioned_concurrent_executions = 2;
+  Brume__PutProvisionedConcurrencyConfigResponse *pr = NULL;
+  if (fe("PutProvisionedConcurrencyConfig", key_a, &put, &pr, &err) < 0)
+    fail_msg("PutProvisionedConcurrencyConfig: %s", err->msg);
+  assert_int_equal(pr->config->requested_provisioned_concurrent_executions, 2);
+  free_msg(pr);
+
+  /* Placement starts the sandboxes within its reconcile interval (5 s) plus two cold starts. */
+  Brume__GetProvisionedConcurrencyConfigRequest get =
+      BRUME__GET_PROVISIONED_CONCURRENCY_CONFIG_REQUEST__INIT;
+  get.function_name = "prov";
+  get.qualifier = v1;
+  Brume__ProvisionedConcurrencyStatus status = 0;
+  uint32_t allocated = 0;
+  double t0 = brume_test_mono_ms();
+  while (brume_test_mono_ms() - t0 < 60000) {
+    Brume__GetProvisionedConcurrencyConfigResponse *gr = NULL;
+    if (fe("GetProvisionedConcurrencyConfig", key_a, &get, &gr, &err) < 0)
+      fail_msg("GetProvisionedConcurrencyConfig: %s", err->msg);
+    status = gr->config->status;
+    allocated = gr->config->allocated_provisioned_concurrent_executions;
+    free_msg(gr);
+    if (status == BRUME__PROVISIONED_CONCURRENCY_STATUS__PROVISIONED_CONCURRENCY_STATUS_READY)
+      break;
+    usleep(200 * 1000);
+  }
+  printf("# provisioned concurrency 2: READY after %.1f s\n", (brume_test_mono_ms() - t0) / 1000);
+  assert_int_equal(status,
+                   BRUME__PROVISIONED_CONCURRENCY_STATUS__PROVISIONED_CONCURRENCY_STATUS_READY);
+  assert_int_equal(allocated, 2);
+
+  /* The version's very first invocation finds a provisioned sandbox: warm. */
+  Brume__InvokeResponse *r = invoke(key_a, "prov", v1, "p", &err);
+  if (r == NULL) fail_msg("Invoke: %s", err->msg);
+  assert_false(r->cold_start);
+  assert_string_equal(r->executed_version, v1);
+  free_msg(r);
+
+  Brume__DeleteProvisionedConcurrencyConfigRequest del =
+      BRUME__DELETE_PROVISIONED_CONCURRENCY_CONFIG_REQUEST__INIT;
+  del.function_name = "prov";
+  del.qualifier = v1;
+  Brume__DeleteProvisionedConcurrencyConfigResponse *dr = NULL;
+  if (fe("DeleteProvisionedConcurrencyConfig", key_a, &del, &dr, &err) < 0)
+    fail_msg("DeleteProvisionedConcurrencyConfig: %s", err->msg);
+  free_msg(dr);
+  Brume__GetProvisionedConcurrencyConfigResponse *gr = NULL;
+  assert_int_equal(fe("GetProvisionedConcurrencyConfig", key_a, &get, &gr, &err), -1);
+  assert_err(err, BRUME_NOT_FOUND, "ResourceNotFoundException");
+  brume_err_clear(&err);
+  free(v1);
 }
 
 /* The number of audit log lines holding all of the given strings. */
@@ -380,8 +444,9 @@ static void test_auth(void **state) {
   assert_err(err, BRUME_UNAUTHENTICATED, "UnrecognizedClientException");
   brume_err_clear(&err);
   /* A well-formed key that does not exist, and a garbled one. */
-  const char *wrong = "brume_0123456789abcdef_"
-                      "0000000000000000000000000000000000000000000000000000000000000000";
+  const char *wrong =
+      "brume_0123456789abcdef_"
+      "0000000000000000000000000000000000000000000000000000000000000000";
   assert_int_equal(fe("GetFunction", wrong, &g, &gr, &err), -1);
   assert_err(err, BRUME_UNAUTHENTICATED, "UnrecognizedClientException");
   brume_err_clear(&err);
@@ -571,6 +636,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_create_invoke_warm),
       cmocka_unit_test(test_alias_weights),
       cmocka_unit_test(test_reserved_concurrency),
+      cmocka_unit_test(test_provisioned),
       cmocka_unit_test(test_auth),
       cmocka_unit_test(test_bad_input),
   };

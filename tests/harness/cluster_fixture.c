@@ -113,8 +113,8 @@ static int start_daemon(brume_test_cluster *c, brume_test_daemon *d, const char 
   d->pid = brume_test_spawn(argv, d->log);
   if (d->pid <= 0 || brume_test_wait_port(d->rpc_port, 60000) < 0 ||
       brume_test_wait_port(d->http_port, 10000) < 0) {
-    fprintf(stderr, "cluster fixture: %s did not listen on %d and %d (log %s)\n", bin,
-            d->rpc_port, d->http_port, d->log);
+    fprintf(stderr, "cluster fixture: %s did not listen on %d and %d (log %s)\n", bin, d->rpc_port,
+            d->http_port, d->log);
     return -1;
   }
   brume_rpc_client_free(d->client);
@@ -149,8 +149,9 @@ int brume_test_cluster_start_frontend(brume_test_cluster *c, const char *const *
   char counting[64], placement[64];
   snprintf(counting, sizeof(counting), "127.0.0.1:%d", c->counting.rpc_port);
   snprintf(placement, sizeof(placement), "127.0.0.1:%d", c->pl[0].rpc_port);
-  const char *base[] = {"--data-dir",       c->frontend_dir, "--counting-addr", counting,
-                        "--placement-addr", placement,       NULL};
+  const char *base[] = {"--data-dir", c->frontend_dir,    "--counting-addr",
+                        counting,     "--placement-addr", placement,
+                        NULL};
   brume_rpc_client_opts co = {.max_message_bytes = 64u << 20};
   return start_daemon(c, &c->frontend, c->frontend_bin, base, extra, &co);
 }
