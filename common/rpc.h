@@ -55,7 +55,7 @@ typedef struct brume_rpc_server brume_rpc_server;
 typedef struct brume_rpc_call brume_rpc_call;
 
 typedef struct brume_rpc_server_opts {
-  const char *listen;       /* "127.0.0.1:7000"; port 0 = any free port (see _port) */
+  const char *listen; /* "127.0.0.1:7000"; port 0 = any free port (see _port) */
   brume_tls_config tls;
   size_t max_message_bytes; /* largest request accepted; 0 = BRUME_RPC_DEFAULT_MAX_MESSAGE */
   int threads;              /* threads running handlers off the completion queue; 0 = 1 */
@@ -103,8 +103,20 @@ void brume_rpc_call_fail_err(brume_rpc_call *call, const brume_err *err);
 
 typedef struct brume_rpc_client brume_rpc_client;
 
+/* A completion loop: one queue and one thread on which asynchronous calls complete and their
+ * callbacks run. By default each client has its own, started by its first async call; clients
+ * given the same loop (brume_rpc_client_opts.loop) share one, so that a chain of calls to
+ * several daemons (the frontend's Invoke: counting, placement, a worker) runs its callbacks on
+ * one thread instead of waking a thread per hop. */
+typedef struct brume_rpc_loop brume_rpc_loop;
+
+brume_rpc_loop *brume_rpc_loop_new(void);
+/* After every client that uses the loop has been freed. */
+void brume_rpc_loop_free(brume_rpc_loop *loop);
+
 typedef struct brume_rpc_client_opts {
   brume_tls_config tls;
+  brume_rpc_loop *loop;        /* where async calls complete; NULL = the client's own */
   size_t max_message_bytes;    /* largest reply accepted; 0 = BRUME_RPC_DEFAULT_MAX_MESSAGE */
   int64_t default_deadline_ms; /* 0 = BRUME_RPC_DEFAULT_DEADLINE_MS */
 } brume_rpc_client_opts;
@@ -128,9 +140,9 @@ const char *brume_rpc_client_target(const brume_rpc_client *client);
 /* Blocking unary call of svc->methods[method]. On success *reply is a new message that the
  * caller frees with protobuf_c_message_free_unpacked(*reply, NULL). On failure err carries the
  * server's (or transport's) status code and message. opts may be NULL. */
-int brume_rpc_unary(brume_rpc_client *client, const ProtobufCServiceDescriptor *svc, unsigned method,
-                   const ProtobufCMessage *request, ProtobufCMessage **reply,
-                   const brume_rpc_call_opts *opts, brume_err **err);
+int brume_rpc_unary(brume_rpc_client *client, const ProtobufCServiceDescriptor *svc,
+                    unsigned method, const ProtobufCMessage *request, ProtobufCMessage **reply,
+                    const brume_rpc_call_opts *opts, brume_err **err);
 
 /* Completion of an async call, on the client's completion thread (must not block). reply is
  * NULL when err is set; the callback owns reply; err is freed after the callback returns. */
@@ -141,9 +153,9 @@ typedef void (*brume_rpc_done)(void *user, ProtobufCMessage *reply, const brume_
  * client cost about 12 us more (their replies are read by that thread): keep separate clients
  * for hot blocking and async traffic. */
 int brume_rpc_unary_async(brume_rpc_client *client, const ProtobufCServiceDescriptor *svc,
-                         unsigned method, const ProtobufCMessage *request,
-                         const brume_rpc_call_opts *opts, brume_rpc_done done, void *user,
-                         brume_err **err);
+                          unsigned method, const ProtobufCMessage *request,
+                          const brume_rpc_call_opts *opts, brume_rpc_done done, void *user,
+                          brume_err **err);
 
 /* A set of clients, one per target, opened on first use and kept: what a daemon that talks to
  * many peers (placement to workers, frontend to counting daemons) holds. Thread-safe. */

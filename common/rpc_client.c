@@ -33,11 +33,11 @@ struct brume_rpc_client {
   pthread_rwlock_t reg_lock;
   struct registered *reg;
   size_t nreg;
-  /* async completions: the queue and its thread exist from the first async call on */
+  /* async completions: on the shared loop given at creation, or on the client's own, which
+   * exists from the first async call on */
   pthread_mutex_t async_lock;
-  grpc_completion_queue *cq;
-  pthread_t thread;
-  bool thread_started;
+  brume_rpc_loop *loop;
+  bool own_loop;
   atomic_long outstanding;
   struct pending *live; /* async calls under way, under async_lock: free cancels them */
 };
@@ -62,7 +62,30 @@ struct pending {
   void *user;
 };
 
+struct brume_rpc_loop {
+  grpc_completion_queue *cq;
+  pthread_t thread;
+};
+
 static void *complete_async(void *arg);
+
+brume_rpc_loop *brume_rpc_loop_new(void) {
+  brume_rpc_lib_ref();
+  brume_rpc_loop *l = brume_xcalloc(1, sizeof(*l));
+  l->cq = grpc_completion_queue_create_for_next(NULL);
+  if (pthread_create(&l->thread, NULL, complete_async, l) != 0)
+    brume_fatal("cannot start an RPC completion thread");
+  return l;
+}
+
+void brume_rpc_loop_free(brume_rpc_loop *l) {
+  if (l == NULL) return;
+  grpc_completion_queue_shutdown(l->cq);
+  pthread_join(l->thread, NULL);
+  grpc_completion_queue_destroy(l->cq);
+  free(l);
+  brume_rpc_lib_unref();
+}
 
 brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_client_opts *opts,
                                        brume_err **err) {
@@ -119,6 +142,7 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
   grpc_channel_credentials_release(creds);
   pthread_rwlock_init(&c->reg_lock, NULL);
   pthread_mutex_init(&c->async_lock, NULL);
+  c->loop = opts->loop;
   return c;
 }
 
@@ -138,11 +162,7 @@ void brume_rpc_client_free(brume_rpc_client *c) {
   grpc_channel_destroy(c->channel);
   c->channel = NULL;
   while (atomic_load(&c->outstanding) > 0) usleep(1000);
-  if (c->thread_started) {
-    grpc_completion_queue_shutdown(c->cq);
-    pthread_join(c->thread, NULL);
-    grpc_completion_queue_destroy(c->cq);
-  }
+  if (c->own_loop) brume_rpc_loop_free(c->loop);
   pthread_mutex_destroy(&c->async_lock);
   for (size_t i = 0; i < c->nreg; i++) free(c->reg[i].path);
   free(c->reg);
@@ -319,11 +339,9 @@ int brume_rpc_unary_async(brume_rpc_client *c, const ProtobufCServiceDescriptor 
                           const brume_rpc_call_opts *opts, brume_rpc_done done, void *user,
                           brume_err **err) {
   pthread_mutex_lock(&c->async_lock);
-  if (!c->thread_started) {
-    c->cq = grpc_completion_queue_create_for_next(NULL);
-    if (pthread_create(&c->thread, NULL, complete_async, c) != 0)
-      brume_fatal("cannot start the RPC client's completion thread");
-    c->thread_started = true;
+  if (c->loop == NULL) {
+    c->loop = brume_rpc_loop_new();
+    c->own_loop = true;
   }
   pthread_mutex_unlock(&c->async_lock);
   struct pending *p = brume_xcalloc(1, sizeof(*p));
@@ -332,7 +350,7 @@ int brume_rpc_unary_async(brume_rpc_client *c, const ProtobufCServiceDescriptor 
   atomic_fetch_add(&c->outstanding, 1);
   /* Listed before it starts: its completion, which unlinks it, may come before start returns. */
   live_add(c, p);
-  if (start(c, svc, method, request, opts, c->cq, p, err) < 0) {
+  if (start(c, svc, method, request, opts, c->loop->cq, p, err) < 0) {
     live_remove(c, p);
     pending_free(p);
     atomic_fetch_sub(&c->outstanding, 1);
@@ -342,12 +360,13 @@ int brume_rpc_unary_async(brume_rpc_client *c, const ProtobufCServiceDescriptor 
 }
 
 static void *complete_async(void *arg) {
-  brume_rpc_client *c = arg;
+  brume_rpc_loop *l = arg;
   for (;;) {
-    grpc_event ev = grpc_completion_queue_next(c->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    grpc_event ev = grpc_completion_queue_next(l->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
     if (ev.type == GRPC_QUEUE_SHUTDOWN) break;
     if (ev.type != GRPC_OP_COMPLETE) continue;
     struct pending *p = ev.tag;
+    brume_rpc_client *c = p->client;
     live_remove(c, p);
     brume_err *err = NULL;
     ProtobufCMessage *reply = finish(p, &err);

@@ -59,8 +59,10 @@ int brume_env_key_load(const char *path, brume_env_key *key, brume_err **err) {
   bool ok = n == 2 * sizeof(k.bytes) && *rest == '\0';
   for (size_t i = 0; ok && i < sizeof(k.bytes); i++) {
     int hi = hex_value(s[2 * i]), lo = hex_value(s[2 * i + 1]);
-    if (hi < 0 || lo < 0) ok = false;
-    k.bytes[i] = (uint8_t)(hi << 4 | lo);
+    if (hi < 0 || lo < 0)
+      ok = false;
+    else
+      k.bytes[i] = (uint8_t)(hi << 4 | lo);
   }
   OPENSSL_cleanse(buf, sizeof(buf));
   if (!ok) {

@@ -141,6 +141,7 @@ static struct {
   brume_key_store *keys;
   brume_catalog *catalog;
   brume_audit *audit;
+  brume_rpc_loop *loop; /* where every Invoke step's call completes: one thread, no hops */
   brume_counting_client *counting;
   brume_rpc_client *placement;
   brume_rpc_pool *workers;
@@ -233,10 +234,12 @@ static int start(brume_err **err) {
   brume_autofree char *placement_addr =
       cfg.placement_addr ? brume_xstrdup(cfg.placement_addr) : discover(d.b.etcd, "placement", err);
   if (counting_addr == NULL || placement_addr == NULL) return -1;
-  brume_counting_client_opts cco = {.rpc = {.tls = brume_rpc_client_tls(&common)}};
+  d.loop = brume_rpc_loop_new();
+  brume_counting_client_opts cco = {.rpc = {.tls = brume_rpc_client_tls(&common), .loop = d.loop}};
   d.counting = brume_counting_client_new(counting_addr, &cco, err);
   if (d.counting == NULL) return brume_err_wrap(err, "counting_addr %s", counting_addr);
-  brume_rpc_client_opts rco = {.tls = brume_rpc_client_tls(&common), .max_message_bytes = 8u << 20};
+  brume_rpc_client_opts rco = {
+      .tls = brume_rpc_client_tls(&common), .loop = d.loop, .max_message_bytes = 8u << 20};
   d.placement = brume_rpc_client_new(placement_addr, &rco, err);
   if (d.placement == NULL) return brume_err_wrap(err, "placement_addr %s", placement_addr);
   d.workers = brume_rpc_pool_new(&rco);
@@ -294,6 +297,7 @@ static void stop(void) {
   brume_counting_client_free(d.counting);
   brume_rpc_client_free(d.placement);
   brume_rpc_pool_free(d.workers);
+  brume_rpc_loop_free(d.loop);
   brume_http_stop(d.http);
   brume_audit_close(d.audit);
   brume_catalog_free(d.catalog);

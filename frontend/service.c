@@ -164,8 +164,10 @@ static brume_status serve_keys(job *j, const char *method) {
 
 static void job_run(void *arg) {
   brume_autofree job *j = arg;
-  const char *method = method_short(j->call);
-  const char *fn = function_name_of(j->req);
+  /* Copied: the call and its request are gone once it is answered, and the audit comes after. */
+  brume_autofree char *method = brume_xstrdup(method_short(j->call));
+  const char *name = function_name_of(j->req);
+  brume_autofree char *fn = name ? brume_xstrdup(name) : NULL;
   brume_status code;
   if (kind_of(method) == KIND_KEYS)
     code = serve_keys(j, method);
