@@ -28,6 +28,12 @@ uint32_t brume_resources_vcpus(uint32_t vcpu_milli) {
   return n;
 }
 
+uint32_t brume_resources_host_vcpu_milli(uint32_t vcpu_milli, uint32_t scale) {
+  uint64_t whole = 1000 * (uint64_t)brume_resources_vcpus(vcpu_milli);
+  uint64_t m = (uint64_t)vcpu_milli * (scale ? scale : 1);
+  return (uint32_t)(m < whole ? m : whole);
+}
+
 int64_t brume_resources_vcpu_quota_us(uint32_t vcpu_milli, uint32_t vcpus, uint32_t period_us) {
   BRUME_ENSURE(vcpus >= 1);
   uint64_t den = 1000 * (uint64_t)vcpus;

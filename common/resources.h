@@ -42,6 +42,15 @@ uint32_t brume_resources_vcpu_milli(uint32_t memory_mib);
 /* The number of virtual CPUs that carry a share: ceil(vcpu_milli / 1000), 1-6. */
 uint32_t brume_resources_vcpus(uint32_t vcpu_milli);
 
+/* The share a sandbox's vCPU threads may burn on the host: vcpu_milli times scale (0 counts as 1),
+ * at most a whole CPU per vCPU (ceil(vcpu_milli / 1000) vCPUs). scale is 1 under KVM, where a
+ * guest instruction costs about one host instruction. Under TCG each guest instruction costs
+ * several host ones, and a 128 MiB sandbox capped at its 7.2 % share was measured burning it
+ * within ten back-to-back invocations, then stalling 60-95 ms until the next period
+ * (docs/worker.md, "Resources"): the worker multiplies the cap there (tcg_cpu_scale), so that a
+ * function gets about the compute its memory buys. */
+uint32_t brume_resources_host_vcpu_milli(uint32_t vcpu_milli, uint32_t scale);
+
 /* libvirt's per-vCPU <quota> in microseconds for vcpu_milli spread over vcpus vCPUs, with
  * period_us as <period>: vcpu_milli * period_us / (1000 * vcpus), rounded up, never under
  * BRUME_CPU_QUOTA_MIN_US. vcpus must be >= 1 (aborts otherwise: a caller bug). */

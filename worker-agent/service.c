@@ -247,7 +247,8 @@ static void create_job(void *p) {
    * destroyed: it must not run on without its share. The job holds the sandbox (and so its
    * domain handle) until it is done, even if a Destroy comes first. */
   uint32_t vcpus = brume_resources_vcpus(s->vcpu_milli);
-  int64_t quota = brume_resources_vcpu_quota_us(s->vcpu_milli, vcpus, BRUME_CPU_PERIOD_US);
+  int64_t quota = brume_resources_vcpu_quota_us(
+      brume_resources_host_vcpu_milli(s->vcpu_milli, svc->cpu_scale), vcpus, BRUME_CPU_PERIOD_US);
   int64_t tq = brume_mono_us();
   if (brume_libvirt_set_vcpu_quota(s->dom, BRUME_CPU_PERIOD_US, quota, &err) < 0) {
     /* Unless a Destroy took it first (then the failure is only that). */

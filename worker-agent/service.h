@@ -29,6 +29,8 @@ typedef struct brume_worker_service {
   const char *host_id;
   const char *address; /* the gRPC address published in HostInfo */
   brume_accel accel;
+  uint32_t
+      cpu_scale; /* the CPU cap is the vCPU share times this (brume_resources_host_vcpu_milli) */
   int64_t freeze_after_ms; /* 0: freeze at once after each invocation */
   int64_t init_timeout_ms; /* when the request says 0 */
   int64_t grace_ms;        /* Destroy's default grace period */
@@ -39,7 +41,7 @@ typedef struct brume_worker_service {
   brume_pool *pool; /* takes and boots the VMs (pool size 0: every CreateSandbox boots) */
 
   atomic_uint_fast64_t created, pool_hits, invocations;
-  atomic_bool draining; /* Drain: no new sandboxes */
+  atomic_bool draining;             /* Drain: no new sandboxes */
   atomic_uint_fast64_t booting_mib; /* memory of the boots under way (service.c) */
 } brume_worker_service;
 

@@ -79,10 +79,24 @@ static void test_share(void **state) {
   }
 }
 
+static void test_host_share(void **state) {
+  (void)state;
+  /* KVM: the share itself. */
+  assert_int_equal(brume_resources_host_vcpu_milli(72, 1), 72);
+  assert_int_equal(brume_resources_host_vcpu_milli(72, 0), 72);
+  /* TCG: scaled, up to a whole CPU per vCPU. */
+  assert_int_equal(brume_resources_host_vcpu_milli(72, 10), 720);
+  assert_int_equal(brume_resources_host_vcpu_milli(579, 10), 1000);
+  assert_int_equal(brume_resources_host_vcpu_milli(1158, 10), 2000);
+  assert_int_equal(brume_resources_host_vcpu_milli(6000, 100), 6000);
+  assert_int_equal(brume_resources_host_vcpu_milli(1000, 1), 1000);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_memory_bounds),
       cmocka_unit_test(test_share),
+      cmocka_unit_test(test_host_share),
   };
   return cmocka_run_group_tests_name("worker_resources", tests, NULL, NULL);
 }

@@ -65,10 +65,20 @@ static const char handler_sh[] =
     "  *) echo \"echo $cmd\" ;;\n"
     "esac\n";
 
+/* The worker's tcg_cpu_scale here: not its default, so that test_vcpus shows the flag works. */
+#define TCG_CPU_SCALE "3"
+
 static void run_worker(const char *freeze_after, const char *reserved) {
   if (w->pid > 0) brume_test_worker_stop(w, SIGTERM, 30000);
-  const char *flags[] = {"--pool-size", "0", "--freeze-after", freeze_after, "--reserved-memory",
-                         reserved,      NULL};
+  const char *flags[] = {"--pool-size",
+                         "0",
+                         "--freeze-after",
+                         freeze_after,
+                         "--reserved-memory",
+                         reserved,
+                         "--tcg-cpu-scale",
+                         TCG_CPU_SCALE,
+                         NULL};
   brume_test_worker_run(w, flags);
 }
 
@@ -213,6 +223,18 @@ static long long vcpu_quota(const char *id) {
   return quota;
 }
 
+/* What the worker's microVMs run on, as its Stats reports it. */
+static Brume__Accelerator accelerator(void) {
+  Brume__WorkerStatsRequest req = BRUME__WORKER_STATS_REQUEST__INIT;
+  Brume__WorkerStatsResponse *resp = NULL;
+  brume_err *err = NULL;
+  if (brume_test_worker_call(w, BRUME_TEST_W_STATS, &req, &resp, &err) != 0)
+    fail_msg("Stats: %s", err->msg);
+  Brume__Accelerator a = resp->host->accelerator;
+  protobuf_c_message_free_unpacked(&resp->base, NULL);
+  return a;
+}
+
 static void test_vcpus(void **state) {
   (void)state;
   const uint32_t sizes[] = {128, 2048};
@@ -220,10 +242,13 @@ static void test_vcpus(void **state) {
   for (size_t i = 0; i < 2; i++) {
     char id[80];
     create_shell("cpus", sizes[i], id, sizeof(id));
-    /* The cap follows the answer to CreateSandbox within milliseconds. */
+    /* The cap follows the answer to CreateSandbox within milliseconds: the share, times
+     * tcg_cpu_scale under TCG, at most a whole CPU per vCPU. */
     uint32_t milli = brume_resources_vcpu_milli(sizes[i]);
+    uint32_t scale = accelerator() == BRUME__ACCELERATOR__ACCELERATOR_TCG ? atoi(TCG_CPU_SCALE) : 1;
     long long want_quota =
-        brume_resources_vcpu_quota_us(milli, brume_resources_vcpus(milli), BRUME_CPU_PERIOD_US);
+        brume_resources_vcpu_quota_us(brume_resources_host_vcpu_milli(milli, scale),
+                                      brume_resources_vcpus(milli), BRUME_CPU_PERIOD_US);
     double t0 = brume_test_mono_ms();
     long long quota;
     while ((quota = vcpu_quota(id)) != want_quota && brume_test_mono_ms() - t0 < 5000)
