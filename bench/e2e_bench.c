@@ -294,6 +294,10 @@ int main(void) {
   for (int i = 0; i < SEQ_N; i++)
     if ((seq[i] = invoke_once("bench", true, NULL)) < 0) goto out;
   bench_emit("e2e", "bare_seq_p50_us", brume_test_percentile(seq, SEQ_N, 50), "us");
+  /* Next calls that overtook their predecessor's releases and waited for them (frontend). */
+  bench_emit("e2e", "seq_release_waits",
+             (double)brume_test_metric(c->frontend.http_port, "brume_frontend_release_waits_total"),
+             "invocations");
   free(seq);
 
   fprintf(stderr, "bench_e2e: starting %zu sandboxes (warm-up)\n", callers);

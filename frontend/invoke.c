@@ -45,6 +45,7 @@ struct brume_invoker {
   brume_counter *invocations; /* {start, outcome} */
   brume_histogram *duration;  /* {start}: the whole call, as the frontend sees it */
   brume_counter *throttles;   /* {reason} */
+  brume_counter *release_waits;
 };
 
 typedef struct invocation {
@@ -91,6 +92,11 @@ brume_invoker *brume_invoker_new(const brume_invoker_opts *opts) {
   inv->duration = brume_metrics_histogram(
       opts->metrics, "brume_frontend_invocation_duration_seconds",
       "Time from an Invoke call's arrival to its answer, by start (warm, cold).", NULL, 0, "start",
+      NULL);
+  inv->release_waits = brume_metrics_counter(
+      opts->metrics, "brume_frontend_release_waits_total",
+      "Invocations that found no idle sandbox or no concurrency while this frontend had releases "
+      "in flight, and waited for one before trying again.",
       NULL);
   inv->throttles =
       brume_metrics_counter(opts->metrics, "brume_frontend_throttles_total",
@@ -242,11 +248,11 @@ static void counting_released(void *user, const Brume__ReleaseResponse *resp,
 /* Gives back what the invocation holds (the sandbox, the token) and answers; iv goes once the
  * releases have ended.
  *
- * The answer does not wait for the releases: they are sent first, on channels where the
- * client's next call (sent only after this answer reached it) comes behind them, so it finds the
- * sandbox idle and the token returned. Should it overtake them all the same, its first step
- * waits for this frontend's releases in flight and tries once more (wait_for_release) instead of
- * a needless cold start or throttle. */
+ * The answer goes first: the releases take nothing from the client's time. They are counted as
+ * in flight before it, so a next call of the client that overtakes them (it can only start
+ * once this answer reached it) finds them counted: its first step, short of an idle sandbox or a
+ * token, waits for this frontend's releases in flight and tries once more (wait_for_release)
+ * instead of a needless cold start or throttle. */
 static void release_and_answer(invocation *iv) {
   brume_invoker *inv = iv->inv;
   bool sandbox = iv->sb && iv->sb->sandbox_id[0] != '\0';
@@ -255,6 +261,7 @@ static void release_and_answer(invocation *iv) {
   pthread_mutex_lock(&inv->mu);
   inv->releasing += (size_t)sandbox + (size_t)token;
   pthread_mutex_unlock(&inv->mu);
+  answer(iv);
   if (sandbox) {
     Brume__ReleaseSandboxRequest req = BRUME__RELEASE_SANDBOX_REQUEST__INIT;
     req.sandbox_id = iv->sb->sandbox_id;
@@ -273,7 +280,6 @@ static void release_and_answer(invocation *iv) {
     req.caller_id = (char *)inv->o.caller_id;
     brume_counting_client_release(inv->o.counting, &req, counting_released, iv);
   }
-  answer(iv);
   release_done(iv);
 }
 
@@ -356,6 +362,7 @@ static bool wait_for_release(invocation *iv) {
   if (iv->retried) return false;
   pthread_mutex_lock(&inv->mu);
   bool wait = inv->releasing > 0;
+  if (wait) brume_counter_inc(inv->release_waits, 1);
   if (wait) {
     iv->next_waiter = inv->waiters;
     inv->waiters = iv;
