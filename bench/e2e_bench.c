@@ -13,7 +13,7 @@
  *   3. The bare RPC round trip, under the same load and alone: Invoke with DryRun, which the
  *      frontend authenticates, validates and resolves, then answers without running anything.
  *   4. Cold starts from a pool hit: COLD_N functions, each invoked once when the worker's pool
- *      holds a pre-booted VM (the answer's pool_hit says so).
+ *      is full again (no refill boot beside it; the answer's pool_hit says it was a hit).
  *   5. Cold starts from a boot: COLD_N functions with a 1 GiB /tmp, which no pooled VM has.
  *
  * JSON lines in bench/run.sh's format on stdout, progress on stderr; exit 1 when a call fails.
@@ -197,7 +197,8 @@ static int cold_starts(bool from_pool) {
     char name[32];
     snprintf(name, sizeof(name), "%s-%d", from_pool ? "pool" : "boot", k);
     if (create(name, from_pool ? 0 : 1024) < 0) return -1;
-    for (int w = 0; from_pool && w < 300 && pool_ready() < 1; w++) usleep(50 * 1000);
+    /* The pool full again (pool_size 2): no refill boot running beside this cold start. */
+    for (int w = 0; from_pool && w < 300 && pool_ready() < 2; w++) usleep(50 * 1000);
     Brume__InvokeResponse *r = NULL;
     double us = invoke_once(name, false, &r);
     if (us < 0) return -1;

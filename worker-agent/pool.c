@@ -36,9 +36,10 @@ struct brume_pool {
   brume_counter *boot_retries;
 
   pthread_mutex_t mu;
-  pthread_cond_t cv;    /* a take, or stop */
-  pool_class *c;        /* one per o.memory_mib[] */
-  uint32_t booting_mib; /* the VM being booted for the pool, 0 if none */
+  pthread_cond_t cv;     /* a take, or stop */
+  pool_class *c;         /* one per o.memory_mib[] */
+  uint32_t booting_mib;  /* the VM being booted for the pool, 0 if none */
+  unsigned specialising; /* VMs taken and not yet brume_pool_taken_done: the refill defers */
   atomic_bool warned_no_smp;
   bool stopping;
   pthread_t thread;
@@ -185,8 +186,13 @@ static void *refill_main(void *arg) {
   brume_pool *p = arg;
   pthread_mutex_lock(&p->mu);
   for (;;) {
-    pool_class *c;
+    pool_class *c = NULL;
     while (!p->stopping && (c = emptiest(p)) == NULL) pthread_cond_wait(&p->cv, &p->mu);
+    /* Not while a taken VM is being specialised (its caller waits), for a while at most. */
+    struct timespec defer = brume_timespec_in(CLOCK_REALTIME, BRUME_POOL_REFILL_DEFER_MS);
+    while (!p->stopping && p->specialising > 0 &&
+           pthread_cond_timedwait(&p->cv, &p->mu, &defer) != ETIMEDOUT) {
+    }
     if (p->stopping) break;
     pthread_mutex_unlock(&p->mu);
     brume_err *err = NULL;
@@ -278,11 +284,21 @@ brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpu
     c->n--;
     for (size_t i = 0; i < c->n; i++) c->v[i] = c->v[i + 1];
     c->v[c->n] = NULL;
+    p->specialising++;
     if (p->gauge) brume_gauge_set(p->gauge, (double)c->n, c->label);
     pthread_cond_signal(&p->cv);
   }
   pthread_mutex_unlock(&p->mu);
   return vm;
+}
+
+void brume_pool_taken_done(brume_pool *p) {
+  if (p == NULL) return;
+  pthread_mutex_lock(&p->mu);
+  BRUME_ENSURE(p->specialising > 0);
+  p->specialising--;
+  pthread_cond_signal(&p->cv);
+  pthread_mutex_unlock(&p->mu);
 }
 
 size_t brume_pool_ready(brume_pool *p) {

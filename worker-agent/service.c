@@ -113,6 +113,7 @@ static void create_job(void *p) {
   brume_autoptr(brume_code) code = NULL;
   brume_autofree char *zip_path = NULL;
   brume_autofree char *function = NULL; /* "account/name version=V", for the log */
+  bool pool_taken = false; /* a pool VM was taken: its refill waits for brume_pool_taken_done */
   brume_autofree Brume__GuestInit__EnvironmentEntry *envs = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
 
@@ -146,6 +147,7 @@ static void create_job(void *p) {
   brume_pool_vm *vm =
       brume_pool_take(svc->pool, memory_mib, brume_resources_vcpus(vcpu_milli), ephemeral_mib);
   bool pool_hit = vm != NULL;
+  pool_taken = pool_hit;
   int64_t vm_ready_us = 0;
   if (vm == NULL) {
     /* A miss: boot a VM of our own (full speed: the CPU cap comes after Init), if it fits. */
@@ -279,6 +281,7 @@ fail:
   job_fail(j, reason, err);
   brume_err_free(err);
 out:
+  if (pool_taken) brume_pool_taken_done(svc->pool);
   if (done) brume__guest_init_done__free_unpacked(done, NULL);
   brume_sandboxes_put(svc->table, s);
   job_free(j);
