@@ -176,6 +176,7 @@ static void test_default_config_paths(void **state) {
   (void)state;
   brume_autofree char *home = brume_xasprintf("HOME=%s", dir);
   brume_autofree char *key = write_file("home.key", "brume_home_key\n");
+  assert_non_null(key);
   brume_autofree char *conf =
       write_file(".config/brume/config", "endpoint = home-host:4\napi_key_file = ~/home.key\n");
   fake_env[0] = home;
@@ -188,6 +189,7 @@ static void test_default_config_paths(void **state) {
   brume_cli_settings_free(&s);
 
   brume_autofree char *xdg_conf = write_file("xdg/brume/config", "endpoint = xdg-host:5\n");
+  assert_non_null(xdg_conf);
   brume_autofree char *xdg = brume_xasprintf("XDG_CONFIG_HOME=%s/xdg", dir);
   fake_env[1] = xdg;
   assert_int_equal(LOAD(&s, &err, "--json"), 0);

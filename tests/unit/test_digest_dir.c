@@ -56,7 +56,7 @@ static void test_digests(void **state) {
   assert_false(brume_digest_dir_valid(NULL));
   assert_false(brume_digest_dir_valid(""));
   assert_false(brume_digest_dir_valid(HELLO_SHA "0"));    /* 65 digits */
-  assert_false(brume_digest_dir_valid(HELLO_SHA + 1));    /* 63 */
+  assert_false(brume_digest_dir_valid(&HELLO_SHA[1]));    /* 63 */
   assert_false(brume_digest_dir_valid(EMPTY_SHA ".zip")); /* a name, not a digest */
   assert_false(brume_digest_dir_valid("../" HELLO_SHA));
   char upper[65];
