@@ -15,6 +15,7 @@
 #include "log.h"
 #include "names.h"
 #include "resources.h"
+#include "revision.h"
 #include "sorted.h"
 
 /* What Invoke holds. A version's target owns its spec; the targets that only name it otherwise
@@ -59,9 +60,7 @@ struct brume_catalog {
   cat_fn **fns;
   size_t n_fns, cap_fns;
 
-  pthread_mutex_t rev_mu; /* guards revision */
-  pthread_cond_t rev_cond;
-  int64_t revision;
+  brume_revision applied; /* what brume_catalog_wait waits on */
 
   brume_etcd *etcd;
   brume_etcd_watch *watch;
@@ -323,15 +322,6 @@ static cat_fn *swap_fn(brume_catalog *c, const char *key, cat_fn *f) {
   return old;
 }
 
-static void set_revision(brume_catalog *c, int64_t rev) {
-  pthread_mutex_lock(&c->rev_mu);
-  if (rev > c->revision) {
-    c->revision = rev;
-    pthread_cond_broadcast(&c->rev_cond);
-  }
-  pthread_mutex_unlock(&c->rev_mu);
-}
-
 /* Replaces everything with what etcd holds now; *revision gets the read's revision. */
 static int load_all(brume_catalog *c, int64_t *revision, brume_err **err) {
   brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(c->etcd, c->prefix, err);
@@ -369,7 +359,7 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
       brume_warn("Could not read the functions again; changes may be missing until a restart.",
                  "err=%s", brume_log_quote(q, sizeof(q), err->msg));
     else
-      set_revision(c, rev);
+      brume_revision_advance(&c->applied, rev);
     return;
   }
   for (size_t i = 0; i < n; i++) {
@@ -385,7 +375,7 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
     }
     /* A txn's events share one revision: it shows once all of them are applied. */
     if (i + 1 == n || ev[i + 1].kv.mod_revision != ev[i].kv.mod_revision)
-      set_revision(c, ev[i].kv.mod_revision);
+      brume_revision_advance(&c->applied, ev[i].kv.mod_revision);
   }
 }
 
@@ -399,12 +389,7 @@ brume_catalog *brume_catalog_new(const brume_catalog_opts *opts, brume_err **err
   pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
   pthread_rwlock_init(&c->lock, &attr);
   pthread_rwlockattr_destroy(&attr);
-  pthread_mutex_init(&c->rev_mu, NULL);
-  pthread_condattr_t cattr;
-  pthread_condattr_init(&cattr);
-  pthread_condattr_setclock(&cattr, CLOCK_MONOTONIC);
-  pthread_cond_init(&c->rev_cond, &cattr);
-  pthread_condattr_destroy(&cattr);
+  brume_revision_init(&c->applied, 0);
   size_t plen = strlen(opts->prefix);
   while (plen > 0 && opts->prefix[plen - 1] == '/') plen--;
   c->prefix = brume_xasprintf("%.*s/functions/", (int)plen, opts->prefix);
@@ -423,7 +408,7 @@ brume_catalog *brume_catalog_new(const brume_catalog_opts *opts, brume_err **err
     brume_catalog_free(c);
     return NULL;
   }
-  c->revision = rev;
+  brume_revision_advance(&c->applied, rev);
   c->watch = brume_etcd_watch_prefix(c->etcd, c->prefix, rev + 1, on_events, c, err);
   if (c->watch == NULL) {
     brume_err_wrap(err, "watch function documents under %s", c->prefix);
@@ -443,8 +428,7 @@ void brume_catalog_free(brume_catalog *c) {
   free(c->code_url_base);
   OPENSSL_cleanse(&c->env_key, sizeof(c->env_key));
   pthread_rwlock_destroy(&c->lock);
-  pthread_mutex_destroy(&c->rev_mu);
-  pthread_cond_destroy(&c->rev_cond);
+  brume_revision_destroy(&c->applied);
   free(c);
 }
 
@@ -493,30 +477,14 @@ int brume_catalog_resolve(brume_catalog *c, const char *account_id, const char *
 }
 
 int64_t brume_catalog_revision(brume_catalog *c) {
-  pthread_mutex_lock(&c->rev_mu);
-  int64_t r = c->revision;
-  pthread_mutex_unlock(&c->rev_mu);
-  return r;
+  return brume_revision_applied(&c->applied);
 }
 
 int brume_catalog_wait(brume_catalog *c, int64_t revision, int timeout_ms, brume_err **err) {
-  struct timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
-  pthread_mutex_lock(&c->rev_mu);
-  int rc = 0;
-  while (c->revision < revision && rc != ETIMEDOUT)
-    rc = pthread_cond_timedwait(&c->rev_cond, &c->rev_mu, &deadline);
-  int64_t now = c->revision;
-  pthread_mutex_unlock(&c->rev_mu);
-  if (now < revision)
+  if (!brume_revision_wait(&c->applied, revision, timeout_ms))
     return brume_err_set(err, BRUME_DEADLINE_EXCEEDED,
                          "the catalog has applied revision %lld, not yet %lld, after %d ms",
-                         (long long)now, (long long)revision, timeout_ms);
+                         (long long)brume_revision_applied(&c->applied), (long long)revision,
+                         timeout_ms);
   return 0;
 }

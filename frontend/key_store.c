@@ -10,6 +10,7 @@
 #include "clock.h"
 #include "log.h"
 #include "mem.h"
+#include "revision.h"
 #include "sorted.h"
 
 struct brume_key_store {
@@ -18,10 +19,7 @@ struct brume_key_store {
   pthread_rwlock_t lock;       /* guards recs and n */
   brume_api_key_record **recs; /* sorted by key_id */
   size_t n, cap;
-  /* The last etcd revision applied; writers wait on cond for their own write to show. */
-  pthread_mutex_t rev_mu;
-  pthread_cond_t rev_cond;
-  int64_t revision;
+  brume_revision applied; /* writers wait on it for their own write to show */
   brume_etcd_watch *watch;
 };
 
@@ -78,13 +76,6 @@ static brume_api_key_record *parse_kv(brume_key_store *ks, const brume_etcd_kv *
   return rec;
 }
 
-static void advance(brume_key_store *ks, int64_t rev) {
-  pthread_mutex_lock(&ks->rev_mu);
-  if (rev > ks->revision) ks->revision = rev;
-  pthread_cond_broadcast(&ks->rev_cond);
-  pthread_mutex_unlock(&ks->rev_mu);
-}
-
 /* Reads every record (at start, and after a watch gap); the revision read in *rev. */
 static int load_all(brume_key_store *ks, int64_t *rev, brume_err **err) {
   brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(ks->etcd, ks->dir, err);
@@ -109,7 +100,7 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
     if (load_all(ks, &rev, &err) < 0)
       brume_error("Reading the API keys again failed; keys stay as they were.", "err=%s", err->msg);
     else
-      advance(ks, rev);
+      brume_revision_advance(&ks->applied, rev);
     return;
   }
   size_t dl = strlen(ks->dir);
@@ -124,7 +115,7 @@ static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
     }
     pthread_rwlock_unlock(&ks->lock);
     if (i + 1 == n || ev[i + 1].kv.mod_revision != ev[i].kv.mod_revision)
-      advance(ks, ev[i].kv.mod_revision);
+      brume_revision_advance(&ks->applied, ev[i].kv.mod_revision);
   }
 }
 
@@ -133,15 +124,10 @@ brume_key_store *brume_key_store_new(brume_etcd *etcd, const char *prefix, brume
   ks->etcd = etcd;
   ks->dir = brume_xasprintf("%s/keys/", prefix);
   pthread_rwlock_init(&ks->lock, NULL);
-  pthread_mutex_init(&ks->rev_mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&ks->rev_cond, &ca);
-  pthread_condattr_destroy(&ca);
+  brume_revision_init(&ks->applied, 0);
   int64_t rev;
   if (load_all(ks, &rev, err) < 0) goto fail;
-  ks->revision = rev;
+  brume_revision_advance(&ks->applied, rev);
   ks->watch = brume_etcd_watch_prefix(etcd, ks->dir, rev + 1, on_events, ks, err);
   if (ks->watch == NULL) {
     brume_err_wrap(err, "watch the API keys under %s", ks->dir);
@@ -160,8 +146,7 @@ void brume_key_store_free(brume_key_store *ks) {
   free(ks->recs);
   free(ks->dir);
   pthread_rwlock_destroy(&ks->lock);
-  pthread_mutex_destroy(&ks->rev_mu);
-  pthread_cond_destroy(&ks->rev_cond);
+  brume_revision_destroy(&ks->applied);
   free(ks);
 }
 
@@ -195,14 +180,7 @@ int brume_key_store_authenticate(brume_key_store *ks, const char *key, brume_pri
 
 /* Waits until the copy has applied revision rev (the watch delivers within milliseconds). */
 static int wait_revision(brume_key_store *ks, int64_t rev, brume_err **err) {
-  struct timespec until = brume_timespec_in(CLOCK_MONOTONIC, 5000);
-  int rc = 0;
-  pthread_mutex_lock(&ks->rev_mu);
-  while (ks->revision < rev && rc == 0)
-    rc = pthread_cond_timedwait(&ks->rev_cond, &ks->rev_mu, &until);
-  bool ok = ks->revision >= rev;
-  pthread_mutex_unlock(&ks->rev_mu);
-  if (!ok)
+  if (!brume_revision_wait(&ks->applied, rev, 5000))
     return brume_err_set(err, BRUME_UNAVAILABLE,
                          "ServiceUnavailableException: the change is stored but this frontend "
                          "has not seen it within 5 s (etcd watch lagging)");

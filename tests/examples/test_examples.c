@@ -187,14 +187,7 @@ typedef struct guest {
 static void guest_start(guest *g, const char *zip, Brume__HandlerMode mode, const char *handler) {
   g->dir = brume_xasprintf("%s/guest-%s", tmp, zip);
   assert_int_equal(brume_test_run("mkdir -p %s", g->dir), 0);
-  snprintf(g->sock, sizeof(g->sock), "%s/control.sock", g->dir);
-  snprintf(g->log, sizeof(g->log), "%s/init.log", g->dir);
-  char task[512], listen[64];
-  snprintf(task, sizeof(task), "%s/task", g->dir);
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", brume_test_free_port());
-  char *argv[] = {(char *)init_bin, "--channel-socket", g->sock, "--task-root", task, "--listen",
-                  listen,           "--no-system",      NULL};
-  g->pid = brume_test_spawn(argv, g->log);
+  g->pid = brume_test_spawn_init_host(init_bin, g->dir, g->sock, g->log);
   assert_true(g->pid > 0);
   brume_err *err = NULL;
   g->link = brume_guest_link_connect(g->sock, WAIT_MS, &err);

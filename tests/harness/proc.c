@@ -34,6 +34,17 @@ int brume_test_free_port(void) {
   return ntohs(a.sin_port);
 }
 
+pid_t brume_test_spawn_init_host(const char *init_bin, const char *dir, char *sock, char *log) {
+  snprintf(sock, 108, "%s/control.sock", dir);
+  snprintf(log, 512, "%s/init.log", dir);
+  char task[512], listen[64];
+  snprintf(task, sizeof(task), "%s/task", dir);
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", brume_test_free_port());
+  char *argv[] = {(char *)init_bin, "--channel-socket", sock, "--task-root", task, "--listen",
+                  listen,           "--no-system",      NULL};
+  return brume_test_spawn(argv, log);
+}
+
 pid_t brume_test_spawn(char *const argv[], const char *log_path) {
   pid_t parent = getpid();
   pid_t pid = fork();

@@ -9,6 +9,11 @@ int brume_test_free_port(void);
 /* Starts argv[0] (looked up in PATH) with argv; stdout and stderr go to log_path (appended) when
  * non-NULL. The child dies with the test (PR_SET_PDEATHSIG). Returns the pid, or -1. */
 pid_t brume_test_spawn(char *const argv[], const char *log_path);
+/* Starts brume-init-host (init_bin) as a guest without a VM: its control channel is the UNIX
+ * socket <dir>/control.sock, its task root <dir>/task, its Runtime API on a free loopback port,
+ * its output in <dir>/init.log. sock and log (at least 108 and 512 bytes) get those paths.
+ * Returns the pid, or -1. */
+pid_t brume_test_spawn_init_host(const char *init_bin, const char *dir, char *sock, char *log);
 /* Sends sig and waits up to timeout_ms for the child to exit (then SIGKILL). Returns its wait
  * status. */
 int brume_test_stop(pid_t pid, int sig, int timeout_ms);

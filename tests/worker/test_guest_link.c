@@ -45,14 +45,7 @@ static void dump_log(const guest *g) {
 static int guest_setup(void **state) {
   guest *g = calloc(1, sizeof(*g));
   g->dir = brume_test_tmpdir("guest-link");
-  snprintf(g->sock, sizeof(g->sock), "%s/control.sock", g->dir);
-  snprintf(g->log, sizeof(g->log), "%s/init.log", g->dir);
-  char task[512], listen[64];
-  snprintf(task, sizeof(task), "%s/task", g->dir);
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", brume_test_free_port());
-  char *argv[] = {(char *)init_bin, "--channel-socket", g->sock, "--task-root", task, "--listen",
-                  listen,           "--no-system",      NULL};
-  g->pid = brume_test_spawn(argv, g->log);
+  g->pid = brume_test_spawn_init_host(init_bin, g->dir, g->sock, g->log);
   assert_true(g->pid > 0);
   *state = g;
   return 0;
