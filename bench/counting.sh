@@ -45,8 +45,8 @@ trap 'exit 130' INT TERM
 . "$top/bench/lib/etcd.bash"
 start_etcd bench "$dir" bench/counting.sh
 client=$etcd_client
-rpc_port=$(free_port); used_ports="$used_ports$rpc_port "
-http_port=$(free_port)
+free_port; rpc_port=$port
+free_port; http_port=$port
 
 daemon_id=bench-c0
 echo "bench/counting.sh: starting brume-counting on 127.0.0.1:$rpc_port (http $http_port)" >&2

@@ -25,6 +25,7 @@ set -euo pipefail
 export LC_ALL=C
 BUILD_DIR=${BUILD_DIR:-$(cd "$(dirname "$0")/.." && pwd)/build}
 bin=$BUILD_DIR/bench/bench_rpc
+. "$(dirname "$0")/../tests/harness/free_port.bash"
 threads=${RPC_BENCH_THREADS:-1}
 rounds=${RPC_BENCH_ROUNDS:-3}
 calls=${RPC_BENCH_CALLS:-5000}
@@ -81,7 +82,7 @@ wait_port() {
 start_server() {
   local try
   for try in 1 2 3 4 5; do
-    port=$("$bin" free-port)
+    free_port
     "${pin[@]}" "$bin" "serve-$1" "$port" "$threads" 2>"$log" &
     server_pid=$!
     if wait_port "$port"; then return 0; fi

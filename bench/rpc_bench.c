@@ -4,7 +4,6 @@
  * brume_rpc_server / brume_rpc_client, and through a client and server written straight against
  * grpc/grpc.h (nothing from libbrume on that path). bench/rpc.sh drives it:
  *
- *   bench_rpc free-port                   prints a TCP port on 127.0.0.1 that was free just now
  *   bench_rpc serve-layer PORT THREADS    brume_rpc_server; Echo answered at once from the handler
  *   bench_rpc serve-bare PORT THREADS     one completion queue; echoes the request's byte buffer
  *   bench_rpc client-layer ADDR [CALLS [SECONDS]]
@@ -24,7 +23,6 @@
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -33,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -632,24 +629,9 @@ static int client_bare(const char *addr, size_t ncalls, double seconds) {
 
 /* ---- main ---- */
 
-static int free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t sl = sizeof(sa);
-  if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-      getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
-    perror("bench_rpc free-port");
-    return 1;
-  }
-  printf("%d\n", ntohs(sa.sin_port));
-  close(fd);
-  return 0;
-}
-
 static int usage(void) {
   fprintf(stderr,
-          "usage: bench_rpc free-port\n"
-          "       bench_rpc serve-layer|serve-bare PORT THREADS\n"
+          "usage: bench_rpc serve-layer|serve-bare PORT THREADS\n"
           "       bench_rpc client-layer|client-bare ADDR [CALLS [SECONDS]]\n");
   return 2;
 }
@@ -657,7 +639,6 @@ static int usage(void) {
 int main(int argc, char **argv) {
   brume_log_init("bench-rpc", BRUME_LOG_INFO);
   setvbuf(stdout, NULL, _IOLBF, 0);
-  if (argc == 2 && strcmp(argv[1], "free-port") == 0) return free_port();
   if (argc == 4 && strcmp(argv[1], "serve-layer") == 0)
     return serve_layer(argv[2], parse_threads(argv[3]));
   if (argc == 4 && strcmp(argv[1], "serve-bare") == 0)

@@ -1,32 +1,18 @@
 # bench/lib/etcd.bash: sourced by the benchmarks that need their own etcd (bench/etcd.sh,
-# bench/counting.sh). Not a benchmark itself (bench/run.sh runs only bench/*.sh).
+# bench/counting.sh). Not a benchmark itself (bench/run.sh runs only bench/*.sh). It sources
+# tests/harness/free_port.bash (free_port).
 #
-#   free_port                 prints a loopback port nobody listens on and that this script has
-#                             not handed out before (ports handed out are kept in $used_ports)
 #   start_etcd NAME DIR LABEL starts a single-member etcd on two free ports with its data in
 #                             DIR/data and its log in DIR/etcd.log, waits until it is healthy
 #                             (15 s at most; LABEL starts the error messages), and sets
 #                             $etcd_pid and $etcd_client (its client URL)
 
-used_ports=" "
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    case "$used_ports" in *" $p "*) continue ;; esac
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-      used_ports="$used_ports$p "
-      echo "$p"
-      return
-    fi
-  done
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../../tests/harness/free_port.bash"
 
 start_etcd() {
   local name=$1 dir=$2 label=$3 client_port peer_port peer
-  # free_port runs in a subshell when its output is captured: record the ports here.
-  client_port=$(free_port); used_ports="$used_ports$client_port "
-  peer_port=$(free_port); used_ports="$used_ports$peer_port "
+  free_port; client_port=$port
+  free_port; peer_port=$port
   etcd_client=http://127.0.0.1:$client_port
   peer=http://127.0.0.1:$peer_port
   echo "$label: starting etcd on $etcd_client (log $dir/etcd.log)" >&2

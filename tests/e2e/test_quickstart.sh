@@ -10,18 +10,14 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$1
 [ "$(id -u)" -eq 0 ] || { echo "test_quickstart: skipped: needs root"; exit 77; }
 
-free_port() {
-  local p
-  while :; do
-    p=$((20000 + RANDOM % 40000))
-    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-  done
-}
+. "$top/tests/harness/free_port.bash"
 home=$(mktemp -d /tmp/brume-quickstart-XXXXXX)
 export BRUME_HOME=$home BRUME_BUILD_DIR=$build BRUME_QUICKSTART_ID=qs$$
-export BRUME_ETCD_PORT=$(free_port) BRUME_ETCD_PEER_PORT=$(free_port)
+free_port; export BRUME_ETCD_PORT=$port
+free_port; export BRUME_ETCD_PEER_PORT=$port
 for d in COUNTING PLACEMENT WORKER FRONTEND; do
-  export "BRUME_${d}_LISTEN=127.0.0.1:$(free_port)" "BRUME_${d}_HTTP_LISTEN=127.0.0.1:$(free_port)"
+  free_port; export "BRUME_${d}_LISTEN=127.0.0.1:$port"
+  free_port; export "BRUME_${d}_HTTP_LISTEN=127.0.0.1:$port"
 done
 cleanup() {
   "$top/deploy/quickstart.sh" stop >/dev/null 2>&1 || true

@@ -5,6 +5,8 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,18 +22,48 @@ long long brume_test_now_ms(void) {
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int brume_test_free_port(void) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
-  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  socklen_t len = sizeof(a);
-  if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
-      getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-    close(fd);
-    return -1;
+/* The lowest port the kernel hands out to outgoing connections: a port picked above it can be
+ * taken by some daemon's connect() between the test picking it and the server binding it. */
+static int ephemeral_low(void) {
+  int low = 32768, high = 0;
+  FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+  if (f) {
+    if (fscanf(f, "%d %d", &low, &high) != 2) low = 32768;
+    fclose(f);
   }
+  return low;
+}
+
+static bool port_bindable(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                          .sin_port = htons((uint16_t)port)};
+  bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
   close(fd);
-  return ntohs(a.sin_port);
+  return ok;
+}
+
+int brume_test_free_port(void) {
+  /* Random ports below the ephemeral range, never the same one twice in one test process (the
+   * servers given earlier ports may not have bound them yet). */
+  enum { FIRST = 10000, MAX_GIVEN = 256 };
+  static int given[MAX_GIVEN];
+  static int n_given;
+  static unsigned seed;
+  int span = ephemeral_low() - FIRST;
+  if (span < 1000) return -1;
+  if (!seed) seed = (unsigned)getpid() ^ (unsigned)brume_test_now_ms();
+  for (int attempt = 0; attempt < 1000; attempt++) {
+    int port = FIRST + (int)(rand_r(&seed) % (unsigned)span);
+    bool seen = false;
+    for (int i = 0; i < n_given && !seen; i++) seen = given[i] == port;
+    if (seen || !port_bindable(port)) continue;
+    if (n_given < MAX_GIVEN) given[n_given++] = port;
+    return port;
+  }
+  return -1;
 }
 
 pid_t brume_test_spawn_init_host(const char *init_bin, const char *dir, char *sock, char *log) {

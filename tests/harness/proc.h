@@ -4,7 +4,9 @@
 
 #include <sys/types.h>
 
-/* Returns a TCP port on 127.0.0.1 that was free a moment ago (bind to port 0, read, close). */
+/* Returns a TCP port on 127.0.0.1 that was free a moment ago: random, below the kernel's ephemeral
+ * range (so no outgoing connection takes it before the server binds it), and never returned twice
+ * by one process. -1 when none is found. */
 int brume_test_free_port(void);
 /* Starts argv[0] (looked up in PATH) with argv; stdout and stderr go to log_path (appended) when
  * non-NULL. The child dies with the test (PR_SET_PDEATHSIG). Returns the pid, or -1. */
