@@ -190,6 +190,8 @@ static int pool_ready(void) {
 }
 
 /* COLD_N cold starts of new functions; from the pool (waiting for it to hold a VM) or not. */
+static long pool_age_ms;
+
 static int cold_starts(bool from_pool) {
   double total[COLD_N], init[COLD_N];
   int hits = 0;
@@ -199,6 +201,11 @@ static int cold_starts(bool from_pool) {
     if (create(name, from_pool ? 0 : 1024) < 0) return -1;
     /* The pool full again (pool_size 2): no refill boot running beside this cold start. */
     for (int w = 0; from_pool && w < 300 && pool_ready() < 2; w++) usleep(50 * 1000);
+    if (from_pool && pool_ready() < 2) {
+      fprintf(stderr, "bench_e2e: the worker's pool did not fill again within 15 s\n");
+      return -1;
+    }
+    if (from_pool && pool_age_ms > 0) usleep((useconds_t)pool_age_ms * 1000);
     Brume__InvokeResponse *r = NULL;
     double us = invoke_once(name, false, &r);
     if (us < 0) return -1;
@@ -258,6 +265,7 @@ int main(void) {
   c = brume_test_cluster_prepare(8, argv, "bench-e2e", "be", 1, &code);
   if (c == NULL) return code == 77 ? 1 : code;
   double seconds = getenv("BENCH_SECONDS") ? atof(getenv("BENCH_SECONDS")) : 5;
+  pool_age_ms = getenv("BENCH_POOL_AGE_MS") ? atol(getenv("BENCH_POOL_AGE_MS")) : 0;
   m_invoke = (unsigned)(protobuf_c_service_descriptor_get_method_by_name(
                             &brume__frontend__descriptor, "Invoke") -
                         brume__frontend__descriptor.methods);

@@ -73,10 +73,11 @@ brume_pool *brume_pool_start(const brume_pool_opts *opts);
 brume_pool_vm *brume_pool_take(brume_pool *p, uint32_t memory_mib, uint32_t vcpus,
                                uint32_t ephemeral_mib);
 
-/* The VM a take returned is being specialised (Init: the code, the runtime's start): the refill
- * waits until it is done (brume_pool_taken_done), at most BRUME_POOL_REFILL_DEFER_MS, so that a
- * boot does not take the host's CPU from the cold start the caller waits for. On 2 cores under
- * TCG a refill boot beside it made a pool hit's Init 54-74 ms instead of 34-37 ms. */
+/* The VM a take returned is being specialised (Init: the code, the runtime's start) and then runs
+ * its first invocation: the refill waits until the caller says it is done
+ * (brume_pool_taken_done), at most BRUME_POOL_REFILL_DEFER_MS, so that a boot does not take the
+ * host's CPU from the cold start the caller waits for. On 2 cores under TCG a refill boot beside
+ * it made a pool hit's Init 54-74 ms instead of 34-37 ms. */
 #define BRUME_POOL_REFILL_DEFER_MS 300
 void brume_pool_taken_done(brume_pool *p);
 

@@ -14,6 +14,7 @@
 
 #include <libvirt/libvirt.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -44,6 +45,10 @@ typedef struct brume_sbx {
   /* Under act: whether the domain is suspended now. */
   pthread_mutex_t act;
   bool paused;
+
+  /* Taken from the pool and not yet invoked: the pool's refill boot waits for its first
+   * invocation (service.c release_pool_hold). */
+  atomic_bool holds_pool_refill;
 } brume_sbx;
 
 typedef struct brume_sandboxes brume_sandboxes;

@@ -80,6 +80,14 @@ static bool claim_for_kill(brume_worker_service *svc, brume_sbx *s, brume_sandbo
          before != BRUME_SANDBOX_TERMINATING;
 }
 
+/* A sandbox taken from the pool holds the pool's refill boot back until its first invocation is
+ * done (or it is gone): on 2 cores under TCG, a boot beside the cold start's first invocation
+ * (right after CreateSandbox answers) costs it tens of milliseconds. The pool waits
+ * BRUME_POOL_REFILL_DEFER_MS at most. */
+static void release_pool_hold(brume_worker_service *svc, brume_sbx *s) {
+  if (s && atomic_exchange(&s->holds_pool_refill, false)) brume_pool_taken_done(svc->pool);
+}
+
 /* Destroys the domain of a sandbox claimed with ev, with no grace, and marks it GONE. */
 static void destroy_claimed(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
                             const char *request_id) {
@@ -92,6 +100,7 @@ static void destroy_claimed(brume_worker_service *svc, brume_sbx *s, brume_sandb
   }
   if (ev != BRUME_SANDBOX_EV_INIT_FAILED) /* INIT_FAILED is GONE already */
     brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+  release_pool_hold(svc, s);
 }
 
 /* Kills a sandbox that never served or cannot serve again, unless a Destroy is at it already. */
@@ -113,7 +122,9 @@ static void create_job(void *p) {
   brume_autoptr(brume_code) code = NULL;
   brume_autofree char *zip_path = NULL;
   brume_autofree char *function = NULL; /* "account/name version=V", for the log */
-  bool pool_taken = false; /* a pool VM was taken: its refill waits for brume_pool_taken_done */
+  /* A pool VM was taken: its refill waits for brume_pool_taken_done, which the sandbox's first
+   * invocation calls once it is created (release_pool_hold), and this job if it is not. */
+  bool pool_taken = false;
   brume_autofree Brume__GuestInit__EnvironmentEntry *envs = NULL;
   brume_autofree Brume__GuestInit__EnvironmentEntry **envp = NULL;
 
@@ -235,6 +246,10 @@ static void create_job(void *p) {
     goto fail;
   atomic_fetch_add(&svc->created, 1);
   if (pool_hit) atomic_fetch_add(&svc->pool_hits, 1);
+  if (pool_taken) {
+    atomic_store(&s->holds_pool_refill, true);
+    pool_taken = false;
+  }
   resp.sandbox_id = id;
   /* The request (spec with it) is the call's: dead once answered. */
   function = brume_xasprintf("%s/%s version=%s", spec->function->account_id,
@@ -396,6 +411,7 @@ fail:
   job_fail(j, reason, err);
   brume_err_free(err);
 out:
+  release_pool_hold(svc, s);
   if (done) brume__guest_invoke_done__free_unpacked(done, NULL);
   brume_sandboxes_put(svc->table, s);
   job_free(j);
@@ -470,6 +486,7 @@ static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t gra
   }
   /* An invoking sandbox's link belongs to its invoker: destroying the domain cuts it off. */
   if (brume_libvirt_destroy(s->dom, err) < 0) return -1;
+  release_pool_hold(svc, s);
   st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, err);
   brume_info("Sandbox destroyed.", "request_id=%s sandbox_id=%s was=%s clean=%s ms=%.1f",
              request_id, s->id, brume_sandbox_state_name(before), clean ? "true" : "false",
@@ -697,6 +714,7 @@ static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request,
   host.host_memory_available_mib = host_available_mib();
   host.vcpu_milli_committed = (uint32_t)c.vcpu_milli;
   host.sandboxes = c.n;
+  host.pool_ready = (uint32_t)brume_pool_ready(svc->pool);
   host.draining = atomic_load(&svc->draining);
   Brume__SandboxStateCount counts[5], *countp[5];
   size_t k = 0;

@@ -322,6 +322,7 @@ static void test_pool(void **state) {
   assert_int_equal(s->sandboxes_created, 3);
   assert_int_equal(s->pool_hits, 2);
   assert_int_equal(s->host->sandboxes, 3);
+  assert_int_equal(s->host->pool_ready, 2); /* the 256 MiB boot was not the pool's */
   brume__worker_stats_response__free_unpacked(s, NULL);
 
   /* A clean stop destroys the sandboxes and the pooled VMs. */
