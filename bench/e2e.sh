@@ -8,7 +8,8 @@
 # prints: warm invocations back to back (p50, p99), warm invocations/s with 64 callers in flight
 # over BENCH_SECONDS (default 5) with their p50 and p99, the bare RPC round trip (Invoke DryRun:
 # authenticated, validated, resolved, nothing run) alone and under the same load, and cold starts
-# from a pool hit and from a boot (p50, p99). JSON lines on stdout, progress on stderr. On exit,
+# from a pool hit (each pooled VM taken BENCH_POOL_AGE_MS, default 3000, after the pool is full
+# again) and from a boot (p50, p99). JSON lines on stdout, progress on stderr. On exit,
 # also on failure or a signal: the daemons get SIGTERM, leftover domains of this run are
 # destroyed, the temp directories go (kept with BRUME_TEST_KEEP=1, for the daemons' logs).
 set -euo pipefail

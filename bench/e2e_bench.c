@@ -13,7 +13,9 @@
  *   3. The bare RPC round trip, under the same load and alone: Invoke with DryRun, which the
  *      frontend authenticates, validates and resolves, then answers without running anything.
  *   4. Cold starts from a pool hit: COLD_N functions, each invoked once when the worker's pool
- *      is full again (no refill boot beside it; the answer's pool_hit says it was a hit).
+ *      is full again (no refill boot beside it; the answer's pool_hit says it was a hit) and has
+ *      stood BENCH_POOL_AGE_MS more (default 3000: a pooled VM is not taken the moment it is
+ *      ready; its warm-up and the guest's first free page reports come in its first seconds).
  *   5. Cold starts from a boot: COLD_N functions with a 1 GiB /tmp, which no pooled VM has.
  *
  * JSON lines in bench/run.sh's format on stdout, progress on stderr; exit 1 when a call fails.
@@ -265,7 +267,7 @@ int main(void) {
   c = brume_test_cluster_prepare(8, argv, "bench-e2e", "be", 1, &code);
   if (c == NULL) return code == 77 ? 1 : code;
   double seconds = getenv("BENCH_SECONDS") ? atof(getenv("BENCH_SECONDS")) : 5;
-  pool_age_ms = getenv("BENCH_POOL_AGE_MS") ? atol(getenv("BENCH_POOL_AGE_MS")) : 0;
+  pool_age_ms = getenv("BENCH_POOL_AGE_MS") ? atol(getenv("BENCH_POOL_AGE_MS")) : 3000;
   m_invoke = (unsigned)(protobuf_c_service_descriptor_get_method_by_name(
                             &brume__frontend__descriptor, "Invoke") -
                         brume__frontend__descriptor.methods);

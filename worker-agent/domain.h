@@ -44,8 +44,10 @@
 /* The largest virtqueue the guest sets up (virtio_mmio.max_queue_size on its command line). */
 #define BRUME_DOMAIN_VIRTQUEUE_MAX 128
 
-/* TCG translation-block cache when the spec says 0. */
-#define BRUME_DOMAIN_TB_CACHE_MIB 14
+/* TCG translation-block cache when the spec says 0 (docs/worker.md, Benchmark: with 14 MiB a pool
+ * VM idle for a few seconds had no room left for a function's start, which then flushed the cache
+ * and took 25-30 ms longer). */
+#define BRUME_DOMAIN_TB_CACHE_MIB 16
 
 /* The longest UNIX socket path (sun_path is 108 bytes with its NUL). */
 #define BRUME_DOMAIN_SOCKET_PATH_MAX 107

@@ -115,7 +115,7 @@ static const brume_opt opts[] = {
         "whole CPU per vCPU): emulation costs several host instructions per guest "
         "instruction, and a 128 MiB sandbox held to its 7.2 percent share stalls for tens of "
         "ms after a few invocations; 1 = the share itself, as under KVM"),
-    BRUME_OPT_SIZE("tcg_tb_cache", &cfg.tcg_tb_cache, 1 * BRUME_MIB, 1024 * BRUME_MIB, "14MiB",
+    BRUME_OPT_SIZE("tcg_tb_cache", &cfg.tcg_tb_cache, 1 * BRUME_MIB, 1024 * BRUME_MIB, "16MiB",
                    "TCG's translation cache per microVM (resident memory; unused under KVM)"),
     BRUME_OPT_SIZE("reserved_memory", &cfg.reserved_memory, 0, 1024 * 1024 * BRUME_MIB, "1GiB",
                    "host memory kept out of the sandboxes' reach (the host, QEMU's own)"),

@@ -118,7 +118,7 @@ static void test_tcg_xml(void **state) {
       "<cmdline>console=ttyS0 quiet reboot=t panic=-1 no_timer_check noapictimer nr_cpus=1 "
       "virtio_mmio.max_queue_size=128 tsc_early_khz=2596122</cmdline>");
   assert_contains(x,
-                  "<features>\n    <tcg>\n      <tb-cache unit='MiB'>14</tb-cache>\n  "
+                  "<features>\n    <tcg>\n      <tb-cache unit='MiB'>16</tb-cache>\n  "
                   "  </tcg>\n  </features>");
   assert_lacks(x, "<acpi");
   assert_lacks(x, "<cpu ");
