@@ -54,9 +54,7 @@ static bench_samples lat;
 static double t0s[CALLERS_MAX];
 /* Callers in flight: BENCH_CALLERS, default and at most CALLERS_MAX. */
 static size_t callers = CALLERS_MAX;
-static _Atomic int current_mode = STOP;
-static _Atomic bool recording;
-static _Atomic int running;
+static bench_chains chains = {.mode = STOP};
 static _Atomic long done_calls, colds, failures;
 
 static void fail_call(const char *what, const brume_err *err) {
@@ -129,11 +127,11 @@ static void on_answer(void *user, ProtobufCMessage *reply, const brume_err *err)
   size_t i = (size_t)(uintptr_t)user;
   if (reply == NULL) {
     fail_call("Invoke", err);
-    atomic_fetch_sub(&running, 1);
+    atomic_fetch_sub(&chains.running, 1);
     return;
   }
   Brume__InvokeResponse *r = (void *)reply;
-  if (atomic_load(&recording)) {
+  if (atomic_load(&chains.recording)) {
     bench_samples_add(&lat, i, brume_test_mono_ms() * 1000 - t0s[i]);
     atomic_fetch_add(&done_calls, 1);
     if (r->cold_start) atomic_fetch_add(&colds, 1);
@@ -143,9 +141,9 @@ static void on_answer(void *user, ProtobufCMessage *reply, const brume_err *err)
 }
 
 static void start_next(size_t i) {
-  mode m = atomic_load(&current_mode);
+  mode m = atomic_load(&chains.mode);
   if (m == STOP) {
-    atomic_fetch_sub(&running, 1);
+    atomic_fetch_sub(&chains.running, 1);
     return;
   }
   Brume__InvokeRequest req;
@@ -156,7 +154,7 @@ static void start_next(size_t i) {
   if (brume_rpc_unary_async(c->frontend.client, &brume__frontend__descriptor, m_invoke, &req.base,
                             &o, on_answer, (void *)(uintptr_t)i, &err) < 0) {
     fail_call("starting Invoke", err);
-    atomic_fetch_sub(&running, 1);
+    atomic_fetch_sub(&chains.running, 1);
   }
 }
 
@@ -165,18 +163,7 @@ static double run_phase(mode m, double seconds) {
   bench_samples_clear(&lat);
   atomic_store(&done_calls, 0);
   atomic_store(&colds, 0);
-  atomic_store(&current_mode, m);
-  atomic_store(&running, (int)callers);
-  for (size_t i = 0; i < callers; i++) start_next(i);
-  usleep(1000 * 1000);
-  double t0 = brume_test_mono_ms();
-  atomic_store(&recording, true);
-  usleep((useconds_t)(seconds * 1e6));
-  atomic_store(&recording, false);
-  double elapsed = (brume_test_mono_ms() - t0) / 1000;
-  atomic_store(&current_mode, STOP);
-  while (atomic_load(&running) > 0) usleep(10 * 1000);
-  return elapsed;
+  return bench_chains_run(&chains, m, STOP, callers, start_next, seconds);
 }
 
 /* ---- cold starts ---- */
@@ -239,9 +226,9 @@ static int cold_starts(bool from_pool) {
 
 static int warm_up(void) {
   /* CALLERS invocations at once: each finds no idle sandbox and starts one. */
-  atomic_store(&current_mode, STOP);
-  atomic_store(&running, (int)callers);
-  atomic_store(&recording, false);
+  atomic_store(&chains.mode, STOP);
+  atomic_store(&chains.running, (int)callers);
+  atomic_store(&chains.recording, false);
   for (size_t i = 0; i < callers; i++) {
     Brume__InvokeRequest req;
     fill_invoke(&req, "bench", false);
@@ -253,7 +240,7 @@ static int warm_up(void) {
       return -1;
     }
   }
-  while (atomic_load(&running) > 0) usleep(50 * 1000);
+  while (atomic_load(&chains.running) > 0) usleep(50 * 1000);
   return atomic_load(&failures) ? -1 : 0;
 }
 

@@ -51,9 +51,7 @@ typedef struct caller {
 static brume_rpc_client *client;
 static brume_test_spec spec;
 static caller callers[CALLERS];
-static _Atomic int current_mode = PAIRS;
-static _Atomic bool recording;
-static _Atomic int running; /* callers whose chain has not stopped */
+static bench_chains chains = {.mode = PAIRS};
 static _Atomic long pairs, bare_calls, colds, failures;
 
 static void fail_call(const char *what, const brume_err *err) {
@@ -62,7 +60,7 @@ static void fail_call(const char *what, const brume_err *err) {
 }
 
 static void record(caller *c, int figure, double us) {
-  if (atomic_load(&recording) && c->n[figure] < MAX_SAMPLES)
+  if (atomic_load(&chains.recording) && c->n[figure] < MAX_SAMPLES)
     c->samples[figure][c->n[figure]++] = us;
 }
 
@@ -72,7 +70,7 @@ static void start_next(caller *c);
 static bool chain_broken(const char *what, ProtobufCMessage *reply, const brume_err *err) {
   if (reply) return false;
   fail_call(what, err);
-  atomic_fetch_sub(&running, 1);
+  atomic_fetch_sub(&chains.running, 1);
   return true;
 }
 
@@ -81,7 +79,7 @@ static void on_release(void *user, ProtobufCMessage *reply, const brume_err *err
   if (chain_broken("ReleaseSandbox", reply, err)) return;
   protobuf_c_message_free_unpacked(reply, NULL);
   record(c, FIG_PAIR, brume_test_mono_ms() * 1000 - c->t0);
-  if (atomic_load(&recording)) atomic_fetch_add(&pairs, 1);
+  if (atomic_load(&chains.recording)) atomic_fetch_add(&pairs, 1);
   start_next(c);
 }
 
@@ -90,7 +88,7 @@ static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err
   if (chain_broken("AcquireSandbox", reply, err)) return;
   Brume__AcquireSandboxResponse *r = (void *)reply;
   record(c, FIG_ACQUIRE, brume_test_mono_ms() * 1000 - c->t0);
-  if (r->cold && atomic_load(&recording)) atomic_fetch_add(&colds, 1);
+  if (r->cold && atomic_load(&chains.recording)) atomic_fetch_add(&colds, 1);
   snprintf(c->sandbox_id, sizeof(c->sandbox_id), "%s", r->sandbox_id);
   protobuf_c_message_free_unpacked(reply, NULL);
   Brume__ReleaseSandboxRequest req = BRUME__RELEASE_SANDBOX_REQUEST__INIT;
@@ -101,7 +99,7 @@ static void on_acquire(void *user, ProtobufCMessage *reply, const brume_err *err
   if (brume_rpc_unary_async(client, &brume__placement__descriptor, P_RELEASE, &req.base, NULL,
                             on_release, c, &e) < 0) {
     fail_call("ReleaseSandbox", e);
-    atomic_fetch_sub(&running, 1);
+    atomic_fetch_sub(&chains.running, 1);
   }
 }
 
@@ -110,7 +108,7 @@ static void on_bare(void *user, ProtobufCMessage *reply, const brume_err *err) {
   if (chain_broken("ListHosts", reply, err)) return;
   protobuf_c_message_free_unpacked(reply, NULL);
   record(c, FIG_BARE, brume_test_mono_ms() * 1000 - c->t0);
-  if (atomic_load(&recording)) atomic_fetch_add(&bare_calls, 1);
+  if (atomic_load(&chains.recording)) atomic_fetch_add(&bare_calls, 1);
   start_next(c);
 }
 
@@ -118,7 +116,7 @@ static void start_next(caller *c) {
   brume_autoptr(brume_err) e = NULL;
   c->t0 = brume_test_mono_ms() * 1000;
   int rc;
-  switch (atomic_load(&current_mode)) {
+  switch (atomic_load(&chains.mode)) {
     case PAIRS: {
       Brume__AcquireSandboxRequest req = BRUME__ACQUIRE_SANDBOX_REQUEST__INIT;
       req.spec = &spec.spec;
@@ -135,12 +133,12 @@ static void start_next(caller *c) {
       break;
     }
     default:
-      atomic_fetch_sub(&running, 1);
+      atomic_fetch_sub(&chains.running, 1);
       return;
   }
   if (rc < 0) {
     fail_call("starting a call", e);
-    atomic_fetch_sub(&running, 1);
+    atomic_fetch_sub(&chains.running, 1);
   }
 }
 
@@ -158,21 +156,14 @@ static double percentile(int figure, double p) {
   return v;
 }
 
+static void start_caller(size_t i) {
+  start_next(&callers[i]);
+}
+
 /* Runs every caller's chain in mode m: 1 s unrecorded, then seconds recorded; returns the
  * recorded seconds. */
 static double run_phase(mode m, double seconds) {
-  atomic_store(&current_mode, m);
-  atomic_store(&running, CALLERS);
-  for (int i = 0; i < CALLERS; i++) start_next(&callers[i]);
-  usleep(1000 * 1000);
-  double t0 = brume_test_mono_ms();
-  atomic_store(&recording, true);
-  usleep((useconds_t)(seconds * 1e6));
-  atomic_store(&recording, false);
-  double elapsed = (brume_test_mono_ms() - t0) / 1000;
-  atomic_store(&current_mode, STOP);
-  while (atomic_load(&running) > 0) usleep(10 * 1000);
-  return elapsed;
+  return bench_chains_run(&chains, m, STOP, CALLERS, start_caller, seconds);
 }
 
 /* Warm-up: CALLERS sandboxes started at once, then all released. */

@@ -7,22 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Digits at s into *v; returns how many (0 if none), -1 on overflow. */
-static int digits(const char *s, uint64_t *v) {
-  int n = 0;
-  *v = 0;
-  for (; s[n] >= '0' && s[n] <= '9'; n++) {
-    uint64_t d = (uint64_t)(s[n] - '0');
-    if (*v > (UINT64_MAX - d) / 10) return -1;
-    *v = *v * 10 + d;
-  }
-  return n;
-}
+#include "config.h"
 
 int brume_cli_parse_uint(const char *flag, const char *s, uint64_t min, uint64_t max, uint64_t *out,
                          brume_err **err) {
   uint64_t v;
-  int n = digits(s, &v);
+  int n = brume_config_parse_digits(s, &v);
   if (n <= 0 || s[n] != '\0')
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s: '%s' is not a whole number", flag, s);
   if (v < min || v > max)
@@ -33,50 +23,25 @@ int brume_cli_parse_uint(const char *flag, const char *s, uint64_t min, uint64_t
 }
 
 int brume_cli_parse_duration_ms(const char *flag, const char *s, uint32_t *ms, brume_err **err) {
-  static const struct {
-    const char *unit;
-    uint64_t ms;
-  } units[] = {{"ms", 1}, {"s", 1000}, {"m", 60000}, {"h", 3600000}};
-  uint64_t total = 0;
-  const char *p = s;
-  if (*p == '\0') goto bad;
-  while (*p) {
-    uint64_t v;
-    int n = digits(p, &v);
-    if (n <= 0) goto bad;
-    p += n;
-    if (*p == '\0' && p == s + n)
-      return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s: '%s' needs a unit: %ss or %sms", flag,
-                           s, s, s);
-    uint64_t mult = 0;
-    size_t ulen = 0;
-    for (size_t i = 0; i < BRUME_ARRAY_LEN(units); i++) {
-      size_t l = strlen(units[i].unit);
-      /* "ms" before "m": the longer unit wins when both match. */
-      if (strncmp(p, units[i].unit, l) == 0 && l > ulen) {
-        mult = units[i].ms;
-        ulen = l;
-      }
-    }
-    if (mult == 0) goto bad;
-    p += ulen;
-    if (v > UINT32_MAX / mult || total + v * mult > UINT32_MAX) goto range;
-    total += v * mult;
-  }
-  if (total == 0) goto range;
+  uint64_t v;
+  int n = brume_config_parse_digits(s, &v);
+  if (n > 0 && s[n] == '\0')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s: '%s' needs a unit: %ss or %sms", flag, s,
+                         s, s);
+  int64_t total;
+  if (brume_config_parse_duration(s, &total) < 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "%s: '%s' is not a duration (e.g. 3s, 500ms, 1m30s)", flag, s);
+  if (total < 1 || total > UINT32_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s: '%s' is out of range (1ms to %ums)",
+                         flag, s, UINT32_MAX);
   *ms = (uint32_t)total;
   return 0;
-bad:
-  return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                       "%s: '%s' is not a duration (e.g. 3s, 500ms, 1m30s)", flag, s);
-range:
-  return brume_err_set(err, BRUME_INVALID_ARGUMENT, "%s: '%s' is out of range (1ms to %ums)", flag,
-                       s, UINT32_MAX);
 }
 
 int brume_cli_parse_mib(const char *flag, const char *s, uint32_t *mib, brume_err **err) {
   uint64_t v;
-  int n = digits(s, &v);
+  int n = brume_config_parse_digits(s, &v);
   uint64_t mult = 0;
   if (n > 0) {
     const char *unit = s + n;

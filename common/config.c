@@ -155,9 +155,7 @@ static bool is_number_type(brume_opt_type t) {
 
 /* ---- value syntax ---- */
 
-/* Parses an unsigned decimal prefix of s; returns the number of digits (0 if none) and fails
- * (returns -1) on overflow. */
-static int parse_digits(const char *s, uint64_t *out) {
+int brume_config_parse_digits(const char *s, uint64_t *out) {
   uint64_t v = 0;
   int n = 0;
   for (; s[n] >= '0' && s[n] <= '9'; n++) {
@@ -173,7 +171,7 @@ static int parse_int(const char *s, int64_t *out) {
   bool neg = false;
   if (*s == '-' || *s == '+') neg = *s++ == '-';
   uint64_t v;
-  int n = parse_digits(s, &v);
+  int n = brume_config_parse_digits(s, &v);
   if (n <= 0 || s[n] != '\0') return -1;
   if (neg) {
     if (v > (uint64_t)INT64_MAX + 1) return -1;
@@ -185,8 +183,7 @@ static int parse_int(const char *s, int64_t *out) {
   return 0;
 }
 
-/* "1h30m", "500ms", "0": a sequence of <digits><unit>; no unit only for 0. */
-static int parse_duration(const char *s, int64_t *out) {
+int brume_config_parse_duration(const char *s, int64_t *out) {
   static const struct {
     const char *unit;
     int64_t ms;
@@ -199,7 +196,7 @@ static int parse_duration(const char *s, int64_t *out) {
   int64_t total = 0;
   while (*s) {
     uint64_t v;
-    int n = parse_digits(s, &v);
+    int n = brume_config_parse_digits(s, &v);
     if (n <= 0) return -1;
     s += n;
     int64_t mult = 0;
@@ -234,7 +231,7 @@ static int parse_size(const char *s, int64_t *out) {
                {"GiB", BRUME_GIB},
                {"TiB", BRUME_GIB * 1024}};
   uint64_t v;
-  int n = parse_digits(s, &v);
+  int n = brume_config_parse_digits(s, &v);
   if (n <= 0) return -1;
   for (size_t i = 0; i < BRUME_ARRAY_LEN(units); i++) {
     if (strcmp(s + n, units[i].unit) != 0) continue;
@@ -277,7 +274,7 @@ int brume_config_split_addr(const char *addr, char **host, int *port, brume_err 
                            "address '%s': write IPv6 hosts in brackets, [::1]:port", addr);
   }
   uint64_t p;
-  int n = parse_digits(colon + 1, &p);
+  int n = brume_config_parse_digits(colon + 1, &p);
   if (n <= 0 || colon[1 + n] != '\0' || p > 65535)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "address '%s' needs a port between 0 and 65535", addr);
@@ -383,7 +380,7 @@ static int set_value(const brume_opt *o, const char *text, char **why) {
     case BRUME_OPT_TYPE_SIZE: {
       int64_t v;
       int rc = o->type == BRUME_OPT_TYPE_INT        ? parse_int(text, &v)
-               : o->type == BRUME_OPT_TYPE_DURATION ? parse_duration(text, &v)
+               : o->type == BRUME_OPT_TYPE_DURATION ? brume_config_parse_duration(text, &v)
                                                     : parse_size(text, &v);
       if (rc < 0) {
         if (o->type == BRUME_OPT_TYPE_INT)

@@ -179,6 +179,13 @@ char *brume_config_advertised_addr(const char *listen, int port, brume_err **err
  * bytes long ("/brume"); otherwise -1 with INVALID_ARGUMENT. */
 int brume_config_check_etcd_prefix(const char *prefix, brume_err **err);
 
+/* The value syntax, for other parsers of the same values (the brume CLI's flags). Each returns
+ * 0, or -1 when s is not one. brume_config_parse_digits parses the decimal prefix of s and
+ * returns how many digits it read (0: none; -1: over UINT64_MAX). A duration is "0" or
+ * <digits><unit> repeated, units ms, s, m and h ("1m30s"), at most INT64_MAX ms. */
+int brume_config_parse_digits(const char *s, uint64_t *out);
+int brume_config_parse_duration(const char *s, int64_t *ms);
+
 /* Formats ms or bytes the way the file writes them ("10s", "64KiB") into buf. */
 const char *brume_config_format_duration(int64_t ms, char *buf, size_t size);
 const char *brume_config_format_size(int64_t bytes, char *buf, size_t size);

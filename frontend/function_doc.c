@@ -12,6 +12,7 @@
 #include "names.h"
 #include "random.h"
 #include "resources.h"
+#include "sorted.h"
 
 BRUME_DEFINE_AUTOPTR(json_t, json_decref)
 
@@ -447,22 +448,12 @@ const brume_fn_config *brume_fn_doc_version(const brume_fn_doc *d, const char *v
   return NULL;
 }
 
+static const char *alias_name_at(const void *doc, size_t i) {
+  return ((const brume_fn_doc *)doc)->aliases[i].name;
+}
+
 static size_t alias_index(const brume_fn_doc *d, const char *name, bool *found) {
-  size_t lo = 0, hi = d->n_aliases;
-  *found = false;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = strcmp(d->aliases[mid].name, name);
-    if (c == 0) {
-      *found = true;
-      return mid;
-    }
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
+  return brume_sorted_search(d->n_aliases, alias_name_at, d, name, found);
 }
 
 const brume_fn_alias *brume_fn_doc_alias(const brume_fn_doc *d, const char *name) {

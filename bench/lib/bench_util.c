@@ -80,3 +80,19 @@ double bench_samples_percentile(const bench_samples *s, double p) {
   free(all);
   return v;
 }
+
+double bench_chains_run(bench_chains *c, int m, int stop_mode, size_t n, void (*start)(size_t i),
+                        double seconds) {
+  atomic_store(&c->mode, m);
+  atomic_store(&c->running, (int)n);
+  for (size_t i = 0; i < n; i++) start(i);
+  usleep(1000 * 1000);
+  double t0 = brume_test_mono_ms();
+  atomic_store(&c->recording, true);
+  usleep((useconds_t)(seconds * 1e6));
+  atomic_store(&c->recording, false);
+  double elapsed = (brume_test_mono_ms() - t0) / 1000;
+  atomic_store(&c->mode, stop_mode);
+  while (atomic_load(&c->running) > 0) usleep(10 * 1000);
+  return elapsed;
+}

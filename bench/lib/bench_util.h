@@ -1,8 +1,11 @@
 /* What the C benchmarks share: their JSON lines in bench/run.sh's format, a daemon's CPU time,
- * and latency samples kept per caller and merged for percentiles. */
+ * latency samples kept per caller and merged for percentiles, and the closed-loop callers that
+ * keep a number of asynchronous calls in flight. */
 #ifndef BRUME_BENCH_UTIL_H
 #define BRUME_BENCH_UTIL_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -33,5 +36,20 @@ void bench_samples_clear(bench_samples *s);
 size_t bench_samples_count(const bench_samples *s);
 /* The nearest-rank p-th percentile of every caller's samples together (0 when none). */
 double bench_samples_percentile(const bench_samples *s, double p);
+
+/* Closed-loop callers: each keeps one call in flight and, when it completes, reads mode and sends
+ * the next call, or (mode is the bench's stop value) decrements running and stops. Completions
+ * record their figures only while recording is set. */
+typedef struct bench_chains {
+  _Atomic int mode;
+  _Atomic bool recording;
+  _Atomic int running; /* callers whose chain has not stopped */
+} bench_chains;
+
+/* Runs n chains in mode m (start(i) sends caller i's first call): 1 s unrecorded, then seconds
+ * recorded; then sets stop_mode and waits for every chain to stop. Returns the recorded
+ * seconds. */
+double bench_chains_run(bench_chains *c, int m, int stop_mode, size_t n, void (*start)(size_t i),
+                        double seconds);
 
 #endif

@@ -5,7 +5,6 @@
  * archives served over a real brume_http listener on 127.0.0.1, fetched with libcurl, with 404
  * for every other path under /code/. */
 #include <curl/curl.h>
-#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,18 +34,6 @@ static uint8_t *make_zip(const char *name, const char *files_sh, size_t *len) {
   uint8_t *z = brume_test_read_file(path, len);
   assert_non_null(z);
   return z;
-}
-
-/* The number of entries in dir, "." and ".." aside. */
-static int count_files(const char *dir) {
-  DIR *d = opendir(dir);
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
 }
 
 static brume_code_store *new_store(const char *name, char **dir) {
@@ -103,7 +90,7 @@ static void test_put_cli_zip(void **state) {
   assert_string_equal(sha2, sha);
   assert_int_equal(stat(path, &after), 0);
   assert_int_equal(before.st_ino, after.st_ino);
-  assert_int_equal(count_files(dir), 1);
+  assert_int_equal(brume_test_count_files(dir), 1);
 
   /* Another store on the same directory finds it, and clears a temporary file left by a crash. */
   brume_code_store_free(s);
@@ -111,7 +98,7 @@ static void test_put_cli_zip(void **state) {
   s = brume_code_store_new(dir, &err);
   assert_non_null(s);
   assert_true(brume_code_store_has(s, sha, NULL));
-  assert_int_equal(count_files(dir), 1);
+  assert_int_equal(brume_test_count_files(dir), 1);
 
   brume_code_store_free(s);
   free(stored);
@@ -131,7 +118,7 @@ static void expect_refused(brume_code_store *s, const char *dir, const void *zip
   assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
   assert_string_equal(err->msg, msg);
   assert_string_equal(sha, "");
-  assert_int_equal(count_files(dir), 0);
+  assert_int_equal(brume_test_count_files(dir), 0);
   brume_err_free(err);
 }
 

@@ -1,5 +1,6 @@
 #include "testutil.h"
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,17 @@ char *brume_test_last_line(const char *cmd) {
   if (pclose(p) != 0 || last[0] == '\0') return NULL;
   last[strcspn(last, "\n")] = '\0';
   return strdup(last);
+}
+
+int brume_test_count_files(const char *dir) {
+  DIR *d = opendir(dir);
+  if (d == NULL) return -1;
+  int n = 0;
+  struct dirent *e;
+  while ((e = readdir(d)))
+    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
+  closedir(d);
+  return n;
 }
 
 void brume_test_dump_file(const char *path) {

@@ -16,6 +16,9 @@ uint8_t *brume_test_read_file(const char *path, size_t *len);
 /* The last line a command prints on stdout, without its newline (caller frees), or NULL when the
  * command fails or prints nothing. */
 char *brume_test_last_line(const char *cmd);
+/* The number of entries in dir, "." and ".." aside (hidden ones, such as temporaries, count), or
+ * -1 when it cannot be opened. */
+int brume_test_count_files(const char *dir);
 /* Copies path to stderr under a "---- path" header; nothing when it cannot be opened. */
 void brume_test_dump_file(const char *path);
 /* Sorts values in place and returns the nearest-rank p-th percentile (p in 0..100; 100 is the

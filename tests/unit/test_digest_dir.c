@@ -1,7 +1,6 @@
 /* common/digest_dir: a store writes <sha256><ext> whole and once, a second store of the same
  * digest leaves the file alone, opening removes an earlier process's temporary files (and only
  * those), a temporary file is committed or discarded, and a bad digest reaches no file. */
-#include <dirent.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -21,17 +20,6 @@
 /* The SHA-256 of "hello\n" and of "". */
 #define HELLO_SHA "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e846f6be03"
 #define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-
-static int count_files(const char *dir) {
-  DIR *d = opendir(dir);
-  assert_non_null(d);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(d)))
-    if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) n++;
-  closedir(d);
-  return n;
-}
 
 static int setup(void **state) {
   *state = brume_test_tmpdir("digest-dir");
@@ -117,13 +105,13 @@ static void test_store_read_and_dedupe(void **state) {
   free(on_disk);
   on_disk = brume_test_read_file(file, &len);
   assert_memory_equal(on_disk, "hello\n", 6);
-  assert_int_equal(count_files(path), 1);
+  assert_int_equal(brume_test_count_files(path), 1);
 
   /* An empty file is a file. */
   assert_int_equal(brume_digest_dir_store(d, EMPTY_SHA, ".zip", "", 0, &err), 1);
   assert_true(brume_digest_dir_has(d, EMPTY_SHA, ".zip", &size));
   assert_int_equal(size, 0);
-  assert_int_equal(count_files(path), 2);
+  assert_int_equal(brume_test_count_files(path), 2);
 
   /* Missing: NOT_FOUND. */
   brume_autofree char *none = brume_digest_dir_read(d, HELLO_SHA, ".code", &len, &err);
@@ -146,20 +134,20 @@ static void test_temporary_files(void **state) {
   assert_true(t.fd >= 0);
   assert_int_equal(strncmp(t.name, ".tmp-", 5), 0);
   assert_int_equal(write(t.fd, "hello\n", 6), 6);
-  assert_int_equal(count_files(path), 1);
+  assert_int_equal(brume_test_count_files(path), 1);
   assert_false(brume_digest_dir_has(d, HELLO_SHA, ".zip", NULL)); /* not visible before */
   assert_int_equal(brume_digest_dir_tmp_commit(d, &t, HELLO_SHA, ".zip", &err), 0);
   assert_int_equal(t.fd, -1);
   brume_digest_dir_tmp_discard(d, &t); /* a no-op once committed */
   assert_true(brume_digest_dir_has(d, HELLO_SHA, ".zip", NULL));
-  assert_int_equal(count_files(path), 1);
+  assert_int_equal(brume_test_count_files(path), 1);
 
   /* Discarded: nothing left. */
   assert_int_equal(brume_digest_dir_tmp_open(d, EMPTY_SHA, &t, &err), 0);
-  assert_int_equal(count_files(path), 2);
+  assert_int_equal(brume_test_count_files(path), 2);
   brume_digest_dir_tmp_discard(d, &t);
   assert_int_equal(t.fd, -1);
-  assert_int_equal(count_files(path), 1);
+  assert_int_equal(brume_test_count_files(path), 1);
 
   /* A crash leaves temporary files: the next open removes them, and only them. */
   brume_digest_dir_tmp left;
@@ -168,10 +156,10 @@ static void test_temporary_files(void **state) {
   brume_digest_dir_free(d);
   assert_int_equal(
       brume_test_run("touch %s/.tmp-left-over %s/keep.txt %s/tmp-not-ours", path, path, path), 0);
-  assert_int_equal(count_files(path), 5);
+  assert_int_equal(brume_test_count_files(path), 5);
   d = brume_digest_dir_open(path, &err);
   assert_non_null(d);
-  assert_int_equal(count_files(path), 3);
+  assert_int_equal(brume_test_count_files(path), 3);
   assert_true(brume_digest_dir_has(d, HELLO_SHA, ".zip", NULL));
   brume_autofree char *keep = brume_xasprintf("%s/keep.txt", path);
   assert_int_equal(access(keep, F_OK), 0);
@@ -213,7 +201,7 @@ static void test_bad_digests(void **state) {
   assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
   brume_err_clear(&err);
   assert_int_equal(t.fd, -1);
-  assert_int_equal(count_files(path), 0);
+  assert_int_equal(brume_test_count_files(path), 0);
   brume_digest_dir_free(d);
 
   /* No directory, or one that cannot be made. */

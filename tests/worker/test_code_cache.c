@@ -2,7 +2,6 @@
  * port 0) that serves byte buffers: fetch, verify, store, hit without fetching, every refusal
  * leaving nothing behind, one fetch for concurrent requests, and the zip size reader. */
 #include <ctype.h>
-#include <dirent.h>
 #include <openssl/evp.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -21,6 +20,7 @@
 #include "http.h"
 #include "log.h"
 #include "proc.h"
+#include "testutil.h"
 
 /* ---- a zip writer, enough for tests (stored entries) ---- */
 
@@ -197,13 +197,7 @@ static brume_code_cache *new_cache(const char *sub, int64_t max_zip, int64_t max
 /* Files in dir/sub, hidden ones (temporaries) included. */
 static int count_files(const char *sub) {
   char *d = brume_xasprintf("%s/%s", fx.dir, sub);
-  DIR *dir = opendir(d);
-  assert_non_null(dir);
-  int n = 0;
-  struct dirent *e;
-  while ((e = readdir(dir)))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-  closedir(dir);
+  int n = brume_test_count_files(d);
   free(d);
   return n;
 }
