@@ -5,11 +5,14 @@
  * freeze_after 10s, so warm sandboxes are not frozen between back-to-back invocations.
  *
  *   1. Warm, one caller: back-to-back invocations of one function (its sandbox made by a first,
- *      cold, invocation): p50 and p99 of the client's round trip.
+ *      cold, invocation): p50 and p99 of the client's round trip; the CPU per invocation by
+ *      where it went (seq_cpu_*: each daemon, the guests' vCPU threads, QEMU's other threads,
+ *      the whole host), and the throughput that cost would allow on this host's CPUs, for the
+ *      whole path and for the guests alone (seq_cpu_bound_per_s, seq_guest_bound_per_s).
  *   2. Warm, CALLERS in flight, each a chain of asynchronous calls, after a warm-up that starts
  *      CALLERS sandboxes: invocations per second, p50 and p99, and how many were cold (none
- *      should be), for BENCH_SECONDS (default 5) after 1 s unrecorded; the frontend's CPU time
- *      per invocation.
+ *      should be), for BENCH_SECONDS (default 5) after 1 s unrecorded; the CPU per invocation
+ *      by where it went, as in 1 (warm_64_cpu_*).
  *   3. The bare RPC round trip, under the same load and alone: Invoke with DryRun, which the
  *      frontend authenticates, validates and resolves, then answers without running anything.
  *   4. Cold starts from a pool hit: COLD_N functions, each invoked once when the worker's pool
@@ -244,6 +247,51 @@ static int warm_up(void) {
   return atomic_load(&failures) ? -1 : 0;
 }
 
+/* Where the host's CPU went, in microseconds so far: each daemon, the QEMUs of this bench's
+ * domains (their vCPU threads apart: the guests' own work under TCG), and the whole host. */
+typedef struct cpu_snap {
+  double frontend, counting, placement, worker, vcpu, qemu_other, host;
+} cpu_snap;
+
+static void cpu_take(cpu_snap *s) {
+  *s = (cpu_snap){.frontend = bench_cpu_us(c->frontend.pid),
+                  .counting = bench_cpu_us(c->counting.pid),
+                  .placement = bench_cpu_us(c->pl[0].pid),
+                  .worker = bench_cpu_us(c->workers[0]->pid),
+                  .host = bench_host_busy_us()};
+  pid_t pids[CALLERS_MAX * 2];
+  size_t n = brume_test_qemu_pids(c->workers[0]->name_prefix, pids, CALLERS_MAX * 2);
+  for (size_t i = 0; i < n; i++) bench_threads_cpu_us(pids[i], "CPU ", &s->vcpu, &s->qemu_other);
+}
+
+/* The CPU at the start and the end of a closed-loop phase's recording. */
+static cpu_snap phase_cpu[2];
+
+static void take_phase_cpu(bool recording) {
+  cpu_take(&phase_cpu[recording ? 0 : 1]);
+}
+
+/* The CPU per invocation between a and b (n invocations), by where it went: <phase>_cpu_*. A
+ * guest that stopped in between takes its CPU time with it, so the phases keep their sandboxes. */
+static void cpu_emit(const char *phase, const cpu_snap *a, const cpu_snap *b, long n) {
+  if (n <= 0) return;
+  const struct {
+    const char *name;
+    double us;
+  } parts[] = {{"frontend", b->frontend - a->frontend},
+               {"counting", b->counting - a->counting},
+               {"placement", b->placement - a->placement},
+               {"worker", b->worker - a->worker},
+               {"guest_vcpu", b->vcpu - a->vcpu},
+               {"qemu_other", b->qemu_other - a->qemu_other},
+               {"host", b->host - a->host}};
+  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+    char metric[96];
+    snprintf(metric, sizeof(metric), "%s_cpu_%s_us", phase, parts[i].name);
+    bench_emit("e2e", metric, parts[i].us / (double)n, "us/inv");
+  }
+}
+
 int main(void) {
   brume_log_init("bench-e2e", BRUME_LOG_WARN);
   signal(SIGPIPE, SIG_IGN);
@@ -285,10 +333,21 @@ int main(void) {
   fprintf(stderr, "bench_e2e: warm, one caller, %d invocations\n", SEQ_N);
   if (invoke_once("bench", false, NULL) < 0) goto out;
   double *seq = brume_xcalloc(SEQ_N, sizeof(double));
+  cpu_snap ca, cb;
+  cpu_take(&ca);
   for (int i = 0; i < SEQ_N; i++)
     if ((seq[i] = invoke_once("bench", false, NULL)) < 0) goto out;
+  cpu_take(&cb);
   bench_emit("e2e", "warm_seq_p50_us", brume_test_percentile(seq, SEQ_N, 50), "us");
   bench_emit("e2e", "warm_seq_p99_us", brume_test_percentile(seq, SEQ_N, 99), "us");
+  cpu_emit("seq", &ca, &cb, SEQ_N);
+  /* The most this host could serve if an invocation never cost more CPU than one caller's do,
+   * and of that, if the daemons cost nothing (the guests alone): the bound TCG sets. */
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (cb.host > ca.host)
+    bench_emit("e2e", "seq_cpu_bound_per_s", ncpu * 1e6 * SEQ_N / (cb.host - ca.host), "inv/s");
+  if (cb.vcpu > ca.vcpu)
+    bench_emit("e2e", "seq_guest_bound_per_s", ncpu * 1e6 * SEQ_N / (cb.vcpu - ca.vcpu), "inv/s");
   for (int i = 0; i < SEQ_N; i++)
     if ((seq[i] = invoke_once("bench", true, NULL)) < 0) goto out;
   bench_emit("e2e", "bare_seq_p50_us", brume_test_percentile(seq, SEQ_N, 50), "us");
@@ -303,16 +362,16 @@ int main(void) {
   if (warm_up() < 0) goto out;
   fprintf(stderr, "bench_e2e: %zu sandboxes in %.1f s; %zu callers in flight, %.0f s\n", callers,
           (brume_test_mono_ms() - tw) / 1000, callers, seconds);
-  double cpu0 = bench_cpu_us(c->frontend.pid);
+  chains.on_recording = take_phase_cpu;
   double el = run_phase(WARM, seconds);
-  double cpu1 = bench_cpu_us(c->frontend.pid);
+  chains.on_recording = NULL;
   if (atomic_load(&failures)) goto out;
   long n = atomic_load(&done_calls);
   bench_emit("e2e", "warm_invocations_per_s", n / el, "inv/s");
   bench_emit("e2e", "warm_64_p50_us", bench_samples_percentile(&lat, 50), "us");
   bench_emit("e2e", "warm_64_p99_us", bench_samples_percentile(&lat, 99), "us");
   bench_emit("e2e", "cold_during_warm_run", (double)atomic_load(&colds), "invocations");
-  if (n) bench_emit("e2e", "frontend_cpu_per_invocation_us", (cpu1 - cpu0) / n, "us");
+  cpu_emit("warm_64", &phase_cpu[0], &phase_cpu[1], n);
 
   fprintf(stderr, "bench_e2e: bare RPC (Invoke DryRun), %zu callers in flight, %.0f s\n", callers,
           seconds);

@@ -15,6 +15,15 @@ void bench_emit(const char *bench, const char *metric, double value, const char 
 /* CPU time (user + system) of process pid so far, in microseconds; 0 when it cannot be read. */
 double bench_cpu_us(pid_t pid);
 
+/* Adds the CPU time so far (microseconds) of pid's threads whose name starts with thread_prefix
+ * to *matching, and of its other threads to *other (QEMU: "CPU " names the vCPU threads). A
+ * process that is gone adds nothing. */
+void bench_threads_cpu_us(pid_t pid, const char *thread_prefix, double *matching, double *other);
+
+/* The host's busy CPU time so far, all CPUs together (/proc/stat: user, nice, system, irq and
+ * softirq; not steal, which another tenant had), in microseconds. */
+double bench_host_busy_us(void);
+
 /* Appends the flags of BENCH_WORKER_FLAGS (brume-worker flags split at spaces, e.g.
  * "--tcg-tb-cache 16MiB") to flags, which holds n of at most max - 1 entries; NULL-terminates
  * it and returns the new count. The strings live in a static buffer: call it once. */
@@ -43,7 +52,8 @@ double bench_samples_percentile(const bench_samples *s, double p);
 typedef struct bench_chains {
   _Atomic int mode;
   _Atomic bool recording;
-  _Atomic int running; /* callers whose chain has not stopped */
+  _Atomic int running;                  /* callers whose chain has not stopped */
+  void (*on_recording)(bool recording); /* may be NULL: called as recording starts and ends */
 } bench_chains;
 
 /* Runs n chains in mode m (start(i) sends caller i's first call): 1 s unrecorded, then seconds

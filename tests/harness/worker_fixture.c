@@ -325,9 +325,9 @@ int brume_test_worker_pool_vms(brume_test_worker *w) {
 
 /* How many processes have needle in their command line; *first (may be NULL) gets the pid of
  * one of them, 0 when there is none. */
-static size_t scan_cmdlines(const char *needle, pid_t *first) {
+/* Counts the processes whose command line holds needle; their pids go to pids (at most max). */
+static size_t scan_cmdlines(const char *needle, pid_t *pids, size_t max) {
   size_t n = 0;
-  if (first) *first = 0;
   DIR *d = opendir("/proc");
   if (d == NULL) return 0;
   char *buf = brume_xmalloc(65536);
@@ -345,7 +345,7 @@ static size_t scan_cmdlines(const char *needle, pid_t *first) {
       if (buf[i] == '\0') buf[i] = ' ';
     buf[len] = '\0';
     if (strstr(buf, needle) == NULL) continue;
-    if (first && n == 0) *first = (pid_t)atoi(e->d_name);
+    if (n < max) pids[n] = (pid_t)atoi(e->d_name);
     n++;
   }
   free(buf);
@@ -356,15 +356,22 @@ static size_t scan_cmdlines(const char *needle, pid_t *first) {
 pid_t brume_test_qemu_pid(const char *name) {
   char needle[300];
   snprintf(needle, sizeof(needle), "guest=%s,", name);
-  pid_t pid;
-  scan_cmdlines(needle, &pid);
+  pid_t pid = 0;
+  scan_cmdlines(needle, &pid, 1);
   return pid;
 }
 
 size_t brume_test_qemu_count(const char *prefix) {
   char needle[300];
   snprintf(needle, sizeof(needle), "guest=%s", prefix);
-  return scan_cmdlines(needle, NULL);
+  return scan_cmdlines(needle, NULL, 0);
+}
+
+size_t brume_test_qemu_pids(const char *prefix, pid_t *pids, size_t max) {
+  char needle[300];
+  snprintf(needle, sizeof(needle), "guest=%s", prefix);
+  size_t n = scan_cmdlines(needle, pids, max);
+  return n < max ? n : max;
 }
 
 void brume_test_worker_dump_log(brume_test_worker *w) {

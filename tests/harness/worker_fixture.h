@@ -141,6 +141,8 @@ pid_t brume_test_qemu_pid(const char *name);
 /* How many processes have "guest=<prefix>" in their command line (QEMUs of domains whose names
  * start with prefix). */
 size_t brume_test_qemu_count(const char *prefix);
+/* The pids of those processes, at most max of them; returns how many it stored. */
+size_t brume_test_qemu_pids(const char *prefix, pid_t *pids, size_t max);
 /* Prints worker.log to stderr. */
 void brume_test_worker_dump_log(brume_test_worker *w);
 /* SIGTERM to the worker, destroys the domains of host_id and their QEMU logs, stops the code
