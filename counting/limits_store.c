@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "etcd_follow.h"
 #include "log.h"
 
 BRUME_DEFINE_AUTOPTR(json_t, json_decref)
@@ -57,8 +58,7 @@ struct brume_limits_store {
   _Atomic int64_t revision;
   brume_limits_change_fn on_change;
   void *user;
-  brume_etcd_watch *watch;
-  brume_etcd *etcd; /* for a reload after a watch gap */
+  brume_etcd_follow *follow;
 };
 
 /* ---- Records ---- */
@@ -479,66 +479,41 @@ static bool apply(brume_limits_store *s, const brume_etcd_kv *kv, bool put, bool
   return false;
 }
 
-/* Replaces everything the store holds with what etcd has under the prefix now (the initial load,
- * and a reload after a watch gap); *revision gets the revision read. The rules are checked once
- * everything is loaded, not at each key on the way. */
-static int load_all(brume_limits_store *s, int64_t *revision, brume_err **err) {
-  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(s->etcd, s->prefix, err);
-  if (r == NULL) return brume_err_wrap(err, "load limits under %s", s->prefix);
+/* etcd_follow's load: replaces everything the store holds with what etcd has under the prefix
+ * (at start, and again after a watch gap). The rules are checked once everything is loaded, not
+ * at each key on the way. After a gap anything may have changed: the listener hears so once. */
+static void load_all(void *user, const brume_etcd_kv *kvs, size_t n, bool again) {
+  brume_limits_store *s = user;
   pthread_rwlock_wrlock(&s->lock);
   for (size_t i = 0; i < s->n_accounts; i++) account_free(s->accounts[i]);
   s->n_accounts = 0;
   s->cluster = cluster_defaults();
-  for (size_t i = 0; i < r->n; i++) {
+  for (size_t i = 0; i < n; i++) {
     key_ref k;
-    apply(s, &r->kvs[i], true, false, &k);
+    apply(s, &kvs[i], true, false, &k);
   }
   for (size_t i = 0; i < s->n_accounts; i++) check_rules(s->accounts[i], NULL, true);
   pthread_rwlock_unlock(&s->lock);
-  *revision = r->revision;
-  return 0;
+  if (again && s->on_change) s->on_change(s->user, BRUME_LIMITS_CLUSTER, NULL, NULL);
 }
 
 /* The store's revision only moves forward: after a reload, the replayed events are older. */
-static void advance_revision(brume_limits_store *s, int64_t rev) {
+static void synced(void *user, int64_t rev) {
+  brume_limits_store *s = user;
   int64_t cur = atomic_load(&s->revision);
   while (rev > cur && !atomic_compare_exchange_weak(&s->revision, &cur, rev)) {
   }
 }
 
-static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
+static void apply_event(void *user, const brume_etcd_event *ev) {
   brume_limits_store *s = user;
-  if (n == 0) {
-    /* etcd compacted revisions the watch missed (it was disconnected long enough): read
-     * everything again. The events that follow start before this read; applied in order on top
-     * of it, they end where it is. */
-    brume_warn("The limits watch missed compacted revisions; reading every limit again.",
-               "prefix=%s", s->prefix);
-    brume_err *err = NULL;
-    int64_t rev = 0;
-    if (load_all(s, &rev, &err) < 0) {
-      char q[512];
-      brume_warn("Could not read the limits again; changes may be missing until a restart.",
-                 "err=%s", brume_log_quote(q, sizeof(q), err->msg));
-      brume_err_free(err);
-      return;
-    }
-    advance_revision(s, rev);
-    if (s->on_change) s->on_change(s->user, BRUME_LIMITS_CLUSTER, NULL, NULL);
-    return;
-  }
-  for (size_t i = 0; i < n; i++) {
-    key_ref k;
-    pthread_rwlock_wrlock(&s->lock);
-    bool changed = apply(s, &ev[i].kv, ev[i].type == BRUME_ETCD_EVENT_PUT, true, &k);
-    pthread_rwlock_unlock(&s->lock);
-    if (changed && s->on_change)
-      s->on_change(s->user, k.kind, k.kind == BRUME_LIMITS_CLUSTER ? NULL : k.account,
-                   k.kind == BRUME_LIMITS_FUNCTION ? k.function : NULL);
-    /* A txn's events share one revision: it shows once all of them are applied. */
-    if (i + 1 == n || ev[i + 1].kv.mod_revision != ev[i].kv.mod_revision)
-      advance_revision(s, ev[i].kv.mod_revision);
-  }
+  key_ref k;
+  pthread_rwlock_wrlock(&s->lock);
+  bool changed = apply(s, &ev->kv, ev->type == BRUME_ETCD_EVENT_PUT, true, &k);
+  pthread_rwlock_unlock(&s->lock);
+  if (changed && s->on_change)
+    s->on_change(s->user, k.kind, k.kind == BRUME_LIMITS_CLUSTER ? NULL : k.account,
+                 k.kind == BRUME_LIMITS_FUNCTION ? k.function : NULL);
 }
 
 /* ---- The API ---- */
@@ -589,17 +564,10 @@ brume_limits_store *brume_limits_store_start(brume_etcd *e, const char *root,
   s->on_change = on_change;
   s->user = user;
 
-  s->etcd = e;
-  int64_t rev = 0;
-  if (load_all(s, &rev, err) < 0) {
-    brume_limits_store_stop(s);
-    return NULL;
-  }
-  atomic_store(&s->revision, rev);
-
-  s->watch = brume_etcd_watch_prefix(e, s->prefix, rev + 1, on_events, s, err);
-  if (s->watch == NULL) {
-    brume_err_wrap(err, "watch limits under %s", s->prefix);
+  static const brume_etcd_follow_ops ops = {
+      .what = "the limits", .load = load_all, .apply = apply_event, .synced = synced};
+  s->follow = brume_etcd_follow_start(e, s->prefix, &ops, s, err);
+  if (s->follow == NULL) {
     brume_limits_store_stop(s);
     return NULL;
   }
@@ -608,7 +576,7 @@ brume_limits_store *brume_limits_store_start(brume_etcd *e, const char *root,
 
 void brume_limits_store_stop(brume_limits_store *s) {
   if (s == NULL) return;
-  brume_etcd_watch_stop(s->watch);
+  brume_etcd_follow_stop(s->follow);
   for (size_t i = 0; i < s->n_accounts; i++) account_free(s->accounts[i]);
   free(s->accounts);
   free(s->prefix);

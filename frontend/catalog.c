@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "etcd_follow.h"
 #include "function_doc.h"
 #include "log.h"
 #include "names.h"
@@ -63,7 +64,7 @@ struct brume_catalog {
   brume_revision applied; /* what brume_catalog_wait waits on */
 
   brume_etcd *etcd;
-  brume_etcd_watch *watch;
+  brume_etcd_follow *follow;
   char *prefix; /* <prefix>/functions/ */
   size_t prefix_len;
   char *region;
@@ -322,14 +323,14 @@ static cat_fn *swap_fn(brume_catalog *c, const char *key, cat_fn *f) {
   return old;
 }
 
-/* Replaces everything with what etcd holds now; *revision gets the read's revision. */
-static int load_all(brume_catalog *c, int64_t *revision, brume_err **err) {
-  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(c->etcd, c->prefix, err);
-  if (r == NULL) return brume_err_wrap(err, "load function documents under %s", c->prefix);
-  cat_fn **fns = brume_xcalloc(r->n + 1, sizeof(*fns));
+/* etcd_follow's load: replaces everything with what etcd holds now. */
+static void load_all(void *user, const brume_etcd_kv *kvs, size_t n_kvs, bool again) {
+  (void)again;
+  brume_catalog *c = user;
+  cat_fn **fns = brume_xcalloc(n_kvs + 1, sizeof(*fns));
   size_t n = 0;
-  for (size_t i = 0; i < r->n; i++) {
-    cat_fn *f = cat_fn_from_kv(c, &r->kvs[i]);
+  for (size_t i = 0; i < n_kvs; i++) {
+    cat_fn *f = cat_fn_from_kv(c, &kvs[i]);
     if (f) fns[n++] = f;
   }
   /* Keys come sorted by etcd, and "<account>/<name>" keeps their order. */
@@ -339,44 +340,31 @@ static int load_all(brume_catalog *c, int64_t *revision, brume_err **err) {
   size_t n_old = c->n_fns;
   c->fns = fns;
   c->n_fns = n;
-  c->cap_fns = r->n + 1;
+  c->cap_fns = n_kvs + 1;
   pthread_rwlock_unlock(&c->lock);
   for (size_t i = 0; i < n_old; i++) cat_fn_free(old[i]);
   free(old);
-  *revision = r->revision;
-  return 0;
 }
 
-static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
+static void apply_event(void *user, const brume_etcd_event *ev) {
   brume_catalog *c = user;
-  if (n == 0) {
-    brume_warn("The functions watch missed compacted revisions; reading every function again.",
-               "prefix=%s", c->prefix);
-    brume_autoptr(brume_err) err = NULL;
-    int64_t rev = 0;
-    char q[512];
-    if (load_all(c, &rev, &err) < 0)
-      brume_warn("Could not read the functions again; changes may be missing until a restart.",
-                 "err=%s", brume_log_quote(q, sizeof(q), err->msg));
-    else
-      brume_revision_advance(&c->applied, rev);
+  cat_fn *f = ev->type == BRUME_ETCD_EVENT_PUT ? cat_fn_from_kv(c, &ev->kv) : NULL;
+  char account[BRUME_ACCOUNT_ID_MAX + 1], name[BRUME_FUNCTION_NAME_MAX + 1];
+  if (parse_key(c, ev->kv.key, account, name) < 0) {
+    cat_fn_free(f);
     return;
   }
-  for (size_t i = 0; i < n; i++) {
-    cat_fn *f = ev[i].type == BRUME_ETCD_EVENT_PUT ? cat_fn_from_kv(c, &ev[i].kv) : NULL;
-    char account[BRUME_ACCOUNT_ID_MAX + 1], name[BRUME_FUNCTION_NAME_MAX + 1];
-    if (parse_key(c, ev[i].kv.key, account, name) == 0) {
-      char key[BRUME_ACCOUNT_ID_MAX + BRUME_FUNCTION_NAME_MAX + 2];
-      snprintf(key, sizeof(key), "%s/%s", account, name);
-      pthread_rwlock_wrlock(&c->lock);
-      cat_fn *old = swap_fn(c, key, f);
-      pthread_rwlock_unlock(&c->lock);
-      cat_fn_free(old);
-    }
-    /* A txn's events share one revision: it shows once all of them are applied. */
-    if (i + 1 == n || ev[i + 1].kv.mod_revision != ev[i].kv.mod_revision)
-      brume_revision_advance(&c->applied, ev[i].kv.mod_revision);
-  }
+  char key[BRUME_ACCOUNT_ID_MAX + BRUME_FUNCTION_NAME_MAX + 2];
+  snprintf(key, sizeof(key), "%s/%s", account, name);
+  pthread_rwlock_wrlock(&c->lock);
+  cat_fn *old = swap_fn(c, key, f);
+  pthread_rwlock_unlock(&c->lock);
+  cat_fn_free(old);
+}
+
+static void synced(void *user, int64_t revision) {
+  brume_catalog *c = user;
+  brume_revision_advance(&c->applied, revision);
 }
 
 /* ---- The API ---- */
@@ -403,15 +391,10 @@ brume_catalog *brume_catalog_new(const brume_catalog_opts *opts, brume_err **err
     c->has_env_key = true;
   }
   c->etcd = opts->etcd;
-  int64_t rev = 0;
-  if (load_all(c, &rev, err) < 0) {
-    brume_catalog_free(c);
-    return NULL;
-  }
-  brume_revision_advance(&c->applied, rev);
-  c->watch = brume_etcd_watch_prefix(c->etcd, c->prefix, rev + 1, on_events, c, err);
-  if (c->watch == NULL) {
-    brume_err_wrap(err, "watch function documents under %s", c->prefix);
+  static const brume_etcd_follow_ops ops = {
+      .what = "the function documents", .load = load_all, .apply = apply_event, .synced = synced};
+  c->follow = brume_etcd_follow_start(c->etcd, c->prefix, &ops, c, err);
+  if (c->follow == NULL) {
     brume_catalog_free(c);
     return NULL;
   }
@@ -420,7 +403,7 @@ brume_catalog *brume_catalog_new(const brume_catalog_opts *opts, brume_err **err
 
 void brume_catalog_free(brume_catalog *c) {
   if (c == NULL) return;
-  brume_etcd_watch_stop(c->watch);
+  brume_etcd_follow_stop(c->follow);
   for (size_t i = 0; i < c->n_fns; i++) cat_fn_free(c->fns[i]);
   free(c->fns);
   free(c->prefix);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "clock.h"
+#include "etcd_follow.h"
 #include "log.h"
 #include "mem.h"
 #include "revision.h"
@@ -20,7 +21,7 @@ struct brume_key_store {
   brume_api_key_record **recs; /* sorted by key_id */
   size_t n, cap;
   brume_revision applied; /* writers wait on it for their own write to show */
-  brume_etcd_watch *watch;
+  brume_etcd_follow *follow;
 };
 
 static const char *rec_key(const void *item) {
@@ -76,47 +77,36 @@ static brume_api_key_record *parse_kv(brume_key_store *ks, const brume_etcd_kv *
   return rec;
 }
 
-/* Reads every record (at start, and after a watch gap); the revision read in *rev. */
-static int load_all(brume_key_store *ks, int64_t *rev, brume_err **err) {
-  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(ks->etcd, ks->dir, err);
-  if (r == NULL) return brume_err_wrap(err, "read the API keys under %s", ks->dir);
+/* etcd_follow's load: every record, at start and after a watch gap. */
+static void load_all(void *user, const brume_etcd_kv *kvs, size_t n, bool again) {
+  (void)again;
+  brume_key_store *ks = user;
   pthread_rwlock_wrlock(&ks->lock);
   clear_all(ks);
-  for (size_t i = 0; i < r->n; i++) {
-    brume_api_key_record *rec = parse_kv(ks, &r->kvs[i]);
+  for (size_t i = 0; i < n; i++) {
+    brume_api_key_record *rec = parse_kv(ks, &kvs[i]);
     if (rec) upsert(ks, rec);
   }
   pthread_rwlock_unlock(&ks->lock);
-  *rev = r->revision;
-  return 0;
 }
 
-static void on_events(const brume_etcd_event *ev, size_t n, void *user) {
+static void apply_event(void *user, const brume_etcd_event *ev) {
   brume_key_store *ks = user;
-  if (n == 0) {
-    brume_warn("The API key watch missed compacted revisions; reading every key again.", NULL);
-    int64_t rev;
-    brume_autoptr(brume_err) err = NULL;
-    if (load_all(ks, &rev, &err) < 0)
-      brume_error("Reading the API keys again failed; keys stay as they were.", "err=%s", err->msg);
-    else
-      brume_revision_advance(&ks->applied, rev);
-    return;
-  }
   size_t dl = strlen(ks->dir);
-  for (size_t i = 0; i < n; i++) {
-    pthread_rwlock_wrlock(&ks->lock);
-    if (ev[i].type == BRUME_ETCD_EVENT_DELETE) {
-      brume_autofree char *id = brume_xstrndup(ev[i].kv.key + dl, ev[i].kv.key_len - dl);
-      remove_id(ks, id);
-    } else {
-      brume_api_key_record *rec = parse_kv(ks, &ev[i].kv);
-      if (rec) upsert(ks, rec);
-    }
-    pthread_rwlock_unlock(&ks->lock);
-    if (i + 1 == n || ev[i + 1].kv.mod_revision != ev[i].kv.mod_revision)
-      brume_revision_advance(&ks->applied, ev[i].kv.mod_revision);
+  pthread_rwlock_wrlock(&ks->lock);
+  if (ev->type == BRUME_ETCD_EVENT_DELETE) {
+    brume_autofree char *id = brume_xstrndup(ev->kv.key + dl, ev->kv.key_len - dl);
+    remove_id(ks, id);
+  } else {
+    brume_api_key_record *rec = parse_kv(ks, &ev->kv);
+    if (rec) upsert(ks, rec);
   }
+  pthread_rwlock_unlock(&ks->lock);
+}
+
+static void synced(void *user, int64_t revision) {
+  brume_key_store *ks = user;
+  brume_revision_advance(&ks->applied, revision);
 }
 
 brume_key_store *brume_key_store_new(brume_etcd *etcd, const char *prefix, brume_err **err) {
@@ -125,23 +115,19 @@ brume_key_store *brume_key_store_new(brume_etcd *etcd, const char *prefix, brume
   ks->dir = brume_xasprintf("%s/keys/", prefix);
   pthread_rwlock_init(&ks->lock, NULL);
   brume_revision_init(&ks->applied, 0);
-  int64_t rev;
-  if (load_all(ks, &rev, err) < 0) goto fail;
-  brume_revision_advance(&ks->applied, rev);
-  ks->watch = brume_etcd_watch_prefix(etcd, ks->dir, rev + 1, on_events, ks, err);
-  if (ks->watch == NULL) {
-    brume_err_wrap(err, "watch the API keys under %s", ks->dir);
-    goto fail;
+  static const brume_etcd_follow_ops ops = {
+      .what = "the API keys", .load = load_all, .apply = apply_event, .synced = synced};
+  ks->follow = brume_etcd_follow_start(etcd, ks->dir, &ops, ks, err);
+  if (ks->follow == NULL) {
+    brume_key_store_free(ks);
+    return NULL;
   }
   return ks;
-fail:
-  brume_key_store_free(ks);
-  return NULL;
 }
 
 void brume_key_store_free(brume_key_store *ks) {
   if (ks == NULL) return;
-  brume_etcd_watch_stop(ks->watch);
+  brume_etcd_follow_stop(ks->follow);
   clear_all(ks);
   free(ks->recs);
   free(ks->dir);

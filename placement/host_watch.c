@@ -4,18 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "etcd_follow.h"
 #include "log.h"
 #include "mem.h"
 #include "registration.h"
 
 struct brume_host_watch {
-  brume_etcd *etcd;
   char *dir; /* "<prefix>/svc/worker/" */
   pthread_mutex_t mu;
   brume_hosts *hosts;
   brume_host_gone_fn on_gone;
   void *arg;
-  brume_etcd_watch *watch;
+  brume_etcd_follow *follow;
+  int64_t revision; /* the last the table reflects (synced) */
 };
 
 /* Host ids gathered under the lock, for on_gone after it. */
@@ -72,17 +73,20 @@ static void apply_put(brume_host_watch *w, const char *host_id, const char *valu
                 h->draining ? "true" : "false");
 }
 
-/* Reads every registration and makes the table hold exactly those hosts. Under mu. */
-static int reload(brume_host_watch *w, int64_t *revision, gone_list *gone, brume_err **err) {
-  brume_etcd_range *r = brume_etcd_get_prefix(w->etcd, w->dir, err);
-  if (r == NULL) return -1;
+/* etcd_follow's load: the table holds exactly the hosts registered (at start, and again after a
+ * watch gap, when the hosts that left meanwhile are reported gone). */
+static void load_all(void *user, const brume_etcd_kv *kvs, size_t n, bool again) {
+  (void)again;
+  brume_host_watch *w = user;
+  gone_list gone = {0};
+  pthread_mutex_lock(&w->mu);
   /* etcd returns keys in order, so the hosts' ids come sorted, as the table keeps them. */
-  const char **present = brume_xcalloc(r->n + 1, sizeof(*present));
+  const char **present = brume_xcalloc(n + 1, sizeof(*present));
   size_t n_present = 0;
-  for (size_t i = 0; i < r->n; i++) {
-    const char *id = host_of(w, r->kvs[i].key);
+  for (size_t i = 0; i < n; i++) {
+    const char *id = host_of(w, kvs[i].key);
     if (id == NULL) continue;
-    apply_put(w, id, r->kvs[i].value);
+    apply_put(w, id, kvs[i].value);
     present[n_present++] = id;
   }
   /* Hosts in the table but not in etcd any more: a merge of the two sorted lists. */
@@ -94,69 +98,60 @@ static int reload(brume_host_watch *w, int64_t *revision, gone_list *gone, brume
       i++;
       continue;
     }
-    gone_add(gone, id);
+    gone_add(&gone, id);
     brume_hosts_remove(w->hosts, id);
   }
   free(present);
-  if (revision) *revision = r->revision;
-  brume_etcd_range_free(r);
-  return 0;
+  pthread_mutex_unlock(&w->mu);
+  gone_report(w, &gone);
 }
 
-static void on_events(const brume_etcd_event *events, size_t n, void *user) {
+static void apply_event(void *user, const brume_etcd_event *ev) {
   brume_host_watch *w = user;
+  const char *id = host_of(w, ev->kv.key);
+  if (id == NULL) return;
   gone_list gone = {0};
   pthread_mutex_lock(&w->mu);
-  if (n == 0) {
-    brume_err *err = NULL;
-    if (reload(w, NULL, &gone, &err) < 0) {
-      char q[512];
-      brume_warn("The worker hosts cannot be read again after a gap in the watch.", "err=%s",
-                 brume_log_quote(q, sizeof(q), err->msg));
-      brume_err_free(err);
-    }
-  }
-  for (size_t i = 0; i < n; i++) {
-    const char *id = host_of(w, events[i].kv.key);
-    if (id == NULL) continue;
-    if (events[i].type == BRUME_ETCD_EVENT_PUT) {
-      apply_put(w, id, events[i].kv.value);
-    } else if (brume_hosts_get(w->hosts, id)) {
-      gone_add(&gone, id);
-      brume_hosts_remove(w->hosts, id);
-    }
+  if (ev->type == BRUME_ETCD_EVENT_PUT) {
+    apply_put(w, id, ev->kv.value);
+  } else if (brume_hosts_get(w->hosts, id)) {
+    gone_add(&gone, id);
+    brume_hosts_remove(w->hosts, id);
   }
   pthread_mutex_unlock(&w->mu);
   gone_report(w, &gone);
+}
+
+static void synced(void *user, int64_t revision) {
+  ((brume_host_watch *)user)->revision = revision;
 }
 
 brume_host_watch *brume_host_watch_start(brume_etcd *etcd, const char *prefix,
                                          uint32_t cpu_overcommit, brume_host_gone_fn on_gone,
                                          void *arg, brume_err **err) {
   brume_host_watch *w = brume_xcalloc(1, sizeof(*w));
-  w->etcd = etcd;
   w->dir = brume_registration_key(prefix, "worker", "");
   pthread_mutex_init(&w->mu, NULL);
   w->hosts = brume_hosts_new(cpu_overcommit);
   w->on_gone = on_gone;
   w->arg = arg;
-  int64_t revision = 0;
-  gone_list gone = {0};
-  if (reload(w, &revision, &gone, err) < 0) goto fail;
-  w->watch = brume_etcd_watch_prefix(etcd, w->dir, revision + 1, on_events, w, err);
-  if (w->watch == NULL) goto fail;
-  brume_info("Following the worker hosts.", "hosts=%zu revision=%lld", brume_hosts_count(w->hosts),
-             (long long)revision);
+  static const brume_etcd_follow_ops ops = {
+      .what = "the worker hosts", .load = load_all, .apply = apply_event, .synced = synced};
+  w->follow = brume_etcd_follow_start(etcd, w->dir, &ops, w, err);
+  if (w->follow == NULL) {
+    brume_host_watch_stop(w);
+    return NULL;
+  }
+  pthread_mutex_lock(&w->mu);
+  size_t n = brume_hosts_count(w->hosts);
+  pthread_mutex_unlock(&w->mu);
+  brume_info("Following the worker hosts.", "hosts=%zu revision=%lld", n, (long long)w->revision);
   return w;
-fail:
-  free(gone.v); /* a first read has nobody gone */
-  brume_host_watch_stop(w);
-  return NULL;
 }
 
 void brume_host_watch_stop(brume_host_watch *w) {
   if (w == NULL) return;
-  brume_etcd_watch_stop(w->watch);
+  brume_etcd_follow_stop(w->follow);
   brume_hosts_free(w->hosts);
   pthread_mutex_destroy(&w->mu);
   free(w->dir);
