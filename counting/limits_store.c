@@ -331,7 +331,10 @@ static int cmp_qualifier(const void *a, const void *b) {
   return strcmp(((const qualifier_rec *)a)->name, ((const qualifier_rec *)b)->name);
 }
 
-static const char *const function_fields[] = {"reserved_concurrency", "provisioned", NULL};
+/* provisioned_modified_unix_ms: when the frontend last put each qualifier's provisioned
+ * concurrency, for its GetProvisionedConcurrencyConfig; counting has no use for it. */
+static const char *const function_fields[] = {"reserved_concurrency", "provisioned",
+                                              "provisioned_modified_unix_ms", NULL};
 
 /* Fills out (but its name) from a function's value; out->qualifiers is the caller's on success. */
 static int parse_function(const char *key, const char *value, size_t len, function_rec *out,

@@ -23,7 +23,8 @@
  *   <root>limits/function/<account_id>/<function_name>
  *       {"reserved_concurrency": N,                 absent: none, the function shares the
  *                                                   unreserved pool; 0: switched off
- *        "provisioned": {"<qualifier>": N, ...}}    per version or alias; absent: none
+ *        "provisioned": {"<qualifier>": N, ...},    per version or alias; absent: none
+ *        "provisioned_modified_unix_ms": {...}}     the frontend's, for LastModified; not read here
  *
  * Defaults are Lambda's (BRUME_BUCKET_*_PARAMS, BRUME_ACCOUNT_CONCURRENCY_DEFAULT). Account ids,
  * function names and qualifiers are non-empty; ids and names hold no '/' and are at most 255

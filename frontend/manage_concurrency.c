@@ -1,7 +1,8 @@
 /* Reserved and provisioned concurrency: Put/Get/DeleteFunctionConcurrency and
  * Put/Get/DeleteProvisionedConcurrencyConfig. Both live in counting's limits key of the function,
  * <prefix>/limits/function/<account>/<name> = {"reserved_concurrency": N, "provisioned":
- * {"<qualifier>": N}} (counting/limits_store.h); each call keeps the other's field as it is.
+ * {"<qualifier>": N}, "provisioned_modified_unix_ms": {"<qualifier>": T}} (counting/limits_store.h;
+ * counting reads no times); each call keeps the other's fields as they are.
  * A change that the account's rules constrain (counting/concurrency.h: at least 100 unreserved
  * and unprovisioned) is committed by a txn guarded by the mod revision of every function's limits
  * key in the account and of the account's own key, read at once, so that two concurrent changes
@@ -20,6 +21,8 @@
 #define CONFLICT "ResourceConflictException: "
 /* Placement's limit on one version's provisioned sandboxes. */
 #define PROVISIONED_MAX 10000
+/* When each qualifier's provisioned concurrency was last put (its LastModified). */
+#define PROVISIONED_MODIFIED "provisioned_modified_unix_ms"
 /* Placement's method indices (placement.proto's service order). */
 #define PLACEMENT_LIST_SANDBOXES 3
 #define PLACEMENT_PUT_PROVISIONED 4
@@ -45,8 +48,11 @@ int mg_limits_load(brume_manage *m, const char *account, const char *name, json_
 }
 
 brume_etcd_op mg_limits_op(const char *key, json_t *value, char **text) {
-  json_t *p = json_object_get(value, "provisioned");
-  if (p && json_object_size(p) == 0) json_object_del(value, "provisioned");
+  const char *maps[] = {"provisioned", PROVISIONED_MODIFIED};
+  for (size_t i = 0; i < BRUME_ARRAY_LEN(maps); i++) {
+    json_t *p = json_object_get(value, maps[i]);
+    if (p && json_object_size(p) == 0) json_object_del(value, maps[i]);
+  }
   if (json_object_size(value) == 0) {
     *text = NULL;
     return (brume_etcd_op){.type = BRUME_ETCD_OP_DELETE, .key = key};
@@ -58,8 +64,17 @@ brume_etcd_op mg_limits_op(const char *key, json_t *value, char **text) {
 }
 
 bool mg_limits_drop_provisioned(json_t *value, const char *qualifier) {
+  json_t *modified = json_object_get(value, PROVISIONED_MODIFIED);
+  if (json_is_object(modified)) json_object_del(modified, qualifier);
   json_t *p = json_object_get(value, "provisioned");
   return json_is_object(p) && json_object_del(p, qualifier) == 0;
+}
+
+/* When qualifier's provisioned concurrency was last put (0 for a config written before this was
+ * kept). */
+static int64_t provisioned_modified(json_t *value, const char *qualifier) {
+  json_t *ms = json_object_get(json_object_get(value, PROVISIONED_MODIFIED), qualifier);
+  return json_is_integer(ms) ? (int64_t)json_integer_value(ms) : 0;
 }
 
 /* A count field as counting reads it: a non-negative integer that fits. */
@@ -516,6 +531,13 @@ brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
       return mg_fail(call, err);
     }
     json_object_set_new(p, t.qualifier, json_integer(n));
+    int64_t now_ms = brume_wall_ms();
+    json_t *modified = json_object_get(v.value, PROVISIONED_MODIFIED);
+    if (!json_is_object(modified)) {
+      modified = json_object();
+      json_object_set_new(v.value, PROVISIONED_MODIFIED, modified);
+    }
+    json_object_set_new(modified, t.qualifier, json_integer(now_ms));
     /* The catalog must hold the version's spec for placement: a document written through
      * another frontend may not have reached it yet. */
     mg_wait(m, t.mod);
@@ -541,7 +563,7 @@ brume_status mg_put_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
     cfg.qualifier = (char *)t.qualifier;
     cfg.requested_provisioned_concurrent_executions = n;
     cfg.status = BRUME__PROVISIONED_CONCURRENCY_STATUS__PROVISIONED_CONCURRENCY_STATUS_IN_PROGRESS;
-    cfg.last_modified_unix_ms = brume_wall_ms();
+    cfg.last_modified_unix_ms = now_ms;
     return mg_reply_with(call, &brume__put_provisioned_concurrency_config_response__descriptor,
                          &cfg);
   }
@@ -565,6 +587,7 @@ brume_status mg_get_provisioned(brume_manage *m, brume_rpc_call *call, const Pro
   Brume__ProvisionedConcurrencyConfig cfg;
   if (provisioned_config(m, account, t.fn.name, t.qualifier, t.version->version, n, &cfg, &err) < 0)
     return mg_fail(call, err);
+  cfg.last_modified_unix_ms = provisioned_modified(t.limits, t.qualifier);
   return mg_reply_with(call, &brume__get_provisioned_concurrency_config_response__descriptor, &cfg);
 }
 

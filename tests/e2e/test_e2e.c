@@ -32,6 +32,7 @@
 
 #include "brume/frontend.pb-c.h"
 #include "cluster_fixture.h"
+#include "etcd.h"
 #include "log.h"
 #include "testutil.h"
 
@@ -356,6 +357,17 @@ static void test_reserved_concurrency(void **state) {
   assert_int_equal(throttled, 15);
 }
 
+/* The value of etcd key (the cluster's etcd), or NULL when it is absent. */
+static char *etcd_value(const char *key) {
+  brume_autoptr(brume_etcd) e = brume_etcd_new(c->workers[0]->etcd->endpoint, NULL, NULL);
+  assert_non_null(e);
+  brume_etcd_kv *kv = NULL;
+  assert_int_equal(brume_etcd_get(e, key, &kv, NULL, NULL), 0);
+  char *v = kv ? brume_xstrdup(kv->value) : NULL;
+  brume_etcd_kv_free(kv);
+  return v;
+}
+
 static void test_provisioned(void **state) {
   (void)state;
   brume_err *err = NULL;
@@ -370,7 +382,15 @@ static void test_provisioned(void **state) {
   if (fe("PutProvisionedConcurrencyConfig", key_a, &put, &pr, &err) < 0)
     fail_msg("PutProvisionedConcurrencyConfig: %s", err->msg);
   assert_int_equal(pr->config->requested_provisioned_concurrent_executions, 2);
+  int64_t put_ms = pr->config->last_modified_unix_ms;
+  assert_true(put_ms > 0);
   free_msg(pr);
+  /* The time is kept beside the count in the function's limits, which counting reads. */
+  brume_autofree char *limits = etcd_value("/brume/limits/function/" ACCOUNT_A "/prov");
+  assert_non_null(limits);
+  char want[128];
+  snprintf(want, sizeof(want), "\"provisioned_modified_unix_ms\":{\"%s\":%" PRId64 "}", v1, put_ms);
+  assert_non_null(strstr(limits, want));
 
   /* Placement starts the sandboxes within its reconcile interval (5 s) plus two cold starts. */
   Brume__GetProvisionedConcurrencyConfigRequest get =
@@ -386,6 +406,7 @@ static void test_provisioned(void **state) {
       fail_msg("GetProvisionedConcurrencyConfig: %s", err->msg);
     status = gr->config->status;
     allocated = gr->config->allocated_provisioned_concurrent_executions;
+    assert_int_equal(gr->config->last_modified_unix_ms, put_ms); /* the put's, kept in etcd */
     free_msg(gr);
     if (status == BRUME__PROVISIONED_CONCURRENCY_STATUS__PROVISIONED_CONCURRENCY_STATUS_READY)
       break;
@@ -415,6 +436,9 @@ static void test_provisioned(void **state) {
   assert_int_equal(fe("GetProvisionedConcurrencyConfig", key_a, &get, &gr, &err), -1);
   assert_err(err, BRUME_NOT_FOUND, "ResourceNotFoundException");
   brume_err_clear(&err);
+  /* Nothing of it is left: the count, the time, and so the key. */
+  brume_autofree char *after = etcd_value("/brume/limits/function/" ACCOUNT_A "/prov");
+  assert_null(after);
   free(v1);
 }
 
