@@ -285,7 +285,7 @@ static void cpu_emit(const char *phase, const cpu_snap *a, const cpu_snap *b, lo
                {"guest_vcpu", b->vcpu - a->vcpu},
                {"qemu_other", b->qemu_other - a->qemu_other},
                {"host", b->host - a->host}};
-  for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+  for (size_t i = 0; i < BRUME_ARRAY_LEN(parts); i++) {
     char metric[96];
     snprintf(metric, sizeof(metric), "%s_cpu_%s_us", phase, parts[i].name);
     bench_emit("e2e", metric, parts[i].us / (double)n, "us/inv");

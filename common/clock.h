@@ -4,6 +4,7 @@
 #ifndef BRUME_CLOCK_H
 #define BRUME_CLOCK_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -34,6 +35,16 @@ static inline struct timespec brume_timespec_in(clockid_t clock, int64_t ms) {
   ts.tv_sec += (time_t)(ms / 1000 + ns / 1000000000);
   ts.tv_nsec = (long)(ns % 1000000000);
   return ts;
+}
+
+/* Initialises cond on CLOCK_MONOTONIC, so that its timed waits (deadlines from
+ * brume_timespec_in(CLOCK_MONOTONIC, ...)) do not move when the wall clock is set. */
+static inline void brume_cond_init_monotonic(pthread_cond_t *cond) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(cond, &ca);
+  pthread_condattr_destroy(&ca);
 }
 
 #endif

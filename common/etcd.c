@@ -1,5 +1,4 @@
 #include "etcd.h"
-#include "strbuf.h"
 
 #include <curl/curl.h>
 #include <errno.h>
@@ -15,6 +14,7 @@
 #include "clock.h"
 #include "etcd_json.h"
 #include "log.h"
+#include "strbuf.h"
 
 BRUME_DEFINE_AUTOPTR(CURL, curl_easy_cleanup)
 
@@ -690,11 +690,7 @@ brume_etcd_watch *brume_etcd_watch_prefix(brume_etcd *e, const char *prefix, int
   atomic_init(&w->stop, false);
   atomic_init(&w->next_rev, start_revision);
   pthread_mutex_init(&w->lock, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&w->cond, &ca);
-  pthread_condattr_destroy(&ca);
+  brume_cond_init_monotonic(&w->cond);
   w->multi = curl_multi_init();
   if (w->multi == NULL) brume_fatal("out of memory creating a libcurl multi handle");
   int rc = pthread_create(&w->thread, NULL, watch_main, w);

@@ -17,7 +17,7 @@ struct brume_registration {
   bool stopping;
   /* under lock */
   char *value;
-  int64_t lease;         /* 0 while lost */
+  int64_t lease;           /* 0 while lost */
   struct timespec renewed; /* CLOCK_MONOTONIC of the last success */
 };
 
@@ -67,8 +67,8 @@ static void *renew(void *arg) {
     if (lease) {
       rc = brume_etcd_lease_keepalive(reg->etcd, lease, NULL, &err);
       if (rc < 0 && err->code == BRUME_NOT_FOUND) {
-        brume_warn("Registration lease expired; registering again.", "key=%s lease=%lld",
-                   reg->key, (long long)lease);
+        brume_warn("Registration lease expired; registering again.", "key=%s lease=%lld", reg->key,
+                   (long long)lease);
         brume_err_clear(&err);
         lease = 0;
       }
@@ -103,11 +103,7 @@ brume_registration *brume_register(brume_etcd *etcd, const char *prefix, const c
   reg->ttl_s = ttl_s;
   reg->value = brume_xstrdup(value);
   pthread_mutex_init(&reg->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&reg->wake, &attr);
-  pthread_condattr_destroy(&attr);
+  brume_cond_init_monotonic(&reg->wake);
   if (put_under_new_lease(reg, value, &reg->lease, err) < 0) {
     reg->lease = 0;
     brume_registration_free(reg);

@@ -4,11 +4,7 @@
 
 void brume_revision_init(brume_revision *r, int64_t applied) {
   pthread_mutex_init(&r->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&r->cond, &ca);
-  pthread_condattr_destroy(&ca);
+  brume_cond_init_monotonic(&r->cond);
   r->applied = applied;
 }
 

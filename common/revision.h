@@ -1,6 +1,7 @@
 /* The etcd revision a live copy of some keys has applied, and waiting for it: what a module that
- * follows a prefix with a watch (the frontend's key store and catalog) gives the writers that
- * must see their own write applied before they answer. Thread-safe. */
+ * follows a prefix with a watch (common/etcd_follow.h's synced: the frontend's key store and
+ * catalog, counting's limits store) gives the writers that must see their own write applied
+ * before they answer. Thread-safe. */
 #ifndef BRUME_REVISION_H
 #define BRUME_REVISION_H
 

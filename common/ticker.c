@@ -43,11 +43,7 @@ brume_ticker *brume_ticker_start(int64_t period_ms, void (*fn)(void *arg), void 
   t->fn = fn;
   t->arg = arg;
   pthread_mutex_init(&t->mu, NULL);
-  pthread_condattr_t ca;
-  pthread_condattr_init(&ca);
-  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_cond_init(&t->cv, &ca);
-  pthread_condattr_destroy(&ca);
+  brume_cond_init_monotonic(&t->cv);
   BRUME_ENSURE(pthread_create(&t->thread, NULL, ticker_main, t) == 0);
   return t;
 }

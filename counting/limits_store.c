@@ -2,13 +2,13 @@
 
 #include <jansson.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "etcd_follow.h"
 #include "log.h"
+#include "revision.h"
 
 BRUME_DEFINE_AUTOPTR(json_t, json_decref)
 
@@ -54,8 +54,8 @@ struct brume_limits_store {
   size_t prefix_len;
   brume_cluster_limits cluster;
   size_t n_accounts, cap_accounts;
-  account_rec **accounts; /* sorted by id */
-  _Atomic int64_t revision;
+  account_rec **accounts;  /* sorted by id */
+  brume_revision revision; /* never moves back: after a reload, replayed events are older */
   brume_limits_change_fn on_change;
   void *user;
   brume_etcd_follow *follow;
@@ -500,12 +500,8 @@ static void load_all(void *user, const brume_etcd_kv *kvs, size_t n, bool again)
   if (again && s->on_change) s->on_change(s->user, BRUME_LIMITS_CLUSTER, NULL, NULL);
 }
 
-/* The store's revision only moves forward: after a reload, the replayed events are older. */
 static void synced(void *user, int64_t rev) {
-  brume_limits_store *s = user;
-  int64_t cur = atomic_load(&s->revision);
-  while (rev > cur && !atomic_compare_exchange_weak(&s->revision, &cur, rev)) {
-  }
+  brume_revision_advance(&((brume_limits_store *)user)->revision, rev);
 }
 
 static void apply_event(void *user, const brume_etcd_event *ev) {
@@ -560,6 +556,7 @@ brume_limits_store *brume_limits_store_start(brume_etcd *e, const char *root,
   /* Lookups come in a steady stream; a change must not wait for a gap in it. */
   pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
   pthread_rwlock_init(&s->lock, &attr);
+  brume_revision_init(&s->revision, 0);
   pthread_rwlockattr_destroy(&attr);
   s->prefix = brume_xasprintf("%slimits/", root);
   s->prefix_len = strlen(s->prefix);
@@ -584,6 +581,7 @@ void brume_limits_store_stop(brume_limits_store *s) {
   free(s->accounts);
   free(s->prefix);
   pthread_rwlock_destroy(&s->lock);
+  brume_revision_destroy(&s->revision);
   free(s);
 }
 
@@ -639,5 +637,5 @@ void brume_limits_store_lookup(brume_limits_store *s, const char *account, const
 }
 
 int64_t brume_limits_store_revision(brume_limits_store *s) {
-  return atomic_load(&s->revision);
+  return brume_revision_applied(&s->revision);
 }

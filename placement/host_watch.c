@@ -16,7 +16,6 @@ struct brume_host_watch {
   brume_host_gone_fn on_gone;
   void *arg;
   brume_etcd_follow *follow;
-  int64_t revision; /* the last the table reflects (synced) */
 };
 
 /* Host ids gathered under the lock, for on_gone after it. */
@@ -122,10 +121,6 @@ static void apply_event(void *user, const brume_etcd_event *ev) {
   gone_report(w, &gone);
 }
 
-static void synced(void *user, int64_t revision) {
-  ((brume_host_watch *)user)->revision = revision;
-}
-
 brume_host_watch *brume_host_watch_start(brume_etcd *etcd, const char *prefix,
                                          uint32_t cpu_overcommit, brume_host_gone_fn on_gone,
                                          void *arg, brume_err **err) {
@@ -136,7 +131,7 @@ brume_host_watch *brume_host_watch_start(brume_etcd *etcd, const char *prefix,
   w->on_gone = on_gone;
   w->arg = arg;
   static const brume_etcd_follow_ops ops = {
-      .what = "the worker hosts", .load = load_all, .apply = apply_event, .synced = synced};
+      .what = "the worker hosts", .load = load_all, .apply = apply_event};
   w->follow = brume_etcd_follow_start(etcd, w->dir, &ops, w, err);
   if (w->follow == NULL) {
     brume_host_watch_stop(w);
@@ -145,7 +140,7 @@ brume_host_watch *brume_host_watch_start(brume_etcd *etcd, const char *prefix,
   pthread_mutex_lock(&w->mu);
   size_t n = brume_hosts_count(w->hosts);
   pthread_mutex_unlock(&w->mu);
-  brume_info("Following the worker hosts.", "hosts=%zu revision=%lld", n, (long long)w->revision);
+  brume_info("Following the worker hosts.", "hosts=%zu", n);
   return w;
 }
 

@@ -189,7 +189,7 @@ static void *refill_main(void *arg) {
     pool_class *c = NULL;
     while (!p->stopping && (c = emptiest(p)) == NULL) pthread_cond_wait(&p->cv, &p->mu);
     /* Not while a taken VM is being specialised (its caller waits), for a while at most. */
-    struct timespec defer = brume_timespec_in(CLOCK_REALTIME, BRUME_POOL_REFILL_DEFER_MS);
+    struct timespec defer = brume_timespec_in(CLOCK_MONOTONIC, BRUME_POOL_REFILL_DEFER_MS);
     while (!p->stopping && p->specialising > 0 &&
            pthread_cond_timedwait(&p->cv, &p->mu, &defer) != ETIMEDOUT) {
     }
@@ -214,7 +214,7 @@ static void *refill_main(void *arg) {
       brume_warn("A pool VM did not boot; trying again.", "memory_mib=%" PRIu32 " ms=%.1f err=%s",
                  c->memory_mib, ms, brume_log_quote(q, sizeof(q), err->msg));
       brume_err_free(err);
-      struct timespec until = brume_timespec_in(CLOCK_REALTIME, RETRY_PAUSE_MS);
+      struct timespec until = brume_timespec_in(CLOCK_MONOTONIC, RETRY_PAUSE_MS);
       while (!p->stopping && pthread_cond_timedwait(&p->cv, &p->mu, &until) != ETIMEDOUT) {
       }
       continue;
@@ -240,7 +240,7 @@ brume_pool *brume_pool_start(const brume_pool_opts *opts) {
   if (p->o.size == 0) p->o.n_sizes = 0;
   p->c = brume_xcalloc(p->o.n_sizes + 1, sizeof(*p->c));
   pthread_mutex_init(&p->mu, NULL);
-  pthread_cond_init(&p->cv, NULL);
+  brume_cond_init_monotonic(&p->cv);
   if (p->o.metrics)
     p->gauge = brume_metrics_gauge(p->o.metrics, "brume_worker_pool_vms",
                                    "Booted, not yet specialised microVMs ready in the pool.",

@@ -14,7 +14,6 @@
 #include <unistd.h>
 /* cmocka.h needs setjmp.h, stdarg.h and stddef.h before it. */
 #include <cmocka.h>
-#include <curl/curl.h>
 
 #include "etcd.h"
 #include "etcd_server.h"
@@ -451,23 +450,6 @@ static void test_watch_resumes_after_restart(void **state) {
   collector_destroy(&c);
 }
 
-/* etcd's compaction has no place in the client's API; the test asks the gateway directly. */
-static void compact(int64_t revision) {
-  CURL *h = curl_easy_init();
-  brume_autofree char *url = brume_xasprintf("%s/v3/kv/compaction", srv->endpoint);
-  brume_autofree char *body = brume_xasprintf("{\"revision\":\"%" PRId64 "\"}", revision);
-  FILE *devnull = fopen("/dev/null", "w");
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, devnull);
-  assert_int_equal(curl_easy_perform(h), CURLE_OK);
-  long http = 0;
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
-  assert_int_equal(http, 200);
-  fclose(devnull);
-  curl_easy_cleanup(h);
-}
-
 /* Revisions compacted away cannot be replayed: the watch says so and goes on from the oldest
  * revision etcd still has, instead of failing or looping. */
 static void test_watch_after_compaction(void **state) {
@@ -476,7 +458,7 @@ static void test_watch_after_compaction(void **state) {
   put_str("/t/wc/k1", "1", &r1);
   put_str("/t/wc/k2", "2", &r2);
   put_str("/t/wc/k3", "3", &r3);
-  compact(r3);
+  assert_int_equal(brume_test_etcd_compact(srv, r3), 0);
   collector c;
   collector_init(&c);
   brume_err *err = NULL;

@@ -1,11 +1,10 @@
 /* common/etcd_follow.c against a real etcd: the first load, the changes, a read again (resync) that
  * retries while etcd is down, and a real watch gap (etcd compacted what the watch had missed
  * while etcd was down), after which the copy is whole again. */
-#include <curl/curl.h>
-#include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include "etcd_server.h"
 #include "mem.h"
 #include "proc.h"
+#include "revision.h"
 
 BRUME_TEST_ETCD_GROUP()
 
@@ -28,7 +28,7 @@ typedef struct copy {
   char keys[16][64], values[16][64];
   size_t n;
   int loads, loads_again;
-  int64_t synced;
+  brume_revision synced;
 } copy;
 
 static void copy_set(copy *c, const char *key, const char *value) {
@@ -73,10 +73,7 @@ static void on_apply(void *user, const brume_etcd_event *ev) {
 }
 
 static void on_synced(void *user, int64_t revision) {
-  copy *c = user;
-  pthread_mutex_lock(&c->lock);
-  c->synced = revision;
-  pthread_mutex_unlock(&c->lock);
+  brume_revision_advance(&((copy *)user)->synced, revision);
 }
 
 static const brume_etcd_follow_ops ops = {
@@ -85,6 +82,12 @@ static const brume_etcd_follow_ops ops = {
 static void copy_init(copy *c) {
   memset(c, 0, sizeof(*c));
   pthread_mutex_init(&c->lock, NULL);
+  brume_revision_init(&c->synced, 0);
+}
+
+static void copy_destroy(copy *c) {
+  pthread_mutex_destroy(&c->lock);
+  brume_revision_destroy(&c->synced);
 }
 
 /* The copy as "k=v;k=v" (in the copy's order), for one assertion. */
@@ -104,21 +107,10 @@ static int64_t put(const char *key, const char *value) {
   return rev;
 }
 
-/* Waits until the copy has synced revision rev, up to timeout_ms. */
-static bool wait_synced(copy *c, int64_t rev, int timeout_ms) {
-  for (int waited = 0; waited < timeout_ms; waited += 10) {
-    pthread_mutex_lock(&c->lock);
-    bool done = c->synced >= rev;
-    pthread_mutex_unlock(&c->lock);
-    if (done) return true;
-    usleep(10 * 1000);
-  }
-  return false;
-}
-
-static int loads_again(copy *c) {
+/* How many loads the copy has had: all of them, or those after the first (again). */
+static int loads(copy *c, bool again) {
   pthread_mutex_lock(&c->lock);
-  int n = c->loads_again;
+  int n = again ? c->loads_again : c->loads;
   pthread_mutex_unlock(&c->lock);
   return n;
 }
@@ -136,31 +128,31 @@ static void test_load_then_changes(void **state) {
   char text[512];
   copy_text(&c, text, sizeof(text));
   assert_string_equal(text, "/f1/a=1;/f1/b=2");
-  assert_int_equal(c.loads, 1);
-  assert_int_equal(c.loads_again, 0);
-  assert_true(c.synced >= r);
+  assert_int_equal(loads(&c, false), 1);
+  assert_int_equal(loads(&c, true), 0);
+  assert_true(brume_revision_applied(&c.synced) >= r);
 
   put("/f1/c", "3");
   put("/f1/a", "10");
   assert_int_equal(brume_etcd_delete(etcd, "/f1/b", false, NULL, NULL), 0);
   int64_t last = put("/f1/d", "4");
-  assert_true(wait_synced(&c, last, 5000));
+  assert_true(brume_revision_wait(&c.synced, last, 5000));
   copy_text(&c, text, sizeof(text));
   assert_string_equal(text, "/f1/a=10;/f1/c=3;/f1/d=4");
-  assert_int_equal(c.loads, 1); /* changes come as events, not reloads */
+  assert_int_equal(loads(&c, false), 1); /* changes come as events, not reloads */
   brume_etcd_follow_stop(f);
-  pthread_mutex_destroy(&c.lock);
+  copy_destroy(&c);
 }
 
 typedef struct resync_job {
   brume_etcd_follow *f;
-  volatile bool done;
+  atomic_bool done;
 } resync_job;
 
 static void *resync_thread(void *arg) {
   resync_job *j = arg;
   brume_etcd_follow_resync(j->f);
-  j->done = true;
+  atomic_store(&j->done, true);
   return NULL;
 }
 
@@ -173,40 +165,25 @@ static void test_resync_retries_until_etcd_answers(void **state) {
   brume_etcd_follow *f = brume_etcd_follow_start(etcd, "/f2/", &ops, &c, NULL);
   assert_non_null(f);
   brume_etcd_follow_resync(f); /* etcd up: at once */
-  assert_int_equal(loads_again(&c), 1);
+  assert_int_equal(loads(&c, true), 1);
 
   assert_int_equal(brume_test_etcd_stop(server), 0);
   resync_job j = {.f = f};
   pthread_t t;
   assert_int_equal(pthread_create(&t, NULL, resync_thread, &j), 0);
   sleep(1);
-  assert_false(j.done); /* still retrying */
-  assert_int_equal(loads_again(&c), 1);
+  assert_false(atomic_load(&j.done)); /* still retrying */
+  assert_int_equal(loads(&c, true), 1);
   assert_int_equal(brume_test_etcd_restart(server), 0);
   int64_t r = put("/f2/b", "2");
   pthread_join(t, NULL);
-  assert_true(j.done);
-  assert_int_equal(loads_again(&c), 2);
-  assert_true(wait_synced(&c, r, 10000)); /* the watch is back too */
+  assert_int_equal(loads(&c, true), 2);
+  assert_true(brume_revision_wait(&c.synced, r, 10000)); /* the watch is back too */
   char text[512];
   copy_text(&c, text, sizeof(text));
   assert_string_equal(text, "/f2/a=1;/f2/b=2");
   brume_etcd_follow_stop(f);
-  pthread_mutex_destroy(&c.lock);
-}
-
-/* etcd's compaction has no place in the client's API; the test asks the gateway directly. */
-static void compact(int64_t revision) {
-  CURL *h = curl_easy_init();
-  brume_autofree char *url = brume_xasprintf("%s/v3/kv/compaction", server->endpoint);
-  brume_autofree char *body = brume_xasprintf("{\"revision\":\"%" PRId64 "\"}", revision);
-  FILE *devnull = fopen("/dev/null", "w");
-  curl_easy_setopt(h, CURLOPT_URL, url);
-  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, devnull);
-  assert_int_equal(curl_easy_perform(h), CURLE_OK);
-  fclose(devnull);
-  curl_easy_cleanup(h);
+  copy_destroy(&c);
 }
 
 /* A real gap: while etcd is down the watch backs off (to 1.6-3.2 s after 3.5 s); etcd comes back,
@@ -222,24 +199,24 @@ static void test_watch_gap_reads_everything_again(void **state) {
   brume_etcd_follow *f = brume_etcd_follow_start(etcd, "/f3/", &ops, &c, NULL);
   assert_non_null(f);
   int tries = 0;
-  for (; tries < 3 && loads_again(&c) == 0; tries++) {
+  for (; tries < 3 && loads(&c, true) == 0; tries++) {
     assert_int_equal(brume_test_etcd_stop(server), 0);
     usleep(3500 * 1000);
     assert_int_equal(brume_test_etcd_restart(server), 0);
     put("/f3/a", "2");
     assert_int_equal(brume_etcd_delete(etcd, "/f3/b", false, NULL, NULL), 0);
     int64_t r = put("/f3/c", "2");
-    compact(r);
+    assert_int_equal(brume_test_etcd_compact(server, r), 0);
     int64_t marker = put("/f3/d", "2"); /* after the compaction: the watch's first event */
-    assert_true(wait_synced(&c, marker, 15000));
+    assert_true(brume_revision_wait(&c.synced, marker, 15000));
   }
   fprintf(stderr, "test_etcd_follow: the gap came on try %d\n", tries);
-  assert_int_equal(loads_again(&c), 1);
+  assert_int_equal(loads(&c, true), 1);
   char text[512];
   copy_text(&c, text, sizeof(text));
   assert_string_equal(text, "/f3/a=2;/f3/c=2;/f3/d=2");
   brume_etcd_follow_stop(f);
-  pthread_mutex_destroy(&c.lock);
+  copy_destroy(&c);
 }
 
 /* No etcd: start fails with what it could not read. */
@@ -254,9 +231,9 @@ static void test_start_without_etcd(void **state) {
   assert_null(brume_etcd_follow_start(dead, "/f4/", &ops, &c, &err));
   assert_non_null(err);
   assert_non_null(strstr(err->msg, "read the test keys under /f4/"));
-  assert_int_equal(c.loads, 0);
+  assert_int_equal(loads(&c, false), 0);
   brume_err_free(err);
-  pthread_mutex_destroy(&c.lock);
+  copy_destroy(&c);
 }
 
 int main(void) {

@@ -1,6 +1,8 @@
 #include "etcd_server.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -79,6 +81,24 @@ bool brume_test_etcd_healthy(const brume_test_etcd *s, int timeout_ms) {
     usleep(50000);
   } while (brume_test_now_ms() < end);
   return false;
+}
+
+int brume_test_etcd_compact(const brume_test_etcd *s, int64_t revision) {
+  CURL *h = curl_easy_init();
+  if (h == NULL) return -1;
+  char *url = xasprintf("%s/v3/kv/compaction", s->endpoint);
+  char *body = xasprintf("{\"revision\":\"%" PRId64 "\"}", revision);
+  FILE *devnull = fopen("/dev/null", "w");
+  curl_easy_setopt(h, CURLOPT_URL, url);
+  curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(h, CURLOPT_WRITEDATA, devnull);
+  long http = 0;
+  if (curl_easy_perform(h) == CURLE_OK) curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
+  if (devnull) fclose(devnull);
+  curl_easy_cleanup(h);
+  free(url);
+  free(body);
+  return http == 200 ? 0 : -1;
 }
 
 static bool exited(pid_t pid) {

@@ -39,6 +39,9 @@ int brume_test_etcd_stop(brume_test_etcd *s);
 int brume_test_etcd_kill(brume_test_etcd *s);
 /* Starts a stopped server again on the same ports and data and waits until healthy. */
 int brume_test_etcd_restart(brume_test_etcd *s);
+/* Compacts s's history up to revision (etcd's client API has no place for it here: the gateway's
+ * /v3/kv/compaction, plain HTTP only). 0 on success. */
+int brume_test_etcd_compact(const brume_test_etcd *s, int64_t revision);
 /* True if GET /health answers healthy within timeout_ms. */
 bool brume_test_etcd_healthy(const brume_test_etcd *s, int timeout_ms);
 /* Stops the server if running, deletes its directory and frees s. NULL is allowed. */

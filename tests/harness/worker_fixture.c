@@ -323,9 +323,8 @@ int brume_test_worker_pool_vms(brume_test_worker *w) {
   return (int)brume_test_worker_metric(w, "brume_worker_pool_vms");
 }
 
-/* How many processes have needle in their command line; *first (may be NULL) gets the pid of
- * one of them, 0 when there is none. */
-/* Counts the processes whose command line holds needle; their pids go to pids (at most max). */
+/* How many processes have needle in their command line; the pids of the first max of them go to
+ * pids. */
 static size_t scan_cmdlines(const char *needle, pid_t *pids, size_t max) {
   size_t n = 0;
   DIR *d = opendir("/proc");
@@ -361,16 +360,19 @@ pid_t brume_test_qemu_pid(const char *name) {
   return pid;
 }
 
-size_t brume_test_qemu_count(const char *prefix) {
+/* How many QEMUs run domains whose names start with prefix; the first max pids go to pids. */
+static size_t scan_qemus(const char *prefix, pid_t *pids, size_t max) {
   char needle[300];
   snprintf(needle, sizeof(needle), "guest=%s", prefix);
-  return scan_cmdlines(needle, NULL, 0);
+  return scan_cmdlines(needle, pids, max);
+}
+
+size_t brume_test_qemu_count(const char *prefix) {
+  return scan_qemus(prefix, NULL, 0);
 }
 
 size_t brume_test_qemu_pids(const char *prefix, pid_t *pids, size_t max) {
-  char needle[300];
-  snprintf(needle, sizeof(needle), "guest=%s", prefix);
-  size_t n = scan_cmdlines(needle, pids, max);
+  size_t n = scan_qemus(prefix, pids, max);
   return n < max ? n : max;
 }
 
