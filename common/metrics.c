@@ -63,9 +63,19 @@ struct brume_histogram {
   metric m;
 };
 
+typedef struct collector {
+  brume_metrics_collect_fn fn;
+  void *user;
+} collector;
+
 struct brume_metrics {
   pthread_mutex_t mu;
   metric *metrics;
+  /* Run before each render, in the order added; collect_mu is held while they run, so that
+   * brume_metrics_remove_collect() returns only once none of them runs any more. */
+  pthread_mutex_t collect_mu;
+  collector collectors[BRUME_METRICS_MAX_COLLECTORS];
+  size_t n_collectors;
 };
 
 /* ---- values ---- */
@@ -252,10 +262,12 @@ void brume_histogram_observe_labels(brume_histogram *h, double v, size_t n,
 brume_metrics *brume_metrics_new(void) {
   brume_metrics *reg = brume_xcalloc(1, sizeof(*reg));
   pthread_mutex_init(&reg->mu, NULL);
+  pthread_mutex_init(&reg->collect_mu, NULL);
   return reg;
 }
 
-static void metric_free(metric *m) {
+/* Frees every series of m's table (not its solo series) and empties the table. */
+static void free_table_series(metric *m) {
   for (size_t i = 0; i < m->table_size; i++) {
     series *s = m->table[i];
     while (s) {
@@ -263,7 +275,13 @@ static void metric_free(metric *m) {
       series_free(s);
       s = next;
     }
+    m->table[i] = NULL;
   }
+  m->n_series = 0;
+}
+
+static void metric_free(metric *m) {
+  free_table_series(m);
   if (m->solo) series_free(m->solo);
   for (size_t i = 0; i < m->n_labels; i++) free(m->labels[i]);
   free(m->table);
@@ -283,6 +301,7 @@ void brume_metrics_free(brume_metrics *reg) {
     m = next;
   }
   pthread_mutex_destroy(&reg->mu);
+  pthread_mutex_destroy(&reg->collect_mu);
   free(reg);
 }
 
@@ -510,9 +529,43 @@ static void render_metric(buf *b, metric *m) {
   free(all);
 }
 
+void brume_metrics_add_collect(brume_metrics *reg, brume_metrics_collect_fn fn, void *user) {
+  pthread_mutex_lock(&reg->collect_mu);
+  if (reg->n_collectors == BRUME_METRICS_MAX_COLLECTORS)
+    brume_fatal("brume_metrics_add_collect: more than %d collectors", BRUME_METRICS_MAX_COLLECTORS);
+  reg->collectors[reg->n_collectors++] = (collector){fn, user};
+  pthread_mutex_unlock(&reg->collect_mu);
+}
+
+void brume_metrics_remove_collect(brume_metrics *reg, brume_metrics_collect_fn fn, void *user) {
+  if (reg == NULL) return;
+  pthread_mutex_lock(&reg->collect_mu);
+  for (size_t i = 0; i < reg->n_collectors; i++) {
+    if (reg->collectors[i].fn != fn || reg->collectors[i].user != user) continue;
+    memmove(&reg->collectors[i], &reg->collectors[i + 1],
+            (reg->n_collectors - i - 1) * sizeof(collector));
+    reg->n_collectors--;
+    break;
+  }
+  pthread_mutex_unlock(&reg->collect_mu);
+}
+
+void brume_gauge_clear(brume_gauge *g) {
+  metric *m = &g->m;
+  if (m->n_labels == 0) {
+    atomic_store(&m->solo->bits, double_to_bits(0));
+    return;
+  }
+  pthread_mutex_lock(&m->mu);
+  free_table_series(m);
+  pthread_mutex_unlock(&m->mu);
+}
+
 char *brume_metrics_render(brume_metrics *reg, size_t *len) {
   buf b = {0};
   buf_puts(&b, "");
+  pthread_mutex_lock(&reg->collect_mu);
+  for (size_t i = 0; i < reg->n_collectors; i++) reg->collectors[i].fn(reg->collectors[i].user);
   pthread_mutex_lock(&reg->mu);
   size_t n = 0;
   for (metric *m = reg->metrics; m; m = m->next) n++;
@@ -524,6 +577,7 @@ char *brume_metrics_render(brume_metrics *reg, size_t *len) {
   qsort(all, n, sizeof(metric *), cmp_metric);
   for (size_t i = 0; i < n; i++) render_metric(&b, all[i]);
   free(all);
+  pthread_mutex_unlock(&reg->collect_mu);
   if (len) *len = b.len;
   return b.p;
 }

@@ -60,6 +60,24 @@ brume_histogram *brume_metrics_histogram(brume_metrics *reg, const char *name, c
  * about one second, and both must land in a bucket of their own. */
 extern const double brume_metrics_latency_buckets[16];
 
+/* A collector sets gauges that mirror state held elsewhere (a table of hosts, an account's
+ * limits) just before each render, instead of on every change: brume_metrics_add_collect()
+ * registers fn, which runs on the rendering thread before every render of reg, one render at a
+ * time. It may clear and set gauges; it must not render. Remove it with
+ * brume_metrics_remove_collect() before what user points to is freed: that call returns only
+ * once fn is not running. At most BRUME_METRICS_MAX_COLLECTORS per registry (aborts beyond). */
+#define BRUME_METRICS_MAX_COLLECTORS 8
+typedef void (*brume_metrics_collect_fn)(void *user);
+void brume_metrics_add_collect(brume_metrics *reg, brume_metrics_collect_fn fn, void *user);
+/* Removes the collector (fn, user); nothing happens if it is not registered. reg may be NULL. */
+void brume_metrics_remove_collect(brume_metrics *reg, brume_metrics_collect_fn fn, void *user);
+
+/* Drops every series of a gauge with labels (one without labels goes back to 0), so that a
+ * collector can set the current label sets afresh: a host that left stops being reported.
+ * Only for gauges that nothing but collectors updates: an update on another thread could still
+ * hold a series this frees. */
+void brume_gauge_clear(brume_gauge *g);
+
 /* Renders every metric of reg, sorted by name and then by label values, in the text format
  * 0.0.4. Returns a NUL-terminated heap string the caller frees; *len (if non-NULL) gets its
  * length. */

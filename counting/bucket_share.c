@@ -12,30 +12,37 @@ static bool same_params(const brume_bucket_params *a, const brume_bucket_params 
          a->refill_interval_ms == b->refill_interval_ms && a->time_scale == b->time_scale;
 }
 
-/* Reads the bucket at key into *b, with the parameters p applied at now_ms; *mod is the key's mod
- * revision (0: absent, then *b is a full bucket from now_ms); *changed (may be NULL) says whether
- * p differed from the stored parameters. */
-static int load(brume_etcd *e, const char *key, const brume_bucket_params *p, int64_t now_ms,
-                brume_bucket *b, int64_t *mod, bool *changed, brume_err **err) {
-  brume_etcd_kv *kv = NULL;
-  if (brume_etcd_get(e, key, &kv, NULL, err) < 0)
-    return brume_err_wrap(err, "read scaling bucket %s", key);
-  *mod = kv ? kv->mod_revision : 0;
+/* The bucket in kv (NULL: its key is absent) into *b, with the parameters p applied at now_ms:
+ * an absent or malformed value (warned about, naming key) is a full bucket from now_ms. *changed
+ * (may be NULL) says whether p differed from the stored parameters. -1 only for an invalid p. */
+static int decode(const char *key, const brume_etcd_kv *kv, const brume_bucket_params *p,
+                  int64_t now_ms, brume_bucket *b, bool *changed, brume_err **err) {
   brume_err *bad = NULL;
   if (kv && brume_bucket_from_json(b, kv->value, kv->value_len, &bad) < 0) {
     char q[256];
     brume_warn("A scaling bucket in etcd is malformed; starting it full.", "key=%s err=%s", key,
                brume_log_quote(q, sizeof(q), bad->msg));
     brume_err_free(bad);
-    brume_etcd_kv_free(kv);
     kv = NULL;
   }
-  brume_etcd_kv_free(kv);
   if (kv == NULL && brume_bucket_init(b, p, now_ms, err) < 0) return -1;
   bool differs = !same_params(&b->p, p);
   if (changed) *changed = differs;
   if (differs && brume_bucket_set_params(b, p, now_ms, err) < 0) return -1;
   return 0;
+}
+
+/* Reads the bucket at key into *b, as decode() makes it; *mod is the key's mod revision (0:
+ * absent). */
+static int load(brume_etcd *e, const char *key, const brume_bucket_params *p, int64_t now_ms,
+                brume_bucket *b, int64_t *mod, bool *changed, brume_err **err) {
+  brume_etcd_kv *kv = NULL;
+  if (brume_etcd_get(e, key, &kv, NULL, err) < 0)
+    return brume_err_wrap(err, "read scaling bucket %s", key);
+  *mod = kv ? kv->mod_revision : 0;
+  int rc = decode(key, kv, p, now_ms, b, changed, err);
+  brume_etcd_kv_free(kv);
+  return rc;
 }
 
 /* Writes b to key if its mod revision is still mod (0: if it is still absent): 1 written, 0 lost
@@ -123,6 +130,15 @@ int brume_bucket_share_state(brume_etcd *e, const char *key, const brume_bucket_
   brume_bucket b;
   int64_t mod;
   if (load(e, key, p, now_ms, &b, &mod, NULL, err) < 0) return -1;
+  brume_bucket_get_state(&b, now_ms, out);
+  return 0;
+}
+
+int brume_bucket_share_state_of(const char *key, const brume_etcd_kv *kv,
+                                const brume_bucket_params *p, int64_t now_ms,
+                                brume_bucket_state *out, brume_err **err) {
+  brume_bucket b;
+  if (decode(key, kv, p, now_ms, &b, NULL, err) < 0) return -1;
   brume_bucket_get_state(&b, now_ms, out);
   return 0;
 }

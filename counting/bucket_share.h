@@ -20,6 +20,7 @@
 #ifndef BRUME_COUNTING_BUCKET_SHARE_H
 #define BRUME_COUNTING_BUCKET_SHARE_H
 #include <stdint.h>
+
 #include "bucket.h"
 #include "err.h"
 #include "etcd.h"
@@ -40,4 +41,11 @@ int brume_bucket_share_give_back(brume_etcd *e, const char *key, const brume_buc
 /* The bucket's state at now_ms, read only (a missing key: full). */
 int brume_bucket_share_state(brume_etcd *e, const char *key, const brume_bucket_params *p,
                              int64_t now_ms, brume_bucket_state *out, brume_err **err);
+
+/* The same from a value read elsewhere: kv is the bucket's key-value (NULL: the key is absent,
+ * a full bucket), key names it in the warning about a malformed value. No etcd call; for readers
+ * of many buckets with one range read (the daemon's /metrics). -1 only when p is invalid. */
+int brume_bucket_share_state_of(const char *key, const brume_etcd_kv *kv,
+                                const brume_bucket_params *p, int64_t now_ms,
+                                brume_bucket_state *out, brume_err **err);
 #endif

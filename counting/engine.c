@@ -1043,6 +1043,17 @@ size_t brume_engine_records(brume_engine *e) {
   return n;
 }
 
+void brume_engine_each_use(brume_engine *e, brume_engine_use_fn fn, void *user) {
+  pthread_mutex_lock(&e->mu);
+  for (size_t i = 0; i < e->n_slots; i++)
+    for (const rec *r = e->table[i]; r; r = r->next)
+      fn(user, &(brume_engine_use){.account_id = r->account_id,
+                                   .function_name = r->function_name,
+                                   .in_use = r->in_use,
+                                   .held = r->pool.held});
+  pthread_mutex_unlock(&e->mu);
+}
+
 size_t brume_engine_tokens_held(brume_engine *e) {
   pthread_mutex_lock(&e->mu);
   size_t n = brume_tokens_count(e->tokens);

@@ -164,5 +164,25 @@ size_t brume_engine_tokens_held(brume_engine *e);
 /* Accounts and functions the engine remembers now (idle ones are dropped). */
 size_t brume_engine_records(brume_engine *e);
 
+/* What this daemon has of one account or function: the record the engine keeps for it. */
+typedef struct brume_engine_use {
+  const char *account_id;
+  const char *function_name; /* NULL for the account's own record */
+  /* Tokens granted and not yet back: an account's count those of all its functions. */
+  uint32_t in_use;
+  /* The block held in etcd of the record's own pool: an account's unreserved pool, or a
+   * function's reserved one (0 for a function without reserved concurrency). An account's held
+   * in GetState is its block plus those of its functions. */
+  uint32_t held;
+} brume_engine_use;
+
+typedef void (*brume_engine_use_fn)(void *user, const brume_engine_use *use);
+
+/* Calls fn for every account and function the engine remembers (brume_engine_records()), in no
+ * particular order. fn runs under the engine's mutex, which every Acquire and Release takes: it
+ * must be quick (copy what it needs) and must not call the engine. The strings are valid during
+ * the call only. For /metrics (counting/state_metrics.h). */
+void brume_engine_each_use(brume_engine *e, brume_engine_use_fn fn, void *user);
+
 BRUME_DEFINE_AUTOPTR(brume_engine, brume_engine_free)
 #endif

@@ -26,9 +26,8 @@ static int check_key(const char *prefix, const char *daemon_id, brume_err **err)
   return 0;
 }
 
-/* A block size: decimal digits only, at most UINT32_MAX. No sign, space or empty string, which
- * strtoul would let through. */
-static bool parse_block(const char *s, size_t len, uint32_t *out) {
+/* No sign, space or empty string, which strtoul would let through. */
+bool brume_holdings_parse_block(const char *s, size_t len, uint32_t *out) {
   if (len == 0 || len > 10) return false;
   uint64_t v = 0;
   for (size_t i = 0; i < len; i++) {
@@ -48,7 +47,7 @@ static int sum_blocks(const brume_etcd_range *r, const char *own, uint64_t *othe
   for (size_t i = 0; i < r->n; i++) {
     const brume_etcd_kv *kv = &r->kvs[i];
     uint32_t v;
-    if (!parse_block(kv->value, kv->value_len, &v))
+    if (!brume_holdings_parse_block(kv->value, kv->value_len, &v))
       return brume_err_set(err, BRUME_INTERNAL,
                            "holdings key %s has the value \"%.*s\", which is not a block size",
                            kv->key, kv->value_len > 32 ? 32 : (int)kv->value_len, kv->value);

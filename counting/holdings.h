@@ -37,6 +37,8 @@
 #ifndef BRUME_COUNTING_HOLDINGS_H
 #define BRUME_COUNTING_HOLDINGS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -88,5 +90,10 @@ int brume_holdings_shrink(brume_etcd *e, const char *prefix, const char *daemon_
  * etcd round trips: one range read of the prefix. */
 int brume_holdings_sum(brume_etcd *e, const char *prefix, uint64_t *sum, int64_t *revision,
                        brume_err **err);
+
+/* Reads a block's value (len bytes at s, as etcd holds it): true and *out for decimal digits
+ * of at most 2^32 - 1, false for anything else. For readers of many prefixes at once (the
+ * daemon's /metrics reads every block under <root>count/ with one range read). */
+bool brume_holdings_parse_block(const char *s, size_t len, uint32_t *out);
 
 #endif

@@ -636,6 +636,16 @@ void brume_limits_store_lookup(brume_limits_store *s, const char *account, const
   pthread_rwlock_unlock(&s->lock);
 }
 
+void brume_limits_store_each(brume_limits_store *s, brume_limits_each_fn fn, void *user) {
+  pthread_rwlock_rdlock(&s->lock);
+  for (size_t i = 0; i < s->n_accounts; i++) {
+    const account_rec *a = s->accounts[i];
+    fn(user, a->id, NULL);
+    for (size_t k = 0; k < a->n_functions; k++) fn(user, a->id, a->functions[k]->name);
+  }
+  pthread_rwlock_unlock(&s->lock);
+}
+
 int64_t brume_limits_store_revision(brume_limits_store *s) {
   return brume_revision_applied(&s->revision);
 }

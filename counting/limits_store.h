@@ -135,6 +135,14 @@ typedef struct brume_limits_view {
 void brume_limits_store_lookup(brume_limits_store *s, const char *account, const char *function,
                                const char *qualifier, brume_limits_view *out);
 
+/* Calls fn for every account that limits are configured for (a key of its own, or a function
+ * with one), with function NULL, and then for each of its functions that has a key, in order of
+ * account id and function name. fn runs under the store's read lock: it must be quick and must
+ * not call the store (nor stop it). The strings are valid during the call only. For /metrics
+ * (counting/state_metrics.h), which then asks for each one's limits. */
+typedef void (*brume_limits_each_fn)(void *user, const char *account, const char *function);
+void brume_limits_store_each(brume_limits_store *s, brume_limits_each_fn fn, void *user);
+
 /* The etcd revision the store reflects: the initial read's, then that of the last change under
  * <root>limits/ that the watch has handled (applied or ignored). Every on_change call for a
  * revision has returned by the time it shows here, so a test can write, take the revision of the

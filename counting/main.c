@@ -4,9 +4,9 @@
  * Table of contents: the configuration, then start() in order (metrics, etcd, the gRPC listener
  * (bound first, so that the registration carries the port it got), the etcd registration whose
  * lease the engine's blocks live under, the limits store, the work queue for etcd calls, the
- * engine and its ticker, the Counting service, the HTTP /healthz and /metrics listener), then
- * stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT in
- * between. */
+ * engine and its ticker, GetState's figures on /metrics, the Counting service, the HTTP
+ * /healthz and /metrics listener), then stop() in reverse order; common/daemon.h runs them and
+ * waits for SIGTERM or SIGINT in between. */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,7 @@
 #include "registration.h"
 #include "rpc.h"
 #include "service.h"
+#include "state_metrics.h"
 #include "ticker.h"
 #include "tokens.h"
 #include "workq.h"
@@ -104,6 +105,7 @@ static struct {
   brume_workq *wq;
   brume_engine *engine;
   brume_ticker *ticker;
+  brume_state_metrics *state_metrics;
   brume_counting_service svc;
   bool svc_ready;
   brume_http *http;
@@ -153,6 +155,12 @@ static int start(brume_err **err) {
   d.engine = brume_engine_new(&en, err);
   if (d.engine == NULL) return brume_err_wrap(err, "the engine");
   d.ticker = brume_ticker_start(TICK_MS, tick, d.engine);
+  brume_state_metrics_opts so = {.metrics = d.b.metrics,
+                                 .engine = d.engine,
+                                 .limits = d.limits,
+                                 .etcd = d.b.etcd,
+                                 .root = d.root};
+  d.state_metrics = brume_state_metrics_start(&so);
 
   brume_counting_service_init(&d.svc, d.engine, d.wq, d.b.metrics);
   d.svc_ready = true;
@@ -181,6 +189,8 @@ static void stop(void) {
   d.b.rpc = NULL;
   brume_ticker_stop(d.ticker);
   d.ticker = NULL;
+  brume_state_metrics_stop(d.state_metrics); /* before what a scrape would read goes */
+  d.state_metrics = NULL;
   brume_engine_free(d.engine); /* gives unused bucket tokens back to etcd */
   d.engine = NULL;
   brume_workq_free(d.wq);

@@ -24,7 +24,10 @@ packages=(
   # brume-init in the initramfs
   linux-source-6.1 patch bc bison flex libelf-dev cpio xz-utils busybox-static zip unzip
   # test helpers
-  curl iproute2 procps psmisc python3
+  curl iproute2 procps psmisc python3 python3-prometheus-client nodejs
+  # the dashboard's browser test: headless Chromium (driven by playwright-core from npm, which
+  # tests/dashboard/run.sh installs) and a font for its screenshots
+  chromium fonts-liberation
 )
 
 missing=()

@@ -471,3 +471,33 @@ int brume_catalog_wait(brume_catalog *c, int64_t revision, int timeout_ms, brume
                          timeout_ms);
   return 0;
 }
+
+json_t *brume_catalog_list_json(brume_catalog *c) {
+  json_t *out = json_array();
+  pthread_rwlock_rdlock(&c->lock);
+  for (size_t i = 0; i < c->n_fns; i++) {
+    const cat_fn *f = c->fns[i];
+    const Brume__SandboxSpec *spec = brume_fn_target_spec(f->latest);
+    json_t *versions = json_array(), *aliases = json_array();
+    for (size_t v = 0; v < f->n_versions; v++)
+      json_array_append_new(versions, json_string(f->versions[v]->version));
+    for (size_t a = 0; a < f->n_aliases; a++) {
+      const cat_alias *al = f->aliases[a];
+      json_array_append_new(
+          aliases,
+          json_pack("{s:s, s:s, s:o, s:f}", "name", al->name, "function_version",
+                    brume_fn_target_spec(al->primary)->function->version, "additional_version",
+                    al->additional
+                        ? json_string(brume_fn_target_spec(al->additional)->function->version)
+                        : json_null(),
+                    "additional_weight", al->additional ? al->weight : 0.0));
+    }
+    json_array_append_new(
+        out, json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "account_id", spec->function->account_id,
+                       "function_name", spec->function->function_name, "memory_mib",
+                       (json_int_t)spec->resources->memory_mib, "timeout_ms",
+                       (json_int_t)spec->timeout_ms, "versions", versions, "aliases", aliases));
+  }
+  pthread_rwlock_unlock(&c->lock);
+  return out;
+}

@@ -17,6 +17,7 @@
 #ifndef BRUME_FRONTEND_CATALOG_H
 #define BRUME_FRONTEND_CATALOG_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "brume/common.pb-c.h"
@@ -60,6 +61,12 @@ const char *brume_fn_target_invoked_arn(const brume_fn_target *t);
 
 /* <code_url_base>/code/<sha256>, where workers fetch a code archive (caller frees). */
 char *brume_catalog_code_url(const brume_catalog *c, const char *sha256);
+
+/* Every function, ordered by account then name, for the dashboard (docs/dashboard.md):
+ * [{"account_id", "function_name", "memory_mib", "timeout_ms" ($LATEST's), "versions": ["1", ...],
+ *   "aliases": [{"name", "function_version", "additional_version" (or null),
+ *   "additional_weight"}]}]. Caller owns the reference. */
+json_t *brume_catalog_list_json(brume_catalog *c);
 
 /* The etcd revision the in-memory copy reflects (the last change under <prefix>/functions/ it
  * applied, or the initial read's). */

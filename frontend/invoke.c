@@ -71,8 +71,9 @@ typedef struct invocation {
   Brume__ThrottleReason throttle_reason;
   uint32_t retry_after_ms;
   bool no_idle;
-  bool cold;    /* the second step (a cold start) has begun */
-  bool retried; /* the first step ran again after a release (wait_for_release) */
+  bool cold;     /* the second step (a cold start) has begun */
+  bool admitted; /* counting granted and placement answered: counted in flight (inv_stats) */
+  bool retried;  /* the first step ran again after a release (wait_for_release) */
   struct invocation *next_waiter;
   /* When the call arrived, and when counting granted, placement placed and the worker answered
    * (debug logs: where the time goes). */
@@ -149,6 +150,26 @@ static char *error_document(const Brume__FunctionError *fe) {
   return s ? s : brume_xstrdup("{\"errorType\":\"Runtime.Unknown\"}");
 }
 
+/* Counts the invocation's end in the dashboard's statistics. */
+static void record(invocation *iv, const char *start, const char *outcome, const char *error) {
+  if (iv->inv->o.stats == NULL) return;
+  brume_inv_outcome o = {
+      .request_id = iv->request_id,
+      .account_id = iv->account,
+      .function_name = iv->name,
+      .version = brume_fn_target_spec(iv->target)->function->version,
+      .admitted = iv->admitted,
+      .start = start,
+      .outcome = outcome,
+      .throttle_reason =
+          iv->throttled ? brume_throttle_reason((brume_throttle)iv->throttle_reason) : NULL,
+      .error = error,
+      .duration_us = brume_mono_us() - iv->t0_us,
+      .finished_unix_ms = brume_wall_ms(),
+  };
+  brume_inv_stats_end(iv->inv->o.stats, &o);
+}
+
 /* Answers the call: with iv->err if set, else the function's outcome. */
 static void answer(invocation *iv) {
   brume_invoker *inv = iv->inv;
@@ -156,6 +177,10 @@ static void answer(invocation *iv) {
   if (iv->err) {
     const char *outcome = iv->err->code == BRUME_RESOURCE_EXHAUSTED ? "throttled" : "error";
     brume_counter_inc(inv->invocations, 1, start, outcome);
+    brume_autofree char *error =
+        iv->throttled ? brume_xstrdup(iv->err->msg)
+                      : brume_xasprintf("%s: %s", brume_status_name(iv->err->code), iv->err->msg);
+    record(iv, start, outcome, error);
     brume_frontend_fail(iv->call, iv->err);
     return;
   }
@@ -189,6 +214,11 @@ static void answer(invocation *iv) {
     if (iv->req->log_type == BRUME__LOG_TYPE__LOG_TYPE_TAIL) resp.log_tail = r->log_tail;
   }
   brume_counter_inc(inv->invocations, 1, start, resp.function_error ? "function_error" : "ok");
+  brume_autofree char *error =
+      resp.function_error
+          ? brume_xasprintf("%s: %s", resp.function_error->type, resp.function_error->message)
+          : NULL;
+  record(iv, start, resp.function_error ? "function_error" : "ok", error);
   brume_histogram_observe(inv->duration, (double)(brume_mono_us() - iv->t0_us) / 1e6, start);
   int64_t now = brume_mono_us();
   brume_debug("An invocation was answered.",
@@ -291,6 +321,7 @@ static void fail_with(invocation *iv, const brume_err *err) {
 
 /* Ends the invocation throttled (iv->throttle_reason, iv->retry_after_ms). */
 static void throttled(invocation *iv) {
+  iv->throttled = true; /* the cold start's refusal too: record() names the reason */
   const char *reason = brume_throttle_reason((brume_throttle)iv->throttle_reason);
   brume_counter_inc(iv->inv->throttles, 1, reason);
   if (iv->retry_after_ms)
@@ -390,6 +421,9 @@ static void first_step_done(invocation *iv) {
     fail_with(iv, iv->placement_err);
     return;
   }
+  /* Admitted: from here on the invocation holds a unit of the function's concurrency. */
+  iv->admitted = true;
+  if (iv->inv->o.stats) brume_inv_stats_begin(iv->inv->o.stats, iv->account, iv->name);
   if (iv->no_idle) {
     /* No warm sandbox: a cold start, which the scaling rate must allow first. */
     iv->cold = true;

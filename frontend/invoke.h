@@ -21,6 +21,7 @@
 #include "brume/frontend.pb-c.h"
 #include "catalog.h"
 #include "client.h"
+#include "inv_stats.h"
 #include "metrics.h"
 #include "rpc.h"
 
@@ -37,6 +38,7 @@ typedef struct brume_invoker_opts {
   brume_rpc_pool *workers;     /* one client per worker address */
   const char *caller_id;       /* "frontend/<id>" */
   brume_metrics *metrics;      /* brume_frontend_invocations_total and friends */
+  brume_inv_stats *stats;      /* where every resolved invocation is counted (may be NULL) */
 } brume_invoker_opts;
 
 brume_invoker *brume_invoker_new(const brume_invoker_opts *opts);

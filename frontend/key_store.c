@@ -231,3 +231,11 @@ brume_api_key_record *brume_key_store_list(brume_key_store *ks, const char *acco
   *n = k;
   return out;
 }
+
+bool brume_key_store_has(brume_key_store *ks, const char *key_id) {
+  pthread_rwlock_rdlock(&ks->lock);
+  bool found;
+  brume_sorted_find((void *const *)ks->recs, ks->n, rec_key, key_id, &found);
+  pthread_rwlock_unlock(&ks->lock);
+  return found;
+}

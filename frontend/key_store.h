@@ -8,6 +8,7 @@
 #ifndef BRUME_FRONTEND_KEY_STORE_H
 #define BRUME_FRONTEND_KEY_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,9 +42,12 @@ int brume_key_store_create(brume_key_store *ks, const char *account_id, unsigned
  * when there is no such key. */
 int brume_key_store_delete(brume_key_store *ks, const char *key_id, brume_err **err);
 
+/* Whether key_id is a key this store knows now (the dashboard ends the sessions of deleted keys).
+ */
+bool brume_key_store_has(brume_key_store *ks, const char *key_id);
+
 /* Copies of the records of account_id (NULL or "": every account), ordered by account then key
  * id; *n gets their count. Caller frees the array. */
-brume_api_key_record *brume_key_store_list(brume_key_store *ks, const char *account_id,
-                                           size_t *n);
+brume_api_key_record *brume_key_store_list(brume_key_store *ks, const char *account_id, size_t *n);
 
 #endif

@@ -6,7 +6,8 @@
  * first admin key; then start() in order (metrics, etcd, the gRPC listener and the registration
  * (common/daemon.h), the HTTP listener (its address goes into code URLs), the code store, the
  * environment key, the key store and the catalog (read from etcd, then followed), the audit log,
- * the counting and placement clients, the invoker, the management calls, the Frontend service),
+ * the counting and placement clients, the invocation statistics, the invoker, the management
+ * calls, the Frontend service, the operator dashboard on the HTTP listener),
  * and stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT. */
 #include <ctype.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include "code_store.h"
 #include "config.h"
 #include "daemon.h"
+#include "dashboard.h"
 #include "env_crypt.h"
 #include "etcd.h"
 #include "http.h"
@@ -54,6 +56,8 @@ static struct {
   char *placement_addr;
   char *code_url_base;
   int64_t max_request;
+  int64_t session_ttl;
+  int64_t max_sessions;
 } cfg;
 
 static const brume_opt opts[] = {
@@ -92,6 +96,11 @@ static const brume_opt opts[] = {
     BRUME_OPT_SIZE("max_request", &cfg.max_request, 7 * BRUME_MIB, 1 * BRUME_GIB, "64MiB",
                    "largest gRPC request accepted: function code (a 50 MiB zip) travels in "
                    "CreateFunction and UpdateFunctionCode"),
+    BRUME_OPT_DURATION("dashboard_session_ttl", &cfg.session_ttl, BRUME_MINUTES(1),
+                       BRUME_MINUTES(7 * 24 * 60), "12h",
+                       "how long a dashboard login lasts (docs/dashboard.md)"),
+    BRUME_OPT_INT("dashboard_max_sessions", &cfg.max_sessions, 1, 100000, "1024",
+                  "dashboard logins kept at once; a new one beyond ends the oldest"),
 };
 
 static char daemon_id[256];
@@ -144,7 +153,10 @@ static struct {
   brume_rpc_loop *loop; /* where every Invoke step's call completes: one thread, no hops */
   brume_counting_client *counting;
   brume_rpc_client *placement;
+  brume_rpc_client *counting_state; /* the dashboard's blocking GetState calls */
   brume_rpc_pool *workers;
+  brume_inv_stats *stats;
+  brume_dashboard *dashboard;
   brume_invoker *invoker;
   brume_workq *wq;
   brume_manage *manage;
@@ -243,13 +255,18 @@ static int start(brume_err **err) {
   d.placement = brume_rpc_client_new(placement_addr, &rco, err);
   if (d.placement == NULL) return brume_err_wrap(err, "placement_addr %s", placement_addr);
   d.workers = brume_rpc_pool_new(&rco);
+  brume_rpc_client_opts sco = {.tls = brume_rpc_client_tls(&common)};
+  d.counting_state = brume_rpc_client_new(counting_addr, &sco, err);
+  if (d.counting_state == NULL) return brume_err_wrap(err, "counting_addr %s", counting_addr);
 
+  d.stats = brume_inv_stats_new(d.b.metrics);
   brume_invoker_opts io = {.catalog = d.catalog,
                            .counting = d.counting,
                            .placement = d.placement,
                            .workers = d.workers,
                            .caller_id = d.caller_id,
-                           .metrics = d.b.metrics};
+                           .metrics = d.b.metrics,
+                           .stats = d.stats};
   d.invoker = brume_invoker_new(&io);
   d.wq = brume_workq_new((int)cfg.jobs);
   brume_manage_opts mo = {.etcd = d.b.etcd,
@@ -270,6 +287,21 @@ static int start(brume_err **err) {
                                    .region = cfg.region};
   brume_frontend_service_init(&d.svc);
   d.svc_ready = true;
+  brume_dashboard_opts dopts = {.http = d.http,
+                                .keys = d.keys,
+                                .audit = d.audit,
+                                .catalog = d.catalog,
+                                .stats = d.stats,
+                                .etcd = d.b.etcd,
+                                .prefix = cfg.etcd_prefix,
+                                .counting = d.counting_state,
+                                .placement = d.placement,
+                                .frontend_id = daemon_id,
+                                .region = cfg.region,
+                                .max_sessions = (size_t)cfg.max_sessions,
+                                .session_ttl_ms = cfg.session_ttl,
+                                .sample_period_ms = 1000};
+  d.dashboard = brume_dashboard_new(&dopts);
   if (brume_rpc_server_add_service(d.b.rpc, &brume__frontend__descriptor,
                                    brume_frontend_service_handlers(), &d.svc, err) < 0 ||
       brume_rpc_server_start(d.b.rpc, err) < 0)
@@ -288,6 +320,12 @@ static void stop(void) {
    * queued management calls run out; then the server goes, answering what is left. */
   if (d.svc_ready) brume_frontend_service_stop(&d.svc);
   brume_invoker_drain(d.invoker);
+  /* The workers fetched the code of the last cold starts; the dashboard's handlers and its
+   * sampler use the clients freed below. */
+  brume_dashboard_stop(d.dashboard);
+  brume_http_stop(d.http);
+  d.http = NULL;
+  brume_dashboard_free(d.dashboard);
   if (d.wq) brume_workq_stop(d.wq);
   brume_rpc_server_free(d.b.rpc);
   d.b.rpc = NULL;
@@ -295,7 +333,9 @@ static void stop(void) {
   brume_manage_free(d.manage);
   brume_invoker_free(d.invoker);
   brume_counting_client_free(d.counting);
+  brume_inv_stats_free(d.stats);
   brume_rpc_client_free(d.placement);
+  brume_rpc_client_free(d.counting_state);
   brume_rpc_pool_free(d.workers);
   brume_rpc_loop_free(d.loop);
   brume_http_stop(d.http);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "mem.h"
 #include "sorted.h"
 
@@ -110,7 +111,9 @@ int brume_hosts_update(brume_hosts *h, const char *host_id, const char *json, br
   if (get_u32(o, "vcpus", false, &v.vcpus, err) < 0 ||
       get_u32(o, "memory_mib", false, &v.memory_mib, err) < 0 ||
       get_u32(o, "free_memory_mib", false, &v.free_memory_mib, err) < 0 ||
-      get_u32(o, "vcpu_milli_committed", true, &v.vcpu_milli_committed, err) < 0)
+      get_u32(o, "vcpu_milli_committed", true, &v.vcpu_milli_committed, err) < 0 ||
+      get_u32(o, "host_memory_available_mib", true, &v.host_memory_available_mib, err) < 0 ||
+      get_u32(o, "pool_ready", true, &v.pool_ready, err) < 0)
     goto out;
   if (v.free_memory_mib > v.memory_mib) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT,
@@ -147,8 +150,11 @@ int brume_hosts_update(brume_hosts *h, const char *host_id, const char *json, br
   e->host.memory_mib = v.memory_mib;
   e->host.free_memory_mib = v.free_memory_mib;
   e->host.vcpu_milli_committed = v.vcpu_milli_committed;
+  e->host.host_memory_available_mib = v.host_memory_available_mib;
+  e->host.pool_ready = v.pool_ready;
   e->host.draining = draining != NULL && json_is_true(draining);
   e->host.updates++;
+  e->host.updated_unix_ms = brume_wall_ms();
   rc = 0;
 out:
   json_decref(o);

@@ -2,8 +2,9 @@
  *
  * Hosts come from the workers' registrations in etcd (`<prefix>/svc/worker/<host_id>`, a JSON
  * object: "addr", "vcpus", "memory_mib", "free_memory_mib", "accelerator", and, when present,
- * "vcpu_milli_committed" and "draining"). A host whose key goes away (its lease expired: the worker
- * died or was cut off) is removed at once and is not chosen again until it registers anew.
+ * "vcpu_milli_committed", "host_memory_available_mib", "pool_ready" and "draining"). A host whose
+ * key goes away (its lease expired: the worker died or was cut off) is removed at once and is not
+ * chosen again until it registers anew.
  *
  * A worker publishes its free memory about once a second, so between two publications placement
  * counts what it sent there itself: a cold start holds its memory and vCPU share as a reservation
@@ -39,8 +40,13 @@ typedef struct brume_host {
   uint32_t memory_mib;           /* memory for sandboxes in all */
   uint32_t free_memory_mib;      /* as published */
   uint32_t vcpu_milli_committed; /* as published (0 when the worker does not say) */
-  bool draining;                 /* takes no new sandboxes */
-  uint64_t updates;              /* registrations seen since the host appeared */
+  /* The kernel's MemAvailable, in steps (docs/worker.md), and the pre-booted VMs ready in the
+   * worker's pool: reported, not used to place (0 when the worker does not say). */
+  uint32_t host_memory_available_mib;
+  uint32_t pool_ready;
+  bool draining;           /* takes no new sandboxes */
+  uint64_t updates;        /* registrations seen since the host appeared */
+  int64_t updated_unix_ms; /* when the last one was read (wall clock) */
 } brume_host;
 
 /* cpu_overcommit: how many vCPU shares of sandboxes a host CPU carries (>= 1). */

@@ -4,9 +4,9 @@
  * Table of contents: the configuration, then start() in order (metrics, etcd, the gRPC listener
  * (bound first, so that the registration carries the port it got), the etcd registration (the
  * daemon's liveness, which other placement daemons read before adopting its sandboxes), the work
- * queue, the placer (hosts, table, one reconcile, reaper), the Placement service, the HTTP
- * /healthz and /metrics listener), then stop() in reverse order; common/daemon.h runs them and
- * waits for SIGTERM or SIGINT in between. */
+ * queue, the placer (hosts, table, one reconcile, reaper), ListHosts' figures on /metrics, the
+ * Placement service, the HTTP /healthz and /metrics listener), then stop() in reverse order;
+ * common/daemon.h runs them and waits for SIGTERM or SIGINT in between. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +16,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "etcd.h"
+#include "host_metrics.h"
 #include "http.h"
 #include "log.h"
 #include "mem.h"
@@ -118,6 +119,7 @@ static struct {
   brume_daemon_base b; /* metrics, etcd, the gRPC server, its address, the registration */
   brume_workq *wq;
   brume_placer *placer;
+  brume_host_metrics *host_metrics;
   brume_placement_service svc;
   bool svc_ready;
   brume_http *http;
@@ -129,6 +131,11 @@ static int health(void *user, brume_err **err) {
     return brume_err_set(err, BRUME_UNAVAILABLE,
                          "the etcd lease is stale: other daemons may adopt this one's sandboxes");
   return 0;
+}
+
+/* Every host, as ListHosts answers, for /metrics. */
+static Brume__HostInfo **list_hosts(void *placer, size_t *n) {
+  return brume_placer_hosts(placer, NULL, n);
 }
 
 static int start(brume_err **err) {
@@ -152,6 +159,8 @@ static int start(brume_err **err) {
   };
   d.placer = brume_placer_new(&po, err);
   if (d.placer == NULL) return brume_err_wrap(err, "reading the hosts and sandboxes from etcd");
+  d.host_metrics =
+      brume_host_metrics_start(d.b.metrics, list_hosts, brume_placer_hosts_free, d.placer);
 
   brume_placement_service_init(&d.svc, d.placer, d.wq);
   d.svc_ready = true;
@@ -178,6 +187,8 @@ static void stop(void) {
   if (d.svc_ready) brume_placement_service_stop(&d.svc);
   brume_placer_stop(d.placer);
   if (d.wq) brume_workq_stop(d.wq);
+  brume_host_metrics_stop(d.host_metrics); /* before the placer a scrape would read goes */
+  d.host_metrics = NULL;
   brume_placer_free(d.placer);
   d.placer = NULL;
   brume_rpc_server_free(d.b.rpc);

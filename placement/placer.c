@@ -637,7 +637,10 @@ Brume__HostInfo **brume_placer_hosts(brume_placer *p, const char *host_id, size_
     hi->free_memory_mib = host->free_memory_mib;
     hi->reserved_memory_mib = brume_hosts_reserved_mib(h, host->id);
     hi->vcpu_milli_committed = host->vcpu_milli_committed;
+    hi->host_memory_available_mib = host->host_memory_available_mib;
+    hi->pool_ready = host->pool_ready;
     hi->draining = host->draining;
+    hi->updated_unix_ms = host->updated_unix_ms;
     uint32_t idle = 0, held = 0;
     for (size_t s = 0; s < brume_table_count(p->table); s++) {
       const brume_placed *sb = brume_table_at(p->table, s);

@@ -2,9 +2,9 @@
  *
  * Table of contents: the configuration, then start() in order (log, libvirt and the restart
  * cleanup, the guest image, the accelerator, the code cache, the job pool, the pool of booted
- * VMs, the gRPC Worker service, the HTTP /healthz and /metrics listener, the etcd registration),
- * then stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT in
- * between. docs/worker.md, "brume-worker". */
+ * VMs, Stats' figures on /metrics, the gRPC Worker service, the HTTP /healthz and /metrics
+ * listener, the etcd registration), then stop() in reverse order; common/daemon.h runs them and
+ * waits for SIGTERM or SIGINT in between. docs/worker.md, "brume-worker". */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -191,7 +191,8 @@ static struct {
   brume_registration *reg;
   /* The publisher: rewrites the registration when the free memory changes. */
   brume_ticker *publisher;
-  char *published; /* the registration's value in etcd; the publisher's own */
+  char *published;        /* the registration's value in etcd; the publisher's own */
+  uint32_t available_mib; /* MemAvailable as published (available_to_publish) */
 } d;
 
 static int mkdir_p(const char *path, mode_t mode, brume_err **err) {
@@ -268,15 +269,32 @@ static brume_accel decide_accel(brume_err **err) {
   return a;
 }
 
+/* How far MemAvailable must move before the registration publishes it again. */
+#define AVAILABLE_STEP_MIB 64
+
+/* The host's MemAvailable as the registration publishes it. The kernel's figure moves all the
+ * time, and each new figure would be an etcd write: it is published again only once it is
+ * AVAILABLE_STEP_MIB away from the published one. It only informs operators (placement reports
+ * it in ListHosts); placement places by free_memory_mib. */
+static uint32_t available_to_publish(void) {
+  uint32_t now = brume_worker_host_available_mib();
+  uint32_t moved = now > d.available_mib ? now - d.available_mib : d.available_mib - now;
+  if (moved >= AVAILABLE_STEP_MIB) d.available_mib = now;
+  return d.available_mib;
+}
+
 static char *registration_value(void) {
-  return brume_xasprintf(
-      "{\"addr\":\"%s\",\"vcpus\":%" PRIu32 ",\"memory_mib\":%" PRIu32
-      ",\"free_memory_mib\":%" PRIu32 ",\"vcpu_milli_committed\":%" PRIu32
-      ",\"sandboxes_created\":%" PRIu64 ",\"accelerator\":\"%s\"%s}",
-      common.listen, brume_worker_host_vcpus(), brume_worker_host_memory_mib(),
-      brume_worker_free_memory_published_mib(&d.svc), brume_worker_vcpu_milli_committed(&d.svc),
-      (uint64_t)atomic_load(&d.svc.created), d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG",
-      atomic_load(&d.svc.draining) ? ",\"draining\":true" : "");
+  return brume_xasprintf("{\"addr\":\"%s\",\"vcpus\":%" PRIu32 ",\"memory_mib\":%" PRIu32
+                         ",\"free_memory_mib\":%" PRIu32 ",\"vcpu_milli_committed\":%" PRIu32
+                         ",\"host_memory_available_mib\":%" PRIu32
+                         ",\"pool_ready\":%zu"
+                         ",\"sandboxes_created\":%" PRIu64 ",\"accelerator\":\"%s\"%s}",
+                         common.listen, brume_worker_host_vcpus(), brume_worker_host_memory_mib(),
+                         brume_worker_free_memory_published_mib(&d.svc),
+                         brume_worker_vcpu_milli_committed(&d.svc), available_to_publish(),
+                         brume_pool_ready(d.pool), (uint64_t)atomic_load(&d.svc.created),
+                         d.accel == BRUME_ACCEL_KVM ? "KVM" : "TCG",
+                         atomic_load(&d.svc.draining) ? ",\"draining\":true" : "");
 }
 
 /* How often the publisher compares the registration with the host's free memory. */
@@ -378,6 +396,7 @@ static int start(brume_err **err) {
   };
   d.pool = brume_pool_start(&po);
   d.svc.pool = d.pool;
+  brume_worker_metrics_start(&d.svc, d.metrics);
   /* With freeze_after 0 Invoke freezes; the freezer catches those never invoked, after a second
    * (a cold start is invoked at once, and should not pay a freeze and a thaw for it). */
   if (cfg.freeze_after > 0)
@@ -424,9 +443,11 @@ static void stop(void) {
   brume_freezer_stop(d.freezer);
   d.freezer = NULL;
   if (d.table) brume_worker_service_destroy_all(&d.svc);
+  /* The scrapes and the publisher read the pool and the table: they stop first. */
+  brume_worker_metrics_stop(&d.svc);
+  brume_ticker_stop(d.publisher);
   brume_pool_stop(d.pool); /* after the last take: the job pool has stopped */
   d.pool = NULL;
-  brume_ticker_stop(d.publisher);
   free(d.published);
   brume_registration_free(d.reg);
   brume_etcd_free(d.etcd);

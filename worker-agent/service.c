@@ -618,8 +618,7 @@ uint32_t brume_worker_host_memory_mib(void) {
   return (uint32_t)(((uint64_t)si.totalram * si.mem_unit) >> 20);
 }
 
-/* MemAvailable from /proc/meminfo, in MiB (0 if unknown). */
-static uint32_t host_available_mib(void) {
+uint32_t brume_worker_host_available_mib(void) {
   FILE *f = fopen("/proc/meminfo", "r");
   if (f == NULL) return 0;
   char line[256];
@@ -699,23 +698,30 @@ bool brume_worker_fits(void *svc, uint32_t memory_mib) {
   return headroom_mib(svc) >= (int64_t)memory_mib;
 }
 
+/* The host's figures now, as Stats answers them (but the counts by state, which stay in c). */
+static void host_figures(brume_worker_service *svc, Brume__HostInfo *host, stats_ctx *c) {
+  brume_sandboxes_each(svc->table, stats_one, c);
+  brume__host_info__init(host);
+  host->host_id = (char *)svc->host_id;
+  host->address = (char *)svc->address;
+  host->accelerator = (Brume__Accelerator)svc->accel;
+  host->vcpus = brume_worker_host_vcpus();
+  host->memory_mib = brume_worker_host_memory_mib();
+  host->free_memory_mib = brume_worker_free_memory_mib(svc);
+  host->host_memory_available_mib = brume_worker_host_available_mib();
+  host->vcpu_milli_committed = (uint32_t)c->vcpu_milli;
+  host->sandboxes = c->n;
+  host->pool_ready = (uint32_t)brume_pool_ready(svc->pool);
+  host->draining = atomic_load(&svc->draining);
+  host->updated_unix_ms = brume_wall_ms();
+}
+
 static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
   (void)request;
   brume_worker_service *svc = user;
   stats_ctx c = {0};
-  brume_sandboxes_each(svc->table, stats_one, &c);
-  Brume__HostInfo host = BRUME__HOST_INFO__INIT;
-  host.host_id = (char *)svc->host_id;
-  host.address = (char *)svc->address;
-  host.accelerator = (Brume__Accelerator)svc->accel;
-  host.vcpus = brume_worker_host_vcpus();
-  host.memory_mib = brume_worker_host_memory_mib();
-  host.free_memory_mib = brume_worker_free_memory_mib(svc);
-  host.host_memory_available_mib = host_available_mib();
-  host.vcpu_milli_committed = (uint32_t)c.vcpu_milli;
-  host.sandboxes = c.n;
-  host.pool_ready = (uint32_t)brume_pool_ready(svc->pool);
-  host.draining = atomic_load(&svc->draining);
+  Brume__HostInfo host;
+  host_figures(svc, &host, &c);
   Brume__SandboxStateCount counts[5], *countp[5];
   size_t k = 0;
   for (int st = 1; st <= 5; st++) {
@@ -728,13 +734,102 @@ static void stats_handler(brume_rpc_call *call, const ProtobufCMessage *request,
   }
   host.n_sandboxes_by_state = k;
   host.sandboxes_by_state = countp;
-  host.updated_unix_ms = brume_wall_ms();
   Brume__WorkerStatsResponse resp = BRUME__WORKER_STATS_RESPONSE__INIT;
   resp.host = &host;
   resp.sandboxes_created = atomic_load(&svc->created);
   resp.pool_hits = atomic_load(&svc->pool_hits);
   resp.invocations = atomic_load(&svc->invocations);
   brume_rpc_call_reply(call, &resp.base);
+}
+
+/* ---- /metrics ---- */
+
+enum {
+  G_SANDBOXES,
+  G_MEMORY,
+  G_FREE,
+  G_AVAILABLE,
+  G_VCPUS,
+  G_VCPU_COMMITTED,
+  G_DRAINING,
+  G_ACCELERATOR,
+  G_COUNT
+};
+
+static const struct {
+  const char *name, *help;
+  const char *label; /* NULL: none */
+} gauge_specs[G_COUNT] = {
+    [G_SANDBOXES] = {"brume_worker_sandboxes",
+                     "Sandboxes on this host, by state: provisioning, idle, invoking, terminating.",
+                     "state"},
+    [G_MEMORY] = {"brume_worker_memory_bytes",
+                  "The host's memory (reserved_memory, kept from the sandboxes, included).", NULL},
+    [G_FREE] = {"brume_worker_memory_free_bytes",
+                "Memory for sandboxes left: the host's less the reserve, the sandboxes, the "
+                "pool and the boots under way.",
+                NULL},
+    [G_AVAILABLE] = {"brume_worker_memory_available_bytes",
+                     "The host's MemAvailable as the kernel reports it.", NULL},
+    [G_VCPUS] = {"brume_worker_vcpus", "Host CPUs for sandboxes.", NULL},
+    [G_VCPU_COMMITTED] = {"brume_worker_vcpu_committed",
+                          "Sum of the vCPU shares of the sandboxes, in CPUs.", NULL},
+    [G_DRAINING] = {"brume_worker_draining",
+                    "1 while the worker takes no new sandboxes (Drain), 0 otherwise.", NULL},
+    [G_ACCELERATOR] = {"brume_worker_accelerator_info",
+                       "Always 1; accelerator says what the microVMs run on: kvm or tcg.",
+                       "accelerator"},
+};
+
+struct brume_worker_metrics {
+  brume_metrics *reg;
+  brume_gauge *g[G_COUNT];
+};
+
+#define MIB 1048576.0
+
+/* The collector: Stats' figures, just before a scrape renders them. */
+static void collect(void *user) {
+  brume_worker_service *svc = user;
+  brume_gauge **g = svc->metrics->g;
+  stats_ctx c = {0};
+  Brume__HostInfo host;
+  host_figures(svc, &host, &c);
+  /* Every state but GONE, which a sandbox leaves the table in, each with a series even at 0. */
+  static const struct {
+    brume_sandbox_state state;
+    const char *name;
+  } states[] = {{BRUME_SANDBOX_PROVISIONING, "provisioning"},
+                {BRUME_SANDBOX_IDLE, "idle"},
+                {BRUME_SANDBOX_INVOKING, "invoking"},
+                {BRUME_SANDBOX_TERMINATING, "terminating"}};
+  for (size_t i = 0; i < BRUME_ARRAY_LEN(states); i++)
+    brume_gauge_set(g[G_SANDBOXES], c.by_state[states[i].state], states[i].name);
+  brume_gauge_set(g[G_MEMORY], host.memory_mib * MIB);
+  brume_gauge_set(g[G_FREE], host.free_memory_mib * MIB);
+  brume_gauge_set(g[G_AVAILABLE], host.host_memory_available_mib * MIB);
+  brume_gauge_set(g[G_VCPUS], host.vcpus);
+  brume_gauge_set(g[G_VCPU_COMMITTED], host.vcpu_milli_committed / 1000.0);
+  brume_gauge_set(g[G_DRAINING], host.draining ? 1 : 0);
+  brume_gauge_set(g[G_ACCELERATOR], 1, brume_accel_name(svc->accel));
+}
+
+void brume_worker_metrics_start(brume_worker_service *svc, brume_metrics *reg) {
+  struct brume_worker_metrics *m = brume_xcalloc(1, sizeof(*m));
+  m->reg = reg;
+  for (size_t i = 0; i < G_COUNT; i++)
+    m->g[i] = brume_metrics_gauge(reg, gauge_specs[i].name, gauge_specs[i].help,
+                                  gauge_specs[i].label, NULL);
+  svc->metrics = m;
+  brume_metrics_add_collect(reg, collect, svc);
+}
+
+void brume_worker_metrics_stop(brume_worker_service *svc) {
+  if (svc->metrics == NULL) return;
+  brume_metrics_remove_collect(svc->metrics->reg, collect, svc);
+  for (size_t i = 0; i < G_COUNT; i++) brume_gauge_clear(svc->metrics->g[i]);
+  free(svc->metrics);
+  svc->metrics = NULL;
 }
 
 /* Answers at once: a flag, and a count of the table. */

@@ -14,6 +14,7 @@
 
 #include "accel.h"
 #include "code_cache.h"
+#include "metrics.h"
 #include "pool.h"
 #include "rpc.h"
 #include "sandboxes.h"
@@ -41,8 +42,9 @@ typedef struct brume_worker_service {
   brume_pool *pool; /* takes and boots the VMs (pool size 0: every CreateSandbox boots) */
 
   atomic_uint_fast64_t created, pool_hits, invocations;
-  atomic_bool draining;             /* Drain: no new sandboxes */
-  atomic_uint_fast64_t booting_mib; /* memory of the boots under way (service.c) */
+  atomic_bool draining;                 /* Drain: no new sandboxes */
+  atomic_uint_fast64_t booting_mib;     /* memory of the boots under way (service.c) */
+  struct brume_worker_metrics *metrics; /* brume_worker_metrics_start's */
 } brume_worker_service;
 
 /* The handlers in worker.proto's method order (checked against the descriptor: aborts if the
@@ -55,6 +57,8 @@ void brume_worker_service_destroy_all(brume_worker_service *svc);
 /* Host figures for the registration and Stats. */
 uint32_t brume_worker_host_vcpus(void);
 uint32_t brume_worker_host_memory_mib(void);
+/* MemAvailable from /proc/meminfo, in MiB (0 if unknown). */
+uint32_t brume_worker_host_available_mib(void);
 /* Host memory minus the reserve and what the sandboxes, the pool and the boots under way hold:
  * what CreateSandbox may still boot (Stats). */
 uint32_t brume_worker_free_memory_mib(brume_worker_service *svc);
@@ -68,5 +72,19 @@ uint32_t brume_worker_free_memory_published_mib(brume_worker_service *svc);
 uint32_t brume_worker_vcpu_milli_committed(brume_worker_service *svc);
 /* Whether memory_mib more fits in that (svc: the service), for the pool's refill. */
 bool brume_worker_fits(void *svc, uint32_t memory_mib);
+
+/* Stats' figures as gauges on /metrics (docs/worker.md, "Metrics"), set by a collector on reg
+ * just before each scrape:
+ *   brume_worker_sandboxes{state}        provisioning, idle, invoking, terminating
+ *   brume_worker_memory_bytes            the host's memory (reserved_memory included)
+ *   brume_worker_memory_free_bytes       what CreateSandbox may still boot (Stats' free_memory_mib)
+ *   brume_worker_memory_available_bytes  the kernel's MemAvailable
+ *   brume_worker_vcpus, brume_worker_vcpu_committed (the sandboxes' vCPU shares, in CPUs)
+ *   brume_worker_draining                1 while draining
+ *   brume_worker_accelerator_info{accelerator}  1; kvm or tcg
+ * Start it once the service is set up (pool and table included); stop it (which waits for a
+ * scrape under way and empties the gauges) before they go. */
+void brume_worker_metrics_start(brume_worker_service *svc, brume_metrics *reg);
+void brume_worker_metrics_stop(brume_worker_service *svc);
 
 #endif

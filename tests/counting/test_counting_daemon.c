@@ -8,8 +8,8 @@
  * gets INVALID_ARGUMENT (Acquire with kind UNSPECIFIED, or without a function; Release of a
  * malformed token; GetState with no account), a token of another daemon NOT_FOUND; an Acquire
  * WARM_ENVIRONMENT on a fresh account is granted, and its Release says was_held; a function with
- * reserved concurrency 0 is throttled with the reserved reason, counted in /metrics; SIGTERM
- * stops the daemon cleanly and its registration goes.
+ * reserved concurrency 0 is throttled with the reserved reason, counted in /metrics (where its
+ * reserved concurrency shows too); SIGTERM stops the daemon cleanly and its registration goes.
  *
  * Batches: AcquireBatch and ReleaseBatch answer each request as Acquire and Release would, in
  * order, an invalid one failing alone; an empty batch is answered, one over 1,000 refused whole.
@@ -391,6 +391,15 @@ static void test_throttle(void **state) {
            http_port);
   brume_autofree char *n = brume_test_last_line(cmd);
   if (n == NULL || atoi(n) < 1) fail_msg("the throttle is not counted in /metrics (%s)", n);
+  /* GetState's figures are gauges too (counting/state_metrics): the switched-off function's. */
+  snprintf(cmd, sizeof(cmd),
+           "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | awk '$1 == "
+           "\"brume_counting_function_reserved_concurrency{account=\\\"777788889999\\\","
+           "function=\\\"off-fn\\\"}\" {print \"v=\" $2}'",
+           http_port);
+  brume_autofree char *r = brume_test_last_line(cmd);
+  if (r == NULL || strcmp(r, "v=0") != 0)
+    fail_msg("/metrics: off-fn's reserved concurrency is \"%s\", not v=0", r ? r : "");
 }
 
 /* Puts a function's limits and waits until the daemon shows its reserved concurrency. */

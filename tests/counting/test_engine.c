@@ -1,7 +1,8 @@
 /* The admission engine (counting/engine.c) in one process against a real etcd: grants from
  * blocks grown in etcd, the account and reserved limits with their throttle reasons, two engines
  * (two daemons) sharing one limit, shrinking with hysteresis, tokens taken back at their
- * deadline, the scaling bucket and upgrades, and a lease that is not healthy. The three-process
+ * deadline, the scaling bucket and upgrades, and a lease that is not healthy; and GetState's
+ * figures as gauges on /metrics (counting/state_metrics). The three-process
  * tests are in test_counting_cluster.c. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -24,6 +25,7 @@
 #include "holdings.h"
 #include "limits_store.h"
 #include "proc.h"
+#include "state_metrics.h"
 
 #define ROOT "/t/"
 
@@ -482,6 +484,109 @@ static void test_idle_records_forgotten(void **state) {
   daemon_stop(&d);
 }
 
+/* Asserts that text holds line as a whole line. */
+static void assert_line(const char *text, const char *line) {
+  size_t n = strlen(line);
+  for (const char *p = text; (p = strstr(p, line)) != NULL; p += n)
+    if ((p == text || p[-1] == '\n') && p[n] == '\n') return;
+  fail_msg("/metrics lacks the line \"%s\":\n%s", line, text);
+}
+
+static void assert_linef(const char *text, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void assert_linef(const char *text, const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  assert_line(text, line);
+}
+
+/* GetState's figures on /metrics (counting/state_metrics): every account and function with limits
+ * or a record, with the very figures GetState answers; a function without reserved concurrency
+ * has no reserved gauge; an account whose limits key goes leaves /metrics at the next scrape. */
+static void test_state_metrics(void **state) {
+  (void)state;
+  fake_daemon d;
+  daemon_start(&d, "d1", 60000);
+  brume_metrics *reg = brume_metrics_new();
+  brume_state_metrics *sm = brume_state_metrics_start(&(brume_state_metrics_opts){
+      .metrics = reg, .engine = d.engine, .limits = limits, .etcd = etcd, .root = ROOT});
+  /* No refill during the test: the bucket's level stays what GetState saw. */
+  put_limits("cluster", "{\"account_burst\": 50, \"account_refill_per_minute\": 1}");
+  put_limits("account/m1", "{\"concurrency_limit\": 200}");
+  put_limits("function/m1/res", "{\"reserved_concurrency\": 10, \"provisioned\": {\"live\": 2}}");
+  put_limits("function/m1/cfg", "{\"provisioned\": {\"v1\": 1}}");
+  put_limits("account/m2", "{\"concurrency_limit\": 300}");
+  static char toks[5][BRUME_TOKEN_STRING_MAX];
+  for (int i = 0; i < 3; i++) grant(&d, "m1", "f", BRUME_TOKEN_WARM_ENVIRONMENT, toks[i]);
+  grant(&d, "m1", "res", BRUME_TOKEN_WARM_ENVIRONMENT, toks[3]);
+  grant(&d, "m1", "f", BRUME_TOKEN_NEW_ENVIRONMENT, toks[4]);
+
+  brume_engine_account_state as;
+  brume_engine_function_state rs, fs;
+  assert_int_equal(brume_engine_state(d.engine, "m1", "res", &as, &rs, NULL), 0);
+  assert_int_equal(brume_engine_state(d.engine, "m1", "f", &as, &fs, NULL), 0);
+  assert_true(as.has_scaling && as.cluster_held > 0);
+  char *text = brume_metrics_render(reg, NULL);
+  assert_line(text, "brume_counting_account_concurrency_limit{account=\"m1\"} 200");
+  assert_line(text, "brume_counting_account_unreserved_limit{account=\"m1\"} 190");
+  assert_line(text, "brume_counting_account_reserved_concurrency{account=\"m1\"} 10");
+  assert_line(text, "brume_counting_account_provisioned_concurrency{account=\"m1\"} 3");
+  assert_line(text, "brume_counting_account_in_use{account=\"m1\"} 5");
+  assert_linef(text, "brume_counting_account_held{account=\"m1\"} %u", as.held);
+  assert_linef(text, "brume_counting_account_cluster_held{account=\"m1\"} %llu",
+               (unsigned long long)as.cluster_held);
+  assert_linef(text, "brume_counting_account_scaling_tokens{account=\"m1\"} %u", as.scaling.level);
+  assert_line(text, "brume_counting_account_scaling_capacity{account=\"m1\"} 50");
+  assert_true(as.scaling.level < 50);
+  assert_line(text,
+              "brume_counting_function_reserved_concurrency{account=\"m1\",function=\"res\"} 10");
+  assert_line(text,
+              "brume_counting_function_provisioned_concurrency{account=\"m1\",function=\"res\"} 2");
+  assert_line(text, "brume_counting_function_in_use{account=\"m1\",function=\"res\"} 1");
+  assert_linef(text, "brume_counting_function_held{account=\"m1\",function=\"res\"} %u", rs.held);
+  assert_linef(text, "brume_counting_function_cluster_held{account=\"m1\",function=\"res\"} %llu",
+               (unsigned long long)rs.cluster_held);
+  assert_line(text, "brume_counting_function_in_use{account=\"m1\",function=\"f\"} 4");
+  assert_line(text, "brume_counting_function_held{account=\"m1\",function=\"f\"} 0");
+  assert_line(text,
+              "brume_counting_function_provisioned_concurrency{account=\"m1\",function=\"cfg\"} 1");
+  assert_line(text, "brume_counting_function_in_use{account=\"m1\",function=\"cfg\"} 0");
+  assert_null(strstr(text, "function_reserved_concurrency{account=\"m1\",function=\"f\"}"));
+  assert_null(strstr(text, "function_reserved_concurrency{account=\"m1\",function=\"cfg\"}"));
+  assert_null(strstr(text, "brume_counting_function_scaling_tokens{"));
+  assert_line(text, "brume_counting_account_concurrency_limit{account=\"m2\"} 300");
+  assert_line(text, "brume_counting_account_in_use{account=\"m2\"} 0");
+  free(text);
+
+  /* m2's key goes: so does m2, from every gauge. */
+  char key[] = ROOT "limits/account/m2";
+  assert_int_equal(brume_etcd_delete(etcd, key, false, NULL, NULL), 0);
+  brume_account_limits al = {.limit = 300};
+  for (int i = 0; i < 500 && al.limit == 300; i++) {
+    usleep(10000);
+    brume_limits_store_account(limits, "m2", &al);
+  }
+  assert_int_equal(al.limit, BRUME_ACCOUNT_CONCURRENCY_DEFAULT);
+  text = brume_metrics_render(reg, NULL);
+  assert_null(strstr(text, "account=\"m2\""));
+  assert_line(text, "brume_counting_account_in_use{account=\"m1\"} 5");
+  free(text);
+
+  for (int i = 0; i < 5; i++) release(&d, toks[i], true);
+  brume_state_metrics_stop(sm);
+  /* Stopped: the gauges are empty and nothing reads the engine any more. */
+  text = brume_metrics_render(reg, NULL);
+  assert_null(strstr(text, "account=\"m1\""));
+  free(text);
+  brume_metrics_free(reg);
+  char cluster[] = ROOT "limits/cluster";
+  assert_int_equal(brume_etcd_delete(etcd, cluster, false, NULL, NULL), 0);
+  daemon_stop(&d);
+}
+
 /* Bad requests, another daemon's token, an upgrade of a token not held, and a lease that is not
  * healthy. */
 static void test_errors(void **state) {
@@ -531,6 +636,7 @@ int main(void) {
       cmocka_unit_test(test_scaling_bucket),
       cmocka_unit_test(test_provisioned_across_daemons),
       cmocka_unit_test(test_idle_records_forgotten),
+      cmocka_unit_test(test_state_metrics),
       cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);

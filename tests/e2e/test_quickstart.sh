@@ -11,14 +11,9 @@ build=$1
 [ "$(id -u)" -eq 0 ] || { echo "test_quickstart: skipped: needs root"; exit 77; }
 
 . "$top/tests/harness/free_port.bash"
-home=$(mktemp -d /tmp/brume-quickstart-XXXXXX)
-export BRUME_HOME=$home BRUME_BUILD_DIR=$build BRUME_QUICKSTART_ID=qs$$
-free_port; export BRUME_ETCD_PORT=$port
-free_port; export BRUME_ETCD_PEER_PORT=$port
-for d in COUNTING PLACEMENT WORKER FRONTEND; do
-  free_port; export "BRUME_${d}_LISTEN=127.0.0.1:$port"
-  free_port; export "BRUME_${d}_HTTP_LISTEN=127.0.0.1:$port"
-done
+quickstart_on_free_ports qs$$
+home=$BRUME_HOME
+export BRUME_BUILD_DIR=$build
 cleanup() {
   "$top/deploy/quickstart.sh" stop >/dev/null 2>&1 || true
   rm -rf "$home"

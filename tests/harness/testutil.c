@@ -121,11 +121,12 @@ int brume_test_guest_image(const char *guest_dir, const char *init_bin, char **k
 
 long long brume_test_metric(int port, const char *name) {
   char cmd[512];
-  /* The sum of the metric's series (any labels), or nothing when it has none. */
+  /* The sum of the metric's series (any labels), or nothing when it has none; %.0f, not %d,
+   * which awk clamps to 2^31 - 1 (a byte count is larger). */
   snprintf(cmd, sizeof(cmd),
            "curl -sf --max-time 5 http://127.0.0.1:%d/metrics | "
            "awk '$1 == \"%s\" || index($1, \"%s{\") == 1 {n += $NF; seen = 1} "
-           "END {if (seen) printf \"%%d\\n\", n}'",
+           "END {if (seen) printf \"%%.0f\\n\", n}'",
            port, name, name);
   char *line = brume_test_last_line(cmd);
   long long v = line && line[0] ? atoll(line) : -1;

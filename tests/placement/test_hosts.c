@@ -45,7 +45,8 @@ static void test_registrations(void **state) {
   update_ok(h, "w2", reg("10.0.0.2:7000", 4, 8192, 8000, ",\"vcpu_milli_committed\":1500"));
   update_ok(h, "w1",
             "{\"addr\":\"10.0.0.1:7000\",\"vcpus\":2,\"memory_mib\":4096,"
-            "\"free_memory_mib\":4096,\"accelerator\":\"KVM\",\"draining\":true}");
+            "\"free_memory_mib\":4096,\"accelerator\":\"KVM\",\"draining\":true,"
+            "\"host_memory_available_mib\":20112,\"pool_ready\":2}");
   assert_int_equal(brume_hosts_count(h), 2);
   const brume_host *a = brume_hosts_at(h, 0), *b = brume_hosts_at(h, 1);
   assert_string_equal(a->id, "w1");
@@ -59,6 +60,10 @@ static void test_registrations(void **state) {
   assert_int_equal(b->memory_mib, 8192);
   assert_int_equal(b->free_memory_mib, 8000);
   assert_int_equal(b->vcpu_milli_committed, 1500);
+  assert_int_equal(b->host_memory_available_mib, 0);
+  assert_int_equal(b->pool_ready, 0);
+  assert_int_equal(a->host_memory_available_mib, 20112);
+  assert_int_equal(a->pool_ready, 2);
   assert_int_equal(b->updates, 1);
   assert_null(brume_hosts_at(h, 2));
 
@@ -88,6 +93,9 @@ static void test_registrations(void **state) {
                  "\"accelerator\":\"TCG\"}",
                  "\"memory_mib\"");
   update_refused(h, "w2", reg("x:1", 1, 100, 100, ",\"draining\":1"), "\"draining\"");
+  update_refused(h, "w2", reg("x:1", 1, 100, 100, ",\"pool_ready\":-1"), "\"pool_ready\"");
+  update_refused(h, "w2", reg("x:1", 1, 100, 100, ",\"host_memory_available_mib\":\"1\""),
+                 "\"host_memory_available_mib\"");
   update_refused(h, "", reg("x:1", 1, 100, 100, NULL), "empty host id");
   assert_string_equal(brume_hosts_get(h, "w2")->addr, "10.0.0.2:7001");
 

@@ -12,7 +12,8 @@
  * provisioned concurrency 3 keeps 3 sandboxes past the keep-warm time and re-creates one
  * destroyed behind placement's back; a placement daemon killed with -9 and restarted keeps its
  * healthy sandboxes; a second placement daemon never hands out the first's sandboxes, and adopts
- * them when the first is killed; /healthz, /metrics, --help and a wrong configuration; a drained
+ * them when the first is killed; /healthz, /metrics (ListHosts' figures per host, and each
+ * worker's own), --help and a wrong configuration; a drained
  * worker gets no new sandboxes until its drain ends; a worker killed with -9 is dropped within its
  * lease TTL and acquires go to the other. Timings are printed
  * as "# " lines. Exit 77 (skip) when not root, libvirtd does not answer, etcd is absent or the
@@ -604,10 +605,36 @@ static void test_http_and_config(void **state) {
   expect_last_line("200", "curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/healthz",
                    c->pl[0].http_port);
   /* The daemon restarted in the test before: one call, so that the RPC series exist. */
-  brume__list_hosts_response__free_unpacked(placement_hosts(), NULL);
+  Brume__ListHostsResponse *hs = placement_hosts();
   assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_acquires_total") >= 0);
   assert_true(brume_test_cluster_placement_metric(c, 0, "brume_placement_sandboxes") >= 0);
   assert_true(brume_test_cluster_placement_metric(c, 0, "brume_rpc_server_calls_total") > 0);
+  /* ListHosts' figures per host (placement/host_metrics), and Stats' on each worker. */
+  long long memory = 0, sandboxes = 0;
+  for (size_t i = 0; i < hs->n_hosts; i++) {
+    memory += (long long)hs->hosts[i]->memory_mib << 20;
+    for (size_t k = 0; k < hs->hosts[i]->n_sandboxes_by_state; k++)
+      sandboxes += hs->hosts[i]->sandboxes_by_state[k]->count;
+  }
+  assert_int_equal(hs->n_hosts, 2);
+  assert_int_equal(brume_test_cluster_placement_metric(c, 0, "brume_placement_host_info"), 2);
+  assert_int_equal(brume_test_cluster_placement_metric(c, 0, "brume_placement_host_memory_bytes"),
+                   memory);
+  assert_int_equal(brume_test_cluster_placement_metric(c, 0, "brume_placement_host_sandboxes"),
+                   sandboxes);
+  assert_true(
+      brume_test_cluster_placement_metric(c, 0, "brume_placement_host_available_memory_bytes") > 0);
+  for (size_t i = 0; i < 2; i++) {
+    brume_test_worker *w = c->workers[i];
+    assert_int_equal(brume_test_worker_metric(w, "brume_worker_accelerator_info"), 1);
+    for (size_t k = 0; k < hs->n_hosts; k++)
+      if (strcmp(hs->hosts[k]->host_id, w->host_id) == 0)
+        assert_true(brume_test_worker_metric(w, "brume_worker_memory_bytes") ==
+                    (long long)hs->hosts[k]->memory_mib << 20);
+    assert_true(brume_test_worker_metric(w, "brume_worker_memory_free_bytes") >= 0);
+    assert_true(brume_test_worker_metric(w, "brume_worker_sandboxes") >= 0);
+  }
+  brume__list_hosts_response__free_unpacked(hs, NULL);
   expect_last_line("1", "%s --help | grep -c keep_warm", c->placement_bin);
   const char *bad = "--check-config --etcd-endpoints http://127.0.0.1:1 --daemon-id 'a b'";
   expect_last_line("rc=2", "%s %s 2>&1; echo rc=$?", c->placement_bin, bad);

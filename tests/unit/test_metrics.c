@@ -201,11 +201,56 @@ static void test_concurrent(void **state) {
   brume_metrics_free(reg);
 }
 
+/* What a collector sets appears in the same render; a cleared gauge drops the label sets the
+ * collector no longer sets; a removed collector runs no more. */
+typedef struct hosts_state {
+  brume_gauge *mem;
+  const char *hosts[3];
+  int runs;
+} hosts_state;
+
+static void collect_hosts(void *user) {
+  hosts_state *st = user;
+  st->runs++;
+  brume_gauge_clear(st->mem);
+  for (size_t i = 0; i < 3 && st->hosts[i]; i++)
+    brume_gauge_set(st->mem, 100 * (i + 1), st->hosts[i]);
+}
+
+static void test_collect(void **state) {
+  (void)state;
+  brume_metrics *reg = brume_metrics_new();
+  hosts_state st = {.hosts = {"h1", "h2", NULL}};
+  st.mem = brume_metrics_gauge(reg, "brume_x_host_memory_bytes", "Memory.", "host", NULL);
+  brume_metrics_add_collect(reg, collect_hosts, &st);
+  assert_render(reg,
+                "# HELP brume_x_host_memory_bytes Memory.\n"
+                "# TYPE brume_x_host_memory_bytes gauge\n"
+                "brume_x_host_memory_bytes{host=\"h1\"} 100\n"
+                "brume_x_host_memory_bytes{host=\"h2\"} 200\n");
+  st.hosts[0] = "h2";
+  st.hosts[1] = NULL;
+  assert_render(reg,
+                "# HELP brume_x_host_memory_bytes Memory.\n"
+                "# TYPE brume_x_host_memory_bytes gauge\n"
+                "brume_x_host_memory_bytes{host=\"h2\"} 100\n");
+  assert_int_equal(st.runs, 2);
+  brume_metrics_remove_collect(reg, collect_hosts, &st);
+  brume_metrics_remove_collect(reg, collect_hosts, &st); /* not registered: nothing happens */
+  free(brume_metrics_render(reg, NULL));
+  assert_int_equal(st.runs, 2);
+  brume_metrics_free(reg);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_counter_with_labels), cmocka_unit_test(test_gauge),
-      cmocka_unit_test(test_histogram),           cmocka_unit_test(test_default_registry),
-      cmocka_unit_test(test_series_limit),        cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_counter_with_labels),
+      cmocka_unit_test(test_gauge),
+      cmocka_unit_test(test_histogram),
+      cmocka_unit_test(test_default_registry),
+      cmocka_unit_test(test_series_limit),
+      cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_collect),
   };
   return cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
 }
