@@ -227,7 +227,8 @@ static void set_bucket(brume_state_metrics *m, const entry *e, const brume_etcd_
   brume_autofree char *key =
       e->function ? brume_xasprintf("%sscaling/function/%s/%s", m->root, e->account, e->function)
                   : brume_xasprintf("%sscaling/account/%s", m->root, e->account);
-  const brume_etcd_kv *kv = bsearch(key, r->kvs, r->n, sizeof(*r->kvs), cmp_kv_key);
+  /* An empty range has no array at all, which bsearch must not be given. */
+  const brume_etcd_kv *kv = r->n ? bsearch(key, r->kvs, r->n, sizeof(*r->kvs), cmp_kv_key) : NULL;
   brume_bucket_state s;
   if (brume_bucket_share_state_of(key, kv, p, now_ms, &s, NULL) < 0)
     return; /* p is invalid: the limits store never lets one through */

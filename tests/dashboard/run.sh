@@ -9,7 +9,8 @@
 #      reserved-concurrency flood, a refused key, a daemon down; screenshots go to
 #      BUILD_DIR/test-artifacts/dashboard/;
 #   3. api.test.mjs: every JSON endpoint, signed in and not (401), and with counting and then
-#      placement stopped (the answers name the daemon that is down), then restarted.
+#      placement stopped (the answers name the daemon that is down), then restarted;
+#   4. the daemons stopped, and their logs free of sanitizer reports (in the ASan build).
 # Exit 77 (skip) only when not root: the worker needs libvirtd. A missing Chromium, Node.js or
 # npm package fails the test: .ci/run installs them (deploy/install-deps.sh, then npm ci here).
 set -euo pipefail
@@ -65,5 +66,12 @@ node "$here/browser.test.mjs" || fail "the browser test failed (screenshots in $
 
 echo "== the JSON API"
 node --test --test-concurrency=1 "$here/api.test.mjs" || fail "the JSON API tests failed"
+
+# Stopped with SIGTERM, each daemon shuts down cleanly: in a sanitizer build (build-asan) a leak,
+# a memory error or undefined behaviour shows in its log, and fails the test here.
+"$top/deploy/quickstart.sh" stop >/dev/null
+if grep -lE "ERROR: (LeakSanitizer|AddressSanitizer)|runtime error:" "$home"/log/*.log; then
+  fail "a daemon's log reports a sanitizer error (above: the log files)"
+fi
 
 echo "test_dashboard: passed; screenshots in $artifacts"
