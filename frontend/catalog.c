@@ -501,3 +501,22 @@ json_t *brume_catalog_list_json(brume_catalog *c) {
   pthread_rwlock_unlock(&c->lock);
   return out;
 }
+
+json_t *brume_catalog_code_digests(brume_catalog *c) {
+  json_t *set = json_object();
+  pthread_rwlock_rdlock(&c->lock);
+  for (size_t i = 0; i < c->n_fns; i++) {
+    const cat_fn *f = c->fns[i];
+    json_object_set_new(set, brume_fn_target_spec(f->latest)->code->sha256, json_true());
+    for (size_t v = 0; v < f->n_versions; v++)
+      json_object_set_new(set, brume_fn_target_spec(f->versions[v]->target)->code->sha256,
+                          json_true());
+  }
+  pthread_rwlock_unlock(&c->lock);
+  json_t *out = json_array();
+  const char *sha;
+  json_t *v;
+  json_object_foreach(set, sha, v) json_array_append_new(out, json_string(sha));
+  json_decref(set);
+  return out;
+}

@@ -68,6 +68,10 @@ char *brume_catalog_code_url(const brume_catalog *c, const char *sha256);
  *   "additional_weight"}]}]. Caller owns the reference. */
 json_t *brume_catalog_list_json(brume_catalog *c);
 
+/* The SHA-256 digests of every function's code ($LATEST and published versions), each once: a
+ * new JSON array of strings, for code replication (frontend/code_replica.h). */
+json_t *brume_catalog_code_digests(brume_catalog *c);
+
 /* The etcd revision the in-memory copy reflects (the last change under <prefix>/functions/ it
  * applied, or the initial read's). */
 int64_t brume_catalog_revision(brume_catalog *c);

@@ -22,6 +22,7 @@
 #include "brume/frontend.pb-c.h"
 #include "catalog.h"
 #include "client.h"
+#include "code_replica.h"
 #include "code_store.h"
 #include "config.h"
 #include "daemon.h"
@@ -58,6 +59,7 @@ static struct {
   int64_t max_request;
   int64_t session_ttl;
   int64_t max_sessions;
+  int64_t replicate_period;
 } cfg;
 
 static const brume_opt opts[] = {
@@ -96,6 +98,10 @@ static const brume_opt opts[] = {
     BRUME_OPT_SIZE("max_request", &cfg.max_request, 7 * BRUME_MIB, 1 * BRUME_GIB, "64MiB",
                    "largest gRPC request accepted: function code (a 50 MiB zip) travels in "
                    "CreateFunction and UpdateFunctionCode"),
+    BRUME_OPT_DURATION("code_replicate_period", &cfg.replicate_period, BRUME_SECONDS(1),
+                       BRUME_MINUTES(60), "2s",
+                       "how often the code the catalog needs is checked and copied from the other "
+                       "frontends when missing here"),
     BRUME_OPT_DURATION("dashboard_session_ttl", &cfg.session_ttl, BRUME_MINUTES(1),
                        BRUME_MINUTES(7 * 24 * 60), "12h",
                        "how long a dashboard login lasts (docs/dashboard.md)"),
@@ -146,6 +152,7 @@ static struct {
   char caller_id[300];
   brume_http *http;
   brume_code_store *code;
+  brume_code_replica *replica;
   brume_env_key env_key;
   brume_key_store *keys;
   brume_catalog *catalog;
@@ -187,6 +194,11 @@ static int health(void *user, brume_err **err) {
   if (!brume_registration_healthy(d.b.reg))
     return brume_err_set(err, BRUME_UNAVAILABLE, "the etcd lease is stale");
   return 0;
+}
+
+/* What the code replica copies: every digest the catalog names. */
+static json_t *code_needed(void *catalog) {
+  return brume_catalog_code_digests(catalog);
 }
 
 static int open_env_key(brume_err **err) {
@@ -236,6 +248,19 @@ static int start(brume_err **err) {
                            .code_url_base = code_base};
   d.catalog = brume_catalog_new(&co, err);
   if (d.catalog == NULL) return -1;
+  /* The other frontends find this one's code where its registration says. */
+  brume_autofree char *reg_value =
+      brume_xasprintf("{\"addr\":\"%s\",\"http_addr\":\"%s\"}", d.b.addr, http_addr);
+  if (brume_registration_update(d.b.reg, reg_value, err) < 0) return -1;
+  brume_code_replica_opts ro = {.etcd = d.b.etcd,
+                                .prefix = cfg.etcd_prefix,
+                                .self_id = daemon_id,
+                                .store = d.code,
+                                .needs = code_needed,
+                                .needs_user = d.catalog,
+                                .period_ms = cfg.replicate_period,
+                                .metrics = d.b.metrics};
+  d.replica = brume_code_replica_new(&ro);
   brume_autofree char *audit_path =
       cfg.audit_log ? brume_xstrdup(cfg.audit_log) : brume_xasprintf("%s/audit.log", cfg.data_dir);
   d.audit = brume_audit_open(audit_path, err);
@@ -340,6 +365,7 @@ static void stop(void) {
   brume_rpc_loop_free(d.loop);
   brume_http_stop(d.http);
   brume_audit_close(d.audit);
+  brume_code_replica_free(d.replica);
   brume_catalog_free(d.catalog);
   brume_key_store_free(d.keys);
   brume_code_store_free(d.code);
