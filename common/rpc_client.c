@@ -117,9 +117,13 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
   args[n].type = GRPC_ARG_INTEGER;
   args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
   args[n++].value.integer = 100;
+  /* Despite its name, gRPC core takes this as the least time one connection attempt may take
+   * (TCP, the TLS handshake, the server's SETTINGS frame): at 100 ms, TLS handshakes on a loaded
+   * host timed out ("connection attempt timed out before receiving SETTINGS frame"). A refused
+   * connection fails at once whatever it is; this only bounds a host that does not answer. */
   args[n].type = GRPC_ARG_INTEGER;
   args[n].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-  args[n++].value.integer = 100;
+  args[n++].value.integer = 5000;
   args[n].type = GRPC_ARG_INTEGER;
   args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
   args[n++].value.integer = 1000;

@@ -34,8 +34,8 @@ frontend_http=${BRUME_FRONTEND_HTTP_LISTEN:-127.0.0.1:9040}
 etcd_url=http://127.0.0.1:$etcd_port
 run=$home/run
 daemons="frontend worker placement counting etcd" # the order stop uses; start goes backwards
-
-running() { [ -f "$run/$1.pid" ] && kill -0 "$(cat "$run/$1.pid")" 2>/dev/null; }
+prog=quickstart
+. "$top/deploy/lib/daemons.bash"
 
 status() {
   local name pid
@@ -47,27 +47,6 @@ status() {
       printf '%-10s stopped\n' "$name"
     fi
   done
-}
-
-# Waits until url answers (a daemon's /healthz), or fails naming the log.
-wait_healthy() {
-  for _ in $(seq 150); do
-    curl -sf "$1" >/dev/null && return 0
-    sleep 0.2
-  done
-  echo "quickstart: $2 did not become healthy; its log: $3" >&2
-  tail -n 20 "$3" >&2 || true
-  exit 1
-}
-
-# start_daemon NAME HEALTH_URL COMMAND...: starts COMMAND in the background unless NAME runs.
-start_daemon() {
-  local name=$1 url=$2
-  shift 2
-  if running "$name"; then return 0; fi
-  "$@" >>"$home/log/$name.log" 2>&1 &
-  echo $! >"$run/$name.pid"
-  wait_healthy "$url" "$name" "$home/log/$name.log"
 }
 
 brume() { "$build/cli/brume" --endpoint "$frontend_listen" --api-key-file "$home/admin.key" "$@"; }
@@ -96,10 +75,7 @@ start() {
   [ -f "$build/CMakeCache.txt" ] || cmake -S "$top" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
   cmake --build "$build" -j"$(nproc)" >/dev/null
   echo "[3/6] the guest image (the kernel build takes about 4 minutes the first time, then it is cached)"
-  kernel=$("$top/worker-agent/guest/build-kernel.sh" 2>>"$home/log/guest-build.log" | tail -n 1)
-  kernel_smp=$("$top/worker-agent/guest/build-kernel.sh" --smp 2>>"$home/log/guest-build.log" | tail -n 1)
-  initrd=$("$top/worker-agent/guest/build-initramfs.sh" "$build/worker-agent/guest/init/brume-init" \
-    2>>"$home/log/guest-build.log" | tail -n 1)
+  guest_image
   echo "[4/6] libvirtd and virtlogd"
   bash "$top/deploy/host-setup.sh" >>"$home/log/host-setup.log" 2>&1
   echo "[5/6] starting the services"
@@ -148,14 +124,7 @@ start() {
 
 stop() {
   local name
-  for name in $daemons; do
-    if running "$name"; then
-      kill "$(cat "$run/$name.pid")"
-      # The worker destroys its microVMs on the way out: wait for it.
-      for _ in $(seq 100); do running "$name" || break; sleep 0.1; done
-    fi
-    rm -f "$run/$name.pid"
-  done
+  for name in $daemons; do stop_daemon "$name"; done
   status
 }
 

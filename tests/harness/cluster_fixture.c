@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "brume/frontend.pb-c.h"
 #include "err.h"
 #include "etcd_server.h"
 #include "proc.h"
@@ -176,7 +177,28 @@ int brume_test_cluster_bootstrap_key(brume_test_cluster *c, const char *account,
   }
   snprintf(key, size, "%s", line);
   free(line);
-  return 0;
+  /* The key went to etcd from another process: the frontend knows it once its watch has
+   * delivered it. Wait for that (ListFunctions needs any valid key), so that the first call of
+   * a test never races the watch. */
+  if (c->frontend.client == NULL) return 0;
+  const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(
+      &brume__frontend__descriptor, "ListFunctions");
+  Brume__ListFunctionsRequest req = BRUME__LIST_FUNCTIONS_REQUEST__INIT;
+  brume_rpc_call_opts co = {.deadline_ms = 2000, .api_key = key};
+  for (int i = 0; i < 100; i++) {
+    ProtobufCMessage *reply = NULL;
+    brume_err *err = NULL;
+    int rc = brume_rpc_unary(c->frontend.client, &brume__frontend__descriptor,
+                             (unsigned)(m - brume__frontend__descriptor.methods), &req.base, &reply,
+                             &co, &err);
+    bool unknown = rc < 0 && err->code == BRUME_UNAUTHENTICATED;
+    if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+    brume_err_free(err);
+    if (!unknown) return 0;
+    usleep(50 * 1000);
+  }
+  fprintf(stderr, "cluster fixture: the frontend did not learn the bootstrap key within 5 s\n");
+  return -1;
 }
 
 int brume_test_cluster_stop_placement(brume_test_cluster *c, size_t i, int sig) {
