@@ -561,6 +561,20 @@ void brume_gauge_clear(brume_gauge *g) {
   pthread_mutex_unlock(&m->mu);
 }
 
+void brume_metrics_gauges(brume_metrics *reg, const brume_gauge_spec *specs, size_t n,
+                          brume_gauge **out) {
+  _Static_assert(BRUME_METRICS_MAX_LABELS == 4, "pass every label slot below");
+  for (size_t i = 0; i < n; i++) {
+    const char *const *l = specs[i].labels;
+    /* The first NULL slot ends the label list, as the sentinel would. */
+    out[i] = brume_metrics_gauge(reg, specs[i].name, specs[i].help, l[0], l[1], l[2], l[3], NULL);
+  }
+}
+
+void brume_gauges_clear(brume_gauge *const *gauges, size_t n) {
+  for (size_t i = 0; i < n; i++) brume_gauge_clear(gauges[i]);
+}
+
 char *brume_metrics_render(brume_metrics *reg, size_t *len) {
   buf b = {0};
   buf_puts(&b, "");

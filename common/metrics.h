@@ -72,6 +72,17 @@ void brume_metrics_add_collect(brume_metrics *reg, brume_metrics_collect_fn fn, 
 /* Removes the collector (fn, user); nothing happens if it is not registered. reg may be NULL. */
 void brume_metrics_remove_collect(brume_metrics *reg, brume_metrics_collect_fn fn, void *user);
 
+/* One row of a collector's table of gauges: its name, help and label names (unused slots
+ * NULL). brume_metrics_gauges() registers n of them into out[0..n); brume_gauges_clear()
+ * clears them all (brume_gauge_clear). */
+typedef struct brume_gauge_spec {
+  const char *name, *help;
+  const char *labels[BRUME_METRICS_MAX_LABELS];
+} brume_gauge_spec;
+void brume_metrics_gauges(brume_metrics *reg, const brume_gauge_spec *specs, size_t n,
+                          brume_gauge **out);
+void brume_gauges_clear(brume_gauge *const *gauges, size_t n);
+
 /* Drops every series of a gauge with labels (one without labels goes back to 0), so that a
  * collector can set the current label sets afresh: a host that left stops being reported.
  * Only for gauges that nothing but collectors updates: an update on another thread could still

@@ -6,6 +6,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "mem.h"
 
 struct brume_registration {
   brume_etcd *etcd;
@@ -158,4 +159,27 @@ void brume_registration_free(brume_registration *reg) {
   free(reg->key);
   free(reg->value);
   free(reg);
+}
+
+json_t *brume_registrations_list(brume_etcd *etcd, const char *prefix, const char *kind,
+                                 brume_err **err) {
+  brume_autofree char *dir =
+      kind ? brume_xasprintf("%s/svc/%s/", prefix, kind) : brume_xasprintf("%s/svc/", prefix);
+  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(etcd, dir, err);
+  if (r == NULL) return NULL;
+  size_t svc_len = strlen(prefix) + strlen("/svc/");
+  json_t *out = json_array();
+  for (size_t i = 0; i < r->n; i++) {
+    const char *rest = r->kvs[i].key + svc_len; /* "<kind>/<id>" */
+    const char *slash = strchr(rest, '/');
+    json_t *v = json_loadb(r->kvs[i].value, r->kvs[i].value_len, 0, NULL);
+    if (slash == NULL || !json_is_object(v)) {
+      json_decref(v);
+      continue;
+    }
+    json_object_set_new(v, "kind", json_stringn(rest, (size_t)(slash - rest)));
+    json_object_set_new(v, "id", json_string(slash + 1));
+    json_array_append_new(out, v);
+  }
+  return out;
 }

@@ -13,6 +13,7 @@
 #ifndef BRUME_REGISTRATION_H
 #define BRUME_REGISTRATION_H
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -37,6 +38,13 @@ bool brume_registration_healthy(brume_registration *reg);
 int64_t brume_registration_lease(brume_registration *reg);
 /* Stops renewing, revokes the lease (the key goes at once) and frees reg. NULL is allowed. */
 void brume_registration_free(brume_registration *reg);
+
+/* The daemons registered now under <prefix>/svc/<kind>/ (kind NULL: every kind), ordered by key:
+ * a new JSON array of their values, objects each given "kind" and "id" ({"kind", "id", "addr",
+ * and what else the daemon published}); a value that is not a JSON object is skipped. NULL with
+ * *err when etcd cannot be read. */
+json_t *brume_registrations_list(brume_etcd *etcd, const char *prefix, const char *kind,
+                                 brume_err **err);
 
 BRUME_DEFINE_AUTOPTR(brume_registration, brume_registration_free)
 

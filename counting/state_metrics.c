@@ -35,53 +35,67 @@ enum {
   G_COUNT
 };
 
-static const struct {
-  const char *name, *help;
-} gauge_specs[G_COUNT] = {
+static const brume_gauge_spec gauge_specs[G_COUNT] = {
     [G_ACCOUNT_LIMIT] = {"brume_counting_account_concurrency_limit",
-                         "The account's concurrency limit (ConcurrentExecutions)."},
+                         "The account's concurrency limit (ConcurrentExecutions).",
+                         {"account"}},
     [G_ACCOUNT_UNRESERVED] = {"brume_counting_account_unreserved_limit",
                               "The account's limit minus every function's reserved concurrency: "
-                              "the pool of the functions without reserved concurrency."},
+                              "the pool of the functions without reserved concurrency.",
+                              {"account"}},
     [G_ACCOUNT_RESERVED] = {"brume_counting_account_reserved_concurrency",
-                            "Sum of the reserved concurrency of the account's functions."},
+                            "Sum of the reserved concurrency of the account's functions.",
+                            {"account"}},
     [G_ACCOUNT_PROVISIONED] = {"brume_counting_account_provisioned_concurrency",
                                "Sum of the provisioned concurrency configured on the account's "
-                               "versions and aliases."},
+                               "versions and aliases.",
+                               {"account"}},
     [G_ACCOUNT_IN_USE] = {"brume_counting_account_in_use",
                           "Tokens of the account this counting daemon granted and has not had "
-                          "back."},
+                          "back.",
+                          {"account"}},
     [G_ACCOUNT_HELD] = {"brume_counting_account_held",
                         "Concurrency of the account this counting daemon holds in etcd (its "
-                        "blocks of the unreserved pool and of reserved functions)."},
+                        "blocks of the unreserved pool and of reserved functions).",
+                        {"account"}},
     [G_ACCOUNT_CLUSTER_HELD] = {"brume_counting_account_cluster_held",
                                 "Concurrency of the account all counting daemons hold in etcd "
-                                "(the same on every daemon)."},
+                                "(the same on every daemon).",
+                                {"account"}},
     [G_ACCOUNT_SCALING_TOKENS] = {"brume_counting_account_scaling_tokens",
                                   "Tokens in the account's scaling bucket now: new execution "
-                                  "environments that may start at once (account scaling model)."},
+                                  "environments that may start at once (account scaling model).",
+                                  {"account"}},
     [G_ACCOUNT_SCALING_CAPACITY] = {"brume_counting_account_scaling_capacity",
-                                    "The most the account's scaling bucket holds (the burst)."},
+                                    "The most the account's scaling bucket holds (the burst).",
+                                    {"account"}},
     [G_FUNCTION_RESERVED] = {"brume_counting_function_reserved_concurrency",
                              "The function's reserved concurrency (only functions that have one; "
-                             "0 means switched off)."},
+                             "0 means switched off).",
+                             {"account", "function"}},
     [G_FUNCTION_PROVISIONED] = {"brume_counting_function_provisioned_concurrency",
                                 "Sum of the provisioned concurrency on the function's versions "
-                                "and aliases."},
+                                "and aliases.",
+                                {"account", "function"}},
     [G_FUNCTION_IN_USE] = {"brume_counting_function_in_use",
                            "Tokens of the function this counting daemon granted and has not had "
-                           "back."},
+                           "back.",
+                           {"account", "function"}},
     [G_FUNCTION_HELD] = {"brume_counting_function_held",
                          "Concurrency of the function's reserved pool this counting daemon holds "
-                         "in etcd."},
+                         "in etcd.",
+                         {"account", "function"}},
     [G_FUNCTION_CLUSTER_HELD] = {"brume_counting_function_cluster_held",
                                  "Concurrency of the function's reserved pool all counting "
-                                 "daemons hold in etcd (the same on every daemon)."},
+                                 "daemons hold in etcd (the same on every daemon).",
+                                 {"account", "function"}},
     [G_FUNCTION_SCALING_TOKENS] = {"brume_counting_function_scaling_tokens",
                                    "Tokens in the function's scaling bucket now (function "
-                                   "scaling model)."},
+                                   "scaling model).",
+                                   {"account", "function"}},
     [G_FUNCTION_SCALING_CAPACITY] = {"brume_counting_function_scaling_capacity",
-                                     "The most the function's scaling bucket holds (the burst)."},
+                                     "The most the function's scaling bucket holds (the burst).",
+                                     {"account", "function"}},
 };
 
 struct brume_state_metrics {
@@ -285,7 +299,7 @@ static void collect(void *user) {
       cl.model == BRUME_SCALING_ACCOUNT ? &cl.account_bucket : &cl.function_bucket;
   int64_t now_ms = brume_wall_ms();
 
-  for (size_t i = 0; i < G_COUNT; i++) brume_gauge_clear(m->g[i]);
+  brume_gauges_clear(m->g, G_COUNT);
   for (size_t i = 0; i < es.n; i++) {
     const entry *e = &es.v[i];
     if (e->function)
@@ -303,12 +317,7 @@ brume_state_metrics *brume_state_metrics_start(const brume_state_metrics_opts *o
   brume_state_metrics *m = brume_xcalloc(1, sizeof(*m));
   m->o = *opts;
   m->root = brume_xstrdup(opts->root);
-  for (size_t i = 0; i < G_COUNT; i++)
-    m->g[i] = i < G_FUNCTION_RESERVED
-                  ? brume_metrics_gauge(opts->metrics, gauge_specs[i].name, gauge_specs[i].help,
-                                        "account", NULL)
-                  : brume_metrics_gauge(opts->metrics, gauge_specs[i].name, gauge_specs[i].help,
-                                        "account", "function", NULL);
+  brume_metrics_gauges(opts->metrics, gauge_specs, G_COUNT, m->g);
   brume_metrics_add_collect(opts->metrics, collect, m);
   return m;
 }
@@ -316,7 +325,7 @@ brume_state_metrics *brume_state_metrics_start(const brume_state_metrics_opts *o
 void brume_state_metrics_stop(brume_state_metrics *m) {
   if (m == NULL) return;
   brume_metrics_remove_collect(m->o.metrics, collect, m);
-  for (size_t i = 0; i < G_COUNT; i++) brume_gauge_clear(m->g[i]);
+  brume_gauges_clear(m->g, G_COUNT);
   free(m->root);
   free(m);
 }

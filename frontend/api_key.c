@@ -142,8 +142,7 @@ char *brume_api_key_record_json(const brume_api_key_record *rec) {
       json_pack("{s:s, s:o, s:s, s:s, s:I}", "account", rec->account_id, "scopes", scopes, "salt",
                 rec->salt, "hash", rec->hash, "created_unix_ms", (json_int_t)rec->created_unix_ms);
   BRUME_ENSURE(o != NULL);
-  if (rec->description[0])
-    json_object_set_new(o, "description", json_string(rec->description));
+  if (rec->description[0]) json_object_set_new(o, "description", json_string(rec->description));
   char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
   json_decref(o);
   BRUME_ENSURE(s != NULL);

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "registration.h"
 #include "ticker.h"
 
 struct brume_code_replica {
@@ -81,17 +82,17 @@ static int fetch_from(brume_code_replica *r, const char *http_addr, const char *
 
 /* The other frontends' HTTP addresses, from their registrations: a JSON array, or NULL. */
 static json_t *peers(brume_code_replica *r, brume_err **err) {
-  brume_autofree char *dir = brume_xasprintf("%s/svc/frontend/", r->prefix);
-  brume_autoptr(brume_etcd_range) range = brume_etcd_get_prefix(r->o.etcd, dir, err);
-  if (range == NULL) return NULL;
+  json_t *all = brume_registrations_list(r->o.etcd, r->prefix, "frontend", err);
+  if (all == NULL) return NULL;
   json_t *out = json_array();
-  for (size_t i = 0; i < range->n; i++) {
-    if (strcmp(range->kvs[i].key + strlen(dir), r->self_id) == 0) continue;
-    json_t *v = json_loadb(range->kvs[i].value, range->kvs[i].value_len, 0, NULL);
+  size_t i;
+  json_t *v;
+  json_array_foreach(all, i, v) {
     const char *addr = json_string_value(json_object_get(v, "http_addr"));
-    if (addr) json_array_append_new(out, json_string(addr));
-    json_decref(v);
+    if (addr && strcmp(json_string_value(json_object_get(v, "id")), r->self_id) != 0)
+      json_array_append_new(out, json_string(addr));
   }
+  json_decref(all);
   return out;
 }
 

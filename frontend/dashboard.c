@@ -15,6 +15,7 @@
 #include "mem.h"
 #include "proto_names.h"
 #include "random.h"
+#include "registration.h"
 #include "sessions.h"
 #include "ticker.h"
 
@@ -97,8 +98,11 @@ static Brume__ListHostsResponse *placement_hosts(brume_dashboard *d, probe *p) {
 /* ---- authentication ---- */
 
 /* The principal of an admin key presented as "Authorization: Bearer <key>", or of the session
- * cookie; false (the answer then is 401) when neither is valid. */
-static bool authorize(brume_dashboard *d, const brume_http_request *req, brume_principal *who) {
+ * cookie, with the session's end in *expires (0 for a key); false (the answer then is 401) when
+ * neither is valid. */
+static bool authorize(brume_dashboard *d, const brume_http_request *req, brume_principal *who,
+                      int64_t *expires) {
+  *expires = 0;
   const char *auth = brume_http_request_header(req, "Authorization");
   if (auth && strncasecmp(auth, "Bearer ", 7) == 0) {
     brume_autoptr(brume_err) err = NULL;
@@ -106,9 +110,8 @@ static bool authorize(brume_dashboard *d, const brume_http_request *req, brume_p
            brume_api_key_allows(who->scopes, BRUME_SCOPE_ADMIN);
   }
   char token[BRUME_SESSION_TOKEN_HEX + 1];
-  int64_t expires;
   if (!brume_sessions_cookie_token(brume_http_request_header(req, "Cookie"), token)) return false;
-  bool ok = brume_sessions_find(d->sessions, token, now_ms(), who, &expires);
+  bool ok = brume_sessions_find(d->sessions, token, now_ms(), who, expires);
   /* A key deleted since the login ends its sessions. */
   if (ok && !brume_key_store_has(d->o.keys, who->key_id)) {
     brume_sessions_end(d->sessions, token);
@@ -203,25 +206,23 @@ static json_t *finish(json_t *o, probe *p) {
 
 /* "<prefix>/svc/<kind>/<id>" registrations: [{"kind", "id", "addr"}], or NULL (etcd down). */
 static json_t *registered_daemons(brume_dashboard *d, probe *p) {
-  brume_autofree char *dir = brume_xasprintf("%s/svc/", d->prefix);
   brume_autoptr(brume_err) err = NULL;
-  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(d->o.etcd, dir, &err);
-  if (r == NULL) {
+  json_t *all = brume_registrations_list(d->o.etcd, d->prefix, NULL, &err);
+  if (all == NULL) {
     mark_down(p, "etcd", &p->etcd_down, err);
     return json_null();
   }
+  /* Only what says who and where: a worker's registration also carries its capacity. */
   json_t *out = json_array();
-  for (size_t i = 0; i < r->n; i++) {
-    const char *rest = r->kvs[i].key + strlen(dir);
-    const char *slash = strchr(rest, '/');
-    if (slash == NULL) continue;
-    json_t *v = json_loadb(r->kvs[i].value, r->kvs[i].value_len, 0, NULL);
-    const char *addr = json_string_value(json_object_get(v, "addr"));
-    json_array_append_new(
-        out, json_pack("{s:s%, s:s, s:o}", "kind", rest, (size_t)(slash - rest), "id", slash + 1,
-                       "addr", addr ? json_string(addr) : json_null()));
-    json_decref(v);
+  size_t i;
+  json_t *r;
+  json_array_foreach(all, i, r) {
+    json_t *addr = json_object_get(r, "addr");
+    json_array_append_new(out, json_pack("{s:O, s:O, s:O}", "kind", json_object_get(r, "kind"),
+                                         "id", json_object_get(r, "id"), "addr",
+                                         json_is_string(addr) ? addr : json_null()));
   }
+  json_decref(all);
   return out;
 }
 
@@ -426,19 +427,14 @@ static json_t *api_series(brume_dashboard *d, const brume_http_request *req) {
 static void api(const brume_http_request *req, brume_http_response *resp, void *user) {
   brume_dashboard *d = user;
   brume_principal who;
+  int64_t expires;
   const char *path = req->path;
-  if (!authorize(d, req, &who)) {
+  if (!authorize(d, req, &who, &expires)) {
     refuse_unauthenticated(resp);
     return;
   }
   json_t *body = NULL;
   if (strcmp(path, "/api/session") == 0) {
-    char token[BRUME_SESSION_TOKEN_HEX + 1];
-    int64_t expires = 0;
-    brume_principal again;
-    if (brume_sessions_cookie_token(brume_http_request_header(req, "Cookie"), token))
-      brume_sessions_find(d->sessions, token, now_ms(), &again, &expires);
-    explicit_bzero(token, sizeof(token));
     body = json_pack("{s:s, s:s, s:o}", "account_id", who.account_id, "key_id", who.key_id,
                      "expires_unix_ms", expires ? json_integer(expires) : json_null());
   } else if (strcmp(path, "/api/summary") == 0) {

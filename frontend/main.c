@@ -173,20 +173,21 @@ static struct {
 
 /* The address of the first daemon of kind registered in etcd, or NULL + err. */
 static char *discover(brume_etcd *etcd, const char *kind, brume_err **err) {
-  brume_autofree char *dir = brume_xasprintf("%s/svc/%s/", cfg.etcd_prefix, kind);
-  brume_autoptr(brume_etcd_range) r = brume_etcd_get_prefix(etcd, dir, err);
-  if (r == NULL) return NULL;
-  for (size_t i = 0; i < r->n; i++) {
-    json_t *o = json_loadb(r->kvs[i].value, r->kvs[i].value_len, 0, NULL);
-    const char *addr = o ? json_string_value(json_object_get(o, "addr")) : NULL;
-    char *out = addr ? brume_xstrdup(addr) : NULL;
-    json_decref(o);
-    if (out) return out;
+  json_t *all = brume_registrations_list(etcd, cfg.etcd_prefix, kind, err);
+  if (all == NULL) return NULL;
+  char *out = NULL;
+  size_t i;
+  json_t *r;
+  json_array_foreach(all, i, r) {
+    const char *addr = json_string_value(json_object_get(r, "addr"));
+    if (addr && out == NULL) out = brume_xstrdup(addr);
   }
-  brume_err_set(err, BRUME_UNAVAILABLE,
-                "no brume-%s is registered in etcd under %s: start one, or set %s_addr", kind, dir,
-                kind);
-  return NULL;
+  json_decref(all);
+  if (out == NULL)
+    brume_err_set(err, BRUME_UNAVAILABLE,
+                  "no brume-%s is registered in etcd under %s/svc/%s/: start one, or set %s_addr",
+                  kind, cfg.etcd_prefix, kind, kind);
+  return out;
 }
 
 static int health(void *user, brume_err **err) {

@@ -22,37 +22,39 @@ enum {
   G_COUNT
 };
 
-static const struct {
-  const char *name, *help;
-  const char *second_label; /* after "host"; NULL: none */
-} gauge_specs[G_COUNT] = {
+static const brume_gauge_spec gauge_specs[G_COUNT] = {
     [G_MEMORY] = {"brume_placement_host_memory_bytes",
-                  "The worker host's memory, as its worker published it.", NULL},
+                  "The worker host's memory, as its worker published it.",
+                  {"host"}},
     [G_FREE] = {"brume_placement_host_free_memory_bytes",
-                "Memory for sandboxes left on the host, as its worker last published it.", NULL},
+                "Memory for sandboxes left on the host, as its worker last published it.",
+                {"host"}},
     [G_RESERVED] = {"brume_placement_host_reserved_memory_bytes",
                     "Memory placement holds on the host for cold starts under way or not yet in "
                     "a registration of the worker's.",
-                    NULL},
+                    {"host"}},
     [G_AVAILABLE] = {"brume_placement_host_available_memory_bytes",
                      "The host's MemAvailable as the kernel reports it, as its worker last "
                      "published it.",
-                     NULL},
-    [G_VCPUS] = {"brume_placement_host_vcpus", "Host CPUs for sandboxes.", NULL},
+                     {"host"}},
+    [G_VCPUS] = {"brume_placement_host_vcpus", "Host CPUs for sandboxes.", {"host"}},
     [G_VCPU_COMMITTED] = {"brume_placement_host_vcpu_committed",
-                          "Sum of the vCPU shares of the host's sandboxes, in CPUs.", NULL},
+                          "Sum of the vCPU shares of the host's sandboxes, in CPUs.",
+                          {"host"}},
     [G_SANDBOXES] = {"brume_placement_host_sandboxes",
                      "Sandboxes placement knows on the host, by state: idle or invoking (held by "
                      "a caller).",
-                     "state"},
+                     {"host", "state"}},
     [G_POOL_READY] = {"brume_placement_host_pool_ready",
-                      "Pre-booted microVMs ready in the worker's pool.", NULL},
+                      "Pre-booted microVMs ready in the worker's pool.",
+                      {"host"}},
     [G_DRAINING] = {"brume_placement_host_draining",
-                    "1 while the host takes no new sandboxes, 0 otherwise.", NULL},
+                    "1 while the host takes no new sandboxes, 0 otherwise.",
+                    {"host"}},
     [G_INFO] = {"brume_placement_host_info",
                 "Always 1; accelerator says what the host's microVMs run on: kvm, tcg or "
                 "unknown.",
-                "accelerator"},
+                {"host", "accelerator"}},
 };
 
 struct brume_host_metrics {
@@ -83,7 +85,7 @@ static void collect(void *user) {
   brume_host_metrics *m = user;
   size_t n = 0;
   Brume__HostInfo **hosts = m->list(m->user, &n);
-  for (size_t i = 0; i < G_COUNT; i++) brume_gauge_clear(m->g[i]);
+  brume_gauges_clear(m->g, G_COUNT);
   for (size_t i = 0; i < n; i++) set_host(m->g, hosts[i]);
   m->free_hosts(hosts, n);
 }
@@ -92,9 +94,7 @@ brume_host_metrics *brume_host_metrics_start(brume_metrics *reg, brume_host_metr
                                              brume_host_metrics_free_fn free_hosts, void *user) {
   brume_host_metrics *m = brume_xcalloc(1, sizeof(*m));
   *m = (brume_host_metrics){.reg = reg, .list = list, .free_hosts = free_hosts, .user = user};
-  for (size_t i = 0; i < G_COUNT; i++)
-    m->g[i] = brume_metrics_gauge(reg, gauge_specs[i].name, gauge_specs[i].help, "host",
-                                  gauge_specs[i].second_label, NULL);
+  brume_metrics_gauges(reg, gauge_specs, G_COUNT, m->g);
   brume_metrics_add_collect(reg, collect, m);
   return m;
 }
@@ -102,6 +102,6 @@ brume_host_metrics *brume_host_metrics_start(brume_metrics *reg, brume_host_metr
 void brume_host_metrics_stop(brume_host_metrics *m) {
   if (m == NULL) return;
   brume_metrics_remove_collect(m->reg, collect, m);
-  for (size_t i = 0; i < G_COUNT; i++) brume_gauge_clear(m->g[i]);
+  brume_gauges_clear(m->g, G_COUNT);
   free(m);
 }

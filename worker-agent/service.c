@@ -756,29 +756,25 @@ enum {
   G_COUNT
 };
 
-static const struct {
-  const char *name, *help;
-  const char *label; /* NULL: none */
-} gauge_specs[G_COUNT] = {
+static const brume_gauge_spec gauge_specs[G_COUNT] = {
     [G_SANDBOXES] = {"brume_worker_sandboxes",
                      "Sandboxes on this host, by state: provisioning, idle, invoking, terminating.",
-                     "state"},
+                     {"state"}},
     [G_MEMORY] = {"brume_worker_memory_bytes",
-                  "The host's memory (reserved_memory, kept from the sandboxes, included).", NULL},
+                  "The host's memory (reserved_memory, kept from the sandboxes, included)."},
     [G_FREE] = {"brume_worker_memory_free_bytes",
                 "Memory for sandboxes left: the host's less the reserve, the sandboxes, the "
-                "pool and the boots under way.",
-                NULL},
+                "pool and the boots under way."},
     [G_AVAILABLE] = {"brume_worker_memory_available_bytes",
-                     "The host's MemAvailable as the kernel reports it.", NULL},
-    [G_VCPUS] = {"brume_worker_vcpus", "Host CPUs for sandboxes.", NULL},
+                     "The host's MemAvailable as the kernel reports it."},
+    [G_VCPUS] = {"brume_worker_vcpus", "Host CPUs for sandboxes."},
     [G_VCPU_COMMITTED] = {"brume_worker_vcpu_committed",
-                          "Sum of the vCPU shares of the sandboxes, in CPUs.", NULL},
+                          "Sum of the vCPU shares of the sandboxes, in CPUs."},
     [G_DRAINING] = {"brume_worker_draining",
-                    "1 while the worker takes no new sandboxes (Drain), 0 otherwise.", NULL},
+                    "1 while the worker takes no new sandboxes (Drain), 0 otherwise."},
     [G_ACCELERATOR] = {"brume_worker_accelerator_info",
                        "Always 1; accelerator says what the microVMs run on: kvm or tcg.",
-                       "accelerator"},
+                       {"accelerator"}},
 };
 
 struct brume_worker_metrics {
@@ -817,9 +813,7 @@ static void collect(void *user) {
 void brume_worker_metrics_start(brume_worker_service *svc, brume_metrics *reg) {
   struct brume_worker_metrics *m = brume_xcalloc(1, sizeof(*m));
   m->reg = reg;
-  for (size_t i = 0; i < G_COUNT; i++)
-    m->g[i] = brume_metrics_gauge(reg, gauge_specs[i].name, gauge_specs[i].help,
-                                  gauge_specs[i].label, NULL);
+  brume_metrics_gauges(reg, gauge_specs, G_COUNT, m->g);
   svc->metrics = m;
   brume_metrics_add_collect(reg, collect, svc);
 }
@@ -827,7 +821,7 @@ void brume_worker_metrics_start(brume_worker_service *svc, brume_metrics *reg) {
 void brume_worker_metrics_stop(brume_worker_service *svc) {
   if (svc->metrics == NULL) return;
   brume_metrics_remove_collect(svc->metrics->reg, collect, svc);
-  for (size_t i = 0; i < G_COUNT; i++) brume_gauge_clear(svc->metrics->g[i]);
+  brume_gauges_clear(svc->metrics->g, G_COUNT);
   free(svc->metrics);
   svc->metrics = NULL;
 }

@@ -1,6 +1,6 @@
 // What the dashboard's node tests share: the brume CLI, waiting for a condition, and stopping
 // and restarting the quickstart's daemons (tests/dashboard/run.sh sets the environment).
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 const env = process.env;
@@ -19,7 +19,6 @@ export function brume(args) {
 
 // Runs `brume ARGS...` without waiting; resolves to {code, stdout, stderr}.
 export async function brumeAsync(args) {
-  const { spawn } = await import('node:child_process');
   return new Promise((resolve) => {
     const p = spawn(env.BRUME_CLI, ['--endpoint', env.BRUME_FRONTEND_ENDPOINT,
       '--api-key-file', env.BRUME_ADMIN_KEY_FILE, ...args]);

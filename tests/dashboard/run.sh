@@ -25,22 +25,10 @@ if [ ! -d "$here/node_modules/playwright-core" ]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-. "$top/tests/harness/free_port.bash"
-quickstart_on_free_ports dash$$
-home=$BRUME_HOME
-export BRUME_BUILD_DIR=$build
+. "$top/tests/harness/quickstart_test.bash"
+quickstart_on_free_ports test_dashboard dash$$
 artifacts=$build/test-artifacts/dashboard
 rm -rf "$artifacts" && mkdir -p "$artifacts"
-cleanup() {
-  "$top/deploy/quickstart.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$home"
-}
-trap cleanup EXIT
-fail() {
-  echo "test_dashboard: FAILED: $*" >&2
-  for f in "$home"/log/*.log; do echo "---- $f" >&2; tail -n 40 "$f" >&2; done
-  exit 1
-}
 
 "$top/deploy/quickstart.sh" >"$artifacts/quickstart.log" 2>&1 ||
   { cat "$artifacts/quickstart.log"; fail "the quickstart did not start"; }

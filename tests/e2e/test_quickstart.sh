@@ -10,20 +10,8 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 build=$1
 [ "$(id -u)" -eq 0 ] || { echo "test_quickstart: skipped: needs root"; exit 77; }
 
-. "$top/tests/harness/free_port.bash"
-quickstart_on_free_ports qs$$
-home=$BRUME_HOME
-export BRUME_BUILD_DIR=$build
-cleanup() {
-  "$top/deploy/quickstart.sh" stop >/dev/null 2>&1 || true
-  rm -rf "$home"
-}
-trap cleanup EXIT
-fail() {
-  echo "test_quickstart: FAILED: $*" >&2
-  for f in "$home"/log/*.log; do echo "---- $f" >&2; tail -n 30 "$f" >&2; done
-  exit 1
-}
+. "$top/tests/harness/quickstart_test.bash"
+quickstart_on_free_ports test_quickstart qs$$
 
 out=$("$top/deploy/quickstart.sh" 2>&1) || { echo "$out"; fail "the first run exited non-zero"; }
 echo "$out"

@@ -1,7 +1,7 @@
 /* Tests for frontend/code_replica against a real etcd and real HTTP listeners: a frontend copies
  * the code its catalog needs from another registered frontend, verified by digest; then serves
- * it when that frontend is gone; bytes that do not hash to their digest are never stored; a
- * frontend never asks itself, and an unreachable or empty peer is skipped for the next one.
+ * it when that frontend is gone; bytes that do not hash to their digest are never stored; an
+ * unreachable or empty peer is skipped for the next one.
  * Exit 77 when there is no etcd binary. */
 #include <curl/curl.h>
 #include <setjmp.h>
@@ -107,7 +107,7 @@ static void test_copies_then_serves_alone(void **state) {
   uint64_t size = 0;
   assert_true(brume_code_store_has(b.store, sha, &size));
   assert_int_equal(size, len);
-  /* A has nothing to copy: it holds it, and never asks itself. */
+  /* A holds it already: nothing to copy. */
   brume_code_replica *ra = replica_of(&a, "fe-a");
   assert_int_equal(brume_code_replica_sync(ra, &err), 0);
 

@@ -4,10 +4,6 @@
 #               ephemeral range (an outgoing connection of one daemon could take a port above it
 #               before the next daemon binds it), and never handed out twice by this shell
 #               (call it without a subshell, so that $used_ports remembers).
-#   quickstart_on_free_ports ID
-#               points deploy/quickstart.sh at a fresh BRUME_HOME (printed in $BRUME_HOME) and
-#               free ports for etcd and every daemon, with daemon and host ids ID, so that a
-#               test's quickstart cannot disturb one already running here.
 
 used_ports=" "
 free_port() {
@@ -20,18 +16,5 @@ free_port() {
     used_ports+="$p "
     port=$p
     return
-  done
-}
-
-quickstart_on_free_ports() {
-  local d
-  export BRUME_HOME
-  BRUME_HOME=$(mktemp -d /tmp/brume-quickstart-XXXXXX)
-  export BRUME_QUICKSTART_ID=$1
-  free_port; export BRUME_ETCD_PORT=$port
-  free_port; export BRUME_ETCD_PEER_PORT=$port
-  for d in COUNTING PLACEMENT WORKER FRONTEND; do
-    free_port; export "BRUME_${d}_LISTEN=127.0.0.1:$port"
-    free_port; export "BRUME_${d}_HTTP_LISTEN=127.0.0.1:$port"
   done
 }

@@ -120,7 +120,17 @@ int brume_test_guest_image(const char *guest_dir, const char *init_bin, char **k
 }
 
 long long brume_test_metric(int port, const char *name) {
-  char cmd[512];
+  /* name may hold a series' labels (name{a="b"}): its quotes and backslashes are escaped for
+   * the awk string literals below. */
+  char quoted[256];
+  size_t k = 0;
+  for (const char *c = name; *c && k + 2 < sizeof(quoted); c++) {
+    if (*c == '"' || *c == '\\') quoted[k++] = '\\';
+    quoted[k++] = *c;
+  }
+  quoted[k] = '\0';
+  name = quoted;
+  char cmd[768];
   /* The sum of the metric's series (any labels), or nothing when it has none; %.0f, not %d,
    * which awk clamps to 2^31 - 1 (a byte count is larger). */
   snprintf(cmd, sizeof(cmd),

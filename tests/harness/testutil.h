@@ -27,7 +27,8 @@ double brume_test_percentile(double *values, size_t n, double p);
 /* Milliseconds on a monotonic clock, with a fraction. */
 double brume_test_mono_ms(void);
 /* The sum of the series of metric name (a counter or gauge, any labels) in the /metrics of the
- * HTTP listener on 127.0.0.1:port, or -1 when it has none or /metrics does not answer. */
+ * HTTP listener on 127.0.0.1:port, or -1 when it has none or /metrics does not answer. name may
+ * also be one series with its labels, as rendered: name{label="value",...}. */
 long long brume_test_metric(int port, const char *name);
 /* Milliseconds since the epoch (CLOCK_REALTIME). */
 int64_t brume_test_wall_ms(void);
