@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -462,6 +463,45 @@ int brume_etcd_lease_revoke(brume_etcd *e, int64_t id, brume_err **err) {
   buf_clear(&resp);
   if (r < 0) return brume_err_wrap(err, "lease revoke %" PRId64, id);
   return 0;
+}
+
+/* Whether a maintenance/status answer names a leader: "leader" is present and not 0 (the gateway
+ * omits a zero field), and no "errors" are listed. */
+static bool status_has_leader(const char *body, size_t len) {
+  json_error_t jerr;
+  json_t *root = json_loadb(body, len, 0, &jerr);
+  if (root == NULL) return false;
+  const char *leader = json_string_value(json_object_get(root, "leader"));
+  json_t *errors = json_object_get(root, "errors");
+  bool ok = leader && strcmp(leader, "0") != 0 && json_array_size(errors) == 0;
+  json_decref(root);
+  return ok;
+}
+
+void brume_etcd_probe_leader(brume_etcd *e, int timeout_ms, brume_etcd_leader_view *out) {
+  memset(out, 0, sizeof(*out));
+  buf resp = {0};
+  for (size_t i = 0; i < e->n_endpoints; i++) {
+    brume_autofree char *url = brume_xasprintf("%s/v3/maintenance/status", e->endpoints[i]);
+    buf_clear(&resp);
+    CURL *h = pool_get(e);
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, "{}");
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 2L);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &resp);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)timeout_ms);
+    CURLcode rc = curl_easy_perform(h);
+    long http = 0;
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &http);
+    pool_put(e, h);
+    out->endpoints++;
+    if (rc != CURLE_OK || http != 200) continue;
+    out->reachable++;
+    if (status_has_leader(resp.sb.s, resp.sb.len)) out->with_leader++;
+  }
+  buf_clear(&resp);
 }
 
 /* ---- watch ---- */

@@ -186,6 +186,18 @@ int brume_etcd_lease_keepalive(brume_etcd *e, int64_t id, int64_t *ttl_out, brum
 /* Revokes a lease and deletes its keys. NOT_FOUND if it is already gone. */
 int brume_etcd_lease_revoke(brume_etcd *e, int64_t id, brume_err **err);
 
+/* What the endpoints say of the cluster's leader: each is asked on its own (POST
+ * /v3/maintenance/status, at most timeout_ms each), whichever is current. A member that has lost
+ * its quorum answers at once, with no leader ("errors": ["etcdserver: no leader"]), while a
+ * lease or a txn sent to it would hang until etcd's own timeout: this tells "etcd has no quorum"
+ * from "this process cannot reach etcd". */
+typedef struct brume_etcd_leader_view {
+  size_t endpoints;   /* asked */
+  size_t reachable;   /* answered at all */
+  size_t with_leader; /* answered naming a leader */
+} brume_etcd_leader_view;
+void brume_etcd_probe_leader(brume_etcd *e, int timeout_ms, brume_etcd_leader_view *out);
+
 void brume_etcd_kv_free(brume_etcd_kv *kv);
 void brume_etcd_range_free(brume_etcd_range *r);
 void brume_etcd_txn_result_free(brume_etcd_txn_result *t);

@@ -16,10 +16,15 @@ struct brume_registration {
   pthread_mutex_t lock;
   pthread_cond_t wake;
   bool stopping;
+  bool renew_now; /* brume_registration_renew_now: renew without waiting out the period */
   /* under lock */
   char *value;
   int64_t lease;           /* 0 while lost */
   struct timespec renewed; /* CLOCK_MONOTONIC of the last success */
+  /* Under lost_lock, which is held while lost_fn runs (brume_registration_on_lost). */
+  pthread_mutex_t lost_lock;
+  brume_registration_lost_fn lost_fn;
+  void *lost_user;
 };
 
 static struct timespec mono_now(void) {
@@ -56,9 +61,11 @@ static void *renew(void *arg) {
   while (!reg->stopping) {
     int64_t period_ms = reg->lease ? reg->ttl_s * 1000 / 3 : 500; /* retry sooner when lost */
     struct timespec until = brume_timespec_in(CLOCK_MONOTONIC, period_ms);
-    while (!reg->stopping && pthread_cond_timedwait(&reg->wake, &reg->lock, &until) == 0) {
+    while (!reg->stopping && !reg->renew_now &&
+           pthread_cond_timedwait(&reg->wake, &reg->lock, &until) == 0) {
     }
     if (reg->stopping) break;
+    reg->renew_now = false;
     int64_t lease = reg->lease;
     brume_autofree char *value = brume_xstrdup(reg->value);
     pthread_mutex_unlock(&reg->lock);
@@ -71,6 +78,9 @@ static void *renew(void *arg) {
         brume_warn("Registration lease expired; registering again.", "key=%s lease=%lld", reg->key,
                    (long long)lease);
         brume_err_clear(&err);
+        pthread_mutex_lock(&reg->lost_lock);
+        if (reg->lost_fn) reg->lost_fn(reg->lost_user, lease);
+        pthread_mutex_unlock(&reg->lost_lock);
         lease = 0;
       }
     }
@@ -104,6 +114,7 @@ brume_registration *brume_register(brume_etcd *etcd, const char *prefix, const c
   reg->ttl_s = ttl_s;
   reg->value = brume_xstrdup(value);
   pthread_mutex_init(&reg->lock, NULL);
+  pthread_mutex_init(&reg->lost_lock, NULL);
   brume_cond_init_monotonic(&reg->wake);
   if (put_under_new_lease(reg, value, &reg->lease, err) < 0) {
     reg->lease = 0;
@@ -137,11 +148,33 @@ bool brume_registration_healthy(brume_registration *reg) {
   return ok;
 }
 
+int64_t brume_registration_age_ms(brume_registration *reg) {
+  pthread_mutex_lock(&reg->lock);
+  int64_t age = ms_since(reg->renewed);
+  pthread_mutex_unlock(&reg->lock);
+  return age;
+}
+
+void brume_registration_renew_now(brume_registration *reg) {
+  pthread_mutex_lock(&reg->lock);
+  reg->renew_now = true;
+  pthread_cond_signal(&reg->wake);
+  pthread_mutex_unlock(&reg->lock);
+}
+
 int64_t brume_registration_lease(brume_registration *reg) {
   pthread_mutex_lock(&reg->lock);
   int64_t lease = reg->lease;
   pthread_mutex_unlock(&reg->lock);
   return lease;
+}
+
+void brume_registration_on_lost(brume_registration *reg, brume_registration_lost_fn fn,
+                                void *user) {
+  pthread_mutex_lock(&reg->lost_lock);
+  reg->lost_fn = fn;
+  reg->lost_user = user;
+  pthread_mutex_unlock(&reg->lost_lock);
 }
 
 void brume_registration_free(brume_registration *reg) {
@@ -155,6 +188,7 @@ void brume_registration_free(brume_registration *reg) {
   }
   if (reg->lease) brume_etcd_lease_revoke(reg->etcd, reg->lease, NULL);
   pthread_mutex_destroy(&reg->lock);
+  pthread_mutex_destroy(&reg->lost_lock);
   pthread_cond_destroy(&reg->wake);
   free(reg->key);
   free(reg->value);

@@ -7,6 +7,12 @@
  * lives (etcd was down longer than the TTL, or the lease was revoked), the thread grants a new
  * one and writes the key again as soon as etcd answers.
  *
+ * A lost lease is not the same as failed renewals: while etcd cannot be reached (a network cut,
+ * a lost quorum) the lease lives on in etcd until its TTL runs out there, and nobody else sees
+ * the daemon go. Only a keepalive answered NOT_FOUND says the lease is gone, and with it the key:
+ * whoever watched the key has taken the daemon for dead and dropped what it knew of it (placement
+ * drops a worker's sandboxes). brume_registration_on_lost() lets the daemon act on that.
+ *
  * brume_registration_healthy() says whether the key is known to be in etcd right now (the last
  * renewal is younger than the TTL): a daemon whose registration is not healthy must assume the
  * cluster considers it dead (counting stops granting, for instance) and say so in /healthz. */
@@ -36,6 +42,21 @@ int brume_registration_update(brume_registration *reg, const char *value, brume_
 bool brume_registration_healthy(brume_registration *reg);
 /* The lease the key lives under now (it changes after a re-registration). */
 int64_t brume_registration_lease(brume_registration *reg);
+/* Milliseconds since the last successful renewal (or registration). */
+int64_t brume_registration_age_ms(brume_registration *reg);
+/* Renews as soon as the renewal thread is free, instead of at the end of its period (after etcd
+ * came back, say). */
+void brume_registration_renew_now(brume_registration *reg);
+/* Called on the renewal thread with the lost lease when a keepalive answered NOT_FOUND (the lease
+ * expired while the daemon could not renew it, or it was revoked), before the key is written
+ * again under a new lease: so whatever the daemon does about it (a worker marks its sandboxes
+ * stale) is done before anyone can see the daemon registered again. Never called for renewals
+ * that merely fail. fn must not block for long: the re-registration waits for it. */
+typedef void (*brume_registration_lost_fn)(void *user, int64_t lost_lease);
+/* Sets fn (NULL: none), called once per lost lease from now on. When it returns, an earlier fn is
+ * not running and will not run again, so a daemon can clear it before what user points to goes.
+ * Set it right after brume_register. */
+void brume_registration_on_lost(brume_registration *reg, brume_registration_lost_fn fn, void *user);
 /* Stops renewing, revokes the lease (the key goes at once) and frees reg. NULL is allowed. */
 void brume_registration_free(brume_registration *reg);
 

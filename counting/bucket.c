@@ -23,10 +23,11 @@ int brume_bucket_check_params(const brume_bucket_params *p, brume_err **err) {
                          "scaling bucket refill interval %u ms is out of range: at least 1 ms",
                          p->refill_interval_ms);
   /* Written so that NaN fails too. */
-  if (!(p->time_scale >= 1 && p->time_scale <= BRUME_BUCKET_TIME_SCALE_MAX))
+  if (!(p->time_scale >= BRUME_BUCKET_TIME_SCALE_MIN &&
+        p->time_scale <= BRUME_BUCKET_TIME_SCALE_MAX))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "scaling bucket time scale %g is out of range: a finite number from 1 "
-                         "to 1,000,000",
+                         "scaling bucket time scale %g is out of range: a finite number from "
+                         "0.001 to 1,000,000",
                          p->time_scale);
   return 0;
 }

@@ -9,8 +9,10 @@
  *
  * The clock is injected: every call takes now_ms, a monotonic time in milliseconds chosen by the
  * caller. time_scale compresses the rate for tests and cluster tests: with 60, a minute of the
- * rate passes in one real second. A clock that goes backwards adds and removes nothing; refills
- * resume once it has passed the latest time seen again, so no stretch of time is counted twice.
+ * rate passes in one real second. Below 1 it stretches it instead, for hosts that cannot start
+ * environments as fast as the real rate grants them (tests/cluster on TCG hosts: 0.08). A clock
+ * that goes backwards adds and removes nothing; refills resume once it has passed the latest time
+ * seen again, so no stretch of time is counted twice.
  *
  * Pure state: no I/O, no locking (the caller serialises access). */
 #ifndef BRUME_COUNTING_BUCKET_H
@@ -33,6 +35,8 @@
 /* The largest time_scale accepted: beyond it, years of elapsed time times the scale would no
  * longer fit the bucket's 64-bit arithmetic, and no test needs a rate compressed further. */
 #define BRUME_BUCKET_TIME_SCALE_MAX 1e6
+/* The smallest: a thousand times slower than real time. */
+#define BRUME_BUCKET_TIME_SCALE_MIN 0.001
 /* The latest time a bucket read from etcd may carry, in milliseconds since the epoch: 2^53 - 1,
  * the largest integer a JSON number holds exactly; real clocks read far below it. */
 #define BRUME_BUCKET_TIME_MAX_MS (((int64_t)1 << 53) - 1)
@@ -41,7 +45,7 @@ typedef struct brume_bucket_params {
   uint32_t capacity;           /* the burst: the most tokens held, >= 1 */
   uint32_t refill_tokens;      /* tokens added every refill_interval_ms, >= 1 */
   uint32_t refill_interval_ms; /* in the rate's time, >= 1 */
-  double time_scale;           /* 1 = real time; 60 = a minute of the rate per real second */
+  double time_scale; /* 1 = real time; 60 = a minute of the rate per real second; 0.001-1e6 */
 } brume_bucket_params;
 
 /* The presets in real time, as brume_bucket_params values. */

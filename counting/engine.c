@@ -379,12 +379,23 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
                            waitlist **wait_on) {
   *out_job = NULL;
   follow_lease(e);
+  /* Static stability: see quorum_guard.h. Then only what the blocks held decide is answered. */
+  bool no_quorum = false;
   if (e->lease == 0 || !e->o.lease_healthy(e->o.lease_user)) {
-    brume_err_set(err, BRUME_UNAVAILABLE,
-                  "counting daemon %s has no live etcd lease, so it grants nothing until it "
-                  "renews one (try another counting daemon)",
-                  e->daemon_id);
-    return ADMIT_ANSWERED;
+    no_quorum = e->lease != 0 && e->o.quorum_lost && e->o.quorum_lost(e->o.lease_user);
+    if (!no_quorum) {
+      brume_err_set(err, BRUME_UNAVAILABLE,
+                    "counting daemon %s has no live etcd lease, so it grants nothing until it "
+                    "renews one (try another counting daemon)",
+                    e->daemon_id);
+      return ADMIT_ANSWERED;
+    }
+    if (q->kind == BRUME_TOKEN_NEW_ENVIRONMENT) {
+      brume_err_set(err, BRUME_UNAVAILABLE,
+                    "etcd has lost its quorum: no new environment (cold start) until it is back; "
+                    "invocations on warm sandboxes go on");
+      return ADMIT_ANSWERED;
+    }
   }
   rec *fn = get_rec(e, q->account_id, q->function_name);
   rec *acct = fn->account;
@@ -440,6 +451,13 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
     throttle(res, reason, 0);
     return ADMIT_ANSWERED;
   }
+  if (p->in_use >= p->held && no_quorum) {
+    brume_err_set(err, BRUME_UNAVAILABLE,
+                  "etcd has lost its quorum and counting daemon %s holds no more room in this "
+                  "limit (%u in use): it cannot take more until etcd is back",
+                  e->daemon_id, p->in_use);
+    return ADMIT_ANSWERED;
+  }
   if (p->in_use >= p->held) {
     if (!p->busy && now < p->full_until_ms && p->full_limit == limit) {
       throttle(res, reason, 0);
@@ -466,7 +484,7 @@ static admit_outcome admit(brume_engine *e, const brume_acquire_req *q, int64_t 
     if (pp->in_use < provisioned) {
       if (pp->in_use < pp->held) {
         is_provisioned = true;
-      } else if (pp->busy || now >= pp->full_until_ms || pp->full_limit != provisioned) {
+      } else if (!no_quorum && (pp->busy || now >= pp->full_until_ms || pp->full_limit != provisioned)) {
         *wait_on = &pp->waiters;
         if (!pp->busy) {
           pp->busy = true;
@@ -1005,6 +1023,9 @@ void brume_engine_tick(brume_engine *e) {
    * next one. */
   bool scan = now - e->last_scan_ms >= SCAN_EVERY_MS;
   if (scan) e->last_scan_ms = now;
+  /* Without a live lease (etcd down, or without its quorum) the writes would fail, and a shrink
+   * would only lower what may be granted meanwhile: shrinking and giving back wait for etcd. */
+  if (scan && !e->o.lease_healthy(e->o.lease_user)) scan = false;
   for (size_t i = 0; scan && i < e->n_slots && n_jobs < BRUME_ARRAY_LEN(jobs); i++)
     for (rec **link = &e->table[i], *r; (r = *link) != NULL && n_jobs < BRUME_ARRAY_LEN(jobs);) {
       for (size_t k = 0; k <= r->n_quals && n_jobs < BRUME_ARRAY_LEN(jobs); k++) {

@@ -68,6 +68,11 @@ typedef struct brume_engine_opts {
    * registration's lease and health); 0 = none yet. */
   int64_t (*lease)(void *user);
   bool (*lease_healthy)(void *user);
+  /* May be NULL. True while etcd has lost its quorum and the lease is known to outlive that
+   * (counting/quorum_guard.h): the lease is not healthy, yet no block can go to another daemon,
+   * so grants within the blocks held go on; what needs etcd (a block to grow, a new
+   * environment, an upgrade) fails UNAVAILABLE at once. */
+  bool (*quorum_lost)(void *user);
   void *lease_user;
   int64_t shrink_after_ms; /* 0 = BRUME_ENGINE_SHRINK_AFTER_MS_DEFAULT */
   int64_t records_idle_ms; /* 0 = BRUME_ENGINE_RECORDS_IDLE_MS_DEFAULT */

@@ -299,10 +299,11 @@ static int parse_cluster(const char *key, const char *value, size_t len, brume_c
   json_t *ts = json_object_get(o, "time_scale");
   if (ts) {
     double v = json_number_value(ts);
-    if (!json_is_number(ts) || !(v >= 1 && v <= BRUME_BUCKET_TIME_SCALE_MAX))
+    if (!json_is_number(ts) ||
+        !(v >= BRUME_BUCKET_TIME_SCALE_MIN && v <= BRUME_BUCKET_TIME_SCALE_MAX))
       return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                           "\"time_scale\" must be a number from 1 to %g",
-                           BRUME_BUCKET_TIME_SCALE_MAX);
+                           "\"time_scale\" must be a number from %g to %g",
+                           BRUME_BUCKET_TIME_SCALE_MIN, BRUME_BUCKET_TIME_SCALE_MAX);
     c.account_bucket.time_scale = c.function_bucket.time_scale = v;
   }
   /* The checks above cover the bucket's own; this only guards against them drifting apart. */

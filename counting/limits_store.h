@@ -16,8 +16,9 @@
  *        "account_refill_per_minute": 500,          its refill
  *        "function_burst": 1000,                    the function bucket's capacity (function model)
  *        "function_refill_per_10s": 1000,           its refill
- *        "time_scale": 1}                           >= 1, compresses time for tests (60: a minute
- *                                                   of the rate per real second); may be a fraction
+ *        "time_scale": 1}                           0.001-1e6, compresses time for tests (60: a
+ *                                                   minute of the rate per real second); below
+ *                                                   1 stretches it (tests/cluster: 0.08)
  *   <root>limits/account/<account_id>
  *       {"concurrency_limit": 1000}
  *   <root>limits/function/<account_id>/<function_name>

@@ -22,6 +22,7 @@
 #include "log.h"
 #include "mem.h"
 #include "metrics.h"
+#include "quorum_guard.h"
 #include "registration.h"
 #include "rpc.h"
 #include "service.h"
@@ -40,6 +41,7 @@ static struct {
   int64_t threads;
   int64_t etcd_jobs;
   int64_t shrink_after;
+  bool static_stability;
 } cfg;
 
 static const brume_opt opts[] = {
@@ -58,6 +60,10 @@ static const brume_opt opts[] = {
                   "threads running etcd calls (growing and shrinking blocks, GetState)"),
     BRUME_OPT_DURATION("shrink_after", &cfg.shrink_after, 100, BRUME_MINUTES(10), "2s",
                        "how long a block stays larger than its use before it shrinks"),
+    BRUME_OPT_BOOL("static_stability", &cfg.static_stability, "true",
+                   "while etcd has lost its quorum, go on granting from the blocks held, so that "
+                   "warm invocations keep working (counting/quorum_guard.h says when this is "
+                   "safe); false grants nothing without a live lease"),
 };
 
 /* The daemon id in use: daemon_id, or the hostname. Set by validate(). */
@@ -105,6 +111,7 @@ static struct {
   brume_workq *wq;
   brume_engine *engine;
   brume_ticker *ticker;
+  brume_quorum_guard *quorum_guard; /* NULL unless static_stability */
   brume_state_metrics *state_metrics;
   brume_counting_service svc;
   bool svc_ready;
@@ -117,6 +124,10 @@ static int64_t lease_of(void *reg) {
 static bool lease_healthy(void *reg) {
   return brume_registration_healthy(reg);
 }
+static bool quorum_lost(void *reg) {
+  (void)reg;
+  return brume_quorum_guard_holding(d.quorum_guard);
+}
 
 static void tick(void *engine) {
   brume_engine_tick(engine);
@@ -124,6 +135,9 @@ static void tick(void *engine) {
 
 static int health(void *user, brume_err **err) {
   (void)user;
+  if (brume_quorum_guard_holding(d.quorum_guard))
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "etcd has lost its quorum: granting only from the blocks held");
   if (!brume_registration_healthy(d.b.reg))
     return brume_err_set(err, BRUME_UNAVAILABLE, "the etcd lease is stale: granting nothing");
   return 0;
@@ -139,6 +153,11 @@ static int start(brume_err **err) {
   d.limits = brume_limits_store_start(d.b.etcd, d.root, NULL, NULL, err);
   if (d.limits == NULL) return brume_err_wrap(err, "reading the limits under %slimits/", d.root);
 
+  if (cfg.static_stability) {
+    brume_quorum_guard_opts qo = {
+        .reg = d.b.reg, .etcd = d.b.etcd, .ttl_ms = (int)cfg.lease_ttl, .metrics = d.b.metrics};
+    d.quorum_guard = brume_quorum_guard_start(&qo);
+  }
   d.wq = brume_workq_new((int)cfg.etcd_jobs);
   brume_engine_opts en = {
       .etcd = d.b.etcd,
@@ -148,6 +167,7 @@ static int start(brume_err **err) {
       .wq = d.wq,
       .lease = lease_of,
       .lease_healthy = lease_healthy,
+      .quorum_lost = quorum_lost,
       .lease_user = d.b.reg,
       .shrink_after_ms = cfg.shrink_after,
       .metrics = d.b.metrics,
@@ -189,6 +209,8 @@ static void stop(void) {
   d.b.rpc = NULL;
   brume_ticker_stop(d.ticker);
   d.ticker = NULL;
+  brume_quorum_guard_stop(d.quorum_guard);
+  d.quorum_guard = NULL;
   brume_state_metrics_stop(d.state_metrics); /* before what a scrape would read goes */
   d.state_metrics = NULL;
   brume_engine_free(d.engine); /* gives unused bucket tokens back to etcd */

@@ -308,7 +308,7 @@ static void release_and_answer(invocation *iv) {
     Brume__ReleaseRequest req = BRUME__RELEASE_REQUEST__INIT;
     req.token = iv->token;
     req.caller_id = (char *)inv->o.caller_id;
-    brume_counting_client_release(inv->o.counting, &req, counting_released, iv);
+    brume_counting_set_release(inv->o.counting, &req, counting_released, iv);
   }
   release_done(iv);
 }
@@ -539,7 +539,7 @@ static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind) {
     req.upgrade_token = iv->token;
   else
     req.hold_ms = brume_fn_target_spec(iv->target)->timeout_ms + TOKEN_HOLD_MARGIN_MS;
-  brume_counting_client_acquire(iv->inv->o.counting, &req, granted, iv);
+  brume_counting_set_acquire(iv->inv->o.counting, &req, granted, iv);
 }
 
 /* ---- the start ---- */

@@ -3,7 +3,8 @@
  * functions in flight never hold up a fast one:
  *
  *   resolve the qualifier (catalog, in memory; an alias with routing picks a version by weight)
- *   -> Counting Acquire WARM_ENVIRONMENT (counting/client.h, coalesced into batches)
+ *   -> Counting Acquire WARM_ENVIRONMENT (counting/client_set.h: coalesced into batches, on
+ *      another counting daemon when one fails)
  *   -> Placement AcquireSandbox warm_only
  *      -> no idle sandbox: Counting Acquire NEW_ENVIRONMENT upgrading the token (the scaling
  *         rate applies to cold starts only), then Placement AcquireSandbox (a cold start)
@@ -20,7 +21,7 @@
 
 #include "brume/frontend.pb-c.h"
 #include "catalog.h"
-#include "client.h"
+#include "client_set.h"
 #include "inv_stats.h"
 #include "metrics.h"
 #include "rpc.h"
@@ -33,12 +34,12 @@ typedef struct brume_invoker brume_invoker;
 
 typedef struct brume_invoker_opts {
   brume_catalog *catalog;
-  brume_counting_client *counting;
-  brume_rpc_client *placement; /* used for asynchronous calls only */
-  brume_rpc_pool *workers;     /* one client per worker address */
-  const char *caller_id;       /* "frontend/<id>" */
-  brume_metrics *metrics;      /* brume_frontend_invocations_total and friends */
-  brume_inv_stats *stats;      /* where every resolved invocation is counted (may be NULL) */
+  brume_counting_set *counting; /* Acquire fails over; an upgrade and Release go to the token's */
+  brume_rpc_client *placement;  /* used for asynchronous calls only */
+  brume_rpc_pool *workers;      /* one client per worker address */
+  const char *caller_id;        /* "frontend/<id>" */
+  brume_metrics *metrics;       /* brume_frontend_invocations_total and friends */
+  brume_inv_stats *stats;       /* where every resolved invocation is counted (may be NULL) */
 } brume_invoker_opts;
 
 brume_invoker *brume_invoker_new(const brume_invoker_opts *opts);

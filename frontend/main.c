@@ -6,9 +6,10 @@
  * first admin key; then start() in order (metrics, etcd, the gRPC listener and the registration
  * (common/daemon.h), the HTTP listener (its address goes into code URLs), the code store, the
  * environment key, the key store and the catalog (read from etcd, then followed), the audit log,
- * the counting and placement clients, the invocation statistics, the invoker, the management
- * calls, the Frontend service, the operator dashboard on the HTTP listener),
- * and stop() in reverse order; common/daemon.h runs them and waits for SIGTERM or SIGINT. */
+ * the counting daemons (a set that follows their registrations) and the placement client, the
+ * invocation statistics, the invoker, the management calls, the Frontend service, the operator
+ * dashboard on the HTTP listener), and stop() in reverse order; common/daemon.h runs them and
+ * waits for SIGTERM or SIGINT. */
 #include <ctype.h>
 #include <errno.h>
 #include <jansson.h>
@@ -21,7 +22,7 @@
 #include "audit.h"
 #include "brume/frontend.pb-c.h"
 #include "catalog.h"
-#include "client.h"
+#include "client_set.h"
 #include "code_replica.h"
 #include "code_store.h"
 #include "config.h"
@@ -87,8 +88,9 @@ static const brume_opt opts[] = {
                    "the audit log: refused calls and changes, one JSON object per line (default: "
                    "<data_dir>/audit.log)"),
     BRUME_OPT_STRING("counting_addr", &cfg.counting_addr, NULL,
-                     "the counting daemon's gRPC address (default: the first one registered in "
-                     "etcd)"),
+                     "the preferred counting daemon's gRPC address, as registered in etcd: asked "
+                     "first while it answers; the others registered take over when it fails "
+                     "(default: one chosen by a hash of daemon_id)"),
     BRUME_OPT_STRING("placement_addr", &cfg.placement_addr, NULL,
                      "the placement daemon's gRPC address (default: the first one registered in "
                      "etcd)"),
@@ -158,7 +160,7 @@ static struct {
   brume_catalog *catalog;
   brume_audit *audit;
   brume_rpc_loop *loop; /* where every Invoke step's call completes: one thread, no hops */
-  brume_counting_client *counting;
+  brume_counting_set *counting;
   brume_rpc_client *placement;
   brume_rpc_client *counting_state; /* the dashboard's blocking GetState calls */
   brume_rpc_pool *workers;
@@ -267,15 +269,31 @@ static int start(brume_err **err) {
   d.audit = brume_audit_open(audit_path, err);
   if (d.audit == NULL) return -1;
 
-  brume_autofree char *counting_addr =
-      cfg.counting_addr ? brume_xstrdup(cfg.counting_addr) : discover(d.b.etcd, "counting", err);
   brume_autofree char *placement_addr =
       cfg.placement_addr ? brume_xstrdup(cfg.placement_addr) : discover(d.b.etcd, "placement", err);
-  if (counting_addr == NULL || placement_addr == NULL) return -1;
+  if (placement_addr == NULL) return -1;
   d.loop = brume_rpc_loop_new();
-  brume_counting_client_opts cco = {.rpc = {.tls = brume_rpc_client_tls(&common), .loop = d.loop}};
-  d.counting = brume_counting_client_new(counting_addr, &cco, err);
-  if (d.counting == NULL) return brume_err_wrap(err, "counting_addr %s", counting_addr);
+  brume_counting_set_opts cso = {
+      .etcd = d.b.etcd,
+      .prefix = cfg.etcd_prefix,
+      .preferred = cfg.counting_addr,
+      .caller_id = d.caller_id,
+      .client = {.rpc = {.tls = brume_rpc_client_tls(&common), .loop = d.loop}},
+      .metrics = d.b.metrics,
+      .metrics_prefix = "brume_frontend"};
+  d.counting = brume_counting_set_new(&cso, err);
+  if (d.counting == NULL) return brume_err_wrap(err, "following the counting daemons");
+  /* The dashboard's GetState calls go to the preferred daemon, else to the one the set starts
+   * with. Without counting_addr the frontend still refuses to start while no counting daemon is
+   * registered, as it did with one daemon; with it, the set answers UNAVAILABLE until one
+   * registers. */
+  brume_autofree char *counting_addr =
+      cfg.counting_addr ? brume_xstrdup(cfg.counting_addr) : brume_counting_set_current(d.counting);
+  if (counting_addr == NULL)
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "no brume-counting is registered in etcd under %s/svc/counting/: start "
+                         "one, or set counting_addr",
+                         cfg.etcd_prefix);
   brume_rpc_client_opts rco = {
       .tls = brume_rpc_client_tls(&common), .loop = d.loop, .max_message_bytes = 8u << 20};
   d.placement = brume_rpc_client_new(placement_addr, &rco, err);
@@ -333,11 +351,13 @@ static int start(brume_err **err) {
       brume_rpc_server_start(d.b.rpc, err) < 0)
     return -1;
 
+  brume_counting_set_stats cst;
+  brume_counting_set_stats_get(d.counting, &cst);
   brume_info("The frontend is ready.",
              "daemon_id=%s listen=%s http_listen=%s http_port=%d code_url_base=%s counting=%s "
-             "placement=%s etcd=%s audit_log=%s",
+             "counting_daemons=%zu placement=%s etcd=%s audit_log=%s",
              daemon_id, d.b.addr, common.http_listen, brume_http_port(d.http), code_base,
-             counting_addr, placement_addr, common.etcd_endpoints, audit_path);
+             counting_addr, cst.daemons, placement_addr, common.etcd_endpoints, audit_path);
   return 0;
 }
 
@@ -358,7 +378,7 @@ static void stop(void) {
   brume_workq_free(d.wq);
   brume_manage_free(d.manage);
   brume_invoker_free(d.invoker);
-  brume_counting_client_free(d.counting);
+  brume_counting_set_free(d.counting);
   brume_inv_stats_free(d.stats);
   brume_rpc_client_free(d.placement);
   brume_rpc_client_free(d.counting_state);

@@ -137,6 +137,16 @@ static void test_time_scale(void **state) {
   uint32_t got = 0;
   for (int64_t t = T0 + 1; t <= T0 + 40000; t++) got += drain(&b, t, NULL);
   assert_int_equal(got, 500);
+
+  /* Below 1 the rate slows: 500 a minute at 0.08 is 40 in a real minute, one every 1.5 s. */
+  p.time_scale = 0.08;
+  init_ok(&b, p, T0);
+  assert_int_equal(drain(&b, T0, NULL), 1000);
+  got = 0;
+  for (int64_t t = T0 + 100; t <= T0 + 60000; t += 100) got += drain(&b, t, NULL);
+  assert_int_equal(got, 40);
+  assert_int_equal(drain(&b, T0 + 61499, NULL), 0);
+  assert_int_equal(drain(&b, T0 + 61500, NULL), 1);
 }
 
 static void test_function_preset(void **state) {
@@ -371,13 +381,13 @@ static void test_invalid_params(void **state) {
   p.refill_interval_ms = 0;
   expect_invalid(p, "scaling bucket refill interval 0 ms is out of range: at least 1 ms");
   p = ok;
-  p.time_scale = 0.5;
+  p.time_scale = 0.0005;
   expect_invalid(p,
-                 "scaling bucket time scale 0.5 is out of range: a finite number from 1 to "
-                 "1,000,000");
+                 "scaling bucket time scale 0.0005 is out of range: a finite number from 0.001 "
+                 "to 1,000,000");
   p.time_scale = 0;
   expect_invalid(p,
-                 "scaling bucket time scale 0 is out of range: a finite number from 1 to "
+                 "scaling bucket time scale 0 is out of range: a finite number from 0.001 to "
                  "1,000,000");
   p.time_scale = -60;
   assert_int_equal(brume_bucket_check_params(&p, NULL), -1);
@@ -471,7 +481,7 @@ static void test_json_round_trip(void **state) {
       "{\"capacity\": 7}",
       "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
       "\"level\":8,\"fraction\":0,\"origin_ms\":0,\"latest_ms\":0}",
-      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":0.5,"
+      "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":0.0005,"
       "\"level\":1,\"fraction\":0,\"origin_ms\":0,\"latest_ms\":0}",
       "{\"capacity\":7,\"refill_tokens\":3,\"refill_interval_ms\":1000,\"time_scale\":1,"
       "\"level\":1,\"fraction\":1000,\"origin_ms\":0,\"latest_ms\":0}",

@@ -38,6 +38,7 @@
 #include <cmocka.h>
 
 #include "brume/counting.pb-c.h"
+#include "counting_proc.h"
 #include "etcd.h"
 #include "etcd_server.h"
 #include "proc.h"
@@ -55,10 +56,7 @@
 enum { M_ACQUIRE, M_RELEASE, M_GET_STATE }; /* counting.proto's order */
 
 typedef struct daemon_proc {
-  char id[16];
-  int port, http_port;
-  pid_t pid;
-  char *log_path;
+  brume_test_counting p; /* the process: id, ports, pid, log */
   brume_rpc_client *client;
 } daemon_proc;
 
@@ -72,37 +70,16 @@ static bool case_passed;
 /* ---- Daemons ---- */
 
 static int daemon_spawn(daemon_proc *d) {
-  char listen[64], http_listen[64], lease_ttl[16];
-  snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->port);
-  snprintf(http_listen, sizeof(http_listen), "127.0.0.1:%d", d->http_port);
-  snprintf(lease_ttl, sizeof(lease_ttl), "%ds", LEASE_TTL_S);
-  /* clang-format off */
-  char *argv[] = {(char *)counting_bin,
-                  "--listen", listen,
-                  "--http_listen", http_listen,
-                  "--etcd_endpoints", server->endpoint,
-                  "--daemon_id", d->id,
-                  "--etcd_prefix", PREFIX,
-                  "--lease_ttl", lease_ttl,
-                  "--log_level", "info",
-                  NULL};
-  /* clang-format on */
-  d->pid = brume_test_spawn(argv, d->log_path);
-  if (d->pid < 0) return -1;
-  if (brume_test_wait_port(d->port, 20000) < 0 || brume_test_wait_port(d->http_port, 5000) < 0) {
-    fprintf(stderr, "test_counting_cluster: %s does not listen on %d/%d; log %s\n", d->id, d->port,
-            d->http_port, d->log_path);
-    brume_test_dump_file(d->log_path);
-    brume_test_stop(d->pid, SIGKILL, 2000);
-    d->pid = -1;
+  if (brume_test_counting_start(&d->p, counting_bin, server->endpoint, PREFIX, LEASE_TTL_S) < 0)
     return -1;
-  }
+  char listen[64];
+  snprintf(listen, sizeof(listen), "127.0.0.1:%d", d->p.port);
   brume_rpc_client_opts opts = {.default_deadline_ms = CALL_DEADLINE_MS};
   brume_err *err = NULL;
   brume_rpc_client_free(d->client);
   d->client = brume_rpc_client_new(listen, &opts, &err);
   if (d->client == NULL) {
-    fprintf(stderr, "test_counting_cluster: client of %s: %s\n", d->id, err->msg);
+    fprintf(stderr, "test_counting_cluster: client of %s: %s\n", d->p.id, err->msg);
     brume_err_free(err);
     return -1;
   }
@@ -111,8 +88,8 @@ static int daemon_spawn(daemon_proc *d) {
 
 static void dump_logs(void) {
   for (int i = 0; i < N_DAEMONS; i++) {
-    fprintf(stderr, "---- last lines of %s\n", daemons[i].log_path);
-    brume_test_run("tail -n 60 '%s' >&2", daemons[i].log_path);
+    fprintf(stderr, "---- last lines of %s\n", daemons[i].p.log_path);
+    brume_test_run("tail -n 60 '%s' >&2", daemons[i].p.log_path);
   }
   fprintf(stderr, "---- last lines of %s\n", server->log_path);
   brume_test_run("tail -n 20 '%s' >&2", server->log_path);
@@ -124,14 +101,12 @@ static int group_setup(void **state) {
   tmpdir = brume_test_tmpdir("counting-cluster");
   for (int i = 0; i < N_DAEMONS; i++) {
     daemon_proc *d = &daemons[i];
-    snprintf(d->id, sizeof(d->id), "c%d", i);
-    d->port = brume_test_free_port();
-    d->http_port = brume_test_free_port();
-    if (asprintf(&d->log_path, "%s/%s.log", tmpdir, d->id) < 0) abort();
-    if (daemon_spawn(d) < 0) return -1;
+    char id[8];
+    snprintf(id, sizeof(id), "c%d", i);
+    if (brume_test_counting_init(&d->p, id, tmpdir) < 0 || daemon_spawn(d) < 0) return -1;
   }
   fprintf(stderr, "test_counting_cluster: etcd %s, daemons on %d %d %d, logs in %s\n",
-          server->endpoint, daemons[0].port, daemons[1].port, daemons[2].port, tmpdir);
+          server->endpoint, daemons[0].p.port, daemons[1].p.port, daemons[2].p.port, tmpdir);
   return 0;
 }
 
@@ -139,8 +114,7 @@ static int group_teardown(void **state) {
   (void)state;
   for (int i = 0; i < N_DAEMONS; i++) {
     brume_rpc_client_free(daemons[i].client);
-    if (daemons[i].pid > 0) brume_test_stop(daemons[i].pid, SIGTERM, 5000);
-    free(daemons[i].log_path);
+    brume_test_counting_stop(&daemons[i].p, SIGTERM);
   }
   brume_test_etcd_close(server, etcd);
   if (tmpdir) brume_test_rmtree(tmpdir);
@@ -154,9 +128,9 @@ static int case_setup(void **state) {
   case_passed = false;
   for (int i = 0; i < N_DAEMONS; i++) {
     int st;
-    if (daemons[i].pid <= 0 || waitpid(daemons[i].pid, &st, WNOHANG) == daemons[i].pid) {
-      fprintf(stderr, "test_counting_cluster: %s is not running\n", daemons[i].id);
-      daemons[i].pid = -1;
+    if (daemons[i].p.pid <= 0 || waitpid(daemons[i].p.pid, &st, WNOHANG) == daemons[i].p.pid) {
+      fprintf(stderr, "test_counting_cluster: %s is not running\n", daemons[i].p.id);
+      daemons[i].p.pid = -1;
       dump_logs();
       return -1;
     }
@@ -243,8 +217,8 @@ static brume_status release(daemon_proc *d, const char *token, bool *was_held) {
 static void release_held(daemon_proc *d, const char *token) {
   bool was_held = false;
   brume_status code = release(d, token, &was_held);
-  if (code != BRUME_OK) fail_msg("release %s on %s: %s", token, d->id, brume_status_name(code));
-  if (!was_held) fail_msg("release %s on %s: was not held", token, d->id);
+  if (code != BRUME_OK) fail_msg("release %s on %s: %s", token, d->p.id, brume_status_name(code));
+  if (!was_held) fail_msg("release %s on %s: was not held", token, d->p.id);
 }
 
 /* GetState; NULL with *code on failure. The caller frees with brume_proto_free. */
@@ -269,8 +243,8 @@ static Brume__GetStateResponse *get_state(daemon_proc *d, const char *account, c
 static uint32_t in_use(daemon_proc *d, const char *account) {
   brume_status code = BRUME_OK;
   Brume__GetStateResponse *s = get_state(d, account, NULL, &code);
-  if (s == NULL) fail_msg("GetState %s on %s: %s", account, d->id, brume_status_name(code));
-  if (s->account == NULL) fail_msg("GetState %s on %s: no account", account, d->id);
+  if (s == NULL) fail_msg("GetState %s on %s: %s", account, d->p.id, brume_status_name(code));
+  if (s->account == NULL) fail_msg("GetState %s on %s: no account", account, d->p.id);
   uint32_t n = s->account->in_use;
   brume_proto_free(&s->base);
   return n;
@@ -291,7 +265,7 @@ static void wait_state(const char *account, const char *function, state_ok_fn ok
       if (s) brume_proto_free(&s->base);
       if (good) break;
       if (brume_test_now_ms() - t0 > LIMITS_WAIT_MS)
-        fail_msg("%s: %s does not show it after %d ms (last GetState: %s)", what, daemons[i].id,
+        fail_msg("%s: %s does not show it after %d ms (last GetState: %s)", what, daemons[i].p.id,
                  LIMITS_WAIT_MS, brume_status_name(code));
       usleep(50000);
     }
@@ -625,7 +599,7 @@ static void test_b_reserved_share(void **state) {
       int di = (i + k) % N_DAEMONS;
       acq a = warm(&daemons[di], "acct-b", "res");
       if (a.code != BRUME_OK) {
-        if (errors++ == 0) fprintf(stderr, "  b: res acquire on %s: %s\n", daemons[di].id, a.msg);
+        if (errors++ == 0) fprintf(stderr, "  b: res acquire on %s: %s\n", daemons[di].p.id, a.msg);
       } else if (a.granted) {
         snprintf(res_tokens[i], sizeof(res_tokens[i]), "%s", a.token);
         res_daemon[i] = di;
@@ -717,10 +691,10 @@ static void test_c_kill_holder(void **state) {
   long long held_c0 = etcd_sum(PREFIX "/count/acct-c/unreserved/c0");
   assert_int_equal(held_c0, 100);
 
-  assert_int_equal(kill(daemons[0].pid, SIGKILL), 0);
+  assert_int_equal(kill(daemons[0].p.pid, SIGKILL), 0);
   long long t0 = brume_test_now_ms();
-  brume_test_stop(daemons[0].pid, SIGKILL, 5000);
-  daemons[0].pid = -1;
+  brume_test_stop(daemons[0].p.pid, SIGKILL, 5000);
+  daemons[0].p.pid = -1;
 
   int n = 0, errors = 0, throttles = 0;
   long long took = -1;
@@ -991,7 +965,7 @@ static void test_g_etcd_stopped(void **state) {
   set_account_limit("acct-g", 100, 0);
   daemon_proc *d = &daemons[0];
   for (int i = 0; i < N_DAEMONS; i++)
-    assert_int_equal(http_status(daemons[i].http_port, "/healthz"), 200);
+    assert_int_equal(http_status(daemons[i].p.http_port, "/healthz"), 200);
 
   static char tokens[200][TOKEN_MAX];
   int n = 0;
@@ -1058,7 +1032,7 @@ static void test_g_etcd_stopped(void **state) {
         late_other++;
       }
     }
-    healthz[i] = http_status(daemons[i].http_port, "/healthz");
+    healthz[i] = http_status(daemons[i].p.http_port, "/healthz");
   }
   fprintf(stderr,
           "  g: %lld ms after the stop: %d granted, %d UNAVAILABLE, %d other; /healthz %d %d %d\n",
@@ -1082,7 +1056,7 @@ static void test_g_etcd_stopped(void **state) {
   }
   int healthz_after[N_DAEMONS];
   for (int i = 0; i < N_DAEMONS; i++)
-    healthz_after[i] = http_status(daemons[i].http_port, "/healthz");
+    healthz_after[i] = http_status(daemons[i].p.http_port, "/healthz");
   fprintf(stderr,
           "  g: after etcd restarted, grants again after %lld %lld %lld ms; /healthz %d %d %d\n",
           back_ms[0], back_ms[1], back_ms[2], healthz_after[0], healthz_after[1], healthz_after[2]);

@@ -409,7 +409,7 @@ static void test_malformed_values_keep_the_previous(void **state) {
   const char *bad_clusters[] = {
       "{\"scaling_model\": \"region\"}", "{\"scaling_model\": 1}",
       "{\"account_burst\": 0}",          "{\"function_refill_per_10s\": 0}",
-      "{\"time_scale\": 0.5}",           "{\"time_scale\": \"fast\"}",
+      "{\"time_scale\": 0.0005}",        "{\"time_scale\": \"fast\"}",
       "{\"time_scale\": 1e7}",           "{\"account_refill_per_minute\": 4294967296}",
   };
   struct {

@@ -578,6 +578,31 @@ static void test_hung_endpoint(void **state) {
   assert_string_equal(brume_etcd_current_endpoint(e2), srv->endpoint);
 }
 
+/* brume_etcd_probe_leader asks every endpoint, whichever is current: a live single-member etcd
+ * names its leader, a closed port and a hung one count as unreachable, each within the probe's
+ * timeout. (A member without quorum, which answers naming none, is tests/cluster's.) */
+static void test_probe_leader(void **state) {
+  (void)state;
+  int hung_port, hung = hung_listener(&hung_port);
+  int dead_port = brume_test_free_port();
+  brume_autofree char *eps = brume_xasprintf("http://127.0.0.1:%d,%s,http://127.0.0.1:%d",
+                                             dead_port, srv->endpoint, hung_port);
+  brume_err *err = NULL;
+  brume_autoptr(brume_etcd) e = brume_etcd_new(eps, NULL, &err);
+  assert_non_null(e);
+  brume_etcd_leader_view v;
+  long long t0 = brume_test_now_ms();
+  brume_etcd_probe_leader(e, 300, &v);
+  long long took = brume_test_now_ms() - t0;
+  fprintf(stderr, "# probe: %zu endpoints, %zu reachable, %zu with a leader (%lld ms)\n",
+          v.endpoints, v.reachable, v.with_leader, took);
+  assert_int_equal(v.endpoints, 3);
+  assert_int_equal(v.reachable, 1);
+  assert_int_equal(v.with_leader, 1);
+  assert_true(took < 1500);
+  close(hung);
+}
+
 static void test_failover(void **state) {
   (void)state;
   int dead_port = brume_test_free_port();
@@ -660,6 +685,7 @@ int main(void) {
       cmocka_unit_test(test_watch_stop_while_etcd_down),
       cmocka_unit_test(test_unavailable_names_endpoints),
       cmocka_unit_test(test_failover),
+      cmocka_unit_test(test_probe_leader),
       cmocka_unit_test(test_hung_endpoint),
       cmocka_unit_test(test_watch_resumes_after_restart),
   };
