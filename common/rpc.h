@@ -114,6 +114,11 @@ brume_rpc_loop *brume_rpc_loop_new(void);
 /* After every client that uses the loop has been freed. */
 void brume_rpc_loop_free(brume_rpc_loop *loop);
 
+/* How often a client pings its server while a call is under way, and how long it waits for the
+ * answer before it fails the connection's calls (UNAVAILABLE): a peer cut off is known within
+ * about twice this. */
+#define BRUME_RPC_KEEPALIVE_MS 2000
+
 typedef struct brume_rpc_client_opts {
   brume_tls_config tls;
   brume_rpc_loop *loop;        /* where async calls complete; NULL = the client's own */

@@ -104,7 +104,7 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
   }
   int max =
       opts->max_message_bytes ? (int)opts->max_message_bytes : (int)BRUME_RPC_DEFAULT_MAX_MESSAGE;
-  grpc_arg args[7];
+  grpc_arg args[11];
   memset(args, 0, sizeof(args));
   size_t n = 0;
   args[n].type = GRPC_ARG_INTEGER;
@@ -127,6 +127,24 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
   args[n].type = GRPC_ARG_INTEGER;
   args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
   args[n++].value.integer = 1000;
+  /* While a call is under way, a ping every 2 s that must be answered within 2 s: a peer cut
+   * off (its host's network down, the machine gone) then fails the calls in flight within about
+   * 4 s, UNAVAILABLE, instead of at their deadlines (a function's timeout, minutes) or TCP's
+   * retransmission limit (15 min). Idle connections send none. Servers accept these pings
+   * (rpc_server.c). */
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = GRPC_ARG_KEEPALIVE_TIME_MS;
+  args[n++].value.integer = BRUME_RPC_KEEPALIVE_MS;
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
+  args[n++].value.integer = BRUME_RPC_KEEPALIVE_MS;
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
+  args[n++].value.integer = 0;
+  /* gRPC stops pinging after two pings without data; a long invocation sends none. */
+  args[n].type = GRPC_ARG_INTEGER;
+  args[n].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
+  args[n++].value.integer = 0;
   /* Several clients of one process talk to one target over separate connections. */
   args[n].type = GRPC_ARG_INTEGER;
   args[n].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;

@@ -423,7 +423,7 @@ brume_rpc_server *brume_rpc_server_new(const brume_rpc_server_opts *opts, brume_
   pthread_cond_init(&srv->shutdown_cond, NULL);
 
   int max = opts->max_message_bytes ? (int)opts->max_message_bytes : (int)BRUME_RPC_DEFAULT_MAX_MESSAGE;
-  grpc_arg args[3];
+  grpc_arg args[5];
   memset(args, 0, sizeof(args));
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
@@ -436,7 +436,16 @@ brume_rpc_server *brume_rpc_server_new(const brume_rpc_server_opts *opts, brume_
   args[2].type = GRPC_ARG_INTEGER;
   args[2].key = GRPC_ARG_ALLOW_REUSEPORT;
   args[2].value.integer = 0;
-  grpc_channel_args chargs = {.num_args = 3, .args = args};
+  /* Brume's clients ping every BRUME_RPC_KEEPALIVE_MS while a call is under way (rpc_client.c):
+   * by default gRPC would take pings more often than every 5 min without data for abuse and close
+   * the connection, calls and all. */
+  args[3].type = GRPC_ARG_INTEGER;
+  args[3].key = GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS;
+  args[3].value.integer = BRUME_RPC_KEEPALIVE_MS / 2;
+  args[4].type = GRPC_ARG_INTEGER;
+  args[4].key = GRPC_ARG_HTTP2_MAX_PING_STRIKES;
+  args[4].value.integer = 0; /* no limit */
+  grpc_channel_args chargs = {.num_args = 5, .args = args};
   srv->server = grpc_server_create(&chargs, NULL);
   srv->cq = grpc_completion_queue_create_for_next(NULL);
   grpc_server_register_completion_queue(srv->server, srv->cq, NULL);

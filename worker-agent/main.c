@@ -320,6 +320,12 @@ static void publish(void *arg) {
   }
 }
 
+/* The registration's lease was lost (registration.h): placement has dropped this host's
+ * sandboxes, so they go before the worker registers again. */
+static void lease_lost(void *user, int64_t lost_lease) {
+  brume_worker_service_drop_stale(user, lost_lease);
+}
+
 static int start(brume_err **err) {
   if (cfg.host_id == NULL) {
     if (gethostname(d.host_id, sizeof(d.host_id) - 1) < 0)
@@ -430,6 +436,7 @@ static int start(brume_err **err) {
   d.published = registration_value();
   d.reg = brume_register(d.etcd, cfg.etcd_prefix, "worker", d.host_id, d.published, 10, err);
   if (d.reg == NULL) return brume_err_wrap(err, "registering in etcd at %s", common.etcd_endpoints);
+  brume_registration_on_lost(d.reg, lease_lost, &d.svc);
   d.publisher = brume_ticker_start(PUBLISH_EVERY_MS, publish, NULL);
   brume_info("Worker registered.", "host_id=%s accelerator=%s", d.host_id,
              brume_accel_name(d.accel));
@@ -437,6 +444,8 @@ static int start(brume_err **err) {
 }
 
 static void stop(void) {
+  /* No stale sandboxes from now on: destroy_all below destroys them all. */
+  if (d.reg) brume_registration_on_lost(d.reg, NULL, NULL);
   if (d.wq) brume_workq_stop(d.wq); /* finishes the jobs under way; new calls are refused */
   brume_rpc_server_free(d.rpc);
   d.rpc = NULL;

@@ -116,6 +116,14 @@ int brume_sandboxes_apply(brume_sandboxes *t, brume_sbx *s, brume_sandbox_event 
                           unsigned *actions, brume_sandbox_state *before, brume_err **err) {
   pthread_mutex_lock(&t->mu);
   if (before) *before = s->fsm.state;
+  if (s->stale && (ev == BRUME_SANDBOX_EV_CREATED || ev == BRUME_SANDBOX_EV_INVOKE_START)) {
+    pthread_mutex_unlock(&t->mu);
+    if (actions) *actions = 0;
+    return brume_err_set(err, BRUME_FAILED_PRECONDITION,
+                         "sandbox %s is stale (this worker's registration lease expired and "
+                         "placement dropped it): cannot %s",
+                         s->id, brume_sandbox_event_name(ev));
+  }
   int st = brume_sandbox_apply(&s->fsm, s->id, ev, actions, err);
   if (st == BRUME_SANDBOX_IDLE && ev != BRUME_SANDBOX_EV_FREEZE && ev != BRUME_SANDBOX_EV_THAW)
     s->idle_since_unix_ms = brume_wall_ms();
@@ -151,6 +159,35 @@ int brume_sandboxes_sync_frozen(brume_sandboxes *t, brume_sbx *s, uint64_t *us, 
   }
   pthread_mutex_unlock(&s->act);
   return rc;
+}
+
+brume_sbx **brume_sandboxes_mark_stale(brume_sandboxes *t, size_t *n) {
+  pthread_mutex_lock(&t->mu);
+  brume_sbx **idle = brume_xcalloc(t->n + 1, sizeof(*idle));
+  size_t k = 0;
+  *n = 0;
+  for (size_t i = 0; i < t->n; i++) {
+    brume_sbx *s = t->v[i];
+    brume_sandbox_state st = s->fsm.state;
+    if (s->stale || (st != BRUME_SANDBOX_PROVISIONING && st != BRUME_SANDBOX_IDLE &&
+                     st != BRUME_SANDBOX_INVOKING))
+      continue;
+    s->stale = true;
+    (*n)++;
+    if (st == BRUME_SANDBOX_IDLE) {
+      s->refs++;
+      idle[k++] = s;
+    }
+  }
+  pthread_mutex_unlock(&t->mu);
+  return idle;
+}
+
+bool brume_sandboxes_stale(brume_sandboxes *t, const brume_sbx *s) {
+  pthread_mutex_lock(&t->mu);
+  bool stale = s->stale;
+  pthread_mutex_unlock(&t->mu);
+  return stale;
 }
 
 void brume_sandboxes_each(brume_sandboxes *t, void (*fn)(const brume_sbx *s, void *user),

@@ -8,7 +8,12 @@
  * Invoke that race leave the domain as the state machine says.
  *
  * Entries are reference counted: the table holds one reference until the sandbox is GONE, and
- * each caller of _add/_get one more until _put. */
+ * each caller of _add/_get one more until _put.
+ *
+ * A sandbox is stale once the worker's registration lease was lost (brume_sandboxes_mark_stale):
+ * placement has dropped it and will never hand it out again, so it must go. A stale sandbox
+ * cannot be created (CREATED) nor invoked (INVOKE_START) any more; the one thread that holds it
+ * destroys it when it is done with it, and List reports it TERMINATING. */
 #ifndef BRUME_WORKER_SANDBOXES_H
 #define BRUME_WORKER_SANDBOXES_H
 
@@ -41,6 +46,7 @@ typedef struct brume_sbx {
   int64_t created_unix_ms, idle_since_unix_ms;
   uint64_t invocations, init_duration_us;
   unsigned refs;
+  bool stale; /* see above; never cleared */
 
   /* Under act: whether the domain is suspended now. */
   pthread_mutex_t act;
@@ -72,13 +78,23 @@ void brume_sandboxes_put(brume_sandboxes *t, brume_sbx *s);
 /* Applies ev to s's state machine (sandbox.h). *actions and *before (either may be NULL) get
  * the actions to carry out and the state before. Counters follow: INVOKE_END counts an
  * invocation, and IDLE records idle_since. A sandbox that becomes GONE leaves the table. Returns
- * the new state, or -1 with FAILED_PRECONDITION. */
+ * the new state, or -1 with FAILED_PRECONDITION (also for CREATED and INVOKE_START on a stale
+ * sandbox). */
 int brume_sandboxes_apply(brume_sandboxes *t, brume_sbx *s, brume_sandbox_event ev,
                           unsigned *actions, brume_sandbox_state *before, brume_err **err);
 
 /* Suspends or resumes s's domain so that it matches the state machine's frozen flag. *us (may
  * be NULL) gets how long libvirt took, 0 when nothing had to change. */
 int brume_sandboxes_sync_frozen(brume_sandboxes *t, brume_sbx *s, uint64_t *us, brume_err **err);
+
+/* Marks every sandbox that is PROVISIONING, IDLE or INVOKING stale, at once for all (one hold of
+ * the mutex). Returns the ones that were IDLE, each with a reference for the caller
+ * (NULL-terminated; free the array): nobody holds those, so the caller destroys them. The others'
+ * creator or invoker destroys them when it is done. *n gets how many were marked in all. */
+brume_sbx **brume_sandboxes_mark_stale(brume_sandboxes *t, size_t *n);
+
+/* Whether s is stale (see above). */
+bool brume_sandboxes_stale(brume_sandboxes *t, const brume_sbx *s);
 
 /* Calls fn on every entry, ordered by id, under the table's mutex (fn must not block or call
  * back into the table). */

@@ -35,6 +35,8 @@ static const char *reason_of(brume_status code) {
 
 static int reserve_boot(brume_worker_service *svc, uint32_t memory_mib, brume_err **err);
 static void unreserve_boot(brume_worker_service *svc, uint32_t memory_mib);
+static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t grace_ms,
+                           const char *request_id, const char *reason, brume_err **err);
 
 /* A parked call and what its job needs. */
 typedef struct job {
@@ -88,6 +90,11 @@ static void release_pool_hold(brume_worker_service *svc, brume_sbx *s) {
   if (s && atomic_exchange(&s->holds_pool_refill, false)) brume_pool_taken_done(svc->pool);
 }
 
+/* Counts a sandbox destroyed (brume_worker_sandboxes_destroyed_total{reason}). */
+static void count_destroyed(brume_worker_service *svc, const char *reason) {
+  if (svc->destroyed) brume_counter_inc(svc->destroyed, 1, reason);
+}
+
 /* Destroys the domain of a sandbox claimed with ev, with no grace, and marks it GONE. */
 static void destroy_claimed(brume_worker_service *svc, brume_sbx *s, brume_sandbox_event ev,
                             const char *request_id) {
@@ -100,6 +107,7 @@ static void destroy_claimed(brume_worker_service *svc, brume_sbx *s, brume_sandb
   }
   if (ev != BRUME_SANDBOX_EV_INIT_FAILED) /* INIT_FAILED is GONE already */
     brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, NULL);
+  if (ev == BRUME_SANDBOX_EV_BROKEN) count_destroyed(svc, "broken");
   release_pool_hold(svc, s);
 }
 
@@ -242,8 +250,16 @@ static void create_job(void *p) {
     goto out;
   }
   s->init_duration_us = resp.init_duration_us; /* PROVISIONING: nobody else reads it yet */
-  if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_CREATED, NULL, NULL, &err) < 0)
+  if (brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_CREATED, NULL, NULL, &err) < 0) {
+    /* The registration lease was lost during the creation (brume_worker_service_drop_stale):
+     * placement dropped this host meanwhile, and may have it back by now. Answered as a success,
+     * the sandbox would be handed out and destroyed under its caller. */
+    if (brume_sandboxes_stale(svc->table, s)) {
+      err->code = BRUME_UNAVAILABLE;
+      count_destroyed(svc, "stale_lease");
+    }
     goto fail;
+  }
   atomic_fetch_add(&svc->created, 1);
   if (pool_hit) atomic_fetch_add(&svc->pool_hits, 1);
   if (pool_taken) {
@@ -367,7 +383,7 @@ static void invoke_job(void *p) {
   resp.billed_duration_ms = (uint32_t)((resp.duration_us + 999) / 1000);
   resp.max_memory_used_mib = done->max_memory_used_mib;
   bool broken = done->sandbox_broken || brume_guest_link_runtime_exited(s->link, NULL);
-  bool freeze = false, destroy = false;
+  bool freeze = false, destroy = false, stale = false;
   if (broken) {
     /* TERMINATING now, destroyed after the answer: the caller learns of the timeout or the exit
      * without waiting for libvirt (0.2-0.9 s here). */
@@ -385,16 +401,30 @@ static void invoke_job(void *p) {
                     s->id);
       goto fail;
     }
-    resp.state = BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE;
-    freeze = svc->freeze_after_ms == 0;
+    /* Placement dropped it while it ran (brume_worker_service_drop_stale): the answer still
+     * goes back, then the sandbox goes. Nothing can invoke it meanwhile. */
+    stale = brume_sandboxes_stale(svc->table, s);
+    resp.state = stale ? BRUME__SANDBOX_STATE__SANDBOX_STATE_TERMINATING
+                       : BRUME__SANDBOX_STATE__SANDBOX_STATE_IDLE;
+    freeze = !stale && svc->freeze_after_ms == 0;
   }
+  /* start_mono_us and end_mono_us (CLOCK_MONOTONIC, which every process of a machine shares)
+   * bound the function's run: tests/cluster counts from them how many ran at once across
+   * worker hosts that share one machine. */
   brume_debug("Invocation done.",
               "request_id=%s sandbox_id=%s duration_us=%" PRIu64 " link_us=%" PRId64
-              " queued_us=%" PRId64 " error=%s",
-              j->request_id, s->id, resp.duration_us, took_us, t0 - j->queued_us,
+              " queued_us=%" PRId64 " start_mono_us=%" PRId64 " end_mono_us=%" PRId64 " error=%s",
+              j->request_id, s->id, resp.duration_us, took_us, t0 - j->queued_us, t0, t0 + took_us,
               done->error ? done->error->type : "-");
   brume_rpc_call_reply(j->call, &resp.base);
   if (destroy) destroy_claimed(svc, s, BRUME_SANDBOX_EV_BROKEN, j->request_id);
+  if (stale &&
+      destroy_sandbox(svc, s, (uint32_t)svc->grace_ms, j->request_id, "stale_lease", &err) < 0) {
+    char q[512];
+    brume_error("Could not destroy a stale sandbox.", "request_id=%s sandbox_id=%s err=%s",
+                j->request_id, s->id, brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_clear(&err);
+  }
   /* Freeze after answering: the caller does not wait for the suspend. A request that took the
    * sandbox in between wins (FREEZE then fails on INVOKING, which is fine). */
   if (freeze &&
@@ -462,9 +492,10 @@ static void thaw_job(void *p) {
 
 /* ---- Destroy ---- */
 
-/* Carries out DESTROY on s (graceful unless it is invoking). Returns the state it left. */
+/* Carries out DESTROY on s (graceful unless it is invoking) and counts it under reason (NULL: not
+ * counted) unless another destroyer had it first. Returns the state it left. */
 static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t grace_ms,
-                           const char *request_id, brume_err **err) {
+                           const char *request_id, const char *reason, brume_err **err) {
   brume_sandbox_state before;
   unsigned act = 0;
   int st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROY, &act, &before, err);
@@ -488,6 +519,7 @@ static int destroy_sandbox(brume_worker_service *svc, brume_sbx *s, uint32_t gra
   if (brume_libvirt_destroy(s->dom, err) < 0) return -1;
   release_pool_hold(svc, s);
   st = brume_sandboxes_apply(svc->table, s, BRUME_SANDBOX_EV_DESTROYED, NULL, NULL, err);
+  if (reason) count_destroyed(svc, reason);
   brume_info("Sandbox destroyed.", "request_id=%s sandbox_id=%s was=%s clean=%s ms=%.1f",
              request_id, s->id, brume_sandbox_state_name(before), clean ? "true" : "false",
              (double)(brume_mono_us() - t0) / 1000.0);
@@ -503,7 +535,7 @@ static void destroy_job(void *p) {
   s = named_sandbox(svc, req->sandbox_id, &err);
   if (s == NULL) goto fail;
   int st = destroy_sandbox(svc, s, req->grace_ms ? req->grace_ms : (uint32_t)svc->grace_ms,
-                           j->request_id, &err);
+                           j->request_id, "destroy", &err);
   if (st < 0) goto fail;
   Brume__WorkerDestroyResponse resp = BRUME__WORKER_DESTROY_RESPONSE__INIT;
   resp.state = (Brume__SandboxState)st;
@@ -523,7 +555,7 @@ void brume_worker_service_destroy_all(brume_worker_service *svc) {
   for (size_t i = 0; i < n; i++) {
     brume_sbx *s = brume_sandboxes_get(svc->table, ids[i], NULL);
     brume_err *err = NULL;
-    if (s && destroy_sandbox(svc, s, (uint32_t)svc->grace_ms, "shutdown", &err) < 0) {
+    if (s && destroy_sandbox(svc, s, (uint32_t)svc->grace_ms, "shutdown", NULL, &err) < 0) {
       /* A sandbox still PROVISIONING (cannot happen once the job pool stopped) or libvirt gone:
        * AUTODESTROY removes the domain when the connection closes. */
       char q[512];
@@ -535,6 +567,52 @@ void brume_worker_service_destroy_all(brume_worker_service *svc) {
     free(ids[i]);
   }
   free(ids);
+}
+
+/* ---- stale sandboxes ---- */
+
+typedef struct stale_job {
+  brume_worker_service *svc;
+  brume_sbx *s; /* a reference of the job's */
+} stale_job;
+
+/* Destroys one stale sandbox that was IDLE when it was marked: being stale, nobody can have
+ * invoked it since (a Destroy may have come first: then this does nothing). */
+static void stale_destroy_job(void *p) {
+  stale_job *j = p;
+  brume_err *err = NULL;
+  if (destroy_sandbox(j->svc, j->s, (uint32_t)j->svc->grace_ms, "stale_lease", "stale_lease",
+                      &err) < 0) {
+    char q[512];
+    brume_error("Could not destroy a stale sandbox.", "sandbox_id=%s err=%s", j->s->id,
+                brume_log_quote(q, sizeof(q), err->msg));
+    brume_err_free(err);
+  }
+  brume_sandboxes_put(j->svc->table, j->s);
+  free(j);
+}
+
+void brume_worker_service_drop_stale(brume_worker_service *svc, int64_t lost_lease) {
+  size_t n = 0, n_idle = 0;
+  brume_sbx **idle = brume_sandboxes_mark_stale(svc->table, &n);
+  while (idle[n_idle]) n_idle++;
+  /* The count is a field: log messages stay fixed sentences to grep for. */
+  brume_warn(
+      "Registration lease expired while cut off from etcd; destroying the sandboxes "
+      "placement has dropped.",
+      "lease=%" PRId64 " sandboxes=%zu idle=%zu busy=%zu", lost_lease, n, n_idle, n - n_idle);
+  for (size_t i = 0; i < n_idle; i++) {
+    stale_job *j = brume_xmalloc(sizeof(*j));
+    *j = (stale_job){.svc = svc, .s = idle[i]};
+    brume_err *err = NULL;
+    if (brume_workq_push(svc->wq, stale_destroy_job, j, &err) < 0) {
+      /* The worker is stopping: brume_worker_service_destroy_all destroys it. */
+      brume_err_free(err);
+      brume_sandboxes_put(svc->table, idle[i]);
+      free(j);
+    }
+  }
+  free(idle);
 }
 
 /* ---- List, Stats (quick: answered on the server thread) ---- */
@@ -549,10 +627,13 @@ typedef struct list_ctx {
 static void list_one(const brume_sbx *s, void *user) {
   list_ctx *c = user;
   const Brume__FunctionVersionRef *f = s->spec->function;
+  /* A stale sandbox is on its way out, whatever it is doing: placement must not take it back
+   * (its reconcile takes back or adopts the IDLE and INVOKING ones it has a record of). */
+  brume_sandbox_state state = s->stale ? BRUME_SANDBOX_TERMINATING : s->fsm.state;
   if (c->req->account_id[0] && strcmp(c->req->account_id, f->account_id) != 0) return;
   if (c->req->function_name[0] && strcmp(c->req->function_name, f->function_name) != 0) return;
   if (c->req->state != BRUME__SANDBOX_STATE__SANDBOX_STATE_UNSPECIFIED &&
-      (int)c->req->state != (int)s->fsm.state)
+      (int)c->req->state != (int)state)
     return;
   if (c->n == c->cap) {
     c->cap = c->cap ? c->cap * 2 : 16;
@@ -569,7 +650,7 @@ static void list_one(const brume_sbx *s, void *user) {
   fc->version = brume_xstrdup(f->version);
   fc->revision_id = brume_xstrdup(f->revision_id);
   i->function = fc;
-  i->state = (Brume__SandboxState)s->fsm.state;
+  i->state = (Brume__SandboxState)state;
   i->frozen = s->fsm.frozen;
   Brume__ResourceSpec *r = brume_xcalloc(1, sizeof(*r));
   brume__resource_spec__init(r);
@@ -820,6 +901,15 @@ void brume_worker_metrics_start(brume_worker_service *svc, brume_metrics *reg) {
   m->reg = reg;
   brume_metrics_gauges(reg, gauge_specs, G_COUNT, m->g);
   svc->metrics = m;
+  svc->destroyed = brume_metrics_counter(
+      reg, "brume_worker_sandboxes_destroyed_total",
+      "Sandboxes destroyed, by reason: destroy (the Destroy call), broken (timed out, runtime "
+      "exited, failed channel), stale_lease (dropped by placement while the worker's "
+      "registration lease was lost).",
+      "reason", NULL);
+  static const char *const reasons[] = {"destroy", "broken", "stale_lease"};
+  for (size_t i = 0; i < BRUME_ARRAY_LEN(reasons); i++)
+    brume_counter_inc(svc->destroyed, 0, reasons[i]);
   brume_metrics_add_collect(reg, collect, svc);
 }
 

@@ -45,6 +45,9 @@ typedef struct brume_worker_service {
   atomic_bool draining;                 /* Drain: no new sandboxes */
   atomic_uint_fast64_t booting_mib;     /* memory of the boots under way (service.c) */
   struct brume_worker_metrics *metrics; /* brume_worker_metrics_start's */
+  /* brume_worker_sandboxes_destroyed_total{reason}, set by brume_worker_metrics_start (the
+   * registry owns it); NULL: not counted. */
+  brume_counter *destroyed;
 } brume_worker_service;
 
 /* The handlers in worker.proto's method order (checked against the descriptor: aborts if the
@@ -53,6 +56,13 @@ const brume_rpc_handler *brume_worker_service_handlers(void);
 
 /* Shuts down and destroys every sandbox (the daemon's exit). Call after the job pool stopped. */
 void brume_worker_service_destroy_all(brume_worker_service *svc);
+
+/* The worker's registration lease was lost (lost_lease: registration.h, on_lost): placement has
+ * dropped this host and every sandbox on it, and will never hand them out again. Marks them all
+ * stale (sandboxes.h): the IDLE ones (frozen or not) are destroyed at once on the job pool, an
+ * INVOKING one as soon as its invocation has been answered, a PROVISIONING one's creation fails
+ * UNAVAILABLE. Pooled VMs are no sandboxes and stay. Quick: for the registration's thread. */
+void brume_worker_service_drop_stale(brume_worker_service *svc, int64_t lost_lease);
 
 /* Host figures for the registration and Stats. */
 uint32_t brume_worker_host_vcpus(void);
