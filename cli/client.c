@@ -59,7 +59,8 @@ bool brume_cli_is_throttle(const brume_err *err) {
          !(err->msg && strstr(err->msg, "larger than max"));
 }
 
-static const char *hint(const brume_cli_settings *s, brume_status code, char *buf, size_t size) {
+static const char *hint(const brume_cli_settings *s, const brume_err *err, char *buf, size_t size) {
+  brume_status code = err->code;
   switch (code) {
     case BRUME_UNAUTHENTICATED:
       if (s->api_key == NULL)
@@ -67,6 +68,10 @@ static const char *hint(const brume_cli_settings *s, brume_status code, char *bu
       snprintf(buf, size, "check --api-key or BRUME_API_KEY (the key came from %s)", s->key_from);
       return buf;
     case BRUME_UNAVAILABLE:
+      /* The frontend answered, naming what is down behind it: no doubt about the frontend. */
+      if (err->msg &&
+          strncmp(brume_cli_server_message(err->msg), "ServiceUnavailableException", 27) == 0)
+        return NULL;
       snprintf(buf, size, "is brume-frontend running at %s%s?", s->endpoint,
                s->tls_ca ? " and serving TLS with a certificate that --tls-ca trusts" : "");
       return buf;
@@ -91,7 +96,7 @@ int brume_cli_report(FILE *errf, const brume_cli_settings *s, const char *what,
   fprintf(errf, "brume: %s: %s: %s\n", what, brume_status_name(err->code),
           brume_cli_server_message(err->msg ? err->msg : ""));
   char buf[512];
-  const char *h = hint(s, err->code, buf, sizeof(buf));
+  const char *h = hint(s, err, buf, sizeof(buf));
   if (h) fprintf(errf, "brume: hint: %s\n", h);
   return BRUME_CLI_EXIT_FAILED;
 }

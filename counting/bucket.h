@@ -10,7 +10,7 @@
  * The clock is injected: every call takes now_ms, a monotonic time in milliseconds chosen by the
  * caller. time_scale compresses the rate for tests and cluster tests: with 60, a minute of the
  * rate passes in one real second. Below 1 it stretches it instead, for hosts that cannot start
- * environments as fast as the real rate grants them (tests/cluster on TCG hosts: 0.08). A clock
+ * environments as fast as the real rate grants them (tests/cluster on TCG hosts: 0.05). A clock
  * that goes backwards adds and removes nothing; refills resume once it has passed the latest time
  * seen again, so no stretch of time is counted twice.
  *

@@ -18,7 +18,7 @@
  *        "function_refill_per_10s": 1000,           its refill
  *        "time_scale": 1}                           0.001-1e6, compresses time for tests (60: a
  *                                                   minute of the rate per real second); below
- *                                                   1 stretches it (tests/cluster: 0.08)
+ *                                                   1 stretches it (tests/cluster: 0.05)
  *   <root>limits/account/<account_id>
  *       {"concurrency_limit": 1000}
  *   <root>limits/function/<account_id>/<function_name>

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# deploy/cluster.sh up [N] | down | status
+# deploy/cluster.sh up [N] | down | status | stop|kill|start|cut|restore NAME
 # A multi-node Brume on this one machine: N worker hosts (default 3), a three-member etcd, two
 # counting daemons, one placement daemon and two frontends, each in a network namespace of its
 # own with its own address on a bridge this script makes (veth pairs), as if each were a
@@ -9,11 +9,15 @@
 #   - The frontends share one key for environment variables; an admin key goes to admin.key.
 #   - up is idempotent: it starts what is not running. down stops every daemon, removes the
 #     namespaces, the bridge and $BRUME_CLUSTER_HOME (logs included).
+#   - Faults, one member NAME at a time (status lists the names): stop (SIGTERM), kill (-9),
+#     start (again, with its state), cut (its link down: it runs on, cut off) and restore.
+# BRUME_WORKER_LOG_LEVEL overrides the layout's worker_log_level.
 # Needs root (namespaces, bridge) and the build (BRUME_BUILD_DIR, default build/); it builds the
 # guest image and starts libvirtd as deploy/quickstart.sh does.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "${BRUME_CLUSTER_CONF:-$top/deploy/cluster.conf}"
+worker_log_level=${BRUME_WORKER_LOG_LEVEL:-${worker_log_level:-info}}
 cmd=${1:-status}
 home=${BRUME_CLUSTER_HOME:-/var/lib/brume-cluster}
 build=${BRUME_BUILD_DIR:-$top/build}
@@ -54,28 +58,26 @@ network_up() {
 }
 
 network_down() {
-  local ns
+  local ns link
   for ns in $(ip netns list | awk '{print $1}' | grep "^$ns_prefix" || true); do ip netns del "$ns"; done
+  # A namespace outlives its deletion while anything refers to it (a socket in TIME_WAIT does),
+  # and its veth pair with it: take the machine's ends away now.
+  for link in $(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$veth_prefix" || true); do
+    ip link del "$link" 2>/dev/null || true
+  done
   ip link del "$bridge" 2>/dev/null || true
 }
 
 # The CA, and one certificate per member (its address and name as SANs) and for the CLI, each
 # good for server and client use: every daemon is both.
 certs() {
-  mkdir -p "$pki"
-  [ -s "$pki/ca.pem" ] || openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -nodes -days 365 -subj /CN=brume-cluster-ca -keyout "$pki/ca.key" -out "$pki/ca.pem" 2>/dev/null
+  # deploy/lib/pki.bash, shared with deploy/make-certs.sh (real machines).
+  . "$top/deploy/lib/pki.bash"
+  pki_ca "$pki" brume-cluster-ca
   local name addr
   while read -r name addr; do
-    [ -s "$pki/$name.pem" ] && continue
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "/CN=$name" \
-      -keyout "$pki/$name.key" -out "$pki/$name.csr" 2>/dev/null
-    printf 'subjectAltName=DNS:%s,IP:%s\nextendedKeyUsage=serverAuth,clientAuth\n' "$name" "$addr" \
-      >"$pki/$name.ext"
-    openssl x509 -req -in "$pki/$name.csr" -CA "$pki/ca.pem" -CAkey "$pki/ca.key" \
-      -CAcreateserial -days 365 -extfile "$pki/$name.ext" -out "$pki/$name.pem" 2>/dev/null
+    pki_cert "$pki" "$name" "$addr"
   done < <(members; echo "cli $subnet.1")
-  chmod 600 "$pki"/*.key
 }
 
 tls() { echo --tls_ca "$pki/ca.pem" --tls_cert "$pki/$1.pem" --tls_key "$pki/$1.key" --tls_client_auth=true; }
@@ -85,34 +87,46 @@ etcd_urls() {
   (IFS=,; echo "${urls[*]}")
 }
 
-start_etcd() {
-  local i name addr cluster=()
+# start_etcd_member NAME: one member, in NAME's namespace (its data survives a stop).
+start_etcd_member() {
+  local name=$1 addr i cluster=()
+  addr=$(addr_of "$name")
+  running "$name" && return 0
   for i in "${!etcd_hosts[@]}"; do
     cluster+=("etcd$((i + 1))=https://$subnet.${etcd_hosts[$i]}:$etcd_peer_port")
   done
   cluster=$(IFS=,; echo "${cluster[*]}")
-  # All three first, then wait: a member waits for a quorum before it answers /health.
-  for i in "${!etcd_hosts[@]}"; do
-    name=etcd$((i + 1)); addr=$(addr_of "$name")
-    running "$name" && continue
-    ip netns exec "$ns_prefix$name" etcd --name "$name" --data-dir "$home/$name" \
-      --listen-client-urls "https://$addr:$etcd_client_port" \
-      --advertise-client-urls "https://$addr:$etcd_client_port" \
-      --listen-peer-urls "https://$addr:$etcd_peer_port" \
-      --initial-advertise-peer-urls "https://$addr:$etcd_peer_port" \
-      --initial-cluster "$cluster" --initial-cluster-state new \
-      --cert-file "$pki/$name.pem" --key-file "$pki/$name.key" --client-cert-auth \
-      --trusted-ca-file "$pki/ca.pem" --peer-cert-file "$pki/$name.pem" \
-      --peer-key-file "$pki/$name.key" --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.pem" \
-      >>"$home/log/$name.log" 2>&1 &
-    echo $! >"$run/$name.pid"
-  done
+  ip netns exec "$ns_prefix$name" etcd --name "$name" --data-dir "$home/$name" \
+    --listen-client-urls "https://$addr:$etcd_client_port" \
+    --advertise-client-urls "https://$addr:$etcd_client_port" \
+    --listen-peer-urls "https://$addr:$etcd_peer_port" \
+    --initial-advertise-peer-urls "https://$addr:$etcd_peer_port" \
+    --initial-cluster "$cluster" --initial-cluster-state new \
+    --cert-file "$pki/$name.pem" --key-file "$pki/$name.key" --client-cert-auth \
+    --trusted-ca-file "$pki/ca.pem" --peer-cert-file "$pki/$name.pem" \
+    --peer-key-file "$pki/$name.key" --peer-client-cert-auth --peer-trusted-ca-file "$pki/ca.pem" \
+    >>"$home/log/$name.log" 2>&1 &
+  echo $! >"$run/$name.pid"
+}
+
+# wait_etcd NAME...: until each answers /health (a member answers once it has a quorum).
+wait_etcd() {
+  local name
   curl_tls=(--cacert "$pki/ca.pem" --cert "$pki/cli.pem" --key "$pki/cli.key")
-  for i in "${!etcd_hosts[@]}"; do
-    name=etcd$((i + 1))
+  for name in "$@"; do
     wait_healthy "https://$(addr_of "$name"):$etcd_client_port/health" "$name" "$home/log/$name.log"
   done
   curl_tls=()
+}
+
+start_etcd() {
+  local i names=()
+  # All three first, then wait: a member waits for a quorum before it answers /health.
+  for i in "${!etcd_hosts[@]}"; do
+    names+=("etcd$((i + 1))")
+    start_etcd_member "etcd$((i + 1))"
+  done
+  wait_etcd "${names[@]}"
 }
 
 # start_brume NAME BINARY ARGS...: a Brume daemon in NAME's namespace on its address.
@@ -125,6 +139,33 @@ start_brume() {
   start_daemon "$name" "http://$addr:$http_port/healthz" ip netns exec "$ns_prefix$name" "$bin" \
     --listen "$addr:$grpc_port" --http_listen "$addr:$http_port" --etcd_endpoints "$(etcd_urls)" \
     "$id_flag" "$name" $(tls "$name") "$@"
+}
+
+# start_member NAME: starts one member (a Brume daemon, or an etcd member) unless it runs.
+start_member() {
+  local name=$1 i=${1//[!0-9]/}
+  case $name in
+    etcd*) start_etcd_member "$name"; wait_etcd "$name" ;;
+    counting*) start_brume "$name" "$build/counting/brume-counting" ;;
+    placement*) start_brume "$name" "$build/placement/brume-placement" ;;
+    worker*)
+      [ -n "${kernel:-}" ] || guest_image
+      mkdir -p "$home/$name"
+      chmod 0755 "$home/$name"
+      start_brume "$name" "$build/worker-agent/brume-worker" \
+        --guest_kernel "$kernel" --guest_kernel_smp "$kernel_smp" --guest_initrd "$initrd" \
+        --image_dir "$home/$name/images" --run_dir "$home/$name/run" \
+        --code_cache_dir "$home/$name/code" --pool_size "$worker_pool_size" \
+        --log_level "$worker_log_level"
+      ;;
+    frontend*)
+      start_brume "$name" "$build/frontend/brume-frontend" \
+        --data_dir "$home/$name" --env_key_file "$home/env.key" \
+        --counting_addr "$(addr_of "counting$i"):$grpc_port" \
+        --placement_addr "$(addr_of placement1):$grpc_port"
+      ;;
+    *) echo "cluster: no member $name" >&2; exit 2 ;;
+  esac
 }
 
 up() {
@@ -143,23 +184,11 @@ up() {
   certs
   start_etcd
   echo "[4/5] counting, placement, $n workers, frontends"
-  for i in "${!counting_hosts[@]}"; do start_brume "counting$((i + 1))" "$build/counting/brume-counting"; done
-  for i in "${!placement_hosts[@]}"; do start_brume "placement$((i + 1))" "$build/placement/brume-placement"; done
-  for ((i = 1; i <= n; i++)); do
-    mkdir -p "$home/worker$i"
-    chmod 0755 "$home/worker$i"
-    start_brume "worker$i" "$build/worker-agent/brume-worker" \
-      --guest_kernel "$kernel" --guest_kernel_smp "$kernel_smp" --guest_initrd "$initrd" \
-      --image_dir "$home/worker$i/images" --run_dir "$home/worker$i/run" \
-      --code_cache_dir "$home/worker$i/code" --pool_size "$worker_pool_size"
-  done
+  for i in "${!counting_hosts[@]}"; do start_member "counting$((i + 1))"; done
+  for i in "${!placement_hosts[@]}"; do start_member "placement$((i + 1))"; done
+  for ((i = 1; i <= n; i++)); do start_member "worker$i"; done
   [ -s "$home/env.key" ] || (umask 077 && openssl rand -hex 32 >"$home/env.key")
-  for i in "${!frontend_hosts[@]}"; do
-    start_brume "frontend$((i + 1))" "$build/frontend/brume-frontend" \
-      --data_dir "$home/frontend$((i + 1))" --env_key_file "$home/env.key" \
-      --counting_addr "$(addr_of "counting$((i + 1))"):$grpc_port" \
-      --placement_addr "$(addr_of placement1):$grpc_port"
-  done
+  for i in "${!frontend_hosts[@]}"; do start_member "frontend$((i + 1))"; done
   echo "[5/5] the admin key"
   if [ ! -s "$home/admin.key" ]; then
     # shellcheck disable=SC2046
@@ -184,18 +213,66 @@ status() {
   done < <(members)
 }
 
+# The microVMs of this cluster's workers that are still there (a worker killed with -9, or one
+# that did not finish within its stop time): their QEMU command lines name sockets under $home.
+destroy_leftover_vms() {
+  local pid name
+  for pid in $(pgrep -f "^/usr/bin/qemu-system.*$home/" || true); do
+    name=$(tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | sed -n 's/^guest=\([^,]*\).*/\1/p')
+    [ -n "$name" ] && virsh -c qemu:///system destroy "$name" >/dev/null 2>&1 || true
+  done
+}
+
 down() {
   local name
-  # Frontends first, etcd last: the reverse of up.
-  for name in $(members | awk '{print $1}' | tac); do stop_daemon "$name"; done
+  # Frontends first, etcd last: the reverse of up. A worker destroys its microVMs as it stops,
+  # about 0.2 s each: give it time.
+  for name in $(members | awk '{print $1}' | tac); do
+    case $name in worker*) stop_daemon "$name" 120 ;; *) stop_daemon "$name" ;; esac
+  done
+  destroy_leftover_vms
   network_down
   rm -rf "$home"
   echo "cluster: down; namespaces, bridge $bridge and $home removed"
 }
 
+# ---- fault injection (tests/cluster, and operators rehearsing failures) ----
+member_known() {
+  members | awk '{print $1}' | grep -qx "$1" || { echo "cluster: no member $1" >&2; exit 2; }
+}
+
+# kill_member NAME: kill -9, as a crash or a power loss would (a worker's microVMs stay behind,
+# as they would on a machine whose agent crashed).
+kill_member() {
+  if running "$1"; then
+    kill -9 "$(cat "$run/$1.pid")"
+    for _ in $(seq 50); do running "$1" || break; sleep 0.1; done
+  fi
+  rm -f "$run/$1.pid"
+}
+
+# cut NAME / restore NAME: takes the machine's end of NAME's link down (up): the member runs on
+# but reaches nothing and nothing reaches it, as when a host's network fails.
+cut() { ip link set "$veth_prefix$1" down; }
+restore() { ip link set "$veth_prefix$1" up; }
+
 case $cmd in
   up) up "${2:-3}" ;;
   down) down ;;
   status) status ;;
-  *) echo "usage: deploy/cluster.sh up [N] | down | status" >&2; exit 2 ;;
+  stop | kill | start | cut | restore)
+    [ -n "${2:-}" ] || { echo "usage: deploy/cluster.sh $cmd NAME (see status)" >&2; exit 2; }
+    member_known "$2"
+    case $cmd in
+      stop) stop_daemon "$2" ;;
+      kill) kill_member "$2" ;;
+      start) start_member "$2" ;;
+      cut) cut "$2" ;;
+      restore) restore "$2" ;;
+    esac
+    ;;
+  *)
+    echo "usage: deploy/cluster.sh up [N] | down | status | stop|kill|start|cut|restore NAME" >&2
+    exit 2
+    ;;
 esac

@@ -28,8 +28,9 @@ cmake --build build -j"$jobs"
 # runs where deploy/install-deps.sh and deploy/host-setup.sh provided all of them.
 run_ctest() {
   local dir=$1 log
+  shift
   log=$(mktemp)
-  (cd "$dir" && ctest --output-on-failure -j1) 2>&1 | tee "$log"
+  (cd "$dir" && ctest --output-on-failure -j1 "$@") 2>&1 | tee "$log"
   if grep -q '(Skipped)' "$log"; then
     echo "deploy/test.sh: tests were skipped in $dir (see above): a prerequisite is missing" >&2
     rm -f "$log"
@@ -45,9 +46,12 @@ run_ctest build
 step "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRUME_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
+# cluster_faults runs in the normal build only: its 50 microVMs and timed steps take 7 minutes
+# there. Counting's failover and the worker's stale sandboxes still run under the sanitizers
+# (counting_client_set, placement_host_cut_off); counting's quorum guard does not.
 step "tests (sanitizer build)"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  run_ctest build-asan
+  run_ctest build-asan -E '^cluster_faults$'
 
 step "fuzz build (clang, libFuzzer)"
 CC=clang cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -93,7 +93,9 @@ static const brume_opt opts[] = {
                    "the cache of function code archives"),
     BRUME_OPT_ENUM("accelerator", &cfg.accelerator, accel_choices, "auto",
                    "auto (probe: KVM only if it boots the guest), kvm or tcg"),
-    BRUME_OPT_INT("threads", &cfg.threads, 1, 256, "8", "threads running blocking jobs"),
+    BRUME_OPT_INT("threads", &cfg.threads, 1, 1024, "128",
+                  "threads running blocking jobs; an invocation holds one for as long as the "
+                  "function runs, so this bounds the invocations running at once on this host"),
     BRUME_OPT_SIZE("max_message_size", &cfg.max_message_size, 1 * BRUME_MIB, 64 * BRUME_MIB, "7MiB",
                    "largest gRPC request (6 MiB payloads plus headroom)"),
     BRUME_OPT_DURATION("freeze_after", &cfg.freeze_after, 0, BRUME_MINUTES(60), "0",

@@ -7,7 +7,8 @@
 #   start_daemon NAME URL CMD...
 #                               starts CMD in the background (its output to log/NAME.log)
 #                               unless NAME runs, records its pid, waits for URL
-#   stop_daemon NAME            SIGTERM, then waits up to 10 s (a worker destroys its microVMs)
+#   stop_daemon NAME [SECONDS]  SIGTERM, then waits up to SECONDS (default 10; a worker destroys
+#                               its microVMs first)
 #   guest_image                 builds (cached) the guest kernels and initramfs; sets kernel,
 #                               kernel_smp and initrd; needs build (the build directory)
 
@@ -34,10 +35,10 @@ start_daemon() {
 }
 
 stop_daemon() {
-  local name=$1
+  local name=$1 wait_s=${2:-10}
   if running "$name"; then
     kill "$(cat "$run/$name.pid")"
-    for _ in $(seq 100); do running "$name" || break; sleep 0.1; done
+    for _ in $(seq $((wait_s * 10))); do running "$name" || break; sleep 0.1; done
   fi
   rm -f "$run/$name.pid"
 }

@@ -20,12 +20,16 @@
  * at 1. An event that is not a JSON object, or whose "name" is not a string, gets a function
  * error of type HelloC.BadEvent. What it writes on stderr is the function's log.
  *
+ * {"sleep_ms": N} (0-900000) makes it wait N ms before it answers, as a slow function would:
+ * tests/cluster uses it to hold many invocations open at once for next to no CPU.
+ *
  * It speaks plain HTTP/1.1 over one keep-alive TCP connection, with no library, and is linked
  * statically: the guest has no dynamic loader. Any trouble with the Runtime API itself ends the
  * process with status 1; brume-init then reports Runtime.ExitError. */
 #define _GNU_SOURCE /* asprintf, memmem */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdarg.h>
@@ -35,6 +39,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define API_PREFIX "/2018-06-01/runtime"
@@ -201,24 +206,33 @@ static const char *skip_value(const char *p, const char *end) {
   return p > start ? p : NULL;
 }
 
-/* Finds the top-level member "name" of the event, a JSON object. On success *name points at
+/* Finds the top-level members "name" and "sleep_ms" of the event, a JSON object. *name points at
  * the string's contents inside event, still JSON-escaped (so it can be copied into the answer
  * as it is), or at "world" when the event has no name or an empty one. Returns NULL, or why
  * the event is refused. */
-static const char *find_name(const char *event, size_t len, const char **name, size_t *name_len) {
+static const char *find_name(const char *event, size_t len, const char **name, size_t *name_len,
+                             long *sleep_ms) {
   const char *p = skip_ws(event, event + len), *end = event + len;
   *name = "world";
   *name_len = 5;
+  *sleep_ms = 0;
   if (p == end || *p != '{') return "The event is not a JSON object.";
   p = skip_ws(p + 1, end);
   while (p < end && *p != '}') {
     const char *key = p;
     if (*p != '"' || (p = skip_string(p, end)) == NULL) return "The event is not valid JSON.";
     bool is_name = p - key == 6 && memcmp(key, "\"name\"", 6) == 0;
+    bool is_sleep = p - key == 10 && memcmp(key, "\"sleep_ms\"", 10) == 0;
     p = skip_ws(p, end);
     if (p == end || *p != ':') return "The event is not valid JSON.";
     const char *value = p = skip_ws(p + 1, end);
     if ((p = skip_value(p, end)) == NULL) return "The event is not valid JSON.";
+    if (is_sleep) {
+      char *num_end;
+      *sleep_ms = strtol(value, &num_end, 10);
+      if (num_end != p || *sleep_ms < 0 || *sleep_ms > 900000)
+        return "The event's 'sleep_ms' is not a whole number from 0 to 900000.";
+    }
     if (is_name) {
       if (*value != '"') return "The event's 'name' is not a string.";
       if (p - value > 2) {
@@ -253,7 +267,13 @@ int main(void) {
     /* 2. The answer, or a function error. */
     const char *name;
     size_t name_len;
-    const char *bad = find_name(ev.body, ev.body_len, &name, &name_len);
+    long sleep_ms;
+    const char *bad = find_name(ev.body, ev.body_len, &name, &name_len, &sleep_ms);
+    if (bad == NULL && sleep_ms > 0) {
+      struct timespec ts = {.tv_sec = sleep_ms / 1000, .tv_nsec = (sleep_ms % 1000) * 1000000L};
+      while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+      }
+    }
     char path[256];
     char *answer = NULL;
     int len;

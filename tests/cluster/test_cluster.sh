@@ -10,31 +10,7 @@
 #   - a client without a certificate from the cluster's CA is refused;
 #   - down leaves no daemon, namespace or bridge behind.
 # Exit 77 (skip) only when not root: namespaces, a bridge and libvirtd need it.
-set -euo pipefail
-top=$(cd "$(dirname "$0")/../.." && pwd)
-build=$(cd "$1" && pwd)
-[ "$(id -u)" -eq 0 ] || { echo "test_cluster: skipped: needs root"; exit 77; }
-export BRUME_CLUSTER_CONF=$top/tests/cluster/test.conf BRUME_BUILD_DIR=$build
-export BRUME_CLUSTER_HOME
-BRUME_CLUSTER_HOME=$(mktemp -d /tmp/brume-cluster-test-XXXXXX)
-home=$BRUME_CLUSTER_HOME
-. "$BRUME_CLUSTER_CONF"
-cluster() { "$top/deploy/cluster.sh" "$@"; }
-fail() {
-  echo "test_cluster: FAILED: $*" >&2
-  for f in "$home"/log/*.log; do echo "---- $f" >&2; tail -n 25 "$f" >&2; done
-  exit 1
-}
-trap 'cluster down >/dev/null 2>&1 || true' EXIT
-fe1=$subnet.${frontend_hosts[0]}
-fe2=$subnet.${frontend_hosts[1]}
-brume() {
-  local fe=$1
-  shift
-  "$build/cli/brume" --endpoint "$fe:$grpc_port" --tls-ca "$home/pki/ca.pem" \
-    --tls-cert "$home/pki/cli.pem" --tls-key "$home/pki/cli.key" \
-    --api-key-file "$home/admin.key" "$@"
-}
+. "$(dirname "$0")/lib.bash" "$1"
 
 cluster up 3 || fail "deploy/cluster.sh up 3 failed"
 

@@ -299,6 +299,18 @@ static void test_hello_c_runtime(void **state) {
   expect_error(&g, "{\"name\": \"x\"} trailing", handled, "HelloC.BadEvent",
                "The event is not valid JSON.");
   expect_payload(&g, "{\"name\":\"again\"}", "{\"message\": \"Hello, again!\", \"invocation\": 9}");
+  /* sleep_ms holds the answer back that long; a bad one is refused. */
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  expect_payload(&g, "{\"sleep_ms\": 300, \"name\": \"slow\"}",
+                 "{\"message\": \"Hello, slow!\", \"invocation\": 10}");
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+  assert_true(ms >= 300);
+  expect_error(&g, "{\"sleep_ms\": \"x\"}", handled, "HelloC.BadEvent",
+               "The event's 'sleep_ms' is not a whole number from 0 to 900000.");
+  expect_error(&g, "{\"sleep_ms\": 900001}", handled, "HelloC.BadEvent",
+               "The event's 'sleep_ms' is not a whole number from 0 to 900000.");
   guest_stop(&g);
 }
 
