@@ -232,6 +232,16 @@ typedef struct routed {
   void *user;
 } routed;
 
+bool brume_counting_set_token_trusted(brume_counting_set *s, const char *token) {
+  const char *dot = token ? strrchr(token, '.') : NULL;
+  if (dot == NULL || dot == token) return false;
+  pthread_mutex_lock(&s->mu);
+  member *m = find(s, token, (size_t)(dot - token));
+  bool trusted = m != NULL && !m->failed;
+  pthread_mutex_unlock(&s->mu);
+  return trusted;
+}
+
 /* The member that issued token, held for one request (calls and pending), or NULL with err:
  * UNAVAILABLE when it left the set. */
 static member *route(brume_counting_set *s, const char *token, brume_err **err) {

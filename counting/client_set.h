@@ -75,6 +75,12 @@ void brume_counting_set_acquire(brume_counting_set *s, const Brume__AcquireReque
 void brume_counting_set_release(brume_counting_set *s, const Brume__ReleaseRequest *req,
                                 brume_counting_release_done done, void *user);
 
+/* Whether the daemon that issued token still stands behind it: it is registered, and has not
+ * failed since it last answered. A dead daemon's tokens are counted nowhere once its lease
+ * expires (the others grow into the room), so an invocation that got its token from a daemon
+ * that died since, still in its cold start, asks for another before it runs (frontend/invoke.c). */
+bool brume_counting_set_token_trusted(brume_counting_set *s, const char *token);
+
 /* For metrics, logs and tests. */
 typedef struct brume_counting_set_stats {
   uint64_t failovers; /* requests sent on to another daemon after one failed (each hop counts) */

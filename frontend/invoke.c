@@ -71,9 +71,10 @@ typedef struct invocation {
   Brume__ThrottleReason throttle_reason;
   uint32_t retry_after_ms;
   bool no_idle;
-  bool cold;     /* the second step (a cold start) has begun */
-  bool admitted; /* counting granted and placement answered: counted in flight (inv_stats) */
-  bool retried;  /* the first step ran again after a release (wait_for_release) */
+  bool cold;      /* the second step (a cold start) has begun */
+  bool admitted;  /* counting granted and placement answered: counted in flight (inv_stats) */
+  bool retried;   /* the first step ran again after a release (wait_for_release) */
+  bool reissuing; /* its token's daemon failed during the cold start: another is asked for */
   struct invocation *next_waiter;
   /* When the call arrived, and when counting granted, placement placed and the worker answered
    * (debug logs: where the time goes). */
@@ -384,6 +385,34 @@ static void invoke_worker(invocation *iv) {
 static void acquire_sandbox(invocation *iv, bool warm_only);
 static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind);
 
+static void stale_token_released(void *user, const Brume__ReleaseResponse *resp,
+                                 const brume_err *err) {
+  (void)user;
+  (void)resp;
+  (void)err; /* its daemon is dead or failing: nothing more to do */
+}
+
+/* The daemon that granted iv's token died or failed while the cold start ran (a slow boot can
+ * outlast a counting daemon's lease TTL). Once its lease expires, the other daemons grow into
+ * its room and the token is counted nowhere: run with it, and the limit can be passed. So the
+ * invocation asks the daemons that answer for a token of its own first (a warm one: the sandbox
+ * exists), and is throttled like any other when there is no room. The old token is released
+ * for form's sake: a daemon that only stumbled takes it back now rather than at its deadline. */
+static void reissue_token(invocation *iv) {
+  brume_info(
+      "The counting daemon of this invocation's token failed during its cold start; "
+      "asking again before it runs.",
+      "request_id=%s token=%s", iv->request_id, iv->token);
+  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+  rel.token = iv->token;
+  rel.caller_id = (char *)iv->inv->o.caller_id;
+  brume_counting_set_release(iv->inv->o.counting, &rel, stale_token_released, NULL);
+  free(iv->token);
+  iv->token = NULL;
+  iv->reissuing = true;
+  acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
+}
+
 /* A throttle or no idle sandbox in the first step while this frontend has releases in flight:
  * one of them may free what the step lacked (the client's previous invocation, overtaken by
  * this one). Parks iv until a release ends and returns true; false when none is in flight or iv
@@ -475,6 +504,10 @@ static void sandbox_acquired(void *user, ProtobufCMessage *reply, const brume_er
     release_and_answer(iv);
     return;
   }
+  if (!brume_counting_set_token_trusted(iv->inv->o.counting, iv->token)) {
+    reissue_token(iv);
+    return;
+  }
   invoke_worker(iv);
 }
 
@@ -499,6 +532,24 @@ static void acquire_sandbox(invocation *iv, bool warm_only) {
  * new environment (the cold start of the second step). */
 static void granted(void *user, const Brume__AcquireResponse *resp, const brume_err *err) {
   invocation *iv = user;
+  if (iv->reissuing) {
+    /* reissue_token's answer: the sandbox is ready and goes back unused unless granted. */
+    iv->reissuing = false;
+    if (err == NULL && resp->granted) {
+      iv->token = brume_xstrdup(resp->token);
+      invoke_worker(iv);
+      return;
+    }
+    iv->outcome = BRUME__SANDBOX_OUTCOME__SANDBOX_OUTCOME_NOT_USED;
+    if (err) {
+      fail_with(iv, err);
+      return;
+    }
+    iv->throttle_reason = resp->throttle_reason;
+    iv->retry_after_ms = resp->retry_after_ms;
+    throttled(iv);
+    return;
+  }
   if (!iv->cold) {
     if (err) {
       brume_err_set(&iv->counting_err, err->code, "%s", err->msg);

@@ -56,6 +56,7 @@ static struct {
   int64_t freeze_after;
   int64_t init_timeout;
   int64_t boot_timeout;
+  int64_t max_boots;
   int64_t shutdown_grace;
   int64_t pool_size;
   char *pool_memory;
@@ -105,6 +106,9 @@ static const brume_opt opts[] = {
     BRUME_OPT_DURATION("boot_timeout", &cfg.boot_timeout, 100, BRUME_MINUTES(10), "60s",
                        "a microVM's start to its agent's answer (a quarter of it, then a fresh "
                        "VM gets the rest)"),
+    BRUME_OPT_INT("max_boots", &cfg.max_boots, 0, 1024, "0",
+                  "microVM boots under way at once (pool and cold starts); more wait their turn. "
+                  "0: the host's online CPUs"),
     BRUME_OPT_DURATION("shutdown_grace", &cfg.shutdown_grace, 0, BRUME_MINUTES(1), "500ms",
                        "time a runtime gets after its shutdown signal before its VM goes"),
     BRUME_OPT_INT("pool_size", &cfg.pool_size, 0, 64, "2",
@@ -398,6 +402,8 @@ static int start(brume_err **err) {
       .kernel_smp = cfg.guest_kernel_smp ? d.kernel_smp : NULL,
       .run_dir = cfg.run_dir,
       .boot_timeout_ms = (int)cfg.boot_timeout,
+      .max_boots =
+          cfg.max_boots > 0 ? (unsigned)cfg.max_boots : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
       .fits = brume_worker_fits,
       .fits_user = &d.svc,
       .metrics = d.metrics,

@@ -42,6 +42,10 @@ struct brume_pool {
   unsigned specialising; /* VMs taken and not yet brume_pool_taken_done: the refill defers */
   atomic_bool warned_no_smp;
   bool stopping;
+  /* Boots under way (o.max_boots bounds them), under boot_mu. */
+  pthread_mutex_t boot_mu;
+  pthread_cond_t boot_cv;
+  unsigned boots;
   pthread_t thread;
   bool started;
 };
@@ -169,9 +173,25 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
   return boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, p->o.boot_timeout_ms - first_ms, err);
 }
 
+/* boot, once fewer than o.max_boots are under way. */
+static brume_pool_vm *boot_in_turn(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
+                                   uint32_t ephemeral_mib, brume_err **err) {
+  if (p->o.max_boots == 0) return boot(p, memory_mib, vcpu_milli, ephemeral_mib, err);
+  pthread_mutex_lock(&p->boot_mu);
+  while (p->boots >= p->o.max_boots) pthread_cond_wait(&p->boot_cv, &p->boot_mu);
+  p->boots++;
+  pthread_mutex_unlock(&p->boot_mu);
+  brume_pool_vm *vm = boot(p, memory_mib, vcpu_milli, ephemeral_mib, err);
+  pthread_mutex_lock(&p->boot_mu);
+  p->boots--;
+  pthread_cond_signal(&p->boot_cv);
+  pthread_mutex_unlock(&p->boot_mu);
+  return vm;
+}
+
 brume_pool_vm *brume_pool_boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
                                uint32_t ephemeral_mib, brume_err **err) {
-  return boot(p, memory_mib, vcpu_milli, ephemeral_mib, err);
+  return boot_in_turn(p, memory_mib, vcpu_milli, ephemeral_mib, err);
 }
 
 /* The class with the fewest ready VMs below size, or NULL when all are full. Under mu. */
@@ -204,7 +224,7 @@ static void *refill_main(void *arg) {
       pthread_mutex_lock(&p->mu);
       p->booting_mib = c->memory_mib;
       pthread_mutex_unlock(&p->mu);
-      vm = boot(p, c->memory_mib, c->vcpu_milli, BRUME_POOL_EPHEMERAL_MIB, &err);
+      vm = boot_in_turn(p, c->memory_mib, c->vcpu_milli, BRUME_POOL_EPHEMERAL_MIB, &err);
     }
     double ms = (double)(brume_mono_us() - t0) / 1000.0;
     pthread_mutex_lock(&p->mu);
@@ -241,6 +261,8 @@ brume_pool *brume_pool_start(const brume_pool_opts *opts) {
   p->c = brume_xcalloc(p->o.n_sizes + 1, sizeof(*p->c));
   pthread_mutex_init(&p->mu, NULL);
   brume_cond_init_monotonic(&p->cv);
+  pthread_mutex_init(&p->boot_mu, NULL);
+  pthread_cond_init(&p->boot_cv, NULL);
   if (p->o.metrics)
     p->gauge = brume_metrics_gauge(p->o.metrics, "brume_worker_pool_vms",
                                    "Booted, not yet specialised microVMs ready in the pool.",
@@ -339,5 +361,7 @@ void brume_pool_stop(brume_pool *p) {
   free(p->c);
   pthread_cond_destroy(&p->cv);
   pthread_mutex_destroy(&p->mu);
+  pthread_cond_destroy(&p->boot_cv);
+  pthread_mutex_destroy(&p->boot_mu);
   free(p);
 }

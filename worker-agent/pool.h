@@ -52,6 +52,11 @@ typedef struct brume_pool_opts {
   const char *kernel_smp;
   const char *run_dir; /* control sockets and console logs */
   int boot_timeout_ms; /* create to GuestReady */
+  /* Boots under way at once, the pool's and cold starts' together; more wait their turn. 0: no
+   * bound. A boot takes a core for about a second under TCG: past the host's cores, parallel
+   * boots only slow each other down, until they pass the first boot wait (a quarter of
+   * boot_timeout_ms), are booted again and slow the rest further. */
+  unsigned max_boots;
   /* Whether the host has room for one more VM of memory_mib (NULL: always); a refill that does
    * not fit waits and asks again. */
   bool (*fits)(void *user, uint32_t memory_mib);

@@ -3,7 +3,8 @@
 # (bridge, subnet, names of their own, so that a test never touches a cluster deployed here),
 # fe1 and fe2 (the frontends' addresses) and a trap that takes the cluster down. Gives:
 #   cluster ARGS...        deploy/cluster.sh ARGS... on that layout
-#   fail MESSAGE           prints it and every log's end, exits 1
+#   fail MESSAGE           prints it and every log's end, keeps the logs in
+#                          BUILD_DIR/test-artifacts/<test>/, exits 1
 #   brume FRONTEND ARGS... the CLI through that frontend, with the cluster's TLS and admin key
 #   load ARGS...           cluster_load with the cluster's TLS and admin key, both frontends
 #   etcd_put KEY JSON      writes KEY (under /brume/) = JSON through etcd's gateway
@@ -25,6 +26,11 @@ cluster() { "$top/deploy/cluster.sh" "$@"; }
 fail() {
   echo "$test_name: FAILED: $*" >&2
   for f in "$home"/log/*.log; do echo "---- $f" >&2; tail -n 25 "$f" >&2; done
+  # down removes $home: the logs (and what the test wrote there) are kept for a post-mortem.
+  mkdir -p "$build/test-artifacts/$test_name"
+  cp -r "$home/log" "$home"/*.json "$home"/*.calls "$home"/curve "$build/test-artifacts/$test_name/" \
+    2>/dev/null || true
+  echo "$test_name: logs kept in $build/test-artifacts/$test_name" >&2
   exit 1
 }
 trap 'cluster down >/dev/null 2>&1 || true' EXIT

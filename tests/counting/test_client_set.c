@@ -11,8 +11,9 @@
  *   d. a stopped (SIGSTOP) preferred daemon: its batch call times out and the request is granted
  *      by the other.
  *   e. kill -9 of the preferred daemon: the next Acquire is granted by the other (a failover on
- *      /metrics); once a's registration is gone, a release or an upgrade of a's token is
- *      answered at once with "gone"; a restarted: requests return to it. */
+ *      /metrics) and a's tokens are no longer trusted (b's are); once a's registration is
+ *      gone, a release or an upgrade of a's token is answered at once with "gone"; a
+ *      restarted: requests return to it. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -425,12 +426,17 @@ static void test_failover_on_kill(void **state) {
   answer held;
   acquire(s, "acct-kill", NULL, &held);
   expect_grant_from(&held, &da, "before kill -9");
+  assert_true(brume_counting_set_token_trusted(s, held.token));
 
   assert_true(brume_test_counting_stop(&da, SIGKILL) >= 0);
   answer g;
   acquire(s, "acct-kill", NULL, &g);
   expect_grant_from(&g, &db, "the first Acquire after kill -9");
   assert_int_equal(stats_of(s).failovers, 1);
+  /* a failed: its token is no longer one to run with (frontend/invoke.c asks again); b's is. */
+  assert_false(brume_counting_set_token_trusted(s, held.token));
+  assert_true(brume_counting_set_token_trusted(s, g.token));
+  assert_false(brume_counting_set_token_trusted(s, "no-dot"));
   assert_int_equal(rendered(reg, "brume_test_counting_failovers_total"), 1);
   /* a is suspect now: the next one goes to b without trying a first. */
   answer g2;
@@ -443,6 +449,7 @@ static void test_failover_on_kill(void **state) {
   /* a's registration goes with its lease: then its tokens are answered at once. */
   wait_daemons(s, 1);
   assert_int_equal(rendered(reg, "brume_test_counting_daemons"), 1);
+  assert_false(brume_counting_set_token_trusted(s, held.token));
   answer r;
   release(s, held.token, &r);
   assert_true(r.inline_answer);
