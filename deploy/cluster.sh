@@ -156,7 +156,7 @@ start_member() {
         --guest_kernel "$kernel" --guest_kernel_smp "$kernel_smp" --guest_initrd "$initrd" \
         --image_dir "$home/$name/images" --run_dir "$home/$name/run" \
         --code_cache_dir "$home/$name/code" --pool_size "$worker_pool_size" \
-        --log_level "$worker_log_level"
+        --log_level "$worker_log_level" --max_boots "${worker_max_boots:-0}"
       ;;
     frontend*)
       start_brume "$name" "$build/frontend/brume-frontend" \

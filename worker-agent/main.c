@@ -108,7 +108,7 @@ static const brume_opt opts[] = {
                        "VM gets the rest)"),
     BRUME_OPT_INT("max_boots", &cfg.max_boots, 0, 1024, "0",
                   "microVM boots under way at once (pool and cold starts); more wait their turn. "
-                  "0: the host's online CPUs"),
+                  "0: no bound"),
     BRUME_OPT_DURATION("shutdown_grace", &cfg.shutdown_grace, 0, BRUME_MINUTES(1), "500ms",
                        "time a runtime gets after its shutdown signal before its VM goes"),
     BRUME_OPT_INT("pool_size", &cfg.pool_size, 0, 64, "2",
@@ -402,8 +402,7 @@ static int start(brume_err **err) {
       .kernel_smp = cfg.guest_kernel_smp ? d.kernel_smp : NULL,
       .run_dir = cfg.run_dir,
       .boot_timeout_ms = (int)cfg.boot_timeout,
-      .max_boots =
-          cfg.max_boots > 0 ? (unsigned)cfg.max_boots : (unsigned)sysconf(_SC_NPROCESSORS_ONLN),
+      .max_boots = (unsigned)cfg.max_boots,
       .fits = brume_worker_fits,
       .fits_user = &d.svc,
       .metrics = d.metrics,
