@@ -87,6 +87,13 @@ void brume_rpc_loop_free(brume_rpc_loop *l) {
   brume_rpc_lib_unref();
 }
 
+/* Appends the integer channel argument key = value to args (n of them so far). */
+static void int_arg(grpc_arg *args, size_t *n, const char *key, int value) {
+  args[*n].type = GRPC_ARG_INTEGER;
+  args[*n].key = (char *)key;
+  args[(*n)++].value.integer = value;
+}
+
 brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_client_opts *opts,
                                        brume_err **err) {
   static const brume_rpc_client_opts defaults;
@@ -107,48 +114,29 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
   grpc_arg args[11];
   memset(args, 0, sizeof(args));
   size_t n = 0;
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[n++].value.integer = max;
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[n++].value.integer = -1; /* the server decides what it accepts, and says so */
+  int_arg(args, &n, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, max);
+  /* The server decides what it accepts, and says so. */
+  int_arg(args, &n, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, -1);
   /* A restarted server is found again within about a second, not gRPC's default 1-120 s. */
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS;
-  args[n++].value.integer = 100;
+  int_arg(args, &n, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   /* Despite its name, gRPC core takes this as the least time one connection attempt may take
    * (TCP, the TLS handshake, the server's SETTINGS frame): at 100 ms, TLS handshakes on a loaded
    * host timed out ("connection attempt timed out before receiving SETTINGS frame"). A refused
    * connection fails at once whatever it is; this only bounds a host that does not answer. */
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_MIN_RECONNECT_BACKOFF_MS;
-  args[n++].value.integer = 5000;
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_MAX_RECONNECT_BACKOFF_MS;
-  args[n++].value.integer = 1000;
+  int_arg(args, &n, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
+  int_arg(args, &n, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   /* While a call is under way, a ping every 2 s that must be answered within 2 s: a peer cut
    * off (its host's network down, the machine gone) then fails the calls in flight within about
    * 4 s, UNAVAILABLE, instead of at their deadlines (a function's timeout, minutes) or TCP's
    * retransmission limit (15 min). Idle connections send none. Servers accept these pings
    * (rpc_server.c). */
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_KEEPALIVE_TIME_MS;
-  args[n++].value.integer = BRUME_RPC_KEEPALIVE_MS;
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_KEEPALIVE_TIMEOUT_MS;
-  args[n++].value.integer = BRUME_RPC_KEEPALIVE_MS;
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS;
-  args[n++].value.integer = 0;
+  int_arg(args, &n, GRPC_ARG_KEEPALIVE_TIME_MS, BRUME_RPC_KEEPALIVE_MS);
+  int_arg(args, &n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, BRUME_RPC_KEEPALIVE_MS);
+  int_arg(args, &n, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   /* gRPC stops pinging after two pings without data; a long invocation sends none. */
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA;
-  args[n++].value.integer = 0;
+  int_arg(args, &n, GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   /* Several clients of one process talk to one target over separate connections. */
-  args[n].type = GRPC_ARG_INTEGER;
-  args[n].key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL;
-  args[n++].value.integer = 1;
+  int_arg(args, &n, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   if (opts->tls.server_name && *opts->tls.server_name) {
     args[n].type = GRPC_ARG_STRING;
     args[n].key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG;

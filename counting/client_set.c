@@ -232,11 +232,18 @@ typedef struct routed {
   void *user;
 } routed;
 
-bool brume_counting_set_token_trusted(brume_counting_set *s, const char *token) {
+/* The length of the daemon id that starts token ("<daemon id>.<hex>"), or 0 when it is
+ * malformed. The id may hold dots; the hex part after the last one cannot (counting/tokens.c). */
+static size_t token_daemon_len(const char *token) {
   const char *dot = token ? strrchr(token, '.') : NULL;
-  if (dot == NULL || dot == token) return false;
+  return dot ? (size_t)(dot - token) : 0;
+}
+
+bool brume_counting_set_token_trusted(brume_counting_set *s, const char *token) {
+  size_t len = token_daemon_len(token);
+  if (len == 0) return false;
   pthread_mutex_lock(&s->mu);
-  member *m = find(s, token, (size_t)(dot - token));
+  member *m = find(s, token, len);
   bool trusted = m != NULL && !m->failed;
   pthread_mutex_unlock(&s->mu);
   return trusted;
@@ -245,15 +252,13 @@ bool brume_counting_set_token_trusted(brume_counting_set *s, const char *token) 
 /* The member that issued token, held for one request (calls and pending), or NULL with err:
  * UNAVAILABLE when it left the set. */
 static member *route(brume_counting_set *s, const char *token, brume_err **err) {
-  /* The daemon id may hold dots; the hex part after the last one cannot (counting/tokens.c). */
-  const char *dot = token ? strrchr(token, '.') : NULL;
-  if (dot == NULL || dot == token) {
+  int len = (int)token_daemon_len(token);
+  if (len == 0) {
     brume_err_set(err, BRUME_INVALID_ARGUMENT,
                   "token \"%.80s\" is malformed: expected <daemon id>.<16 hex digits>",
                   token ? token : "");
     return NULL;
   }
-  int len = (int)(dot - token);
   pthread_mutex_lock(&s->mu);
   member *m = s->closing ? NULL : find(s, token, (size_t)len);
   if (m) {

@@ -10,6 +10,7 @@
 #   etcd_put KEY JSON      writes KEY (under /brume/) = JSON through etcd's gateway
 #   etcd_keys PREFIX       the keys under /brume/PREFIX, one a line
 #   metric URL SERIES      the value of SERIES (name{labels} as printed) at URL, or nothing
+#   wait_for SECONDS CMD...  runs CMD every 0.5 s until it succeeds (0) or SECONDS pass (1)
 # Exits 77 (skip) when not root: namespaces, a bridge and libvirtd need it.
 set -euo pipefail
 top=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -69,4 +70,13 @@ for kv in json.load(sys.stdin).get("kvs", []): print(base64.b64decode(kv["key"])
 }
 metric() {
   curl -sf --max-time 5 "$1" | awk -v s="$2" 'index($0, s " ") == 1 { print $2 }'
+}
+wait_for() {
+  local tries=$(($1 * 2))
+  shift
+  for ((; tries > 0; tries--)); do
+    "$@" && return 0
+    sleep 0.5
+  done
+  "$@"
 }

@@ -145,11 +145,14 @@ for i in 1 2 3 4 5 6; do
 done
 [ $failed -ge 1 ] && [ $failed -le 3 ] ||
   fail "expected the invocations on worker3 (1-3 of 6) to fail, $failed did"
-for _ in $(seq 40); do
-  [ -z "$(metric "$placement_url" 'brume_placement_host_vcpus{host="worker3"}')" ] && break
-  sleep 0.5
-done
-[ -z "$(metric "$placement_url" 'brume_placement_host_vcpus{host="worker3"}')" ] ||
+worker3_listed() { [ -n "$(metric "$placement_url" 'brume_placement_host_vcpus{host="worker3"}')" ]; }
+worker3_gone() { ! worker3_listed; }
+# v: how many stale sandboxes worker3 says it destroyed.
+stale_destroyed() {
+  v=$(metric "$(worker_url 3)" 'brume_worker_sandboxes_destroyed_total{reason="stale_lease"}')
+  [ -n "$v" ] && [ "${v%.*}" -ge 1 ]
+}
+wait_for 20 worker3_gone ||
   fail "placement still lists worker3 $((($(mono_us) - t_cut) / 1000000)) s after the cut"
 echo "worker3 is out of placement's hosts (looked $((($(mono_us) - t_cut) / 1000000)) s after the cut)"
 for i in 1 2 3 4 5 6; do
@@ -158,18 +161,8 @@ for i in 1 2 3 4 5 6; do
 done
 cluster restore worker3
 t_restore=$(mono_us)
-for _ in $(seq 60); do
-  v=$(metric "$(worker_url 3)" 'brume_worker_sandboxes_destroyed_total{reason="stale_lease"}')
-  [ -n "$v" ] && [ "${v%.*}" -ge 1 ] && break
-  sleep 0.5
-done
-[ -n "$v" ] && [ "${v%.*}" -ge 1 ] || fail "worker3 did not destroy its stale sandboxes after it came back"
-for _ in $(seq 40); do
-  [ -n "$(metric "$placement_url" 'brume_placement_host_vcpus{host="worker3"}')" ] && break
-  sleep 0.5
-done
-[ -n "$(metric "$placement_url" 'brume_placement_host_vcpus{host="worker3"}')" ] ||
-  fail "worker3 did not come back to placement's hosts"
+wait_for 30 stale_destroyed || fail "worker3 did not destroy its stale sandboxes after it came back"
+wait_for 20 worker3_listed || fail "worker3 did not come back to placement's hosts"
 left=$(curl -sf "$(worker_url 3)" | awk '/^brume_worker_sandboxes\{/ && $1 !~ /terminated/ { n += $2 } END { print n + 0 }')
 echo "worker3 back after $((($(mono_us) - t_restore) / 1000000)) s: $v stale sandboxes destroyed, $left left"
 [ "$left" = 0 ] || fail "worker3 still has $left sandboxes after it came back"
