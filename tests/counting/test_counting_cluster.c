@@ -10,7 +10,8 @@
  *   c. kill -9 of a daemon holding the whole limit: another gets it all within lease_ttl + 2 s.
  *   d. a token never released is taken back at its deadline.
  *   e. the account scaling bucket on a compressed clock: 300 + 500 t new environments, +-2 %.
- *   f. the function model: 300 + 1000 t per function, and a second function's own burst.
+ *   f. the function model: 300 + 1,000 per 10 s per function, compressed 5 times (300 + 500 t),
+ *      and a second function's own burst.
  *   g. etcd stopped: nothing granted past the blocks held, UNAVAILABLE and /healthz failing once
  *      the lease is older than its TTL, grants again after etcd is back.
  * e and f change limits/cluster (every account's) and delete it after; g disturbs the etcd, so it
@@ -913,11 +914,16 @@ static bool function_bucket_ok(const Brume__GetStateResponse *s, const void *arg
          s->function->scaling->capacity == 300;
 }
 
+/* The clock runs 5 times fast, not 10: at 10 the curve is 300 + 1,000 t, and the 48 client
+ * threads (an Acquire and a Release per grant, on 2 loaded cores) manage about 1,300 grants a
+ * second, so they caught up with the burst only near t = 1 s and the check there measured the
+ * client's speed, not the bucket (CI failed it at 2.46 %). At 5 (300 + 500 t, as in e) they catch
+ * up by t = 0.4 s. */
 static void test_f_function_scaling_curve(void **state) {
   (void)state;
   put_key(PREFIX "/limits/cluster",
           "{\"scaling_model\":\"function\",\"function_burst\":300,"
-          "\"function_refill_per_10s\":1000,\"time_scale\":10}");
+          "\"function_refill_per_10s\":1000,\"time_scale\":5}");
   set_account_limit("acct-f", 100000, 0);
   wait_state("acct-f", "f1", function_bucket_ok, NULL, "function bucket of 300 (f1)");
   wait_state("acct-f", "f2", function_bucket_ok, NULL, "function bucket of 300 (f2)");
@@ -950,7 +956,7 @@ static void test_f_function_scaling_curve(void **state) {
           "  f: f2's burst: %d of 300 granted in %lld ms (%d throttled, last reason %d, %d errors) "
           "while f1 was throttled %ld times\n",
           granted, took, throttled, reason, errors, f1_throttled_meanwhile);
-  curve_check("f", 300, 1000);
+  curve_check("f", 300, 500);
   curve_free();
   assert_int_equal(granted, 300);
   assert_int_equal(errors, 0);
