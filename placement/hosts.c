@@ -192,6 +192,14 @@ static void reserved(const entry *e, uint64_t *mib, uint64_t *milli) {
   }
 }
 
+/* Cold starts sent to the host whose CreateSandbox call is still under way: boots that the
+ * host's CPUs (and its max_boots) must get through before a new one. */
+static size_t boots_under_way(const entry *e) {
+  size_t n = 0;
+  for (size_t r = 0; r < e->n_res; r++) n += !e->res[r].ended;
+  return n;
+}
+
 static uint32_t entry_free_mib(const entry *e) {
   uint64_t mib, milli;
   reserved(e, &mib, &milli);
@@ -246,7 +254,8 @@ const brume_host *brume_hosts_choose(const brume_hosts *h, uint32_t memory_mib, 
       no_cpu++;
       continue;
     }
-    size_t c = count ? count(arg, e->host.id) : 0;
+    /* An ended reservation is in the table already (count has it); one under way is not. */
+    size_t c = (count ? count(arg, e->host.id) : 0) + boots_under_way(e);
     /* Hosts are in id order, so a tie keeps the smaller id. */
     if (best == NULL || c < best_count || (c == best_count && free_mib > best_free)) {
       best = e;

@@ -16,8 +16,10 @@
  * brume_hosts_choose(): among the hosts that are not draining, whose free memory (published, less
  * the reservations) holds the sandbox's memory and whose vCPU share left (vcpus x 1,000 x
  * cpu_overcommit, less what is committed and reserved) holds its share, the one with the fewest
- * sandboxes of the same function (so that a function's sandboxes spread over the hosts), then the
- * most free memory, then the smallest id (the same inputs give the same choice).
+ * sandboxes of the same function plus cold starts under way (so that a function's sandboxes
+ * spread over the hosts, and a burst of cold starts does not queue on the one host that had the
+ * fewest sandboxes when it began), then the most free memory, then the smallest id (the same
+ * inputs give the same choice).
  *
  * Not thread-safe: the caller serialises. */
 #ifndef BRUME_PLACEMENT_HOSTS_H

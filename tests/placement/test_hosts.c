@@ -231,6 +231,22 @@ static void test_reservations(void **state) {
   brume_hosts_end_reservation(h, "wa", r6, false, 0);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 256);
 
+  /* Cold starts under way count with the function's sandboxes for the spread; an ended one is
+   * in the table (count_of) already and is not counted twice. */
+  update_ok(h, "wa", reg("a:1", 1, 4096, 4096, NULL));
+  update_ok(h, "wb", reg("b:1", 1, 1024, 1024, NULL));
+  per_host p = {.a = 0, .b = 1};
+  assert_string_equal(choose_id(h, 128, 72, count_of, &p), "wa");
+  uint64_t b1 = brume_hosts_reserve(h, "wa", 128, 100, &err);
+  assert_string_equal(choose_id(h, 128, 72, count_of, &p), "wa"); /* 1 to 1: more memory */
+  uint64_t b2 = brume_hosts_reserve(h, "wa", 128, 100, &err);
+  assert_string_equal(choose_id(h, 128, 72, count_of, &p), "wb"); /* 2 to 1 */
+  brume_hosts_end_reservation(h, "wa", b1, true, 0);
+  brume_hosts_end_reservation(h, "wa", b2, false, 0);
+  p.a = 1; /* b1 made a sandbox: the table has it */
+  assert_string_equal(choose_id(h, 128, 72, count_of, &p), "wa"); /* 1 to 1 again */
+  brume_hosts_remove(h, "wb");
+
   /* Reservations over what is published leave nothing, not a wrap-around. */
   uint64_t r3 = brume_hosts_reserve(h, "wa", 4096, 5000, &err);
   assert_int_equal(brume_hosts_free_mib(h, "wa"), 0);
