@@ -42,31 +42,10 @@ bool brume_test_etcd_available(void) {
   return found;
 }
 
-/* One plain HTTP/1.0 request, so the harness needs no HTTP library. */
 static bool health_once(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return false;
-  struct timeval tv = {.tv_sec = 1};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  struct sockaddr_in a = {.sin_family = AF_INET,
-                          .sin_port = htons((uint16_t)port),
-                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  bool ok = false;
-  if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-    static const char req[] = "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-    if (write(fd, req, sizeof(req) - 1) == (ssize_t)(sizeof(req) - 1)) {
-      char resp[4096];
-      size_t len = 0;
-      ssize_t n;
-      while (len < sizeof(resp) - 1 && (n = read(fd, resp + len, sizeof(resp) - 1 - len)) > 0)
-        len += (size_t)n;
-      resp[len] = '\0';
-      ok = strstr(resp, "\"health\":\"true\"") != NULL;
-    }
-  }
-  close(fd);
-  return ok;
+  char resp[4096];
+  return brume_test_http_get(port, "/health", resp, sizeof(resp)) > 0 &&
+         strstr(resp, "\"health\":\"true\"") != NULL;
 }
 
 /* Where plain-HTTP /health answers: the client port, or with TLS the metrics port. */

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,4 +144,31 @@ void brume_test_rmtree(const char *path) {
   }
   int st;
   waitpid(pid, &st, 0);
+}
+
+int brume_test_http_get(int port, const char *path, char *resp, size_t cap) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || cap == 0) {
+    if (fd >= 0) close(fd);
+    return -1;
+  }
+  struct timeval tv = {.tv_sec = 1};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  struct sockaddr_in a = {.sin_family = AF_INET,
+                          .sin_port = htons((uint16_t)port),
+                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  int len = -1;
+  char req[512];
+  int n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+  if (n > 0 && (size_t)n < sizeof(req) && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+      write(fd, req, (size_t)n) == n) {
+    size_t got = 0;
+    ssize_t r;
+    while (got < cap - 1 && (r = read(fd, resp + got, cap - 1 - got)) > 0) got += (size_t)r;
+    resp[got] = '\0';
+    len = (int)got;
+  }
+  close(fd);
+  return len;
 }

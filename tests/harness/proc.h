@@ -2,6 +2,7 @@
 #ifndef BRUME_TEST_PROC_H
 #define BRUME_TEST_PROC_H
 
+#include <stddef.h>
 #include <sys/types.h>
 
 /* Returns a TCP port on 127.0.0.1 that was free a moment ago: random, below the kernel's ephemeral
@@ -22,6 +23,10 @@ int brume_test_stop(pid_t pid, int sig, int timeout_ms);
 /* Polls until a TCP connect to 127.0.0.1:port succeeds, up to timeout_ms. 0 on success, -1 on
  * timeout. */
 int brume_test_wait_port(int port, int timeout_ms);
+/* GET path from 127.0.0.1:port in plain HTTP/1.0 (so the harness needs no HTTP library), with a
+ * 1 s timeout on each step. The whole answer (status line, headers, body) goes to resp,
+ * NUL-terminated and cut at cap - 1 bytes. Returns its length, or -1 when nothing answered. */
+int brume_test_http_get(int port, const char *path, char *resp, size_t cap);
 /* Makes a fresh directory under $TMPDIR (or /tmp) and returns its path (caller frees). */
 char *brume_test_tmpdir(const char *name);
 /* rm -rf path. */

@@ -1,0 +1,386 @@
+/* The queue of asynchronous invocations on NATS JetStream: see event_queue.h. */
+#include "event_queue.h"
+
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "mem.h"
+
+#define STREAM "BRUME_EVENTS"
+#define CONSUMER "deliver"
+#define SUBJECT_PREFIX "brume.events."
+#define NS_PER_MS 1000000LL
+
+struct brume_event_queue {
+  natsConnection *nc;
+  jsCtx *js;
+  jsOptions jo;
+  natsSubscription *sub;    /* the pull subscription on CONSUMER, made at the first fetch */
+  pthread_mutex_t fetch_mu; /* one Fetch at a time on sub (the client allows no more) */
+  brume_event_queue_opts o;
+};
+
+/* JetStream's "stream store failed", which a publish over max_msgs_per_subject gets with
+ * discard_new_per_subject (the enum of libnats 3.4 lacks it). */
+#define JS_STREAM_STORE_FAILED 10077
+
+/* Words for failure s: the client library's last error on this thread when it is s's (it keeps
+ * the last one until another replaces it, and some failures, such as a timeout, set none), else
+ * the status's name. */
+static const char *nats_why(natsStatus s) {
+  natsStatus last = NATS_OK;
+  const char *text = nats_GetLastError(&last);
+  return last == s && text && *text ? text : natsStatus_GetText(s);
+}
+
+static const char *conn_status_name(natsConnStatus cs) {
+  switch (cs) {
+    case NATS_CONN_STATUS_DISCONNECTED:
+      return "disconnected";
+    case NATS_CONN_STATUS_CONNECTING:
+      return "connecting";
+    case NATS_CONN_STATUS_CONNECTED:
+      return "connected";
+    case NATS_CONN_STATUS_CLOSED:
+      return "closed";
+    case NATS_CONN_STATUS_RECONNECTING:
+      return "reconnecting";
+    default:
+      return "draining";
+  }
+}
+
+/* Account ids and event ids become a subject token and a header value: letters, digits, '-' and
+ * '_' only, so that no '.', '*', '>' or space changes what the subject means. */
+static bool token_ok(const char *s, size_t max) {
+  size_t n = 0;
+  for (; s[n]; n++) {
+    char c = s[n];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+          c == '_'))
+      return false;
+  }
+  return n > 0 && n < max;
+}
+
+static void fill_stream_config(jsStreamConfig *sc, const brume_event_queue_opts *o,
+                               const char **subjects) {
+  jsStreamConfig_Init(sc);
+  sc->Name = STREAM;
+  sc->Description = "Brume's queued asynchronous invocations (docs/async.md)";
+  subjects[0] = SUBJECT_PREFIX ">";
+  sc->Subjects = subjects;
+  sc->SubjectsLen = 1;
+  sc->Retention = js_WorkQueuePolicy; /* an event leaves once its delivery settled it */
+  sc->Storage = js_FileStorage;
+  sc->Replicas = o->replicas;
+  sc->MaxAge = o->max_age_ms * NS_PER_MS;
+  sc->Duplicates = o->duplicate_window_ms * NS_PER_MS;
+  /* Refusing the new event, never dropping an old one: an event that was acknowledged must run. */
+  sc->Discard = js_DiscardNew;
+  if (o->max_queued_per_account > 0) {
+    sc->MaxMsgsPerSubject = o->max_queued_per_account;
+    sc->DiscardNewPerSubject = true;
+  }
+}
+
+static void fill_consumer_config(jsConsumerConfig *cc, const brume_event_queue_opts *o) {
+  jsConsumerConfig_Init(cc);
+  cc->Durable = CONSUMER;
+  cc->Description = "every frontend's deliveries of queued events";
+  cc->AckPolicy = js_AckExplicit;
+  cc->AckWait = o->ack_wait_ms * NS_PER_MS;
+  cc->MaxDeliver = -1; /* throttles redeliver an event until its maximum age: no count limit */
+  /* An event waiting for its retry is unacknowledged too: the default (1,000) would stop every
+   * delivery behind a thousand events that wait for a throttled function. */
+  cc->MaxAckPending = -1;
+  cc->Replicas = o->replicas;
+}
+
+/* Creates the stream, or brings an existing one to sc. */
+static int ensure_stream(brume_event_queue *q, brume_err **err) {
+  jsStreamConfig sc;
+  const char *subjects[1];
+  fill_stream_config(&sc, &q->o, subjects);
+  jsStreamInfo *si = NULL;
+  jsErrCode jerr = 0;
+  natsStatus s = js_AddStream(&si, q->js, &sc, &q->jo, &jerr);
+  if (s != NATS_OK && jerr == JSStreamNameExistErr) {
+    jerr = 0;
+    s = js_UpdateStream(&si, q->js, &sc, &q->jo, &jerr);
+  }
+  jsStreamInfo_Destroy(si);
+  if (s == NATS_OK) return 0;
+  return brume_err_set(err, jerr ? BRUME_FAILED_PRECONDITION : BRUME_UNAVAILABLE,
+                       "the event queue (NATS JetStream): cannot create or update the stream %s: "
+                       "%s (JetStream error %d)",
+                       STREAM, nats_why(s), (int)jerr);
+}
+
+static int ensure_consumer(brume_event_queue *q, brume_err **err) {
+  jsConsumerConfig cc;
+  fill_consumer_config(&cc, &q->o);
+  jsConsumerInfo *ci = NULL;
+  jsErrCode jerr = 0;
+  natsStatus s = js_AddConsumer(&ci, q->js, STREAM, &cc, &q->jo, &jerr);
+  if (s != NATS_OK && (jerr == JSConsumerNameExistErr || jerr == JSConsumerExistingActiveErr ||
+                       jerr == JSConsumerCreateErr)) {
+    jerr = 0;
+    s = js_UpdateConsumer(&ci, q->js, STREAM, &cc, &q->jo, &jerr);
+  }
+  jsConsumerInfo_Destroy(ci);
+  if (s == NATS_OK) return 0;
+  return brume_err_set(err, jerr ? BRUME_FAILED_PRECONDITION : BRUME_UNAVAILABLE,
+                       "the event queue (NATS JetStream): cannot create or update the consumer "
+                       "%s: %s (JetStream error %d)",
+                       CONSUMER, nats_why(s), (int)jerr);
+}
+
+static int check_opts(const brume_event_queue_opts *o, brume_err **err) {
+  if (o->urls == NULL || *o->urls == '\0')
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: no NATS URL");
+  if (o->replicas != 1 && o->replicas != 3)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "the event queue: replicas is %d; 1 (one NATS server) or 3", o->replicas);
+  if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "the event queue: a TLS certificate needs its key, and a key its "
+                         "certificate");
+  if (o->ack_wait_ms < 1000 || o->timeout_ms < 1 || o->duplicate_window_ms < 0 ||
+      o->max_age_ms < 0 || o->max_queued_per_account < 0)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "the event queue: ack_wait_ms (%lld) must be at least 1000, timeout_ms "
+                         "(%lld) positive, and the windows, ages and limits not negative",
+                         (long long)o->ack_wait_ms, (long long)o->timeout_ms);
+  return 0;
+}
+
+static int nats_open(brume_event_queue *q, brume_err **err) {
+  const brume_event_queue_opts *o = &q->o;
+  natsOptions *no = NULL;
+  natsStatus s = natsOptions_Create(&no);
+  if (s == NATS_OK) s = natsOptions_SetURL(no, o->urls);
+  if (s == NATS_OK) s = natsOptions_SetName(no, "brume");
+  if (s == NATS_OK) s = natsOptions_SetTimeout(no, o->timeout_ms);
+  /* Once connected, reconnect for ever: a NATS restart must not need a frontend restart. */
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(no, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(no, 250);
+  if (s == NATS_OK && o->tls_ca) {
+    s = natsOptions_SetSecure(no, true);
+    if (s == NATS_OK) s = natsOptions_LoadCATrustedCertificates(no, o->tls_ca);
+    if (s == NATS_OK && o->tls_cert)
+      s = natsOptions_LoadCertificatesChain(no, o->tls_cert, o->tls_key);
+  }
+  if (s != NATS_OK) {
+    natsOptions_Destroy(no);
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: NATS options: %s",
+                         nats_why(s));
+  }
+  s = natsConnection_Connect(&q->nc, no);
+  natsOptions_Destroy(no);
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "the event queue: cannot connect to NATS at %s: %s", o->urls, nats_why(s));
+  jsOptions_Init(&q->jo);
+  q->jo.Wait = o->timeout_ms;
+  s = natsConnection_JetStream(&q->js, q->nc, &q->jo);
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: NATS JetStream: %s",
+                         nats_why(s));
+  return 0;
+}
+
+brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, brume_err **err) {
+  if (check_opts(opts, err) < 0) return NULL;
+  brume_event_queue *q = brume_xcalloc(1, sizeof(*q));
+  q->o = *opts;
+  pthread_mutex_init(&q->fetch_mu, NULL);
+  if (nats_open(q, err) < 0 || ensure_stream(q, err) < 0 || ensure_consumer(q, err) < 0) {
+    brume_event_queue_close(q);
+    return NULL;
+  }
+  brume_info("The event queue is open.",
+             "urls=%s stream=%s consumer=%s replicas=%d max_queued_per_account=%lld "
+             "ack_wait_ms=%lld",
+             opts->urls, STREAM, CONSUMER, opts->replicas, (long long)opts->max_queued_per_account,
+             (long long)opts->ack_wait_ms);
+  return q;
+}
+
+void brume_event_queue_close(brume_event_queue *q) {
+  if (q == NULL) return;
+  natsSubscription_Destroy(q->sub);
+  jsCtx_Destroy(q->js);
+  natsConnection_Destroy(q->nc);
+  pthread_mutex_destroy(&q->fetch_mu);
+  free(q);
+}
+
+int brume_event_queue_put(brume_event_queue *q, const char *account, const char *event_id,
+                          const void *data, size_t len, bool *duplicate, brume_err **err) {
+  if (duplicate) *duplicate = false;
+  if (!token_ok(account, BRUME_EVENT_ACCOUNT_MAX) || !token_ok(event_id, BRUME_EVENT_ID_MAX))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "the event queue: account and event id must be 1-63 letters, digits, "
+                         "'-' or '_'");
+  if (len > (size_t)INT32_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: an event of %zu bytes",
+                         len);
+  /* Not connected (NATS down, or reconnecting): refused at once. A publish now would wait in the
+   * client's reconnect buffer for the whole timeout, and might still reach the stream after the
+   * caller was told it did not. */
+  natsConnStatus cs = natsConnection_Status(q->nc);
+  if (cs != NATS_CONN_STATUS_CONNECTED)
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "ServiceUnavailableException: the event queue (NATS at %s) is not "
+                         "connected (%s); event %s was not queued",
+                         q->o.urls, conn_status_name(cs), event_id);
+  char subject[sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX];
+  snprintf(subject, sizeof(subject), SUBJECT_PREFIX "%s", account);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MsgId = event_id;
+  po.MaxWait = q->o.timeout_ms;
+  po.ExpectStream = STREAM;
+  jsPubAck *pa = NULL;
+  jsErrCode jerr = 0;
+  natsStatus s = js_Publish(&pa, q->js, subject, data, (int)len, &po, &jerr);
+  if (s == NATS_OK) {
+    if (duplicate) *duplicate = pa->Duplicate;
+    jsPubAck_Destroy(pa);
+    return 0;
+  }
+  const char *why = nats_why(s);
+  /* JetStream refuses with "maximum messages per subject exceeded" when the account's subject is
+   * full (discard_new_per_subject). */
+  if (jerr == JS_STREAM_STORE_FAILED && strstr(why, "maximum messages per subject") != NULL)
+    return brume_err_set(err, BRUME_RESOURCE_EXHAUSTED,
+                         "TooManyQueuedEventsException: account %s has %lld events queued, its "
+                         "limit; retry later",
+                         account, (long long)q->o.max_queued_per_account);
+  return brume_err_set(err, BRUME_UNAVAILABLE,
+                       "ServiceUnavailableException: the event queue (NATS JetStream) did not "
+                       "acknowledge event %s: %s (JetStream error %d); sending it again with the "
+                       "same id is safe",
+                       event_id, why, (int)jerr);
+}
+
+int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err) {
+  jsStreamInfo *si = NULL;
+  jsErrCode jerr = 0;
+  natsStatus s = js_GetStreamInfo(&si, q->js, STREAM, &q->jo, &jerr);
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: stream %s: %s", STREAM,
+                         nats_why(s));
+  *depth = si->State.Msgs;
+  jsStreamInfo_Destroy(si);
+  return 0;
+}
+
+static int subscribe(brume_event_queue *q, brume_err **err) {
+  if (q->sub) return 0;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = STREAM;
+  so.Consumer = CONSUMER; /* bind to the consumer ensure_consumer() made: never make another */
+  jsErrCode jerr = 0;
+  natsStatus s = js_PullSubscribe(&q->sub, q->js, SUBJECT_PREFIX ">", CONSUMER, &q->jo, &so, &jerr);
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "the event queue: cannot pull from consumer %s: %s (JetStream error %d)",
+                         CONSUMER, nats_why(s), (int)jerr);
+  return 0;
+}
+
+/* Fills e from its message; false if the message is no event of ours (no id, another subject). */
+static bool event_from(brume_event *e, natsMsg *m) {
+  const char *subject = natsMsg_GetSubject(m);
+  const char *id = NULL;
+  if (subject == NULL || strncmp(subject, SUBJECT_PREFIX, strlen(SUBJECT_PREFIX)) != 0 ||
+      natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK || id == NULL)
+    return false;
+  const char *account = subject + strlen(SUBJECT_PREFIX);
+  if (!token_ok(account, sizeof(e->account)) || !token_ok(id, sizeof(e->id))) return false;
+  snprintf(e->account, sizeof(e->account), "%s", account);
+  snprintf(e->id, sizeof(e->id), "%s", id);
+  e->data = natsMsg_GetData(m);
+  e->len = (size_t)natsMsg_GetDataLength(m);
+  jsMsgMetaData *meta = NULL;
+  if (natsMsg_GetMetaData(&meta, m) == NATS_OK) {
+    e->delivery = meta->NumDelivered;
+    e->queued_ms = meta->Timestamp / NS_PER_MS;
+    jsMsgMetaData_Destroy(meta);
+  }
+  e->msg = m;
+  return true;
+}
+
+int brume_event_queue_fetch(brume_event_queue *q, brume_event **out, int max, int64_t wait_ms,
+                            brume_err **err) {
+  if (max <= 0) return 0;
+  pthread_mutex_lock(&q->fetch_mu);
+  if (subscribe(q, err) < 0) {
+    pthread_mutex_unlock(&q->fetch_mu);
+    return -1;
+  }
+  natsMsgList list = {0};
+  jsErrCode jerr = 0;
+  natsStatus s = natsSubscription_Fetch(&list, q->sub, max, wait_ms, &jerr);
+  pthread_mutex_unlock(&q->fetch_mu);
+  if (s == NATS_TIMEOUT) return 0; /* nothing queued within wait_ms */
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE,
+                         "the event queue: fetching from consumer %s: %s (JetStream error %d)",
+                         CONSUMER, nats_why(s), (int)jerr);
+  int n = 0;
+  for (int i = 0; i < list.Count; i++) {
+    natsMsg *m = list.Msgs[i];
+    brume_event *e = brume_xcalloc(1, sizeof(*e));
+    if (!event_from(e, m)) {
+      /* Someone else's message on our subjects: it can never run, and must not come back. */
+      brume_warn("A message on the event queue is no event; dropped.", "subject=%s bytes=%d",
+                 natsMsg_GetSubject(m) ? natsMsg_GetSubject(m) : "-", natsMsg_GetDataLength(m));
+      natsMsg_Term(m, &q->jo);
+      free(e);
+      continue;
+    }
+    list.Msgs[i] = NULL; /* the event owns it now */
+    out[n++] = e;
+  }
+  natsMsgList_Destroy(&list);
+  return n;
+}
+
+static int settled(brume_event *e, natsStatus s, const char *what, brume_err **err) {
+  if (s == NATS_OK) return 0;
+  return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: %s event %s: %s", what, e->id,
+                       nats_why(s));
+}
+
+int brume_event_done(brume_event *e, brume_err **err) {
+  jsErrCode jerr = 0;
+  return settled(e, natsMsg_AckSync(e->msg, NULL, &jerr), "acknowledging", err);
+}
+
+int brume_event_retry_in(brume_event *e, int64_t delay_ms, brume_err **err) {
+  return settled(e, natsMsg_NakWithDelay(e->msg, delay_ms < 0 ? 0 : delay_ms, NULL), "handing back",
+                 err);
+}
+
+int brume_event_working(brume_event *e, brume_err **err) {
+  return settled(e, natsMsg_InProgress(e->msg, NULL), "extending", err);
+}
+
+int brume_event_drop(brume_event *e, brume_err **err) {
+  return settled(e, natsMsg_Term(e->msg, NULL), "terminating", err);
+}
+
+void brume_event_free(brume_event *e) {
+  if (e == NULL) return;
+  natsMsg_Destroy(e->msg);
+  free(e);
+}
