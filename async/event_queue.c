@@ -14,6 +14,18 @@
 #define CONSUMER "deliver"
 #define SUBJECT_PREFIX "brume.events."
 #define NS_PER_MS 1000000LL
+/* Asynchronous puts under way, by their message's address (what the ack handler is given). */
+#define PENDING_BUCKETS 4096
+#define PUBLISH_MAX_PENDING 65536
+
+typedef struct pending {
+  natsMsg *msg;
+  brume_event_put_done_fn done;
+  void *arg;
+  char account[BRUME_EVENT_ACCOUNT_MAX];
+  char id[BRUME_EVENT_ID_MAX];
+  struct pending *next;
+} pending;
 
 struct brume_event_queue {
   natsConnection *nc;
@@ -22,7 +34,11 @@ struct brume_event_queue {
   natsSubscription *sub;    /* the pull subscription on CONSUMER, made at the first fetch */
   pthread_mutex_t fetch_mu; /* one Fetch at a time on sub (the client allows no more) */
   brume_event_queue_opts o;
+  pthread_mutex_t pending_mu;
+  pending *pending[PENDING_BUCKETS];
 };
+
+static void put_answered(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
 /* JetStream's "stream store failed", which a publish over max_msgs_per_subject gets with
  * discard_new_per_subject (the enum of libnats 3.4 lacks it). */
@@ -187,6 +203,9 @@ static int nats_open(brume_event_queue *q, brume_err **err) {
                          "the event queue: cannot connect to NATS at %s: %s", o->urls, nats_why(s));
   jsOptions_Init(&q->jo);
   q->jo.Wait = o->timeout_ms;
+  q->jo.PublishAsync.AckHandler = put_answered;
+  q->jo.PublishAsync.AckHandlerClosure = q;
+  q->jo.PublishAsync.MaxPending = PUBLISH_MAX_PENDING;
   s = natsConnection_JetStream(&q->js, q->nc, &q->jo);
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: NATS JetStream: %s",
@@ -199,6 +218,7 @@ brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, br
   brume_event_queue *q = brume_xcalloc(1, sizeof(*q));
   q->o = *opts;
   pthread_mutex_init(&q->fetch_mu, NULL);
+  pthread_mutex_init(&q->pending_mu, NULL);
   if (nats_open(q, err) < 0 || ensure_stream(q, err) < 0 || ensure_consumer(q, err) < 0) {
     brume_event_queue_close(q);
     return NULL;
@@ -213,16 +233,60 @@ brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, br
 
 void brume_event_queue_close(brume_event_queue *q) {
   if (q == NULL) return;
+  if (q->js) {
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = q->o.timeout_ms;
+    js_PublishAsyncComplete(q->js, &po);
+  }
+  /* What no answer came for by now gets one (taken under the lock: a late answer from the
+   * client's thread finds it gone). */
+  for (size_t b = 0; b < PENDING_BUCKETS; b++) {
+    pthread_mutex_lock(&q->pending_mu);
+    pending *left = q->pending[b];
+    q->pending[b] = NULL;
+    pthread_mutex_unlock(&q->pending_mu);
+    pending *p;
+    while ((p = left) != NULL) {
+      left = p->next;
+      brume_err *err = NULL;
+      brume_err_set(&err, BRUME_UNAVAILABLE,
+                    "ServiceUnavailableException: the event queue closed before NATS JetStream "
+                    "acknowledged event %s; sending it again with the same id is safe",
+                    p->id);
+      p->done(p->arg, false, err);
+      brume_err_free(err);
+      free(p);
+    }
+  }
   natsSubscription_Destroy(q->sub);
   jsCtx_Destroy(q->js);
   natsConnection_Destroy(q->nc);
   pthread_mutex_destroy(&q->fetch_mu);
+  pthread_mutex_destroy(&q->pending_mu);
   free(q);
 }
 
-int brume_event_queue_put(brume_event_queue *q, const char *account, const char *event_id,
-                          const void *data, size_t len, bool *duplicate, brume_err **err) {
-  if (duplicate) *duplicate = false;
+/* Why JetStream did not take event_id: status s, JetStream error jerr, words why. */
+static int put_failed(const brume_event_queue *q, const char *account, const char *event_id,
+                      natsStatus s, jsErrCode jerr, const char *why, brume_err **err) {
+  /* JetStream refuses with "maximum messages per subject exceeded" when the account's subject is
+   * full (discard_new_per_subject). */
+  if (jerr == JS_STREAM_STORE_FAILED && why && strstr(why, "maximum messages per subject") != NULL)
+    return brume_err_set(err, BRUME_RESOURCE_EXHAUSTED,
+                         "TooManyQueuedEventsException: account %s has %lld events queued, its "
+                         "limit; retry later",
+                         account, (long long)q->o.max_queued_per_account);
+  return brume_err_set(err, BRUME_UNAVAILABLE,
+                       "ServiceUnavailableException: the event queue (NATS JetStream) did not "
+                       "acknowledge event %s: %s (JetStream error %d); sending it again with the "
+                       "same id is safe",
+                       event_id, why && *why ? why : natsStatus_GetText(s), (int)jerr);
+}
+
+/* What put and put_async check before sending: the names, the size, the connection. */
+static int can_put(brume_event_queue *q, const char *account, const char *event_id, size_t len,
+                   brume_err **err) {
   if (!token_ok(account, BRUME_EVENT_ACCOUNT_MAX) || !token_ok(event_id, BRUME_EVENT_ID_MAX))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "the event queue: account and event id must be 1-63 letters, digits, "
@@ -239,6 +303,13 @@ int brume_event_queue_put(brume_event_queue *q, const char *account, const char 
                          "ServiceUnavailableException: the event queue (NATS at %s) is not "
                          "connected (%s); event %s was not queued",
                          q->o.urls, conn_status_name(cs), event_id);
+  return 0;
+}
+
+int brume_event_queue_put(brume_event_queue *q, const char *account, const char *event_id,
+                          const void *data, size_t len, bool *duplicate, brume_err **err) {
+  if (duplicate) *duplicate = false;
+  if (can_put(q, account, event_id, len, err) < 0) return -1;
   char subject[sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX];
   snprintf(subject, sizeof(subject), SUBJECT_PREFIX "%s", account);
   jsPubOptions po;
@@ -254,19 +325,82 @@ int brume_event_queue_put(brume_event_queue *q, const char *account, const char 
     jsPubAck_Destroy(pa);
     return 0;
   }
-  const char *why = nats_why(s);
-  /* JetStream refuses with "maximum messages per subject exceeded" when the account's subject is
-   * full (discard_new_per_subject). */
-  if (jerr == JS_STREAM_STORE_FAILED && strstr(why, "maximum messages per subject") != NULL)
-    return brume_err_set(err, BRUME_RESOURCE_EXHAUSTED,
-                         "TooManyQueuedEventsException: account %s has %lld events queued, its "
-                         "limit; retry later",
-                         account, (long long)q->o.max_queued_per_account);
-  return brume_err_set(err, BRUME_UNAVAILABLE,
-                       "ServiceUnavailableException: the event queue (NATS JetStream) did not "
-                       "acknowledge event %s: %s (JetStream error %d); sending it again with the "
-                       "same id is safe",
-                       event_id, why, (int)jerr);
+  return put_failed(q, account, event_id, s, jerr, nats_why(s), err);
+}
+
+static size_t bucket_of(const natsMsg *m) {
+  return ((uintptr_t)m >> 4) % PENDING_BUCKETS;
+}
+
+static void pending_add(brume_event_queue *q, pending *p) {
+  size_t b = bucket_of(p->msg);
+  pthread_mutex_lock(&q->pending_mu);
+  p->next = q->pending[b];
+  q->pending[b] = p;
+  pthread_mutex_unlock(&q->pending_mu);
+}
+
+static pending *pending_take(brume_event_queue *q, const natsMsg *m) {
+  size_t b = bucket_of(m);
+  pthread_mutex_lock(&q->pending_mu);
+  pending **at = &q->pending[b];
+  while (*at && (*at)->msg != m) at = &(*at)->next;
+  pending *p = *at;
+  if (p) *at = p->next;
+  pthread_mutex_unlock(&q->pending_mu);
+  return p;
+}
+
+/* JetStream's answer to an asynchronous put (jsOptions.PublishAsync.AckHandler). */
+static void put_answered(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure) {
+  (void)js;
+  brume_event_queue *q = closure;
+  pending *p = pending_take(q, msg);
+  if (p != NULL) {
+    brume_err *err = NULL;
+    if (pa == NULL)
+      put_failed(q, p->account, p->id, pae ? pae->Err : NATS_ERR, pae ? pae->ErrCode : 0,
+                 pae ? pae->ErrText : NULL, &err);
+    p->done(p->arg, pa ? pa->Duplicate : false, err);
+    brume_err_free(err);
+    free(p);
+  }
+  natsMsg_Destroy(msg);
+}
+
+int brume_event_queue_put_async(brume_event_queue *q, const char *account, const char *event_id,
+                                const void *data, size_t len, brume_event_put_done_fn done,
+                                void *arg, brume_err **err) {
+  if (can_put(q, account, event_id, len, err) < 0) return -1;
+  char subject[sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX];
+  snprintf(subject, sizeof(subject), SUBJECT_PREFIX "%s", account);
+  natsMsg *m = NULL;
+  natsStatus s = natsMsg_Create(&m, subject, NULL, data, (int)len);
+  if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", event_id);
+  if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Expected-Stream", STREAM);
+  if (s != NATS_OK) {
+    natsMsg_Destroy(m);
+    return put_failed(q, account, event_id, s, 0, nats_why(s), err);
+  }
+  pending *p = brume_xcalloc(1, sizeof(*p));
+  p->msg = m;
+  p->done = done;
+  p->arg = arg;
+  snprintf(p->account, sizeof(p->account), "%s", account);
+  snprintf(p->id, sizeof(p->id), "%s", event_id);
+  /* Recorded first: the answer may come before js_PublishMsgAsync returns. */
+  pending_add(q, p);
+  jsPubOptions po;
+  jsPubOptions_Init(&po);
+  po.MaxWait = q->o.timeout_ms;
+  natsMsg *sent = m;
+  s = js_PublishMsgAsync(q->js, &sent, &po);
+  if (s == NATS_OK) return 0;
+  /* Not sent: the library gave the message back (sent is still set), and no answer will come. */
+  pending *mine = pending_take(q, m);
+  free(mine);
+  natsMsg_Destroy(sent);
+  return put_failed(q, account, event_id, s, 0, nats_why(s), err);
 }
 
 int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err) {

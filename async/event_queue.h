@@ -45,6 +45,8 @@ typedef struct brume_event_queue_opts {
 /* Connects and makes sure that the stream and the consumer exist as opts says. NULL and
  * UNAVAILABLE when NATS cannot be reached or has no JetStream, INVALID_ARGUMENT for bad opts. */
 brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, brume_err **err);
+/* Waits up to timeout_ms for the asynchronous puts under way to be answered, answers those left
+ * UNAVAILABLE, and closes the connection. */
 void brume_event_queue_close(brume_event_queue *q);
 
 /* Queues data as the event event_id of account (both made of [A-Za-z0-9_-]), and waits for
@@ -55,6 +57,19 @@ void brume_event_queue_close(brume_event_queue *q);
  * again with the same id is safe), INVALID_ARGUMENT for a bad account or id. */
 int brume_event_queue_put(brume_event_queue *q, const char *account, const char *event_id,
                           const void *data, size_t len, bool *duplicate, brume_err **err);
+
+/* The answer to brume_event_queue_put_async(): err NULL once JetStream acknowledged the event
+ * (duplicate as in brume_event_queue_put()), else why not (the same codes). Called exactly once,
+ * from a NATS client thread; err is valid during the call only. */
+typedef void (*brume_event_put_done_fn)(void *arg, bool duplicate, const brume_err *err);
+
+/* brume_event_queue_put() without waiting: many events in flight at once, each answered through
+ * done when JetStream acknowledges it, refuses it, or does not answer within timeout_ms. Returns
+ * -1 and err, without calling done, when the event cannot even be sent (bad input, not
+ * connected); 0 otherwise. */
+int brume_event_queue_put_async(brume_event_queue *q, const char *account, const char *event_id,
+                                const void *data, size_t len, brume_event_put_done_fn done,
+                                void *arg, brume_err **err);
 
 /* How many events are queued (stored in the stream, fetched or not), for /metrics. */
 int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err);

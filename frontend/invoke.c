@@ -50,8 +50,13 @@ struct brume_invoker {
 
 typedef struct invocation {
   brume_invoker *inv;
+  /* Who gets the answer: a gRPC call (Frontend.Invoke), or done (a queued event's delivery),
+   * which also sets the deadline (deadline_mono_ms, brume_mono_ms()). */
   brume_rpc_call *call;
-  const Brume__InvokeRequest *req; /* the call's: valid until it is answered */
+  brume_invoke_done_fn done;
+  void *done_arg;
+  int64_t deadline_mono_ms;
+  const Brume__InvokeRequest *req; /* the caller's: valid until it is answered */
   char account[BRUME_ACCOUNT_ID_MAX + 1];
   char name[BRUME_FUNCTION_NAME_MAX + 1];
   char qualifier[BRUME_QUALIFIER_MAX + 1];
@@ -171,6 +176,23 @@ static void record(invocation *iv, const char *start, const char *outcome, const
   brume_inv_stats_end(iv->inv->o.stats, &o);
 }
 
+/* Hands err, or else resp, to whoever waits for the answer. */
+static void deliver_answer(brume_rpc_call *call, brume_invoke_done_fn done, void *done_arg,
+                           const Brume__InvokeResponse *resp, const brume_err *err) {
+  if (call == NULL)
+    done(done_arg, err ? NULL : resp, err);
+  else if (err)
+    brume_frontend_fail(call, err);
+  else
+    brume_rpc_call_reply(call, (const ProtobufCMessage *)&resp->base);
+}
+
+/* Milliseconds left before the caller's deadline (<= 0: none, or past). */
+static int64_t deadline_left_ms(const invocation *iv) {
+  return iv->call ? brume_rpc_call_deadline_left_ms(iv->call)
+                  : iv->deadline_mono_ms - brume_mono_ms();
+}
+
 /* Answers the call: with iv->err if set, else the function's outcome. */
 static void answer(invocation *iv) {
   brume_invoker *inv = iv->inv;
@@ -182,7 +204,7 @@ static void answer(invocation *iv) {
         iv->throttled ? brume_xstrdup(iv->err->msg)
                       : brume_xasprintf("%s: %s", brume_status_name(iv->err->code), iv->err->msg);
     record(iv, start, outcome, error);
-    brume_frontend_fail(iv->call, iv->err);
+    deliver_answer(iv->call, iv->done, iv->done_arg, NULL, iv->err);
     return;
   }
   const Brume__SandboxSpec *spec = brume_fn_target_spec(iv->target);
@@ -230,7 +252,7 @@ static void answer(invocation *iv) {
               resp.function_error ? resp.function_error->type : "-", resp.duration_us,
               iv->granted_us - iv->t0_us, iv->placed_us - iv->t0_us, iv->invoked_us - iv->t0_us,
               now - iv->t0_us);
-  brume_rpc_call_reply(iv->call, &resp.base);
+  deliver_answer(iv->call, iv->done, iv->done_arg, &resp, NULL);
 }
 
 static void retry_first_step(invocation *iv);
@@ -517,7 +539,7 @@ static void acquire_sandbox(invocation *iv, bool warm_only) {
   req.spec = (Brume__SandboxSpec *)brume_fn_target_spec(iv->target);
   req.caller_id = (char *)inv->o.caller_id;
   req.warm_only = warm_only;
-  int64_t left = brume_rpc_call_deadline_left_ms(iv->call);
+  int64_t left = deadline_left_ms(iv);
   int64_t deadline = warm_only  ? WARM_ACQUIRE_DEADLINE_MS
                      : left > 0 ? left
                                 : COLD_ACQUIRE_DEADLINE_MS;
@@ -630,9 +652,10 @@ static int check_request(const Brume__InvokeRequest *req, const char *qualifier,
   return 0;
 }
 
-void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__InvokeRequest *req,
-                         const char *account_id, const char *name, const char *qualifier,
-                         const char *request_id) {
+static void start(brume_invoker *inv, brume_rpc_call *call, brume_invoke_done_fn done,
+                  void *done_arg, int64_t deadline_mono_ms, const Brume__InvokeRequest *req,
+                  const char *account_id, const char *name, const char *qualifier,
+                  const char *request_id) {
   int64_t t0 = brume_mono_us();
   brume_autoptr(brume_err) err = NULL;
   const brume_fn_target *target = NULL;
@@ -641,7 +664,7 @@ void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__
                             (double)(brume_random_u64() >> 11) / 9007199254740992.0, &target,
                             &err) < 0) {
     brume_counter_inc(inv->invocations, 1, "none", "error");
-    brume_frontend_fail(call, err);
+    deliver_answer(call, done, done_arg, NULL, err);
     return;
   }
   if (req->invocation_type == BRUME__INVOCATION_TYPE__INVOCATION_TYPE_DRY_RUN) {
@@ -649,13 +672,16 @@ void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__
     resp.status_code = 204;
     resp.executed_version = brume_fn_target_spec(target)->function->version;
     resp.request_id = (char *)request_id;
-    brume_rpc_call_reply(call, &resp.base);
+    deliver_answer(call, done, done_arg, &resp, NULL);
     brume_fn_target_unref(target);
     return;
   }
   invocation *iv = brume_xcalloc(1, sizeof(*iv));
   iv->inv = inv;
   iv->call = call;
+  iv->done = done;
+  iv->done_arg = done_arg;
+  iv->deadline_mono_ms = deadline_mono_ms;
   iv->req = req;
   iv->target = target;
   iv->t0_us = t0;
@@ -672,4 +698,16 @@ void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__
   atomic_store(&iv->first_left, 2);
   acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
   acquire_sandbox(iv, true);
+}
+
+void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__InvokeRequest *req,
+                         const char *account_id, const char *name, const char *qualifier,
+                         const char *request_id) {
+  start(inv, call, NULL, NULL, 0, req, account_id, name, qualifier, request_id);
+}
+
+void brume_invoker_run(brume_invoker *inv, const Brume__InvokeRequest *req, const char *account_id,
+                       const char *name, const char *qualifier, const char *request_id,
+                       int64_t deadline_mono_ms, brume_invoke_done_fn done, void *done_arg) {
+  start(inv, NULL, done, done_arg, deadline_mono_ms, req, account_id, name, qualifier, request_id);
 }

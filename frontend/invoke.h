@@ -56,4 +56,19 @@ void brume_invoker_start(brume_invoker *inv, brume_rpc_call *call, const Brume__
                          const char *account_id, const char *name, const char *qualifier,
                          const char *request_id);
 
+/* How an invocation that no gRPC call waits for is answered: resp (the function ran: its payload,
+ * its function error if any) or err (it did not: throttled RESOURCE_EXHAUSTED, the function or
+ * a daemon not found or down, ...), exactly one of them non-NULL, valid during the call only.
+ * Called once, from a client completion thread (or from brume_invoker_run itself when the
+ * request fails at once). */
+typedef void (*brume_invoke_done_fn)(void *arg, const Brume__InvokeResponse *resp,
+                                     const brume_err *err);
+
+/* The same invocation for a caller that is no gRPC call (the delivery of a queued event): the
+ * answer goes to done(done_arg, ...), and deadline_mono_ms (brume_mono_ms()'s clock) stands for
+ * the call's deadline. req and the strings must stay valid until done was called. */
+void brume_invoker_run(brume_invoker *inv, const Brume__InvokeRequest *req, const char *account_id,
+                       const char *name, const char *qualifier, const char *request_id,
+                       int64_t deadline_mono_ms, brume_invoke_done_fn done, void *done_arg);
+
 #endif

@@ -12,9 +12,14 @@
  *      later; NATS back: the events queued before are still there (file storage), and puts work
  *      again without reopening;
  *   g. bad input: an account or id that is no subject token, bad options, no server.
+ *   i. 2,000 asynchronous puts in flight at once over 400 accounts: every one answered once and
+ *      queued; the same ids again, every one a duplicate; one over an account's limit refused
+ *      through its answer; the figures printed (puts acknowledged a second).
  *   h. a second opener (another frontend) with the same configuration, and one with another. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -215,6 +220,24 @@ static void test_e_queued_limit(void **state) {
   assert_int_equal(depth(), 0);
 }
 
+/* ---- i. asynchronous puts ---- */
+
+#define I_ACCOUNTS 400
+#define I_EVENTS (I_ACCOUNTS * MAX_QUEUED)
+
+static struct { atomic_int answered, ok, duplicates, exhausted, other; } ia;
+
+static void put_answer(void *arg, bool duplicate, const brume_err *err) {
+  (void)arg;
+  if (err == NULL)
+    atomic_fetch_add(duplicate ? &ia.duplicates : &ia.ok, 1);
+  else if (err->code == BRUME_RESOURCE_EXHAUSTED && strstr(err->msg, "TooManyQueuedEvents"))
+    atomic_fetch_add(&ia.exhausted, 1);
+  else
+    atomic_fetch_add(&ia.other, 1);
+  atomic_fetch_add(&ia.answered, 1);
+}
+
 static void test_f_nats_down_and_back(void **state) {
   (void)state;
   put_ok("acct-f", "evt-f1", "before the crash", NULL);
@@ -228,6 +251,14 @@ static void test_f_nats_down_and_back(void **state) {
   assert_non_null(strstr(err->msg, "ServiceUnavailableException"));
   assert_true(took < 2000 + 1000);
   brume_err_clear(&err);
+  /* Asynchronous: refused at once too, and no answer follows. */
+  memset(&ia, 0, sizeof(ia));
+  assert_int_equal(
+      brume_event_queue_put_async(queue, "acct-f", "evt-f3", "x", 1, put_answer, NULL, &err), -1);
+  assert_int_equal(err->code, BRUME_UNAVAILABLE);
+  brume_err_clear(&err);
+  usleep(100000);
+  assert_int_equal(atomic_load(&ia.answered), 0);
 
   assert_int_equal(brume_test_nats_restart(server), 0);
   /* The client reconnects by itself (every 250 ms): the same queue works again. */
@@ -291,6 +322,61 @@ static void test_g_bad_input(void **state) {
   expect_open_fails(o, BRUME_UNAVAILABLE, "cannot connect to NATS");
 }
 
+static void put_all_async(const char *what) {
+  memset(&ia, 0, sizeof(ia));
+  double t0 = brume_test_mono_ms();
+  for (int i = 0; i < I_EVENTS; i++) {
+    char account[32], id[32];
+    snprintf(account, sizeof(account), "acct-i%d", i % I_ACCOUNTS);
+    snprintf(id, sizeof(id), "evt-i%d", i);
+    brume_err *err = NULL;
+    if (brume_event_queue_put_async(queue, account, id, "{}", 2, put_answer, NULL, &err) < 0)
+      fail_msg("put_async %d: %s", i, err->msg);
+  }
+  double sent = brume_test_mono_ms() - t0;
+  while (atomic_load(&ia.answered) < I_EVENTS && brume_test_mono_ms() - t0 < 20000) usleep(1000);
+  double took = brume_test_mono_ms() - t0;
+  fprintf(stderr,
+          "  i: %s: %d answered (%d queued, %d duplicates, %d refused, %d other) in %.0f ms "
+          "(sent in %.0f ms): %.0f a second\n",
+          what, atomic_load(&ia.answered), atomic_load(&ia.ok), atomic_load(&ia.duplicates),
+          atomic_load(&ia.exhausted), atomic_load(&ia.other), took, sent, I_EVENTS / (took / 1000));
+  assert_int_equal(atomic_load(&ia.answered), I_EVENTS);
+}
+
+static void test_i_async_puts(void **state) {
+  (void)state;
+  put_all_async("first");
+  assert_int_equal(atomic_load(&ia.ok), I_EVENTS);
+  assert_int_equal(depth(), I_EVENTS);
+  usleep(100000);
+  assert_int_equal(atomic_load(&ia.answered), I_EVENTS); /* never a second answer */
+
+  put_all_async("the same ids again");
+  assert_int_equal(atomic_load(&ia.duplicates), I_EVENTS);
+  assert_int_equal(depth(), I_EVENTS);
+
+  memset(&ia, 0, sizeof(ia));
+  brume_err *err = NULL;
+  assert_int_equal(
+      brume_event_queue_put_async(queue, "acct-i0", "evt-i-over", "{}", 2, put_answer, NULL, &err),
+      0);
+  for (int i = 0; i < 5000 && atomic_load(&ia.answered) == 0; i++) usleep(1000);
+  assert_int_equal(atomic_load(&ia.answered), 1);
+  assert_int_equal(atomic_load(&ia.exhausted), 1);
+
+  /* Drained, a hundred at a time. */
+  brume_event *batch[100];
+  int got = 0, n;
+  while ((n = brume_event_queue_fetch(queue, batch, 100, 1000, &err)) > 0) {
+    for (int i = 0; i < n; i++) done_ok(batch[i]);
+    got += n;
+  }
+  assert_int_equal(n, 0);
+  assert_int_equal(got, I_EVENTS);
+  assert_int_equal(depth(), 0);
+}
+
 static void test_h_second_opener(void **state) {
   (void)state;
   brume_err *err = NULL;
@@ -324,7 +410,8 @@ int main(void) {
       cmocka_unit_test(test_a_put_fetch_done),    cmocka_unit_test(test_b_duplicate_id),
       cmocka_unit_test(test_c_retry_after_delay), cmocka_unit_test(test_d_ack_wait),
       cmocka_unit_test(test_e_queued_limit),      cmocka_unit_test(test_f_nats_down_and_back),
-      cmocka_unit_test(test_g_bad_input),         cmocka_unit_test(test_h_second_opener),
+      cmocka_unit_test(test_g_bad_input),         cmocka_unit_test(test_i_async_puts),
+      cmocka_unit_test(test_h_second_opener),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
