@@ -289,7 +289,7 @@ static int can_put(brume_event_queue *q, const char *account, const char *event_
                    brume_err **err) {
   if (!token_ok(account, BRUME_EVENT_ACCOUNT_MAX) || !token_ok(event_id, BRUME_EVENT_ID_MAX))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "the event queue: account and event id must be 1-63 letters, digits, "
+                         "the event queue: account and event id must be 1-64 letters, digits, "
                          "'-' or '_'");
   if (len > (size_t)INT32_MAX)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: an event of %zu bytes",

@@ -24,8 +24,8 @@
 
 #include "err.h"
 
-#define BRUME_EVENT_ID_MAX 64
-#define BRUME_EVENT_ACCOUNT_MAX 64
+#define BRUME_EVENT_ID_MAX 65
+#define BRUME_EVENT_ACCOUNT_MAX 65
 
 typedef struct brume_event_queue brume_event_queue;
 

@@ -159,7 +159,7 @@ static json_t *function_error(const Brume__FunctionError *e) {
 
 json_t *brume_cli_json_invoke(const Brume__InvokeResponse *r) {
   return packed(json_pack(
-      "{s:I, s:o, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:o}", "status_code",
+      "{s:I, s:o, s:o, s:o, s:b, s:b, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:o}", "status_code",
       (json_int_t)r->status_code, "payload",
       brume_cli_json_value_or_text(r->payload.data, r->payload.len), "function_error",
       function_error(r->function_error), "executed_version", str(r->executed_version), "cold_start",
@@ -168,5 +168,5 @@ json_t *brume_cli_json_invoke(const Brume__InvokeResponse *r) {
       "billed_duration_ms", (json_int_t)r->billed_duration_ms, "memory_size_mib",
       (json_int_t)r->memory_size_mib, "max_memory_used_mib", (json_int_t)r->max_memory_used_mib,
       "log_tail", brume_cli_json_text(r->log_tail.data, r->log_tail.len), "request_id",
-      str(r->request_id)));
+      str(r->request_id), "event_id", str(r->event_id)));
 }

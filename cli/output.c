@@ -153,7 +153,8 @@ int brume_cli_print_invoke(FILE *out, FILE *errf, const char *what, const Brume_
       if (lacks_newline(r->log_tail)) fputc('\n', errf);
     }
     if (r->status_code == 202)
-      fprintf(errf, "brume: %s: queued (status 202), request id %s\n", what, r->request_id);
+      fprintf(errf, "brume: %s: queued (status 202): event %s, request id %s\n", what,
+              r->event_id && *r->event_id ? r->event_id : "(none)", r->request_id);
     else if (r->status_code == 204)
       fprintf(errf, "brume: %s: dry run passed (status 204)\n", what);
   }

@@ -125,13 +125,13 @@ brume_rpc_client *brume_rpc_client_new(const char *target, const brume_rpc_clien
    * connection fails at once whatever it is; this only bounds a host that does not answer. */
   int_arg(args, &n, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000);
   int_arg(args, &n, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  /* While a call is under way, a ping every 2 s that must be answered within 2 s: a peer cut
+  /* While a call is under way, a ping every 2 s that must be answered within 6 s: a peer cut
    * off (its host's network down, the machine gone) then fails the calls in flight within about
-   * 4 s, UNAVAILABLE, instead of at their deadlines (a function's timeout, minutes) or TCP's
+   * 8 s, UNAVAILABLE, instead of at their deadlines (a function's timeout, minutes) or TCP's
    * retransmission limit (15 min). Idle connections send none. Servers accept these pings
    * (rpc_server.c). */
   int_arg(args, &n, GRPC_ARG_KEEPALIVE_TIME_MS, BRUME_RPC_KEEPALIVE_MS);
-  int_arg(args, &n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, BRUME_RPC_KEEPALIVE_MS);
+  int_arg(args, &n, GRPC_ARG_KEEPALIVE_TIMEOUT_MS, BRUME_RPC_KEEPALIVE_TIMEOUT_MS);
   int_arg(args, &n, GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   /* gRPC stops pinging after two pings without data; a long invocation sends none. */
   int_arg(args, &n, GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);

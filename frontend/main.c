@@ -31,7 +31,9 @@
 #include "env_crypt.h"
 #include "etcd.h"
 #include "http.h"
+#include "event_accept.h"
 #include "invoke.h"
+#include "policy.h"
 #include "key_store.h"
 #include "log.h"
 #include "manage.h"
@@ -61,6 +63,13 @@ static struct {
   int64_t session_ttl;
   int64_t max_sessions;
   int64_t replicate_period;
+  char *nats_urls;
+  char *nats_tls_ca, *nats_tls_cert, *nats_tls_key;
+  int64_t nats_timeout;
+  int64_t async_replicas;
+  int64_t async_max_queued;
+  int64_t async_duplicate_window;
+  int64_t async_ack_wait;
 } cfg;
 
 static const brume_opt opts[] = {
@@ -109,6 +118,29 @@ static const brume_opt opts[] = {
                        "how long a dashboard login lasts (docs/dashboard.md)"),
     BRUME_OPT_INT("dashboard_max_sessions", &cfg.max_sessions, 1, 100000, "1024",
                   "dashboard logins kept at once; a new one beyond ends the oldest"),
+    BRUME_OPT_STRING("nats_urls", &cfg.nats_urls, NULL,
+                     "the NATS servers (JetStream) holding the queue of Event invocations, "
+                     "\"nats://host:4222\", several comma-separated (default: none, and Event "
+                     "invocations are refused UNAVAILABLE; docs/async.md)"),
+    BRUME_OPT_PATH("nats_tls_ca", &cfg.nats_tls_ca, NULL,
+                   "the CA that signed the NATS servers' certificates (default: plain TCP)"),
+    BRUME_OPT_PATH("nats_tls_cert", &cfg.nats_tls_cert, NULL,
+                   "this frontend's client certificate for NATS (mutual TLS)"),
+    BRUME_OPT_PATH("nats_tls_key", &cfg.nats_tls_key, NULL, "the key of nats_tls_cert"),
+    BRUME_OPT_DURATION("nats_timeout", &cfg.nats_timeout, 100, BRUME_MINUTES(1), "5s",
+                       "how long an event's publish or a JetStream call waits for its answer"),
+    BRUME_OPT_INT("async_replicas", &cfg.async_replicas, 1, 3, "1",
+                  "copies JetStream keeps of each queued event: 1, or 3 with three NATS servers"),
+    BRUME_OPT_INT("async_max_queued_per_account", &cfg.async_max_queued, 1, 100000000, "100000",
+                  "events an account may have queued; beyond, Event invocations are refused "
+                  "RESOURCE_EXHAUSTED (TooManyQueuedEventsException)"),
+    BRUME_OPT_DURATION("async_duplicate_window", &cfg.async_duplicate_window, BRUME_SECONDS(1),
+                       BRUME_MINUTES(24 * 60), "10m",
+                       "how long the same request id names the same event, queued once"),
+    BRUME_OPT_DURATION("async_ack_wait", &cfg.async_ack_wait, BRUME_SECONDS(1),
+                       BRUME_MINUTES(60), "30s",
+                       "how long a delivery may go without saying it is still working before "
+                       "its event goes to another frontend"),
 };
 
 static char daemon_id[256];
@@ -167,6 +199,7 @@ static struct {
   brume_inv_stats *stats;
   brume_dashboard *dashboard;
   brume_invoker *invoker;
+  brume_event_accept *events;
   brume_workq *wq;
   brume_manage *manage;
   brume_frontend_service svc;
@@ -312,6 +345,25 @@ static int start(brume_err **err) {
                            .metrics = d.b.metrics,
                            .stats = d.stats};
   d.invoker = brume_invoker_new(&io);
+  if (cfg.nats_urls) {
+    brume_event_accept_opts eo = {
+        .catalog = d.catalog,
+        .queue = {.urls = cfg.nats_urls,
+                  .tls_ca = cfg.nats_tls_ca,
+                  .tls_cert = cfg.nats_tls_cert,
+                  .tls_key = cfg.nats_tls_key,
+                  .replicas = (int)cfg.async_replicas,
+                  .max_queued_per_account = cfg.async_max_queued,
+                  .duplicate_window_ms = cfg.async_duplicate_window,
+                  /* The longest maximum event age, and an hour for the last retries. */
+                  .max_age_ms = BRUME_SECONDS(BRUME_EVENT_AGE_MAX_S) + BRUME_MINUTES(60),
+                  .ack_wait_ms = cfg.async_ack_wait,
+                  .timeout_ms = cfg.nats_timeout},
+        .accepted_by = daemon_id,
+        .retry_ms = BRUME_SECONDS(2),
+        .metrics = d.b.metrics};
+    d.events = brume_event_accept_new(&eo);
+  }
   d.wq = brume_workq_new((int)cfg.jobs);
   brume_manage_opts mo = {.etcd = d.b.etcd,
                           .prefix = cfg.etcd_prefix,
@@ -326,6 +378,7 @@ static int start(brume_err **err) {
   d.svc = (brume_frontend_service){.keys = d.keys,
                                    .audit = d.audit,
                                    .invoker = d.invoker,
+                                   .events = d.events,
                                    .manage = d.manage,
                                    .wq = d.wq,
                                    .region = cfg.region};
@@ -377,6 +430,7 @@ static void stop(void) {
   d.b.rpc = NULL;
   brume_workq_free(d.wq);
   brume_manage_free(d.manage);
+  brume_event_accept_free(d.events);
   brume_invoker_free(d.invoker);
   brume_counting_set_free(d.counting);
   brume_inv_stats_free(d.stats);

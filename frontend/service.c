@@ -259,6 +259,17 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
       }
       qualifier = parsed.qualifier;
     }
+    if (req->invocation_type == BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT) {
+      if (svc->events == NULL) {
+        brume_frontend_failf(call, BRUME_UNAVAILABLE,
+                             "ServiceUnavailableException: this frontend takes no Event "
+                             "(asynchronous) invocations: its nats_urls is not set");
+        return;
+      }
+      brume_event_accept_start(svc->events, call, req, account, parsed.name, qualifier,
+                               request_id);
+      return;
+    }
     brume_invoker_start(svc->invoker, call, req, account, parsed.name, qualifier, request_id);
     return;
   }

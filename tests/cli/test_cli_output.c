@@ -88,6 +88,21 @@ static void test_invoke_text(void **state) {
   assert_string_equal(s.out_buf, "");
   assert_string_equal(s.err_buf, "brume: invoke f: dry run passed (status 204)\n");
   free_streams(&s);
+
+  /* An Event invocation answers 202 with the queued event's id: said on stderr. */
+  Brume__InvokeResponse queued = BRUME__INVOKE_RESPONSE__INIT;
+  queued.status_code = 202;
+  queued.request_id = "req-9";
+  queued.event_id = "evt-0123456789abcdef0123456789abcdef";
+  open_streams(&s);
+  assert_int_equal(brume_cli_print_invoke(s.out, s.err, "invoke f", &queued, false, false, true),
+                   0);
+  close_streams(&s);
+  assert_string_equal(s.out_buf, "");
+  assert_string_equal(s.err_buf,
+                      "brume: invoke f: queued (status 202): event "
+                      "evt-0123456789abcdef0123456789abcdef, request id req-9\n");
+  free_streams(&s);
 }
 
 static void test_invoke_function_error(void **state) {
@@ -151,7 +166,7 @@ static void test_invoke_json(void **state) {
   json_error_t e;
   brume_autoptr(json_t) j = json_loads(s.out_buf, 0, &e);
   if (j == NULL) fail_msg("not JSON: %s: %s", e.text, s.out_buf);
-  assert_int_equal(json_object_size(j), 13); /* every InvokeResponse field */
+  assert_int_equal(json_object_size(j), 14); /* every InvokeResponse field */
   assert_int_equal(json_integer_value(json_object_get(j, "status_code")), 200);
   json_t *payload = json_object_get(j, "payload");
   assert_true(json_is_object(payload));
@@ -168,6 +183,7 @@ static void test_invoke_json(void **state) {
   /* Invalid UTF-8 becomes U+FFFD, so the output stays JSON. */
   assert_string_equal(json_string_value(json_object_get(j, "log_tail")), "line 1\n\xef\xbf\xbd");
   assert_string_equal(json_string_value(json_object_get(j, "request_id")), "req-1");
+  assert_string_equal(json_string_value(json_object_get(j, "event_id")), "");
   free_streams(&s);
 
   /* A payload that is no JSON is a string. */

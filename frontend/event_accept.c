@@ -1,0 +1,161 @@
+/* Accepting an asynchronous invocation: see event_accept.h. */
+#include "event_accept.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "brume/async.pb-c.h"
+#include "clock.h"
+#include "digest_dir.h"
+#include "invoke.h"
+#include "log.h"
+#include "mem.h"
+#include "names.h"
+#include "reply.h"
+#include "ticker.h"
+
+struct brume_event_accept {
+  brume_event_accept_opts o;
+  pthread_mutex_t mu;     /* guards q against the reopening ticker */
+  brume_event_queue *q;   /* NULL while NATS could not be reached */
+  brume_ticker *reopener; /* while q is NULL */
+  brume_counter *events;  /* {outcome} */
+};
+
+/* One event on its way to JetStream: what the answer needs. */
+typedef struct accepting {
+  brume_event_accept *a;
+  brume_rpc_call *call;
+  char event_id[37];
+  char request_id[80];
+} accepting;
+
+void brume_event_id(const char *account_id, const char *request_id, char out[37]) {
+  brume_autofree char *both = brume_xasprintf("%s\n%s", account_id, request_id);
+  char hex[65];
+  brume_digest_dir_sha256(both, strlen(both), hex);
+  snprintf(out, 37, "evt-%.32s", hex);
+}
+
+/* Opens the queue if it is not open; true when it is. */
+static bool queue_ready(brume_event_accept *a) {
+  pthread_mutex_lock(&a->mu);
+  if (a->q == NULL) {
+    brume_autoptr(brume_err) err = NULL;
+    a->q = brume_event_queue_open(&a->o.queue, &err);
+    if (a->q == NULL)
+      brume_warn("The event queue cannot be opened; Event invocations are refused until it is.",
+                 "err=%s retry_ms=%lld", err->msg, (long long)a->o.retry_ms);
+  }
+  bool ready = a->q != NULL;
+  pthread_mutex_unlock(&a->mu);
+  return ready;
+}
+
+static void reopen_tick(void *arg) { queue_ready(arg); }
+
+brume_event_accept *brume_event_accept_new(const brume_event_accept_opts *opts) {
+  brume_event_accept *a = brume_xcalloc(1, sizeof(*a));
+  a->o = *opts;
+  pthread_mutex_init(&a->mu, NULL);
+  a->events = brume_metrics_counter(
+      opts->metrics, "brume_frontend_events_total",
+      "Event (asynchronous) invocations by outcome: queued (acknowledged by JetStream), duplicate "
+      "(the same request id again: queued once), refused (bad request, unknown function, the "
+      "account's queue full), unavailable (the event queue did not take it).",
+      "outcome", NULL);
+  if (!queue_ready(a)) a->reopener = brume_ticker_start(opts->retry_ms, reopen_tick, a);
+  return a;
+}
+
+void brume_event_accept_free(brume_event_accept *a) {
+  if (a == NULL) return;
+  brume_ticker_stop(a->reopener);
+  brume_event_queue_close(a->q); /* answers what is still on its way */
+  pthread_mutex_destroy(&a->mu);
+  free(a);
+}
+
+static void refuse(brume_event_accept *a, brume_rpc_call *call, const char *outcome,
+                   const brume_err *err) {
+  brume_counter_inc(a->events, 1, outcome);
+  brume_frontend_fail(call, err);
+}
+
+/* JetStream's answer (brume_event_put_done_fn): the call's. */
+static void queued(void *arg, bool duplicate, const brume_err *err) {
+  accepting *ac = arg;
+  brume_event_accept *a = ac->a;
+  if (err) {
+    refuse(a, ac->call, err->code == BRUME_RESOURCE_EXHAUSTED ? "refused" : "unavailable", err);
+  } else {
+    brume_counter_inc(a->events, 1, duplicate ? "duplicate" : "queued");
+    brume_debug("An event was queued.", "request_id=%s event_id=%s duplicate=%s", ac->request_id,
+                ac->event_id, duplicate ? "true" : "false");
+    Brume__InvokeResponse resp = BRUME__INVOKE_RESPONSE__INIT;
+    resp.status_code = 202;
+    resp.request_id = ac->request_id;
+    resp.event_id = ac->event_id;
+    brume_rpc_call_reply(ac->call, &resp.base);
+  }
+  free(ac);
+}
+
+static int check(brume_event_accept *a, const Brume__InvokeRequest *req, const char *account_id,
+                 const char *name, const char *qualifier, brume_err **err) {
+  if (req->payload.len > BRUME_PAYLOAD_EVENT_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "RequestTooLargeException: the payload is %zu bytes; an Event "
+                         "(asynchronous) invocation takes at most %u (256 KiB)",
+                         req->payload.len, BRUME_PAYLOAD_EVENT_MAX);
+  if (brume_check_qualifier(qualifier, "qualifier", err) < 0) return -1;
+  /* The function must exist now; its version (and an alias's routing) is chosen when it runs. */
+  const brume_fn_target *target = NULL;
+  if (brume_catalog_resolve(a->o.catalog, account_id, name, qualifier, 0, &target, err) < 0)
+    return -1;
+  brume_fn_target_unref(target);
+  return 0;
+}
+
+void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
+                              const Brume__InvokeRequest *req, const char *account_id,
+                              const char *name, const char *qualifier, const char *request_id) {
+  brume_autoptr(brume_err) err = NULL;
+  if (check(a, req, account_id, name, qualifier, &err) < 0) {
+    refuse(a, call, "refused", err);
+    return;
+  }
+  if (!queue_ready(a)) {
+    brume_err_set(&err, BRUME_UNAVAILABLE,
+                  "ServiceUnavailableException: the event queue (NATS at %s) cannot be reached; "
+                  "the event was not queued",
+                  a->o.queue.urls);
+    refuse(a, call, "unavailable", err);
+    return;
+  }
+  accepting *ac = brume_xcalloc(1, sizeof(*ac));
+  ac->a = a;
+  ac->call = call;
+  snprintf(ac->request_id, sizeof(ac->request_id), "%s", request_id);
+  brume_event_id(account_id, request_id, ac->event_id);
+
+  Brume__QueuedEvent ev = BRUME__QUEUED_EVENT__INIT;
+  ev.event_id = ac->event_id;
+  ev.account_id = (char *)account_id;
+  ev.function_name = (char *)name;
+  ev.qualifier = (char *)qualifier;
+  ev.payload = req->payload;
+  ev.request_id = ac->request_id;
+  ev.accepted_unix_ms = brume_wall_ms();
+  ev.accepted_by = (char *)a->o.accepted_by;
+  size_t len = brume__queued_event__get_packed_size(&ev);
+  brume_autofree uint8_t *buf = brume_xmalloc(len ? len : 1);
+  brume__queued_event__pack(&ev, buf);
+  /* The ticker never closes an open queue, so a->q stays valid once queue_ready() said so. */
+  if (brume_event_queue_put_async(a->q, account_id, ac->event_id, buf, len, queued, ac, &err) < 0) {
+    refuse(a, call, "unavailable", err);
+    free(ac);
+  }
+}
