@@ -46,6 +46,9 @@ struct brume_pool {
   pthread_mutex_t boot_mu;
   pthread_cond_t boot_cv;
   unsigned boots;
+  /* Recent boots' duration (ms, a moving average of those that answered), for boot()'s first
+   * wait. */
+  atomic_int_fast64_t boot_avg_ms;
   pthread_t thread;
   bool started;
 };
@@ -146,17 +149,35 @@ fail:
   return NULL;
 }
 
-/* boot_once, and once more when the guest did not answer within a quarter of boot_timeout_ms
- * (15 s of 60: boots take 0.3-2 s here, under load). About one boot in a hundred under four
- * parallel boots reached brume-init ("waiting for the host") and then never saw the host
- * connect, not even after the host reconnected: the cause is not known yet (docs/worker.md,
- * "Pool"). A fresh VM is a way out that does not depend on it; the stuck one's console is
- * logged, and brume_worker_boot_retries_total counts them. */
+/* How long boot() waits for a first VM: a quarter of boot_timeout_ms, or three times what
+ * recent boots took when that is longer (at most half of boot_timeout_ms). On a host so loaded
+ * that boots take 15-40 s (50 TCG microVMs running on 2 cores), a fixed 15 s gave up on VMs
+ * about to answer and booted them again, which loaded the host further. */
+static int first_wait_ms(brume_pool *p) {
+  int quarter = p->o.boot_timeout_ms / 4, half = p->o.boot_timeout_ms / 2;
+  int64_t adaptive = 3 * atomic_load(&p->boot_avg_ms);
+  if (adaptive <= quarter) return quarter;
+  return adaptive < half ? (int)adaptive : half;
+}
+
+static void boot_took(brume_pool *p, int64_t ms) {
+  int64_t avg = atomic_load(&p->boot_avg_ms);
+  atomic_store(&p->boot_avg_ms, avg == 0 ? ms : (7 * avg + 3 * ms) / 10);
+}
+
+/* boot_once, and once more when the guest did not answer within first_wait_ms() (15 s of 60:
+ * boots take 0.3-2 s here on an idle host). About one boot in a hundred under four parallel
+ * boots reached brume-init ("waiting for the host") and then never saw the host connect, not
+ * even after the host reconnected: the cause is not known yet (docs/worker.md, "Pool"). A fresh
+ * VM is a way out that does not depend on it; the stuck one's console is logged, and
+ * brume_worker_boot_retries_total counts them. */
 static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
                            uint32_t ephemeral_mib, brume_err **err) {
-  int first_ms = p->o.boot_timeout_ms / 4;
+  int first_ms = first_wait_ms(p);
   brume_err *e = NULL;
+  int64_t t0 = brume_mono_ms();
   brume_pool_vm *vm = boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, first_ms, &e);
+  if (vm != NULL) boot_took(p, brume_mono_ms() - t0);
   if (vm != NULL || e->code != BRUME_DEADLINE_EXCEEDED) {
     if (e != NULL && err != NULL)
       *err = e;
@@ -170,7 +191,10 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
              brume_log_quote(q, sizeof(q), e->msg));
   brume_err_free(e);
   if (p->boot_retries) brume_counter_inc(p->boot_retries, 1);
-  return boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, p->o.boot_timeout_ms - first_ms, err);
+  t0 = brume_mono_ms();
+  vm = boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, p->o.boot_timeout_ms - first_ms, err);
+  if (vm != NULL) boot_took(p, brume_mono_ms() - t0);
+  return vm;
 }
 
 /* boot, once fewer than o.max_boots are under way. */

@@ -6,7 +6,8 @@
  *                [--payload JSON] [--deadline-ms MS] [--throttle-pause-ms MS] [--calls FILE]
  *
  * Caller i sends to endpoint i mod n, one synchronous Invoke after another, for S seconds (a call
- * under way when they end is waited for). A throttled caller pauses --throttle-pause-ms (default
+ * under way when they end is waited for), or until SIGTERM or SIGINT, which end the load the same
+ * way: a test that cannot know beforehand how long it needs the load stops it when it is done. A throttled caller pauses --throttle-pause-ms (default
  * 50) before its next call, as a client backing off would. Prints one JSON object: calls, ok,
  * function errors, cold starts, throttles by reason, other errors by status code (with the first
  * and the last message of each), ok calls per second, p50 and p99 of the ok calls in ms, and per
@@ -16,6 +17,7 @@
  * figures. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +99,14 @@ static void count_throttle(const char *msg) {
   }
 }
 
+/* Set by SIGTERM and SIGINT: the callers start no new call. */
+static volatile sig_atomic_t stopping;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stopping = 1;
+}
+
 static void *run_caller(void *arg) {
   caller *c = arg;
   unsigned ep = (unsigned)(c->index % cfg.n_endpoints);
@@ -105,7 +115,7 @@ static void *run_caller(void *arg) {
   req.payload.data = (uint8_t *)cfg.payload;
   req.payload.len = strlen(cfg.payload);
   brume_rpc_call_opts o = {.deadline_ms = cfg.deadline_ms, .api_key = cfg.key};
-  while (brume_mono_us() < cfg.end_us) {
+  while (!stopping && brume_mono_us() < cfg.end_us) {
     Brume__InvokeResponse *resp = NULL;
     brume_err *err = NULL;
     int64_t t0 = brume_mono_us();
@@ -138,7 +148,7 @@ static void *run_caller(void *arg) {
     if (resp) protobuf_c_message_free_unpacked(&resp->base, NULL);
     brume_err_free(err);
     /* A throttle or an error: back off a little, as a client would, rather than spin. */
-    if (rc < 0) usleep((useconds_t)cfg.throttle_pause_ms * 1000);
+    if (rc < 0 && !stopping) usleep((useconds_t)cfg.throttle_pause_ms * 1000);
   }
   return NULL;
 }
@@ -229,6 +239,10 @@ int main(int argc, char **argv) {
 
   caller *callers = brume_xcalloc((size_t)cfg.callers, sizeof(*callers));
   pthread_t *threads = brume_xcalloc((size_t)cfg.callers, sizeof(*threads));
+  struct sigaction sa = {.sa_handler = on_stop_signal};
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
   int64_t t_start = brume_mono_us();
   cfg.end_us = t_start + (int64_t)cfg.seconds * 1000000;
   for (int i = 0; i < cfg.callers; i++) {
