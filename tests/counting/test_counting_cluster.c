@@ -435,8 +435,9 @@ static void *a_hammer(void *arg) {
     /* The invocation: long next to the two RPCs around it, so that the tokens a daemon counts
      * as in use are held here almost all the time and the limit shows in ca.held. With 20-50 ms
      * the tokens in transit (a release sent, a grant not yet received) were up to 12 under ASan
-     * on 2 cores, 1 run in about 15, and max_held fell to 88. */
-    usleep(60000 + rand_r(&h->seed) % 60000);
+     * on 2 cores, 1 run in about 15, and max_held fell to 88; with 60-120 ms, CI once saw 82
+     * (about 20 ms in transit per token). 200-300 ms keeps the part in transit under 10 %. */
+    usleep(200000 + rand_r(&h->seed) % 100000);
     atomic_fetch_sub(&ca.held, 1);
     bool was_held = false;
     if (release(h->d, a.token, &was_held) != BRUME_OK || !was_held)
@@ -495,7 +496,10 @@ static void test_a_limit_under_hammering(void **state) {
           "%ld read errors)\n",
           ca.max_held, A_LIMIT, ca.samples, ca.max_blocks, ca.block_samples, ca.block_read_errors);
   assert_true(ca.max_held <= A_LIMIT);
-  assert_true(ca.max_held >= 90);
+  /* The limit was reached: the daemons' blocks in etcd took all of it, and the clients held
+   * most of it at once (the rest in transit between a release and the next grant). */
+  assert_int_equal(ca.max_blocks, A_LIMIT);
+  assert_true(ca.max_held >= 85);
   assert_true(ca.samples >= A_SECONDS * 200);
   assert_true(atomic_load(&ca.t.grants) > 1000);
   assert_true(atomic_load(&ca.t.throttles) > 0);
