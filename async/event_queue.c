@@ -306,12 +306,19 @@ static int can_put(brume_event_queue *q, const char *account, const char *event_
   return 0;
 }
 
+#define SUBJECT_MAX (sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX)
+
+/* The subject of account's events: brume.events.<account>. */
+static void subject_of(const char *account, char out[SUBJECT_MAX]) {
+  snprintf(out, SUBJECT_MAX, SUBJECT_PREFIX "%s", account);
+}
+
 int brume_event_queue_put(brume_event_queue *q, const char *account, const char *event_id,
                           const void *data, size_t len, bool *duplicate, brume_err **err) {
   if (duplicate) *duplicate = false;
   if (can_put(q, account, event_id, len, err) < 0) return -1;
-  char subject[sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX];
-  snprintf(subject, sizeof(subject), SUBJECT_PREFIX "%s", account);
+  char subject[SUBJECT_MAX];
+  subject_of(account, subject);
   jsPubOptions po;
   jsPubOptions_Init(&po);
   po.MsgId = event_id;
@@ -372,8 +379,8 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
                                 const void *data, size_t len, brume_event_put_done_fn done,
                                 void *arg, brume_err **err) {
   if (can_put(q, account, event_id, len, err) < 0) return -1;
-  char subject[sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX];
-  snprintf(subject, sizeof(subject), SUBJECT_PREFIX "%s", account);
+  char subject[SUBJECT_MAX];
+  subject_of(account, subject);
   natsMsg *m = NULL;
   natsStatus s = natsMsg_Create(&m, subject, NULL, data, (int)len);
   if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Msg-Id", event_id);

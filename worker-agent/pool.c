@@ -160,9 +160,16 @@ static int first_wait_ms(brume_pool *p) {
   return adaptive < half ? (int)adaptive : half;
 }
 
-static void boot_took(brume_pool *p, int64_t ms) {
-  int64_t avg = atomic_load(&p->boot_avg_ms);
-  atomic_store(&p->boot_avg_ms, avg == 0 ? ms : (7 * avg + 3 * ms) / 10);
+/* boot_once, and what a boot that answered took into boot_avg_ms. */
+static brume_pool_vm *timed_boot_once(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_milli,
+                                      uint32_t ephemeral_mib, int timeout_ms, brume_err **err) {
+  int64_t t0 = brume_mono_ms();
+  brume_pool_vm *vm = boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, timeout_ms, err);
+  if (vm != NULL) {
+    int64_t ms = brume_mono_ms() - t0, avg = atomic_load(&p->boot_avg_ms);
+    atomic_store(&p->boot_avg_ms, avg == 0 ? ms : (7 * avg + 3 * ms) / 10);
+  }
+  return vm;
 }
 
 /* boot_once, and once more when the guest did not answer within first_wait_ms() (15 s of 60:
@@ -175,9 +182,7 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
                            uint32_t ephemeral_mib, brume_err **err) {
   int first_ms = first_wait_ms(p);
   brume_err *e = NULL;
-  int64_t t0 = brume_mono_ms();
-  brume_pool_vm *vm = boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, first_ms, &e);
-  if (vm != NULL) boot_took(p, brume_mono_ms() - t0);
+  brume_pool_vm *vm = timed_boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, first_ms, &e);
   if (vm != NULL || e->code != BRUME_DEADLINE_EXCEEDED) {
     if (e != NULL && err != NULL)
       *err = e;
@@ -191,10 +196,8 @@ static brume_pool_vm *boot(brume_pool *p, uint32_t memory_mib, uint32_t vcpu_mil
              brume_log_quote(q, sizeof(q), e->msg));
   brume_err_free(e);
   if (p->boot_retries) brume_counter_inc(p->boot_retries, 1);
-  t0 = brume_mono_ms();
-  vm = boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, p->o.boot_timeout_ms - first_ms, err);
-  if (vm != NULL) boot_took(p, brume_mono_ms() - t0);
-  return vm;
+  return timed_boot_once(p, memory_mib, vcpu_milli, ephemeral_mib, p->o.boot_timeout_ms - first_ms,
+                         err);
 }
 
 /* boot, once fewer than o.max_boots are under way. */
