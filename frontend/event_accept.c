@@ -39,7 +39,8 @@ void brume_event_id(const char *account_id, const char *request_id, char out[37]
   snprintf(out, 37, "evt-%.32s", hex);
 }
 
-/* Opens the queue if it is not open; true when it is. */
+/* Opens the queue if it is not open; true when it is. Called at start and by the reopening
+ * ticker only: an Event invocation never waits for a connection attempt (current_queue). */
 static bool queue_ready(brume_event_accept *a) {
   pthread_mutex_lock(&a->mu);
   if (a->q == NULL) {
@@ -54,7 +55,17 @@ static bool queue_ready(brume_event_accept *a) {
   return ready;
 }
 
-static void reopen_tick(void *arg) { queue_ready(arg); }
+static void reopen_tick(void *arg) {
+  queue_ready(arg);
+}
+
+/* The queue once open (it is never closed before brume_event_accept_free), or NULL. */
+static brume_event_queue *current_queue(brume_event_accept *a) {
+  pthread_mutex_lock(&a->mu);
+  brume_event_queue *q = a->q;
+  pthread_mutex_unlock(&a->mu);
+  return q;
+}
 
 brume_event_accept *brume_event_accept_new(const brume_event_accept_opts *opts) {
   brume_event_accept *a = brume_xcalloc(1, sizeof(*a));
@@ -127,7 +138,8 @@ void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
     refuse(a, call, "refused", err);
     return;
   }
-  if (!queue_ready(a)) {
+  brume_event_queue *q = current_queue(a);
+  if (q == NULL) {
     brume_err_set(&err, BRUME_UNAVAILABLE,
                   "ServiceUnavailableException: the event queue (NATS at %s) cannot be reached; "
                   "the event was not queued",
@@ -153,8 +165,7 @@ void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
   size_t len = brume__queued_event__get_packed_size(&ev);
   brume_autofree uint8_t *buf = brume_xmalloc(len ? len : 1);
   brume__queued_event__pack(&ev, buf);
-  /* The ticker never closes an open queue, so a->q stays valid once queue_ready() said so. */
-  if (brume_event_queue_put_async(a->q, account_id, ac->event_id, buf, len, queued, ac, &err) < 0) {
+  if (brume_event_queue_put_async(q, account_id, ac->event_id, buf, len, queued, ac, &err) < 0) {
     refuse(a, call, "unavailable", err);
     free(ac);
   }

@@ -5,7 +5,8 @@
  * 202 with the event id once JetStream acknowledged it, never before.
  *
  * The queue is opened when this is made; when NATS cannot be reached then, it is opened again in
- * the background every retry_ms, and Event invocations are refused UNAVAILABLE until it is.
+ * the background every retry_ms, and Event invocations are refused UNAVAILABLE until it is (at
+ * once: none waits for a connection attempt).
  * Nothing is held by a thread while JetStream answers: the answer comes from the NATS client's
  * thread.
  *
