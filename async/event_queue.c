@@ -12,6 +12,7 @@
 
 #define STREAM "BRUME_EVENTS"
 #define CONSUMER "deliver"
+#define STATE_BUCKET "brume_events"
 #define SUBJECT_PREFIX "brume.events."
 #define NS_PER_MS 1000000LL
 /* Asynchronous puts under way, by their message's address (what the ack handler is given). */
@@ -31,6 +32,7 @@ struct brume_event_queue {
   natsConnection *nc;
   jsCtx *js;
   jsOptions jo;
+  kvStore *states;          /* STATE_BUCKET */
   natsSubscription *sub;    /* the pull subscription on CONSUMER, made at the first fetch */
   pthread_mutex_t fetch_mu; /* one Fetch at a time on sub (the client allows no more) */
   brume_event_queue_opts o;
@@ -156,6 +158,26 @@ static int ensure_consumer(brume_event_queue *q, brume_err **err) {
                        CONSUMER, nats_why(s), (int)jerr);
 }
 
+/* Creates the key-value bucket of the events' states, or opens it as it is when it exists with
+ * another configuration (a TTL set by another frontend's options). */
+static int ensure_states(brume_event_queue *q, brume_err **err) {
+  kvConfig kc;
+  kvConfig_Init(&kc);
+  kc.Bucket = STATE_BUCKET;
+  kc.Description = "the state of each queued asynchronous invocation, by event id";
+  kc.History = 1;
+  kc.TTL = q->o.max_age_ms * NS_PER_MS; /* nanoseconds, as the streams' ages */
+  kc.StorageType = js_FileStorage;
+  kc.Replicas = q->o.replicas;
+  natsStatus s = js_CreateKeyValue(&q->states, q->js, &kc);
+  if (s != NATS_OK) s = js_KeyValue(&q->states, q->js, STATE_BUCKET);
+  if (s == NATS_OK) return 0;
+  return brume_err_set(err, BRUME_UNAVAILABLE,
+                       "the event queue (NATS JetStream): cannot create or open the key-value "
+                       "bucket %s: %s",
+                       STATE_BUCKET, nats_why(s));
+}
+
 static int check_opts(const brume_event_queue_opts *o, brume_err **err) {
   if (o->urls == NULL || *o->urls == '\0')
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: no NATS URL");
@@ -219,7 +241,8 @@ brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, br
   q->o = *opts;
   pthread_mutex_init(&q->fetch_mu, NULL);
   pthread_mutex_init(&q->pending_mu, NULL);
-  if (nats_open(q, err) < 0 || ensure_stream(q, err) < 0 || ensure_consumer(q, err) < 0) {
+  if (nats_open(q, err) < 0 || ensure_stream(q, err) < 0 || ensure_consumer(q, err) < 0 ||
+      ensure_states(q, err) < 0) {
     brume_event_queue_close(q);
     return NULL;
   }
@@ -260,6 +283,7 @@ void brume_event_queue_close(brume_event_queue *q) {
     }
   }
   natsSubscription_Destroy(q->sub);
+  kvStore_Destroy(q->states);
   jsCtx_Destroy(q->js);
   natsConnection_Destroy(q->nc);
   pthread_mutex_destroy(&q->fetch_mu);
@@ -524,4 +548,40 @@ void brume_event_free(brume_event *e) {
   if (e == NULL) return;
   natsMsg_Destroy(e->msg);
   free(e);
+}
+
+int brume_event_state_get(brume_event_queue *q, const char *event_id, void **data, size_t *len,
+                          brume_err **err) {
+  *data = NULL;
+  *len = 0;
+  if (!token_ok(event_id, BRUME_EVENT_ID_MAX))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "an event id is 1-64 letters, digits, '-' or '_'");
+  kvEntry *e = NULL;
+  natsStatus s = kvStore_Get(&e, q->states, event_id);
+  if (s == NATS_NOT_FOUND)
+    return brume_err_set(err, BRUME_NOT_FOUND, "ResourceNotFoundException: no event %s", event_id);
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: reading the state of %s: %s",
+                         event_id, nats_why(s));
+  int n = kvEntry_ValueLen(e);
+  *data = brume_xmalloc(n > 0 ? (size_t)n : 1);
+  if (n > 0) memcpy(*data, kvEntry_Value(e), (size_t)n);
+  *len = n > 0 ? (size_t)n : 0;
+  kvEntry_Destroy(e);
+  return 0;
+}
+
+int brume_event_state_put(brume_event_queue *q, const char *event_id, const void *data, size_t len,
+                          brume_err **err) {
+  if (!token_ok(event_id, BRUME_EVENT_ID_MAX))
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "an event id is 1-64 letters, digits, '-' or '_'");
+  if (len > (size_t)INT32_MAX)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: a state of %zu bytes", len);
+  natsStatus s = kvStore_Put(NULL, q->states, event_id, data, (int)len);
+  if (s != NATS_OK)
+    return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: writing the state of %s: %s",
+                         event_id, nats_why(s));
+  return 0;
 }

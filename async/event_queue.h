@@ -6,6 +6,9 @@
  * "deliver" (explicit acks) exist with the configuration given: created when missing, updated when
  * they differ, so that every frontend may open the queue, in any order.
  *
+ * It also makes sure of the key-value bucket brume_events, where each event's state is kept
+ * (below).
+ *
  * Publishing waits for JetStream's acknowledgement: an event is queued once brume_event_queue_put()
  * returned 0, and only then may the frontend answer "accepted". The event id goes in the
  * Nats-Msg-Id header: the same id twice within the duplicate window is stored once.
@@ -98,5 +101,18 @@ int brume_event_working(brume_event *e, brume_err **err);
 /* Settles e for good without a further delivery (it went to its destination otherwise). */
 int brume_event_drop(brume_event *e, brume_err **err);
 void brume_event_free(brume_event *e);
+
+/* ---- The events' states ----
+ * The key-value bucket brume_events holds each event's state (a packed brume.EventRecord,
+ * proto/brume/async.proto) by event id, one revision kept, for max_age_ms after its last change. */
+
+/* The state of event_id into *data and *len (caller frees *data). NOT_FOUND
+ * "ResourceNotFoundException: ..." when there is none (never delivered yet, or gone with its age),
+ * UNAVAILABLE when NATS did not answer. */
+int brume_event_state_get(brume_event_queue *q, const char *event_id, void **data, size_t *len,
+                          brume_err **err);
+/* Replaces the state of event_id, waiting for JetStream's acknowledgement. */
+int brume_event_state_put(brume_event_queue *q, const char *event_id, const void *data, size_t len,
+                          brume_err **err);
 
 #endif

@@ -40,7 +40,7 @@ void brume_event_id(const char *account_id, const char *request_id, char out[37]
 }
 
 /* Opens the queue if it is not open; true when it is. Called at start and by the reopening
- * ticker only: an Event invocation never waits for a connection attempt (current_queue). */
+ * ticker only: an Event invocation never waits for a connection attempt. */
 static bool queue_ready(brume_event_accept *a) {
   pthread_mutex_lock(&a->mu);
   if (a->q == NULL) {
@@ -59,8 +59,7 @@ static void reopen_tick(void *arg) {
   queue_ready(arg);
 }
 
-/* The queue once open (it is never closed before brume_event_accept_free), or NULL. */
-static brume_event_queue *current_queue(brume_event_accept *a) {
+brume_event_queue *brume_event_accept_queue(brume_event_accept *a) {
   pthread_mutex_lock(&a->mu);
   brume_event_queue *q = a->q;
   pthread_mutex_unlock(&a->mu);
@@ -138,7 +137,7 @@ void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
     refuse(a, call, "refused", err);
     return;
   }
-  brume_event_queue *q = current_queue(a);
+  brume_event_queue *q = brume_event_accept_queue(a);
   if (q == NULL) {
     brume_err_set(&err, BRUME_UNAVAILABLE,
                   "ServiceUnavailableException: the event queue (NATS at %s) cannot be reached; "

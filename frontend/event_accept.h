@@ -36,6 +36,10 @@ brume_event_accept *brume_event_accept_new(const brume_event_accept_opts *opts);
 /* Waits for the events being queued to be answered, then closes the queue. */
 void brume_event_accept_free(brume_event_accept *a);
 
+/* The event queue, once open (it stays open until brume_event_accept_free), or NULL while NATS
+ * could not be reached yet: what the deliveries (event_delivery.h) pull from. */
+brume_event_queue *brume_event_accept_queue(brume_event_accept *a);
+
 /* Starts call (an Invoke whose request is req, already authenticated, invocation_type EVENT) for
  * account_id's function name at qualifier, with the call's request_id. Returns at once. */
 void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,

@@ -30,15 +30,16 @@
 #include "dashboard.h"
 #include "env_crypt.h"
 #include "etcd.h"
-#include "http.h"
 #include "event_accept.h"
+#include "event_delivery.h"
+#include "http.h"
 #include "invoke.h"
-#include "policy.h"
 #include "key_store.h"
 #include "log.h"
 #include "manage.h"
 #include "mem.h"
 #include "names.h"
+#include "policy.h"
 #include "rpc.h"
 #include "service.h"
 #include "workq.h"
@@ -70,6 +71,8 @@ static struct {
   int64_t async_max_queued;
   int64_t async_duplicate_window;
   int64_t async_ack_wait;
+  int64_t async_workers;
+  int64_t async_time_scale;
 } cfg;
 
 static const brume_opt opts[] = {
@@ -137,10 +140,16 @@ static const brume_opt opts[] = {
     BRUME_OPT_DURATION("async_duplicate_window", &cfg.async_duplicate_window, BRUME_SECONDS(1),
                        BRUME_MINUTES(24 * 60), "10m",
                        "how long the same request id names the same event, queued once"),
-    BRUME_OPT_DURATION("async_ack_wait", &cfg.async_ack_wait, BRUME_SECONDS(1),
-                       BRUME_MINUTES(60), "30s",
+    BRUME_OPT_DURATION("async_ack_wait", &cfg.async_ack_wait, BRUME_SECONDS(1), BRUME_MINUTES(60),
+                       "30s",
                        "how long a delivery may go without saying it is still working before "
                        "its event goes to another frontend"),
+    BRUME_OPT_INT("async_workers", &cfg.async_workers, 0, 10000, "16",
+                  "queued events this frontend runs at once (0: it only accepts events, and "
+                  "other frontends deliver them)"),
+    BRUME_OPT_INT("async_time_scale", &cfg.async_time_scale, 1, 3600, "1",
+                  "divides every retry delay, backoff and maximum event age of the deliveries "
+                  "(tests: 60 runs a minute in a second)"),
 };
 
 static char daemon_id[256];
@@ -200,6 +209,7 @@ static struct {
   brume_dashboard *dashboard;
   brume_invoker *invoker;
   brume_event_accept *events;
+  brume_event_delivery *delivery;
   brume_workq *wq;
   brume_manage *manage;
   brume_frontend_service svc;
@@ -363,6 +373,16 @@ static int start(brume_err **err) {
         .retry_ms = BRUME_SECONDS(2),
         .metrics = d.b.metrics};
     d.events = brume_event_accept_new(&eo);
+    if (cfg.async_workers > 0) {
+      brume_event_delivery_opts edo = {.accept = d.events,
+                                       .invoker = d.invoker,
+                                       .delivered_by = daemon_id,
+                                       .workers = (int)cfg.async_workers,
+                                       .ack_wait_ms = cfg.async_ack_wait,
+                                       .time_scale = (double)cfg.async_time_scale,
+                                       .metrics = d.b.metrics};
+      d.delivery = brume_event_delivery_start(&edo);
+    }
   }
   d.wq = brume_workq_new((int)cfg.jobs);
   brume_manage_opts mo = {.etcd = d.b.etcd,
@@ -418,6 +438,8 @@ static void stop(void) {
   /* New calls are refused; the invocations under way finish (their clients still open), the
    * queued management calls run out; then the server goes, answering what is left. */
   if (d.svc_ready) brume_frontend_service_stop(&d.svc);
+  /* The queued events running end and are settled before the invoker goes. */
+  brume_event_delivery_stop(d.delivery);
   brume_invoker_drain(d.invoker);
   /* The workers fetched the code of the last cold starts; the dashboard's handlers and its
    * sampler use the clients freed below. */

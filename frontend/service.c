@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "brume/async.pb-c.h"
 #include "brume/frontend.pb-c.h"
 #include "log.h"
 #include "mem.h"
@@ -45,7 +46,7 @@ void brume_frontend_service_stop(brume_frontend_service *svc) {
 
 /* ---- what each method needs ---- */
 
-typedef enum method_kind { KIND_INVOKE, KIND_MANAGE, KIND_KEYS } method_kind;
+typedef enum method_kind { KIND_INVOKE, KIND_EVENTS, KIND_MANAGE, KIND_KEYS } method_kind;
 
 static const char *method_short(brume_rpc_call *call) {
   const char *m = brume_rpc_call_method(call);
@@ -55,6 +56,7 @@ static const char *method_short(brume_rpc_call *call) {
 
 static method_kind kind_of(const char *method) {
   if (strcmp(method, "Invoke") == 0) return KIND_INVOKE;
+  if (strcmp(method, "GetEvent") == 0) return KIND_EVENTS;
   if (strstr(method, "ApiKey")) return KIND_KEYS;
   return KIND_MANAGE;
 }
@@ -162,6 +164,36 @@ static brume_status serve_keys(job *j, const char *method) {
   return BRUME_OK;
 }
 
+/* GetEvent: the event's state from the event queue, if it is the caller's account's. */
+static brume_status serve_event(job *j) {
+  const Brume__GetEventRequest *req = (const void *)j->req;
+  brume_autoptr(brume_err) err = NULL;
+  brume_event_queue *q = j->svc->events ? brume_event_accept_queue(j->svc->events) : NULL;
+  brume_autofree void *data = NULL;
+  size_t len = 0;
+  Brume__EventRecord *rec = NULL;
+  if (q == NULL)
+    brume_err_set(&err, BRUME_UNAVAILABLE,
+                  "ServiceUnavailableException: this frontend has no event queue (nats_urls "
+                  "unset, or NATS unreachable)");
+  else if (brume_event_state_get(q, req->event_id, &data, &len, &err) == 0) {
+    rec = brume__event_record__unpack(NULL, len, data);
+    /* Another account's event is answered as no event at all. */
+    if (rec == NULL || strcmp(rec->account_id, j->account) != 0)
+      brume_err_set(&err, BRUME_NOT_FOUND, "ResourceNotFoundException: no event %s", req->event_id);
+  }
+  if (err) {
+    brume__event_record__free_unpacked(rec, NULL);
+    brume_frontend_fail(j->call, err);
+    return err->code;
+  }
+  Brume__GetEventResponse resp = BRUME__GET_EVENT_RESPONSE__INIT;
+  resp.event = rec;
+  brume_rpc_call_reply(j->call, &resp.base);
+  brume__event_record__free_unpacked(rec, NULL);
+  return BRUME_OK;
+}
+
 static void job_run(void *arg) {
   brume_autofree job *j = arg;
   /* Copied: the call and its request are gone once it is answered, and the audit comes after. */
@@ -169,8 +201,11 @@ static void job_run(void *arg) {
   const char *name = function_name_of(j->req);
   brume_autofree char *fn = name ? brume_xstrdup(name) : NULL;
   brume_status code;
-  if (kind_of(method) == KIND_KEYS)
+  method_kind kind = kind_of(method);
+  if (kind == KIND_KEYS)
     code = serve_keys(j, method);
+  else if (kind == KIND_EVENTS)
+    code = serve_event(j);
   else
     code = brume_manage_serve(j->svc->manage, j->call, j->method, j->req, j->account, &j->who);
   if (!read_only(method) || code == BRUME_PERMISSION_DENIED)
@@ -211,9 +246,9 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
     return;
   }
   method_kind kind = kind_of(method);
-  unsigned needs = kind == KIND_INVOKE   ? BRUME_SCOPE_INVOKE
-                   : kind == KIND_MANAGE ? BRUME_SCOPE_MANAGE
-                                         : BRUME_SCOPE_ADMIN;
+  unsigned needs = kind == KIND_INVOKE || kind == KIND_EVENTS ? BRUME_SCOPE_INVOKE
+                   : kind == KIND_MANAGE                      ? BRUME_SCOPE_MANAGE
+                                                              : BRUME_SCOPE_ADMIN;
   if (!brume_api_key_allows(who.scopes, needs)) {
     char have[64];
     brume_err_set(&err, BRUME_PERMISSION_DENIED,
@@ -266,8 +301,7 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
                              "(asynchronous) invocations: its nats_urls is not set");
         return;
       }
-      brume_event_accept_start(svc->events, call, req, account, parsed.name, qualifier,
-                               request_id);
+      brume_event_accept_start(svc->events, call, req, account, parsed.name, qualifier, request_id);
       return;
     }
     brume_invoker_start(svc->invoker, call, req, account, parsed.name, qualifier, request_id);

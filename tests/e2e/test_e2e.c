@@ -44,18 +44,9 @@ static char admin_key[160], key_a[160], key_invoke_only[160], key_b[160];
 
 /* ---- calls ---- */
 
-static unsigned method_index(const char *name) {
-  const ProtobufCMethodDescriptor *m =
-      protobuf_c_service_descriptor_get_method_by_name(&brume__frontend__descriptor, name);
-  if (m == NULL) fail_msg("no method %s", name);
-  return (unsigned)(m - brume__frontend__descriptor.methods);
-}
-
 /* A Frontend call with key (NULL: none). 0, or -1 with err. */
 static int fe(const char *method, const char *key, const void *req, void *reply, brume_err **err) {
-  brume_rpc_call_opts o = {.deadline_ms = 120000, .api_key = key, .request_id = "test-e2e"};
-  return brume_rpc_unary(c->frontend.client, &brume__frontend__descriptor, method_index(method),
-                         req, (ProtobufCMessage **)reply, &o, err);
+  return brume_test_cluster_frontend_call(c, method, key, "test-e2e", req, reply, err);
 }
 
 /* The server's message in a client's error: after the "<target> /brume.Frontend/<Method>: "
@@ -96,18 +87,7 @@ static bool payload_is(const Brume__InvokeResponse *r, const char *want) {
 
 /* Creates fn for key's account from the echo runtime's zip; 0 or -1 with err. */
 static int create_echo(const char *key, const char *fn, uint32_t timeout_ms, brume_err **err) {
-  Brume__CreateFunctionRequest req = BRUME__CREATE_FUNCTION_REQUEST__INIT;
-  req.function_name = (char *)fn;
-  req.handler = "echo.handler";
-  req.handler_mode = BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API;
-  req.memory_size_mib = 128;
-  req.timeout_ms = timeout_ms;
-  req.zip_file.data = c->workers[0]->zip_data;
-  req.zip_file.len = c->workers[0]->zip_len;
-  Brume__CreateFunctionResponse *resp = NULL;
-  if (fe("CreateFunction", key, &req, &resp, err) < 0) return -1;
-  free_msg(resp);
-  return 0;
+  return brume_test_cluster_create_echo(c, key, fn, timeout_ms, err);
 }
 
 static char *make_key(const char *account, const char *scope1, const char *scope2, char *out,

@@ -235,3 +235,33 @@ void brume_test_cluster_free(brume_test_cluster *c) {
   for (size_t i = c->n_workers; i-- > 0;) brume_test_worker_free(c->workers[i]);
   free(c);
 }
+
+int brume_test_cluster_frontend_call(brume_test_cluster *c, const char *method, const char *key,
+                                     const char *request_id, const void *req, void *reply,
+                                     brume_err **err) {
+  const ProtobufCMethodDescriptor *m =
+      protobuf_c_service_descriptor_get_method_by_name(&brume__frontend__descriptor, method);
+  if (m == NULL) return brume_err_set(err, BRUME_INVALID_ARGUMENT, "no method %s", method);
+  brume_rpc_call_opts o = {
+      .deadline_ms = 120000, .api_key = key, .request_id = request_id ? request_id : "test"};
+  return brume_rpc_unary(c->frontend.client, &brume__frontend__descriptor,
+                         (unsigned)(m - brume__frontend__descriptor.methods), req,
+                         (ProtobufCMessage **)reply, &o, err);
+}
+
+int brume_test_cluster_create_echo(brume_test_cluster *c, const char *key, const char *fn,
+                                   uint32_t timeout_ms, brume_err **err) {
+  Brume__CreateFunctionRequest req = BRUME__CREATE_FUNCTION_REQUEST__INIT;
+  req.function_name = (char *)fn;
+  req.handler = "echo.handler";
+  req.handler_mode = BRUME__HANDLER_MODE__HANDLER_MODE_RUNTIME_API;
+  req.memory_size_mib = 128;
+  req.timeout_ms = timeout_ms;
+  req.zip_file.data = c->workers[0]->zip_data;
+  req.zip_file.len = c->workers[0]->zip_len;
+  Brume__CreateFunctionResponse *resp = NULL;
+  if (brume_test_cluster_frontend_call(c, "CreateFunction", key, NULL, &req, &resp, err) < 0)
+    return -1;
+  protobuf_c_message_free_unpacked(&resp->base, NULL);
+  return 0;
+}

@@ -7,6 +7,7 @@
 #define BRUME_TEST_CLUSTER_FIXTURE_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "rpc.h"
@@ -56,6 +57,14 @@ int brume_test_cluster_start_counting(brume_test_cluster *c, const char *const *
  * and placement daemon 0, with extra flags; waits for it and opens its client (which accepts
  * 64 MiB replies). */
 int brume_test_cluster_start_frontend(brume_test_cluster *c, const char *const *extra);
+/* A Frontend call by method name with API key (NULL: none) and request id (NULL: "test"), a
+ * deadline of 120 s: 0 with *reply set, or -1 with err. */
+int brume_test_cluster_frontend_call(brume_test_cluster *c, const char *method, const char *key,
+                                     const char *request_id, const void *req, void *reply,
+                                     brume_err **err);
+/* Creates function fn in key's account from the echo runtime's zip (128 MiB, timeout_ms). */
+int brume_test_cluster_create_echo(brume_test_cluster *c, const char *key, const char *fn,
+                                   uint32_t timeout_ms, brume_err **err);
 /* Signals a daemon and reaps it; its wait status, or -1. */
 int brume_test_cluster_stop_daemon(brume_test_daemon *d, int sig);
 /* Makes an admin key for account with `brume-frontend bootstrap-key` into key (at least 128
