@@ -1,12 +1,11 @@
 /* The queue of asynchronous invocations on NATS JetStream: see event_queue.h. */
 #include "event_queue.h"
 
-#include <nats/nats.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "event_queue_impl.h"
 #include "log.h"
 #include "mem.h"
 
@@ -14,31 +13,7 @@
 #define CONSUMER "deliver"
 #define STATE_BUCKET "brume_events"
 #define SUBJECT_PREFIX "brume.events."
-#define NS_PER_MS 1000000LL
-/* Asynchronous puts under way, by their message's address (what the ack handler is given). */
-#define PENDING_BUCKETS 4096
 #define PUBLISH_MAX_PENDING 65536
-
-typedef struct pending {
-  natsMsg *msg;
-  brume_event_put_done_fn done;
-  void *arg;
-  char account[BRUME_EVENT_ACCOUNT_MAX];
-  char id[BRUME_EVENT_ID_MAX];
-  struct pending *next;
-} pending;
-
-struct brume_event_queue {
-  natsConnection *nc;
-  jsCtx *js;
-  jsOptions jo;
-  kvStore *states;          /* STATE_BUCKET */
-  natsSubscription *sub;    /* the pull subscription on CONSUMER, made at the first fetch */
-  pthread_mutex_t fetch_mu; /* one Fetch at a time on sub (the client allows no more) */
-  brume_event_queue_opts o;
-  pthread_mutex_t pending_mu;
-  pending *pending[PENDING_BUCKETS];
-};
 
 static void put_answered(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae, void *closure);
 
@@ -46,10 +21,7 @@ static void put_answered(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae
  * discard_new_per_subject (the enum of libnats 3.4 lacks it). */
 #define JS_STREAM_STORE_FAILED 10077
 
-/* Words for failure s: the client library's last error on this thread when it is s's (it keeps
- * the last one until another replaces it, and some failures, such as a timeout, set none), else
- * the status's name. */
-static const char *nats_why(natsStatus s) {
+const char *brume_eq_nats_why(natsStatus s) {
   natsStatus last = NATS_OK;
   const char *text = nats_GetLastError(&last);
   return last == s && text && *text ? text : natsStatus_GetText(s);
@@ -72,9 +44,7 @@ static const char *conn_status_name(natsConnStatus cs) {
   }
 }
 
-/* Account ids and event ids become a subject token and a header value: letters, digits, '-' and
- * '_' only, so that no '.', '*', '>' or space changes what the subject means. */
-static bool token_ok(const char *s, size_t max) {
+bool brume_eq_token_ok(const char *s, size_t max) {
   size_t n = 0;
   for (; s[n]; n++) {
     char c = s[n];
@@ -136,7 +106,7 @@ static int ensure_stream(brume_event_queue *q, brume_err **err) {
   return brume_err_set(err, jerr ? BRUME_FAILED_PRECONDITION : BRUME_UNAVAILABLE,
                        "the event queue (NATS JetStream): cannot create or update the stream %s: "
                        "%s (JetStream error %d)",
-                       STREAM, nats_why(s), (int)jerr);
+                       STREAM, brume_eq_nats_why(s), (int)jerr);
 }
 
 static int ensure_consumer(brume_event_queue *q, brume_err **err) {
@@ -155,7 +125,7 @@ static int ensure_consumer(brume_event_queue *q, brume_err **err) {
   return brume_err_set(err, jerr ? BRUME_FAILED_PRECONDITION : BRUME_UNAVAILABLE,
                        "the event queue (NATS JetStream): cannot create or update the consumer "
                        "%s: %s (JetStream error %d)",
-                       CONSUMER, nats_why(s), (int)jerr);
+                       CONSUMER, brume_eq_nats_why(s), (int)jerr);
 }
 
 /* Creates the key-value bucket of the events' states, or opens it as it is when it exists with
@@ -175,7 +145,7 @@ static int ensure_states(brume_event_queue *q, brume_err **err) {
   return brume_err_set(err, BRUME_UNAVAILABLE,
                        "the event queue (NATS JetStream): cannot create or open the key-value "
                        "bucket %s: %s",
-                       STATE_BUCKET, nats_why(s));
+                       STATE_BUCKET, brume_eq_nats_why(s));
 }
 
 static int check_opts(const brume_event_queue_opts *o, brume_err **err) {
@@ -216,13 +186,14 @@ static int nats_open(brume_event_queue *q, brume_err **err) {
   if (s != NATS_OK) {
     natsOptions_Destroy(no);
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: NATS options: %s",
-                         nats_why(s));
+                         brume_eq_nats_why(s));
   }
   s = natsConnection_Connect(&q->nc, no);
   natsOptions_Destroy(no);
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE,
-                         "the event queue: cannot connect to NATS at %s: %s", o->urls, nats_why(s));
+                         "the event queue: cannot connect to NATS at %s: %s", o->urls,
+                         brume_eq_nats_why(s));
   jsOptions_Init(&q->jo);
   q->jo.Wait = o->timeout_ms;
   q->jo.PublishAsync.AckHandler = put_answered;
@@ -231,7 +202,7 @@ static int nats_open(brume_event_queue *q, brume_err **err) {
   s = natsConnection_JetStream(&q->js, q->nc, &q->jo);
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: NATS JetStream: %s",
-                         nats_why(s));
+                         brume_eq_nats_why(s));
   return 0;
 }
 
@@ -242,7 +213,7 @@ brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, br
   pthread_mutex_init(&q->fetch_mu, NULL);
   pthread_mutex_init(&q->pending_mu, NULL);
   if (nats_open(q, err) < 0 || ensure_stream(q, err) < 0 || ensure_consumer(q, err) < 0 ||
-      ensure_states(q, err) < 0) {
+      ensure_states(q, err) < 0 || brume_eq_ensure_named_queues(q, err) < 0) {
     brume_event_queue_close(q);
     return NULL;
   }
@@ -311,7 +282,8 @@ static int put_failed(const brume_event_queue *q, const char *account, const cha
 /* What put and put_async check before sending: the names, the size, the connection. */
 static int can_put(brume_event_queue *q, const char *account, const char *event_id, size_t len,
                    brume_err **err) {
-  if (!token_ok(account, BRUME_EVENT_ACCOUNT_MAX) || !token_ok(event_id, BRUME_EVENT_ID_MAX))
+  if (!brume_eq_token_ok(account, BRUME_EVENT_ACCOUNT_MAX) ||
+      !brume_eq_token_ok(event_id, BRUME_EVENT_ID_MAX))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "the event queue: account and event id must be 1-64 letters, digits, "
                          "'-' or '_'");
@@ -356,7 +328,7 @@ int brume_event_queue_put(brume_event_queue *q, const char *account, const char 
     jsPubAck_Destroy(pa);
     return 0;
   }
-  return put_failed(q, account, event_id, s, jerr, nats_why(s), err);
+  return put_failed(q, account, event_id, s, jerr, brume_eq_nats_why(s), err);
 }
 
 static size_t bucket_of(const natsMsg *m) {
@@ -411,7 +383,7 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
   if (s == NATS_OK) s = natsMsgHeader_Set(m, "Nats-Expected-Stream", STREAM);
   if (s != NATS_OK) {
     natsMsg_Destroy(m);
-    return put_failed(q, account, event_id, s, 0, nats_why(s), err);
+    return put_failed(q, account, event_id, s, 0, brume_eq_nats_why(s), err);
   }
   pending *p = brume_xcalloc(1, sizeof(*p));
   p->msg = m;
@@ -431,7 +403,7 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
   pending *mine = pending_take(q, m);
   free(mine);
   natsMsg_Destroy(sent);
-  return put_failed(q, account, event_id, s, 0, nats_why(s), err);
+  return put_failed(q, account, event_id, s, 0, brume_eq_nats_why(s), err);
 }
 
 int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err) {
@@ -440,7 +412,7 @@ int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **e
   natsStatus s = js_GetStreamInfo(&si, q->js, STREAM, &q->jo, &jerr);
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: stream %s: %s", STREAM,
-                         nats_why(s));
+                         brume_eq_nats_why(s));
   *depth = si->State.Msgs;
   jsStreamInfo_Destroy(si);
   return 0;
@@ -457,7 +429,7 @@ static int subscribe(brume_event_queue *q, brume_err **err) {
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE,
                          "the event queue: cannot pull from consumer %s: %s (JetStream error %d)",
-                         CONSUMER, nats_why(s), (int)jerr);
+                         CONSUMER, brume_eq_nats_why(s), (int)jerr);
   return 0;
 }
 
@@ -469,7 +441,8 @@ static bool event_from(brume_event *e, natsMsg *m) {
       natsMsgHeader_Get(m, "Nats-Msg-Id", &id) != NATS_OK || id == NULL)
     return false;
   const char *account = subject + strlen(SUBJECT_PREFIX);
-  if (!token_ok(account, sizeof(e->account)) || !token_ok(id, sizeof(e->id))) return false;
+  if (!brume_eq_token_ok(account, sizeof(e->account)) || !brume_eq_token_ok(id, sizeof(e->id)))
+    return false;
   snprintf(e->account, sizeof(e->account), "%s", account);
   snprintf(e->id, sizeof(e->id), "%s", id);
   e->data = natsMsg_GetData(m);
@@ -500,7 +473,7 @@ int brume_event_queue_fetch(brume_event_queue *q, brume_event **out, int max, in
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE,
                          "the event queue: fetching from consumer %s: %s (JetStream error %d)",
-                         CONSUMER, nats_why(s), (int)jerr);
+                         CONSUMER, brume_eq_nats_why(s), (int)jerr);
   int n = 0;
   for (int i = 0; i < list.Count; i++) {
     natsMsg *m = list.Msgs[i];
@@ -523,7 +496,7 @@ int brume_event_queue_fetch(brume_event_queue *q, brume_event **out, int max, in
 static int settled(brume_event *e, natsStatus s, const char *what, brume_err **err) {
   if (s == NATS_OK) return 0;
   return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: %s event %s: %s", what, e->id,
-                       nats_why(s));
+                       brume_eq_nats_why(s));
 }
 
 int brume_event_done(brume_event *e, brume_err **err) {
@@ -554,7 +527,7 @@ int brume_event_state_get(brume_event_queue *q, const char *event_id, void **dat
                           brume_err **err) {
   *data = NULL;
   *len = 0;
-  if (!token_ok(event_id, BRUME_EVENT_ID_MAX))
+  if (!brume_eq_token_ok(event_id, BRUME_EVENT_ID_MAX))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "an event id is 1-64 letters, digits, '-' or '_'");
   kvEntry *e = NULL;
@@ -563,7 +536,7 @@ int brume_event_state_get(brume_event_queue *q, const char *event_id, void **dat
     return brume_err_set(err, BRUME_NOT_FOUND, "ResourceNotFoundException: no event %s", event_id);
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: reading the state of %s: %s",
-                         event_id, nats_why(s));
+                         event_id, brume_eq_nats_why(s));
   int n = kvEntry_ValueLen(e);
   *data = brume_xmalloc(n > 0 ? (size_t)n : 1);
   if (n > 0) memcpy(*data, kvEntry_Value(e), (size_t)n);
@@ -574,7 +547,7 @@ int brume_event_state_get(brume_event_queue *q, const char *event_id, void **dat
 
 int brume_event_state_put(brume_event_queue *q, const char *event_id, const void *data, size_t len,
                           brume_err **err) {
-  if (!token_ok(event_id, BRUME_EVENT_ID_MAX))
+  if (!brume_eq_token_ok(event_id, BRUME_EVENT_ID_MAX))
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "an event id is 1-64 letters, digits, '-' or '_'");
   if (len > (size_t)INT32_MAX)
@@ -582,6 +555,6 @@ int brume_event_state_put(brume_event_queue *q, const char *event_id, const void
   natsStatus s = kvStore_Put(NULL, q->states, event_id, data, (int)len);
   if (s != NATS_OK)
     return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: writing the state of %s: %s",
-                         event_id, nats_why(s));
+                         event_id, brume_eq_nats_why(s));
   return 0;
 }

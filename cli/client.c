@@ -29,6 +29,13 @@ static const char *const method_names[BRUME_CLI_N_METHODS] = {
     [BRUME_CLI_CREATE_API_KEY] = "CreateApiKey",
     [BRUME_CLI_LIST_API_KEYS] = "ListApiKeys",
     [BRUME_CLI_DELETE_API_KEY] = "DeleteApiKey",
+    [BRUME_CLI_GET_EVENT] = "GetEvent",
+    [BRUME_CLI_PUT_FUNCTION_EVENT_INVOKE_CONFIG] = "PutFunctionEventInvokeConfig",
+    [BRUME_CLI_GET_FUNCTION_EVENT_INVOKE_CONFIG] = "GetFunctionEventInvokeConfig",
+    [BRUME_CLI_DELETE_FUNCTION_EVENT_INVOKE_CONFIG] = "DeleteFunctionEventInvokeConfig",
+    [BRUME_CLI_LIST_QUEUES] = "ListQueues",
+    [BRUME_CLI_READ_QUEUE] = "ReadQueue",
+    [BRUME_CLI_DRAIN_QUEUE] = "DrainQueue",
 };
 
 const char *brume_cli_method_name(enum brume_cli_method m) {

@@ -358,6 +358,10 @@ const brume_cli_command brume_cli_function_commands[] = {
      function_list},
     {"function", "delete", "NAME [--qualifier VERSION]", 1, 1, delete_flags,
      "Delete a function, or one of its versions.", function_delete},
+    {"function", "event-config", "put|get|delete NAME [--qualifier Q] [--max-retries N] ...", 2, 2,
+     brume_cli_event_config_flags,
+     "A qualifier's asynchronous invocation settings: retries, maximum event age, destinations.",
+     brume_cli_event_config},
 };
 const size_t brume_cli_n_function_commands = BRUME_ARRAY_LEN(brume_cli_function_commands);
 

@@ -61,5 +61,12 @@ extern const brume_cli_command brume_cli_invoke_commands[];
 extern const size_t brume_cli_n_invoke_commands;
 extern const brume_cli_command brume_cli_keys_commands[];
 extern const size_t brume_cli_n_keys_commands;
+extern const brume_cli_command brume_cli_events_commands[];
+extern const size_t brume_cli_n_events_commands;
+extern const brume_cli_command brume_cli_queue_commands[];
+extern const size_t brume_cli_n_queue_commands;
+/* `brume function event-config put|get|delete` (cmd_events.c), a row of the function group. */
+extern const brume_cli_flag brume_cli_event_config_flags[];
+int brume_cli_event_config(struct brume_cli_ctx *ctx);
 
 #endif

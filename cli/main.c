@@ -33,7 +33,7 @@ static void print_flags(FILE *f, const brume_cli_flag *flags) {
 
 static void print_command_help(FILE *f, const brume_cli_command *c) {
   brume_autofree char *name = brume_cli_command_name(NULL, c);
-  fprintf(f, "Usage: %s %s\n\n%s\n", name, c->synopsis, c->summary);
+  fprintf(f, "Usage: %s%s%s\n\n%s\n", name, *c->synopsis ? " " : "", c->synopsis, c->summary);
   if (c->flags && c->flags->name) {
     fprintf(f, "\nOptions:\n");
     print_flags(f, c->flags);
@@ -45,7 +45,8 @@ static void print_group_help(FILE *f, const brume_cli_group *g) {
   fprintf(f, "%s\n\nCommands:\n", g->summary);
   for (size_t i = 0; i < g->n_commands; i++) {
     brume_autofree char *name = brume_cli_command_name(NULL, &g->commands[i]);
-    fprintf(f, "  %s %s\n      %s\n", name, g->commands[i].synopsis, g->commands[i].summary);
+    fprintf(f, "  %s%s%s\n      %s\n", name, *g->commands[i].synopsis ? " " : "",
+            g->commands[i].synopsis, g->commands[i].summary);
   }
   fprintf(f, "\nSee 'brume help %s COMMAND' for a command's options.\n", g->name);
 }
@@ -113,6 +114,10 @@ int main(int argc, char **argv) {
        brume_cli_provisioned_commands, brume_cli_n_provisioned_commands},
       {"invoke", "Run a function.", brume_cli_invoke_commands, brume_cli_n_invoke_commands},
       {"keys", "API keys (admin scope).", brume_cli_keys_commands, brume_cli_n_keys_commands},
+      {"events", "Queued (--async) invocations: where one stands.", brume_cli_events_commands,
+       brume_cli_n_events_commands},
+      {"queue", "Named queues: the records of ended events that destinations put there.",
+       brume_cli_queue_commands, brume_cli_n_queue_commands},
   };
   const size_t n_groups = BRUME_ARRAY_LEN(groups);
 

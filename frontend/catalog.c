@@ -54,6 +54,8 @@ typedef struct cat_fn {
   cat_version **versions;
   size_t n_aliases;
   cat_alias **aliases;
+  size_t n_event_configs;
+  brume_fn_event_config *event_configs; /* ascending qualifiers, as in the document */
 } cat_fn;
 
 struct brume_catalog {
@@ -209,6 +211,7 @@ static void cat_fn_free(cat_fn *f) {
     free(f->aliases[i]);
   }
   free(f->aliases);
+  free(f->event_configs);
   free(f->key);
   free(f);
 }
@@ -261,6 +264,9 @@ static cat_fn *cat_fn_build(brume_catalog *c, const char *account, const char *n
     ca->weight = a->routing_weight;
     f->aliases[f->n_aliases++] = ca;
   }
+  f->event_configs = brume_xcalloc(d->n_event_configs + 1, sizeof(*f->event_configs));
+  memcpy(f->event_configs, d->event_configs, d->n_event_configs * sizeof(*f->event_configs));
+  f->n_event_configs = d->n_event_configs;
   return brume_steal(&f);
 }
 
@@ -457,6 +463,29 @@ int brume_catalog_resolve(brume_catalog *c, const char *account_id, const char *
   }
   *out = t;
   return 0;
+}
+
+static const char *cat_event_config_at(const void *f, size_t i) {
+  return ((const cat_fn *)f)->event_configs[i].qualifier;
+}
+
+int brume_catalog_event_config(brume_catalog *c, const char *account_id, const char *name,
+                               const char *qualifier, brume_fn_event_config *out) {
+  brume_fn_event_config_init(out, qualifier);
+  brume_autofree char *key = brume_xasprintf("%s/%s", account_id, name);
+  int rc = -1;
+  pthread_rwlock_rdlock(&c->lock);
+  bool found;
+  size_t i = brume_sorted_find((void *const *)c->fns, c->n_fns, named_key, key, &found);
+  if (found) {
+    const cat_fn *f = c->fns[i];
+    size_t j =
+        brume_sorted_search(f->n_event_configs, cat_event_config_at, f, out->qualifier, &found);
+    rc = found;
+    if (found) *out = f->event_configs[j];
+  }
+  pthread_rwlock_unlock(&c->lock);
+  return rc;
 }
 
 int64_t brume_catalog_revision(brume_catalog *c) {

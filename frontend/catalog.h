@@ -24,6 +24,7 @@
 #include "env_crypt.h"
 #include "err.h"
 #include "etcd.h"
+#include "event_config.h"
 
 typedef struct brume_catalog brume_catalog;
 
@@ -58,6 +59,13 @@ const Brume__SandboxSpec *brume_fn_target_spec(const brume_fn_target *t);
 /* The ARN as invoked: unqualified for $LATEST without a qualifier, else qualified with the
  * qualifier the client gave (the alias, not the version it resolved to). */
 const char *brume_fn_target_invoked_arn(const brume_fn_target *t);
+
+/* The asynchronous invocation settings of account_id's function name at qualifier ("" =
+ * $LATEST, as invoked: an alias's own settings, not its version's) into *out: 1 when the qualifier
+ * has settings of its own, 0 when it has none (*out holds the defaults), -1 when there is no such
+ * function (*out holds the defaults). */
+int brume_catalog_event_config(brume_catalog *c, const char *account_id, const char *name,
+                               const char *qualifier, brume_fn_event_config *out);
 
 /* <code_url_base>/code/<sha256>, where workers fetch a code archive (caller frees). */
 char *brume_catalog_code_url(const brume_catalog *c, const char *sha256);

@@ -9,8 +9,11 @@
 
 #include "brume/async.pb-c.h"
 #include "clock.h"
+#include "event_record.h"
 #include "log.h"
 #include "mem.h"
+#include "named_queue.h"
+#include "names.h"
 #include "policy.h"
 #include "random.h"
 
@@ -25,6 +28,9 @@
 /* The longest an invocation may take (a function's longest timeout), and a margin for its cold
  * start, for the deadline of a delivery's invocation. */
 #define RUN_DEADLINE_MS (15 * 60 * 1000 + 2 * 60 * 1000)
+/* The most of a response a destination record carries (a run's response may be 6 MiB; a NATS
+ * message is at most 1 MiB). */
+#define RESPONSE_KEPT_MAX (256 * 1024)
 
 /* One try, as the state keeps it (a brume.EventTry). */
 typedef struct try_rec {
@@ -52,6 +58,7 @@ typedef struct running {
   Brume__QueuedEvent *qe;
   Brume__InvokeRequest req; /* the invocation's request: its payload is qe's */
   record rec;
+  brume_fn_event_config config; /* the qualifier's settings when it was fetched */
   brume_event_policy policy;
   /* The try under way: set by run_done. */
   int64_t began_ms, ended_ms;
@@ -59,6 +66,11 @@ typedef struct running {
   bool function_gone; /* the function (or its qualifier) was deleted since it was accepted */
   char version[17];
   char *error;
+  /* The last run's response (at most RESPONSE_KEPT_MAX) and function error type, for the
+   * destination record; response NULL while it never ran. */
+  uint8_t *response;
+  size_t response_len;
+  char function_error[129];
   struct running *next;
 } running;
 
@@ -77,6 +89,7 @@ struct brume_event_delivery {
   brume_counter *ends;    /* {end} */
   brume_gauge *running_g; /* events running now */
   brume_histogram *start_delay;
+  brume_counter *destinations; /* {kind, result} */
 };
 
 static const char *outcome_name(brume_try_outcome o) {
@@ -144,41 +157,54 @@ static void record_from_proto(record *r, const Brume__EventRecord *p) {
   }
 }
 
-/* The state of event r as stored: a packed brume.EventRecord (caller frees). */
-static uint8_t *record_pack(const running *r, size_t *len) {
-  const Brume__QueuedEvent *qe = r->qe;
-  const record *rec = &r->rec;
-  Brume__EventRecord p = BRUME__EVENT_RECORD__INIT;
-  p.event_id = qe->event_id;
-  p.account_id = qe->account_id;
-  p.function_name = qe->function_name;
-  p.qualifier = qe->qualifier;
-  p.request_id = qe->request_id;
-  p.accepted_unix_ms = qe->accepted_unix_ms;
-  p.state = rec->state;
-  p.attempts = rec->attempts;
-  p.backoffs = rec->backoffs;
-  p.next_attempt_unix_ms = rec->next_attempt_ms;
-  p.condition = (char *)(rec->condition ? rec->condition : "");
-  p.updated_unix_ms = brume_wall_ms();
+/* Room for a brume.EventRecord's tries that points into a running event. */
+typedef struct record_view {
+  Brume__EventRecord p;
   Brume__EventTry tries[TRIES_KEPT];
   Brume__EventTry *tp[TRIES_KEPT];
+} record_view;
+
+/* The state of event r as a brume.EventRecord pointing into r (valid while r is unchanged). */
+static void record_view_fill(record_view *v, const running *r) {
+  const Brume__QueuedEvent *qe = r->qe;
+  const record *rec = &r->rec;
+  Brume__EventRecord *p = &v->p;
+  brume__event_record__init(p);
+  p->event_id = qe->event_id;
+  p->account_id = qe->account_id;
+  p->function_name = qe->function_name;
+  p->qualifier = qe->qualifier;
+  p->request_id = qe->request_id;
+  p->accepted_unix_ms = qe->accepted_unix_ms;
+  p->state = rec->state;
+  p->attempts = rec->attempts;
+  p->backoffs = rec->backoffs;
+  p->next_attempt_unix_ms = rec->next_attempt_ms;
+  p->condition = (char *)(rec->condition ? rec->condition : "");
+  p->updated_unix_ms = brume_wall_ms();
   for (size_t i = 0; i < rec->n_tries; i++) {
     const try_rec *t = &rec->tries[i];
-    brume__event_try__init(&tries[i]);
-    tries[i].began_unix_ms = t->began_ms;
-    tries[i].ended_unix_ms = t->ended_ms;
-    tries[i].outcome = (char *)t->outcome;
-    tries[i].executed_version = (char *)t->version;
-    tries[i].error = t->error ? t->error : "";
-    tries[i].delivered_by = (char *)rec->tries_by[i];
-    tp[i] = &tries[i];
+    Brume__EventTry *et = &v->tries[i];
+    brume__event_try__init(et);
+    et->began_unix_ms = t->began_ms;
+    et->ended_unix_ms = t->ended_ms;
+    et->outcome = (char *)t->outcome;
+    et->executed_version = (char *)t->version;
+    et->error = t->error ? t->error : "";
+    et->delivered_by = (char *)rec->tries_by[i];
+    v->tp[i] = et;
   }
-  p.n_tries = rec->n_tries;
-  p.tries = tp;
-  *len = brume__event_record__get_packed_size(&p);
+  p->n_tries = rec->n_tries;
+  p->tries = v->tp;
+}
+
+/* The state of event r as stored: a packed brume.EventRecord (caller frees). */
+static uint8_t *record_pack(const running *r, size_t *len) {
+  record_view v;
+  record_view_fill(&v, r);
+  *len = brume__event_record__get_packed_size(&v.p);
   uint8_t *buf = brume_xmalloc(*len ? *len : 1);
-  brume__event_record__pack(&p, buf);
+  brume__event_record__pack(&v.p, buf);
   return buf;
 }
 
@@ -188,6 +214,7 @@ static void running_free(running *r) {
   brume__queued_event__free_unpacked(r->qe, NULL);
   record_clear(&r->rec);
   free(r->error);
+  free(r->response);
   free(r);
 }
 
@@ -211,12 +238,96 @@ static void settle_with(running *r, bool ended, int64_t delay_ms) {
                "event_id=%s err=%s", r->e->id, err->msg);
 }
 
-/* Ends the event for good: succeeded, or failed with condition. */
+/* Puts the record of r, which ended (condition NULL: succeeded), in its destination: 0 when it
+ * has none or the destination took it, -1 when it did not. */
+static int send_destination(brume_event_delivery *d, brume_event_queue *q, running *r,
+                            const char *condition) {
+  const brume_fn_event_config *c = &r->config;
+  const char *to = !condition         ? c->on_success
+                   : c->on_failure[0] ? c->on_failure
+                                      : c->dead_letter_queue;
+  brume_destination dest;
+  brume_autoptr(brume_err) err = NULL;
+  if (*to == '\0') return 0;
+  if (brume_destination_parse(to, "destination", &dest, &err) < 0) {
+    /* Checked when it was set: only a document written by hand gets here. */
+    brume_warn("An event's destination is malformed; no record is sent.", "event_id=%s to=%s",
+               r->e->id, to);
+    return 0;
+  }
+  record_view v;
+  record_view_fill(&v, r);
+  brume_autofree char *arn =
+      brume_function_arn(d->o.region, r->qe->account_id, r->qe->function_name,
+                         *r->qe->qualifier ? r->qe->qualifier : BRUME_LATEST);
+  brume_event_outcome o = {.event = r->qe,
+                           .record = &v.p,
+                           .function_arn = arn,
+                           .condition = condition,
+                           .response = r->response,
+                           .response_len = r->response_len,
+                           .function_error = r->function_error,
+                           .now_unix_ms = brume_wall_ms()};
+  size_t len = 0;
+  brume_autofree char *doc = brume_event_destination_record(&o, true, &len);
+  /* One record per event and ending: a delivery that dies after sending it and sends it again
+   * names it the same, and JetStream keeps it once. */
+  char msg_id[BRUME_EVENT_ID_MAX + 16];
+  snprintf(msg_id, sizeof(msg_id), "%s-%s", r->e->id, condition ? "failure" : "success");
+  int rc;
+  const char *kind = dest.kind == BRUME_DESTINATION_QUEUE ? "queue" : "function";
+  if (dest.kind == BRUME_DESTINATION_QUEUE) {
+    rc = brume_named_queue_put(q, r->qe->account_id, dest.name, msg_id, doc, len, &err);
+  } else {
+    if (len > BRUME_PAYLOAD_EVENT_MAX) {
+      free(doc);
+      doc = brume_event_destination_record(&o, false, &len);
+    }
+    Brume__QueuedEvent ev = BRUME__QUEUED_EVENT__INIT;
+    char event_id[37];
+    brume_event_id(r->qe->account_id, msg_id, event_id);
+    ev.event_id = event_id;
+    ev.account_id = r->qe->account_id;
+    ev.function_name = dest.name;
+    ev.qualifier = dest.qualifier;
+    ev.payload.data = (uint8_t *)doc;
+    ev.payload.len = len;
+    ev.request_id = msg_id;
+    ev.accepted_unix_ms = brume_wall_ms();
+    ev.accepted_by = (char *)d->o.delivered_by;
+    size_t plen = brume__queued_event__get_packed_size(&ev);
+    brume_autofree uint8_t *buf = brume_xmalloc(plen ? plen : 1);
+    brume__queued_event__pack(&ev, buf);
+    rc = brume_event_queue_put(q, r->qe->account_id, event_id, buf, plen, NULL, &err);
+  }
+  brume_counter_inc(d->destinations, 1, kind, rc == 0 ? "sent" : "failed");
+  if (rc < 0)
+    brume_warn(
+        "An event's record could not be sent to its destination; the event is tried "
+        "again.",
+        "event_id=%s to=%s err=%s", r->e->id, to, err->msg);
+  else
+    brume_debug("An event's record went to its destination.", "event_id=%s to=%s bytes=%zu",
+                r->e->id, to, len);
+  return rc;
+}
+
+/* Ends the event for good: succeeded, or failed with condition. Its record goes to its
+ * destination first: when that fails, the event is handed back as after a platform error (it
+ * runs again: at least once). */
 static void end_event(brume_event_delivery *d, brume_event_queue *q, running *r,
                       const char *condition) {
   r->rec.state = condition ? BRUME__EVENT_STATE__EVENT_FAILED : BRUME__EVENT_STATE__EVENT_SUCCEEDED;
   r->rec.condition = condition;
   r->rec.next_attempt_ms = 0;
+  if (send_destination(d, q, r, condition) < 0) {
+    r->rec.state = BRUME__EVENT_STATE__EVENT_RETRY_SCHEDULED;
+    r->rec.condition = NULL;
+    r->rec.next_attempt_ms = brume_wall_ms() + NATS_RETRY_MS;
+    save_state(q, r);
+    settle_with(r, false, NATS_RETRY_MS);
+    return;
+  }
   save_state(q, r);
   settle_with(r, true, 0);
   brume_counter_inc(d->ends, 1, condition ? condition : "succeeded");
@@ -331,6 +442,12 @@ static void run_done(void *arg, const Brume__InvokeResponse *resp, const brume_e
     r->error = brume_xasprintf("%s: %.*s", brume_status_name(err->code), TRY_ERROR_MAX, err->msg);
   } else {
     snprintf(r->version, sizeof(r->version), "%s", resp->executed_version);
+    free(r->response);
+    r->response_len = resp->payload.len < RESPONSE_KEPT_MAX ? resp->payload.len : RESPONSE_KEPT_MAX;
+    r->response = brume_xmalloc(r->response_len + 1);
+    if (r->response_len) memcpy(r->response, resp->payload.data, r->response_len);
+    snprintf(r->function_error, sizeof(r->function_error), "%s",
+             resp->function_error ? resp->function_error->type : "");
     if (resp->function_error) {
       r->outcome = BRUME_TRY_FUNCTION_ERROR;
       r->error = brume_xasprintf("%.128s: %.*s", resp->function_error->type, TRY_ERROR_MAX,
@@ -395,8 +512,11 @@ static void begin(brume_event_delivery *d, brume_event_queue *q, brume_event *e)
   r->d = d;
   r->e = e;
   r->qe = qe;
-  r->policy = (brume_event_policy){.max_retries = BRUME_EVENT_RETRIES_DEFAULT,
-                                   .max_age_s = BRUME_EVENT_AGE_DEFAULT_S,
+  /* The settings as they are now: a change applies to the tries after it. */
+  brume_catalog_event_config(d->o.catalog, qe->account_id, qe->function_name, qe->qualifier,
+                             &r->config);
+  r->policy = (brume_event_policy){.max_retries = r->config.max_retries,
+                                   .max_age_s = r->config.max_age_s,
                                    .time_scale = d->o.time_scale};
   if (load_state(q, r) < 0) {
     settle_with(r, false, NATS_RETRY_MS);
@@ -491,6 +611,11 @@ brume_event_delivery *brume_event_delivery_start(const brume_event_delivery_opts
       "end", NULL);
   d->running_g = brume_metrics_gauge(opts->metrics, "brume_frontend_events_running",
                                      "Queued events this frontend is running now.", NULL);
+  d->destinations = brume_metrics_counter(
+      opts->metrics, "brume_frontend_event_destinations_total",
+      "Records of ended events sent to their destinations, by kind (queue, function) and result "
+      "(sent, failed: the event is tried again).",
+      "kind", "result", NULL);
   d->start_delay = brume_metrics_histogram(
       opts->metrics, "brume_frontend_event_start_delay_seconds",
       "From an event's acceptance to the start of its first try.", NULL, 0, NULL);

@@ -10,6 +10,9 @@
  *          -> function error or timeout (an attempt), throttle or platform error (a backoff):
  *             state RETRY_SCHEDULED at its time, handed back to JetStream with that delay
  *          -> retries exhausted, age exceeded, function deleted: state FAILED, acknowledged
+ *   an event that ended puts its record (event_record.h) in its destination first: on_success,
+ *   or on_failure (else dead_letter_queue): a named queue (async/named_queue.h), or another
+ *   function, as an Event invocation of it
  *
  * The state is written before the event is settled, so a frontend killed between the two leaves
  * an event that JetStream redelivers after its ack wait, and that the next delivery finds
@@ -32,6 +35,8 @@ typedef struct brume_event_delivery brume_event_delivery;
 
 typedef struct brume_event_delivery_opts {
   brume_event_accept *accept; /* whose queue the events come from (brume_event_accept_queue) */
+  brume_catalog *catalog;     /* each function qualifier's settings (retries, age, destinations) */
+  const char *region;         /* for the ARNs in destination records */
   brume_invoker *invoker;
   const char *delivered_by; /* this frontend's daemon id, recorded in each try */
   int workers;              /* events run at once, > 0 */

@@ -237,10 +237,13 @@ char *brume_fn_doc_json(const brume_fn_doc *d) {
     json_array_append_new(versions, config_json(&d->versions[i]));
   for (size_t i = 0; i < d->n_aliases; i++)
     json_array_append_new(aliases, alias_json(&d->aliases[i]));
+  json_t *event_configs = json_array();
+  for (size_t i = 0; i < d->n_event_configs; i++)
+    json_array_append_new(event_configs, brume_fn_event_config_json(&d->event_configs[i]));
   brume_autoptr(json_t) o =
-      json_pack("{s:I, s:I, s:o, s:o, s:o}", "created_unix_ms", (json_int_t)d->created_unix_ms,
+      json_pack("{s:I, s:I, s:o, s:o, s:o, s:o}", "created_unix_ms", (json_int_t)d->created_unix_ms,
                 "last_version", (json_int_t)d->last_version, "latest", config_json(&d->latest),
-                "versions", versions, "aliases", aliases);
+                "versions", versions, "aliases", aliases, "event_configs", event_configs);
   BRUME_ENSURE(o != NULL);
   char *s = json_dumps(o, JSON_COMPACT);
   BRUME_ENSURE(s != NULL);
@@ -332,15 +335,17 @@ brume_fn_doc *brume_fn_doc_parse(const char *json, size_t len, brume_err **err) 
   json_error_t je;
   brume_autoptr(json_t) o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &je);
   json_int_t created, last;
-  json_t *latest, *versions, *aliases;
+  json_t *latest, *versions, *aliases, *event_configs = NULL;
   if (o == NULL) {
     brume_err_set(err, BRUME_DATA_LOSS, "a function document is not JSON: %s", je.text);
     return NULL;
   }
-  if (json_unpack_ex(o, &je, JSON_STRICT, "{s:I, s:I, s:o, s:o, s:o}", "created_unix_ms", &created,
-                     "last_version", &last, "latest", &latest, "versions", &versions, "aliases",
-                     &aliases) < 0 ||
-      !json_is_array(versions) || !json_is_array(aliases) || last < 0 ||
+  /* event_configs came later: a document without it has none. */
+  if (json_unpack_ex(o, &je, JSON_STRICT, "{s:I, s:I, s:o, s:o, s:o, s?o}", "created_unix_ms",
+                     &created, "last_version", &last, "latest", &latest, "versions", &versions,
+                     "aliases", &aliases, "event_configs", &event_configs) < 0 ||
+      !json_is_array(versions) || !json_is_array(aliases) ||
+      (event_configs && !json_is_array(event_configs)) || last < 0 ||
       last > BRUME_VERSION_NUMBER_MAX) {
     brume_err_set(err, BRUME_DATA_LOSS, "a function document is malformed: %s",
                   json_is_object(o) ? je.text : "not an object");
@@ -380,6 +385,17 @@ brume_fn_doc *brume_fn_doc_parse(const char *json, size_t len, brume_err **err) 
       return NULL;
     }
   }
+  size_t n_ec = event_configs ? json_array_size(event_configs) : 0;
+  d->event_configs = brume_xcalloc(n_ec + 1, sizeof(*d->event_configs));
+  for (size_t i = 0; i < n_ec; i++) {
+    brume_fn_event_config *c = &d->event_configs[i];
+    if (brume_fn_event_config_parse(json_array_get(event_configs, i), c, err) < 0) return NULL;
+    d->n_event_configs++;
+    if (i > 0 && strcmp(d->event_configs[i - 1].qualifier, c->qualifier) >= 0) {
+      brume_err_set(err, BRUME_DATA_LOSS, "a function document's event_configs are out of order");
+      return NULL;
+    }
+  }
   return brume_steal(&d);
 }
 
@@ -415,6 +431,7 @@ void brume_fn_doc_free(brume_fn_doc *d) {
   free(d->versions);
   for (size_t i = 0; i < d->n_aliases; i++) brume_fn_alias_clear(&d->aliases[i]);
   free(d->aliases);
+  free(d->event_configs);
   free(d);
 }
 
@@ -526,6 +543,7 @@ int brume_fn_doc_delete_version(brume_fn_doc *d, const char *version, const char
   brume_fn_config_clear(&d->versions[i]);
   memmove(&d->versions[i], &d->versions[i + 1], (d->n_versions - i - 1) * sizeof(*d->versions));
   d->n_versions--;
+  brume_fn_doc_delete_event_config(d, version, arn, NULL); /* its settings go with it */
   return 0;
 }
 
@@ -607,5 +625,60 @@ int brume_fn_doc_delete_alias(brume_fn_doc *d, const char *name, const char *arn
   brume_fn_alias_clear(&d->aliases[i]);
   memmove(&d->aliases[i], &d->aliases[i + 1], (d->n_aliases - i - 1) * sizeof(*d->aliases));
   d->n_aliases--;
+  brume_fn_doc_delete_event_config(d, name, arn, NULL); /* its settings go with it */
+  return 0;
+}
+
+/* ---- Asynchronous invocation settings ---- */
+
+static const char *event_config_at(const void *doc, size_t i) {
+  return ((const brume_fn_doc *)doc)->event_configs[i].qualifier;
+}
+
+static size_t event_config_index(const brume_fn_doc *d, const char *qualifier, bool *found) {
+  return brume_sorted_search(d->n_event_configs, event_config_at, d,
+                             qualifier && *qualifier ? qualifier : BRUME_LATEST, found);
+}
+
+const brume_fn_event_config *brume_fn_doc_event_config(const brume_fn_doc *d,
+                                                       const char *qualifier) {
+  bool found;
+  size_t i = event_config_index(d, qualifier, &found);
+  return found ? &d->event_configs[i] : NULL;
+}
+
+const brume_fn_event_config *brume_fn_doc_put_event_config(brume_fn_doc *d,
+                                                           const brume_fn_event_config *c,
+                                                           const char *arn, brume_err **err) {
+  bool exists = brume_is_version(c->qualifier) ? brume_fn_doc_version(d, c->qualifier) != NULL
+                                               : brume_fn_doc_alias(d, c->qualifier) != NULL;
+  if (!exists) {
+    brume_err_set(err, BRUME_NOT_FOUND, NOT_FOUND "Function not found: %s:%s", arn, c->qualifier);
+    return NULL;
+  }
+  bool found;
+  size_t i = event_config_index(d, c->qualifier, &found);
+  if (!found) {
+    d->event_configs =
+        brume_xrealloc(d->event_configs, (d->n_event_configs + 1) * sizeof(*d->event_configs));
+    memmove(&d->event_configs[i + 1], &d->event_configs[i],
+            (d->n_event_configs - i) * sizeof(*d->event_configs));
+    d->n_event_configs++;
+  }
+  d->event_configs[i] = *c;
+  return &d->event_configs[i];
+}
+
+int brume_fn_doc_delete_event_config(brume_fn_doc *d, const char *qualifier, const char *arn,
+                                     brume_err **err) {
+  bool found;
+  size_t i = event_config_index(d, qualifier, &found);
+  if (!found)
+    return brume_err_set(err, BRUME_NOT_FOUND,
+                         NOT_FOUND "The function %s has no asynchronous invocation settings for %s",
+                         arn, qualifier && *qualifier ? qualifier : BRUME_LATEST);
+  memmove(&d->event_configs[i], &d->event_configs[i + 1],
+          (d->n_event_configs - i - 1) * sizeof(*d->event_configs));
+  d->n_event_configs--;
   return 0;
 }

@@ -9,7 +9,9 @@
  * Stored form (every field is written; unknown fields are refused, so a typo is noticed):
  *   {"created_unix_ms": 1764290000123, "last_version": 2,
  *    "latest": <config>, "versions": [<config>, ...],      ascending version numbers
- *    "aliases": [<alias>, ...]}                            ascending names
+ *    "aliases": [<alias>, ...],                            ascending names
+ *    "event_configs": [<event config>, ...]}               ascending qualifiers (event_config.h);
+ *                                                           absent in older documents = none
  *   <config>: {"version": "$LATEST" | "3", "description": "", "handler_mode": 1, "handler": "h",
  *              "runtime": "provided", "memory_mib": 128, "timeout_ms": 3000,
  *              "ephemeral_mib": 512, "env": "v1:..." (env_crypt.h's sealed form; absent = none),
@@ -33,6 +35,7 @@
 
 #include "brume/frontend.pb-c.h"
 #include "err.h"
+#include "event_config.h"
 
 #define BRUME_REVISION_ID_HEX 32
 #define BRUME_VERSION_STR_MAX 16 /* "$LATEST" or at most 9 digits */
@@ -85,6 +88,8 @@ typedef struct brume_fn_doc {
   brume_fn_config *versions; /* ascending version numbers */
   size_t n_aliases;
   brume_fn_alias *aliases; /* ascending names */
+  size_t n_event_configs;
+  brume_fn_event_config *event_configs; /* ascending qualifiers (event_config.h) */
 } brume_fn_doc;
 
 /* ---- Configurations ---- */
@@ -187,6 +192,21 @@ const brume_fn_alias *brume_fn_doc_put_alias(brume_fn_doc *d, const brume_fn_ali
                                              const char *arn, brume_err **err);
 /* Removes an alias; NOT_FOUND when there is none. */
 int brume_fn_doc_delete_alias(brume_fn_doc *d, const char *name, const char *arn, brume_err **err);
+
+/* ---- Asynchronous invocation settings (event_config.h) ---- */
+
+/* The settings of qualifier ("" = $LATEST) itself, NULL when it has none of its own. */
+const brume_fn_event_config *brume_fn_doc_event_config(const brume_fn_doc *d,
+                                                       const char *qualifier);
+/* Sets c (already checked) for its qualifier, which must be $LATEST, a version or an alias of d:
+ * NOT_FOUND otherwise. Returns the stored copy (owned by d). */
+const brume_fn_event_config *brume_fn_doc_put_event_config(brume_fn_doc *d,
+                                                           const brume_fn_event_config *c,
+                                                           const char *arn, brume_err **err);
+/* Removes qualifier's settings; NOT_FOUND when it has none. Deleting a version or an alias
+ * removes its settings too. */
+int brume_fn_doc_delete_event_config(brume_fn_doc *d, const char *qualifier, const char *arn,
+                                     brume_err **err);
 
 void brume_fn_alias_clear(brume_fn_alias *a);
 void brume_fn_alias_copy(brume_fn_alias *dst, const brume_fn_alias *src);

@@ -375,6 +375,8 @@ static int start(brume_err **err) {
     d.events = brume_event_accept_new(&eo);
     if (cfg.async_workers > 0) {
       brume_event_delivery_opts edo = {.accept = d.events,
+                                       .catalog = d.catalog,
+                                       .region = cfg.region,
                                        .invoker = d.invoker,
                                        .delivered_by = daemon_id,
                                        .workers = (int)cfg.async_workers,

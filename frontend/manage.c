@@ -285,6 +285,9 @@ static const struct {
     {"PutProvisionedConcurrencyConfig", mg_put_provisioned},
     {"GetProvisionedConcurrencyConfig", mg_get_provisioned},
     {"DeleteProvisionedConcurrencyConfig", mg_delete_provisioned},
+    {"PutFunctionEventInvokeConfig", mg_put_event_config},
+    {"GetFunctionEventInvokeConfig", mg_get_event_config},
+    {"DeleteFunctionEventInvokeConfig", mg_delete_event_config},
 };
 
 brume_manage *brume_manage_new(const brume_manage_opts *opts) {

@@ -44,7 +44,7 @@ void brume_manage_free(brume_manage *m);
  * brume_frontend_fail with a reason-led message). Returns the status code it answered with
  * (BRUME_OK for a reply), which the caller writes to the audit log. */
 brume_status brume_manage_serve(brume_manage *m, brume_rpc_call *call, unsigned method,
-                        const ProtobufCMessage *req, const char *account_id,
-                        const brume_principal *who);
+                                const ProtobufCMessage *req, const char *account_id,
+                                const brume_principal *who);
 
 #endif

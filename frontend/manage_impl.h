@@ -1,6 +1,6 @@
 /* What the management calls' files (manage.c, manage_functions.c, manage_aliases.c,
- * manage_concurrency.c) share: the module's state, reading and writing documents with a
- * compare-and-swap, and turning documents into replies. Not a public header. */
+ * manage_concurrency.c, manage_events.c) share: the module's state, reading and writing documents
+ * with a compare-and-swap, and turning documents into replies. Not a public header. */
 #ifndef BRUME_FRONTEND_MANAGE_IMPL_H
 #define BRUME_FRONTEND_MANAGE_IMPL_H
 
@@ -142,5 +142,6 @@ mg_handler mg_create_function, mg_update_function_code, mg_update_function_confi
 mg_handler mg_create_alias, mg_update_alias, mg_get_alias, mg_list_aliases, mg_delete_alias;
 mg_handler mg_put_function_concurrency, mg_get_function_concurrency, mg_delete_function_concurrency,
     mg_put_provisioned, mg_get_provisioned, mg_delete_provisioned;
+mg_handler mg_put_event_config, mg_get_event_config, mg_delete_event_config;
 
 #endif

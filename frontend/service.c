@@ -11,6 +11,7 @@
 #include "brume/frontend.pb-c.h"
 #include "log.h"
 #include "mem.h"
+#include "named_queue.h"
 #include "names.h"
 #include "random.h"
 #include "reply.h"
@@ -46,7 +47,13 @@ void brume_frontend_service_stop(brume_frontend_service *svc) {
 
 /* ---- what each method needs ---- */
 
-typedef enum method_kind { KIND_INVOKE, KIND_EVENTS, KIND_MANAGE, KIND_KEYS } method_kind;
+typedef enum method_kind {
+  KIND_INVOKE,
+  KIND_EVENTS,
+  KIND_QUEUES,
+  KIND_MANAGE,
+  KIND_KEYS
+} method_kind;
 
 static const char *method_short(brume_rpc_call *call) {
   const char *m = brume_rpc_call_method(call);
@@ -57,6 +64,7 @@ static const char *method_short(brume_rpc_call *call) {
 static method_kind kind_of(const char *method) {
   if (strcmp(method, "Invoke") == 0) return KIND_INVOKE;
   if (strcmp(method, "GetEvent") == 0) return KIND_EVENTS;
+  if (strstr(method, "Queue")) return KIND_QUEUES;
   if (strstr(method, "ApiKey")) return KIND_KEYS;
   return KIND_MANAGE;
 }
@@ -164,19 +172,87 @@ static brume_status serve_keys(job *j, const char *method) {
   return BRUME_OK;
 }
 
+/* The event queue, or NULL and UNAVAILABLE. */
+static brume_event_queue *event_queue_of(brume_frontend_service *svc, brume_err **err) {
+  brume_event_queue *q = svc->events ? brume_event_accept_queue(svc->events) : NULL;
+  if (q == NULL)
+    brume_err_set(err, BRUME_UNAVAILABLE,
+                  "ServiceUnavailableException: this frontend has no event queue (nats_urls "
+                  "unset, or NATS unreachable)");
+  return q;
+}
+
+/* ListQueues, ReadQueue, DrainQueue (async/named_queue.h), in the caller's account. */
+static brume_status serve_queues(job *j, const char *method) {
+  brume_autoptr(brume_err) err = NULL;
+  brume_event_queue *q = event_queue_of(j->svc, &err);
+  if (q && strcmp(method, "ListQueues") == 0) {
+    brume_autofree brume_named_queue_info *list = NULL;
+    size_t n = 0;
+    if (brume_named_queue_list(q, j->account, &list, &n, &err) == 0) {
+      brume_autofree Brume__QueueInfo *infos = brume_xcalloc(n + 1, sizeof(*infos));
+      brume_autofree Brume__QueueInfo **ptrs = brume_xcalloc(n + 1, sizeof(*ptrs));
+      for (size_t i = 0; i < n; i++) {
+        brume__queue_info__init(&infos[i]);
+        infos[i].name = list[i].name;
+        infos[i].messages = list[i].messages;
+        ptrs[i] = &infos[i];
+      }
+      Brume__ListQueuesResponse resp = BRUME__LIST_QUEUES_RESPONSE__INIT;
+      resp.queues = ptrs;
+      resp.n_queues = n;
+      brume_rpc_call_reply(j->call, &resp.base);
+      return BRUME_OK;
+    }
+  } else if (q) {
+    bool drain = strcmp(method, "DrainQueue") == 0;
+    const Brume__ReadQueueRequest *rq = drain ? NULL : (const void *)j->req;
+    const Brume__DrainQueueRequest *dq = drain ? (const void *)j->req : NULL;
+    const char *name = drain ? dq->queue_name : rq->queue_name;
+    uint32_t max = drain ? dq->max_messages : rq->max_messages;
+    uint64_t after = drain ? 0 : rq->after_sequence;
+    brume_queue_message *msgs = NULL;
+    size_t n = 0;
+    if (max > 100)
+      brume_err_set(&err, BRUME_INVALID_ARGUMENT,
+                    "InvalidParameterValueException: max_messages %u is out of range 1-100", max);
+    else if (brume_named_queue_read(q, j->account, name, after + 1, max ? max : 10, &msgs, &n,
+                                    &err) == 0 &&
+             (!drain || n == 0 ||
+              brume_named_queue_remove(q, j->account, name, msgs[n - 1].seq, &err) == 0)) {
+      brume_autofree Brume__QueueMessage *qms = brume_xcalloc(n + 1, sizeof(*qms));
+      brume_autofree Brume__QueueMessage **ptrs = brume_xcalloc(n + 1, sizeof(*ptrs));
+      for (size_t i = 0; i < n; i++) {
+        brume__queue_message__init(&qms[i]);
+        qms[i].sequence = msgs[i].seq;
+        qms[i].body.data = (uint8_t *)msgs[i].data;
+        qms[i].body.len = msgs[i].len;
+        ptrs[i] = &qms[i];
+      }
+      /* The two responses have the same one field. */
+      Brume__ReadQueueResponse resp = BRUME__READ_QUEUE_RESPONSE__INIT;
+      Brume__DrainQueueResponse dresp = BRUME__DRAIN_QUEUE_RESPONSE__INIT;
+      resp.messages = dresp.messages = ptrs;
+      resp.n_messages = dresp.n_messages = n;
+      brume_rpc_call_reply(j->call, drain ? &dresp.base : &resp.base);
+      brume_queue_messages_free(msgs, n);
+      return BRUME_OK;
+    }
+    brume_queue_messages_free(msgs, n);
+  }
+  brume_frontend_fail(j->call, err);
+  return err->code;
+}
+
 /* GetEvent: the event's state from the event queue, if it is the caller's account's. */
 static brume_status serve_event(job *j) {
   const Brume__GetEventRequest *req = (const void *)j->req;
   brume_autoptr(brume_err) err = NULL;
-  brume_event_queue *q = j->svc->events ? brume_event_accept_queue(j->svc->events) : NULL;
+  brume_event_queue *q = event_queue_of(j->svc, &err);
   brume_autofree void *data = NULL;
   size_t len = 0;
   Brume__EventRecord *rec = NULL;
-  if (q == NULL)
-    brume_err_set(&err, BRUME_UNAVAILABLE,
-                  "ServiceUnavailableException: this frontend has no event queue (nats_urls "
-                  "unset, or NATS unreachable)");
-  else if (brume_event_state_get(q, req->event_id, &data, &len, &err) == 0) {
+  if (q && brume_event_state_get(q, req->event_id, &data, &len, &err) == 0) {
     rec = brume__event_record__unpack(NULL, len, data);
     /* Another account's event is answered as no event at all. */
     if (rec == NULL || strcmp(rec->account_id, j->account) != 0)
@@ -206,6 +282,8 @@ static void job_run(void *arg) {
     code = serve_keys(j, method);
   else if (kind == KIND_EVENTS)
     code = serve_event(j);
+  else if (kind == KIND_QUEUES)
+    code = serve_queues(j, method);
   else
     code = brume_manage_serve(j->svc->manage, j->call, j->method, j->req, j->account, &j->who);
   if (!read_only(method) || code == BRUME_PERMISSION_DENIED)
@@ -246,9 +324,9 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
     return;
   }
   method_kind kind = kind_of(method);
-  unsigned needs = kind == KIND_INVOKE || kind == KIND_EVENTS ? BRUME_SCOPE_INVOKE
-                   : kind == KIND_MANAGE                      ? BRUME_SCOPE_MANAGE
-                                                              : BRUME_SCOPE_ADMIN;
+  unsigned needs = kind == KIND_INVOKE || kind == KIND_EVENTS   ? BRUME_SCOPE_INVOKE
+                   : kind == KIND_MANAGE || kind == KIND_QUEUES ? BRUME_SCOPE_MANAGE
+                                                                : BRUME_SCOPE_ADMIN;
   if (!brume_api_key_allows(who.scopes, needs)) {
     char have[64];
     brume_err_set(&err, BRUME_PERMISSION_DENIED,

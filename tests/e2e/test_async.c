@@ -9,6 +9,14 @@
  *     retries), about 1 and then 2 scaled minutes apart (+-20 % jitter), and ends FAILED with
  *     RetriesExhausted, each try's error recorded;
  *   - GetEvent: another account's event is not found, a malformed id is refused;
+ *   - settings and destinations: a success's record lands in its on_success queue with the
+ *     request and the response; a failure's in its on_failure queue with RetriesExhausted and the
+ *     three errors; with MaximumRetryAttempts 0 the function runs once; a function with reserved
+ *     concurrency 0 and a maximum age of 60 s never runs, is redelivered with backoff, and lands
+ *     in on_failure with EventAgeExceeded; a function destination gets the record as an Event
+ *     invocation; bad input (a 300 KiB payload, 3 retries, an age of 30 s, a destination function
+ *     that does not exist, a malformed queue) is refused with a precise error; the queues listed,
+ *     one drained, and none shown to another account;
  *   - 1,000 events sent at a steady pace while the frontend that accepts and delivers them is
  *     killed with SIGKILL and started again (the client sends a refused event again with the
  *     same request id, as clients do): every accepted event ends SUCCEEDED (losses: must be 0),
@@ -30,6 +38,7 @@
 #include <unistd.h>
 /* cmocka.h needs the headers above. */
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "brume/async.pb-c.h"
 #include "brume/frontend.pb-c.h"
@@ -122,8 +131,9 @@ static Brume__EventRecord *wait_ended(const char *event_id, int64_t timeout_ms) 
 /* How many times the worker ran an invocation with request_id, from its log. */
 static int runs_of(const char *request_id) {
   char cmd[1024];
-  snprintf(cmd, sizeof(cmd), "grep -c 'msg=\"Invocation done.\" request_id=%s ' '%s/worker.log'",
-           request_id, c->workers[0]->dir);
+  snprintf(cmd, sizeof(cmd),
+           "grep -c 'msg=\"Invocation done.\" request_id=%s ' '%s/worker.log'; true", request_id,
+           c->workers[0]->dir);
   brume_autofree char *line = brume_test_last_line(cmd);
   return line ? atoi(line) : -1;
 }
@@ -206,6 +216,257 @@ static void test_get_event_refusals(void **state) {
   brume_err_clear(&err);
 }
 
+/* ---- settings and destinations ---- */
+
+/* Sets fn's $LATEST settings; 0 or -1 with err. */
+static int put_config(const char *fn, int retries, uint32_t age_s, const char *on_success,
+                      const char *on_failure, brume_err **err) {
+  Brume__PutFunctionEventInvokeConfigRequest req =
+      BRUME__PUT_FUNCTION_EVENT_INVOKE_CONFIG_REQUEST__INIT;
+  req.function_name = (char *)fn;
+  req.maximum_retry_attempts = retries;
+  req.maximum_event_age_s = age_s;
+  req.on_success = (char *)on_success;
+  req.on_failure = (char *)on_failure;
+  Brume__PutFunctionEventInvokeConfigResponse *resp = NULL;
+  if (brume_test_cluster_frontend_call(c, "PutFunctionEventInvokeConfig", key, NULL, &req, &resp,
+                                       err) < 0)
+    return -1;
+  free_msg(resp);
+  return 0;
+}
+
+/* The record for event_id in queue (parsed; caller frees), or NULL when it is not there. */
+static json_t *queue_record(const char *queue, const char *event_id) {
+  Brume__ReadQueueRequest req = BRUME__READ_QUEUE_REQUEST__INIT;
+  req.queue_name = (char *)queue;
+  req.max_messages = 100;
+  for (;;) {
+    Brume__ReadQueueResponse *resp = NULL;
+    brume_err *err = NULL;
+    if (brume_test_cluster_frontend_call(c, "ReadQueue", key, NULL, &req, &resp, &err) < 0)
+      fail_msg("ReadQueue %s: %s", queue, err->msg);
+    json_t *found = NULL;
+    for (size_t i = 0; i < resp->n_messages && !found; i++) {
+      json_t *r = json_loadb((const char *)resp->messages[i]->body.data,
+                             resp->messages[i]->body.len, 0, NULL);
+      if (r == NULL) fail_msg("a record in queue %s is not JSON", queue);
+      const char *id =
+          json_string_value(json_object_get(json_object_get(r, "requestContext"), "eventId"));
+      if (id && strcmp(id, event_id) == 0)
+        found = r;
+      else
+        json_decref(r);
+    }
+    size_t n = resp->n_messages;
+    if (n) req.after_sequence = resp->messages[n - 1]->sequence;
+    free_msg(resp);
+    if (found || n < 100) return found;
+  }
+}
+
+static const char *record_condition(json_t *r) {
+  return json_string_value(json_object_get(json_object_get(r, "requestContext"), "condition"));
+}
+
+static void test_on_success_record(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  if (put_config("echo", -1, 0, "queue:ok", "queue:failed", &err) < 0)
+    fail_msg("PutFunctionEventInvokeConfig: %s", err->msg);
+  char id[40];
+  if (send_event(c->frontend.client, "echo", "{\"hello\": \"destinations\"}", "async-ok", id,
+                 &err) < 0)
+    fail_msg("Event invocation: %s", err->msg);
+  Brume__EventRecord *e = wait_ended(id, 60000);
+  assert_int_equal(e->state, BRUME__EVENT_STATE__EVENT_SUCCEEDED);
+  free_msg(e);
+  json_t *r = queue_record("ok", id);
+  if (r == NULL) fail_msg("no record of %s in queue ok", id);
+  assert_string_equal(record_condition(r), "Success");
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(r, "requestPayload"), "hello")),
+      "destinations");
+  /* The echo runtime answers a payload that is no keyword with it and a count. */
+  const char *answer = json_string_value(json_object_get(r, "responsePayload"));
+  if (answer == NULL || strstr(answer, "destinations") == NULL)
+    fail_msg("the record's responsePayload is not the function's answer");
+  json_decref(r);
+  assert_null(queue_record("failed", id));
+  assert_int_equal(runs_of("async-ok"), 1);
+}
+
+static void test_on_failure_record(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  char id[40];
+  if (send_event(c->frontend.client, "echo", "fail", "async-failed", id, &err) < 0)
+    fail_msg("Event invocation: %s", err->msg);
+  Brume__EventRecord *e = wait_ended(id, 60000);
+  assert_int_equal(e->state, BRUME__EVENT_STATE__EVENT_FAILED);
+  free_msg(e);
+  json_t *r = queue_record("failed", id);
+  if (r == NULL) fail_msg("no record of %s in queue failed", id);
+  assert_string_equal(record_condition(r), "RetriesExhausted");
+  assert_int_equal(json_integer_value(json_object_get(r, "attempts")), 3);
+  json_t *tries = json_object_get(r, "tries");
+  assert_int_equal(json_array_size(tries), 3);
+  for (size_t i = 0; i < 3; i++)
+    if (strstr(json_string_value(json_object_get(json_array_get(tries, i), "error")),
+               "Echo.Failed") == NULL)
+      fail_msg("try %zu of the record holds no function error", i + 1);
+  json_decref(r);
+  assert_int_equal(runs_of("async-failed"), 3);
+}
+
+static void test_no_retries(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  if (put_config("echo", 0, 0, "", "queue:failed", &err) < 0)
+    fail_msg("PutFunctionEventInvokeConfig: %s", err->msg);
+  char id[40];
+  if (send_event(c->frontend.client, "echo", "fail", "async-once-only", id, &err) < 0)
+    fail_msg("Event invocation: %s", err->msg);
+  Brume__EventRecord *e = wait_ended(id, 60000);
+  assert_int_equal(e->state, BRUME__EVENT_STATE__EVENT_FAILED);
+  assert_string_equal(e->condition, "RetriesExhausted");
+  assert_int_equal(e->attempts, 1);
+  free_msg(e);
+  json_t *r = queue_record("failed", id);
+  assert_non_null(r);
+  json_decref(r);
+  assert_int_equal(runs_of("async-once-only"), 1);
+}
+
+static void test_throttled_until_too_old(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  if (brume_test_cluster_create_echo(c, key, "switched-off", 5000, &err) < 0)
+    fail_msg("CreateFunction: %s", err->msg);
+  Brume__PutFunctionConcurrencyRequest rc = BRUME__PUT_FUNCTION_CONCURRENCY_REQUEST__INIT;
+  rc.function_name = "switched-off";
+  rc.reserved_concurrent_executions = 0;
+  Brume__PutFunctionConcurrencyResponse *rcr = NULL;
+  if (brume_test_cluster_frontend_call(c, "PutFunctionConcurrency", key, NULL, &rc, &rcr, &err) < 0)
+    fail_msg("PutFunctionConcurrency: %s", err->msg);
+  free_msg(rcr);
+  /* 60 s on a clock 60 times fast: a second. */
+  if (put_config("switched-off", -1, 60, "", "queue:aged", &err) < 0)
+    fail_msg("PutFunctionEventInvokeConfig: %s", err->msg);
+  char id[40];
+  int64_t t0 = brume_mono_ms();
+  if (send_event(c->frontend.client, "switched-off", "never", "async-aged", id, &err) < 0)
+    fail_msg("Event invocation: %s", err->msg);
+  Brume__EventRecord *e = wait_ended(id, 30000);
+  fprintf(stderr, "throttled event failed after %lld ms: %u backoffs\n",
+          (long long)(brume_mono_ms() - t0), e->backoffs);
+  assert_int_equal(e->state, BRUME__EVENT_STATE__EVENT_FAILED);
+  assert_string_equal(e->condition, "EventAgeExceeded");
+  assert_int_equal(e->attempts, 0);
+  /* Redelivered with backoff: 17, 33, 67, 133 ... ms on this clock, so several within the second.
+   */
+  assert_true(e->backoffs >= 3);
+  for (size_t i = 0; i < e->n_tries; i++) assert_string_equal(e->tries[i]->outcome, "throttled");
+  free_msg(e);
+  json_t *r = queue_record("aged", id);
+  if (r == NULL) fail_msg("no record of %s in queue aged", id);
+  assert_string_equal(record_condition(r), "EventAgeExceeded");
+  json_decref(r);
+  assert_int_equal(runs_of("async-aged"), 0);
+}
+
+static void test_function_destination(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  if (brume_test_cluster_create_echo(c, key, "sink", 5000, &err) < 0)
+    fail_msg("CreateFunction: %s", err->msg);
+  if (put_config("echo", -1, 0, "function:sink", "", &err) < 0)
+    fail_msg("PutFunctionEventInvokeConfig: %s", err->msg);
+  char id[40];
+  if (send_event(c->frontend.client, "echo", "onward", "async-onward", id, &err) < 0)
+    fail_msg("Event invocation: %s", err->msg);
+  free_msg(wait_ended(id, 60000));
+  /* The record is an Event invocation of sink, with the request id <event id>-success. */
+  char rid[64];
+  snprintf(rid, sizeof(rid), "%s-success", id);
+  int64_t until = brume_mono_ms() + 120000;
+  while (runs_of(rid) < 1 && brume_mono_ms() < until) usleep(200 * 1000);
+  assert_int_equal(runs_of(rid), 1);
+}
+
+static void test_bad_input(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  char id[40];
+  char *big = malloc(300 * 1024 + 1);
+  memset(big, 'x', 300 * 1024);
+  big[300 * 1024] = '\0';
+  assert_int_equal(send_event(c->frontend.client, "echo", big, "async-big", id, &err), -1);
+  free(big);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  assert_non_null(strstr(err->msg, "RequestTooLargeException"));
+  brume_err_clear(&err);
+  struct {
+    int retries;
+    uint32_t age;
+    const char *on_failure, *says;
+  } bad[] = {{3, 0, "", "MaximumRetryAttempts"},
+             {-1, 30, "", "MaximumEventAgeInSeconds"},
+             {-1, 0, "function:no-such-function", "does not exist"},
+             {-1, 0, "queue:a.b", "on_failure"}};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+    assert_int_equal(put_config("echo", bad[i].retries, bad[i].age, "", bad[i].on_failure, &err),
+                     -1);
+    if (err->code != BRUME_INVALID_ARGUMENT || strstr(err->msg, bad[i].says) == NULL)
+      fail_msg("case %zu: %s %s; wanted INVALID_ARGUMENT ... %s", i, brume_status_name(err->code),
+               err->msg, bad[i].says);
+    brume_err_clear(&err);
+  }
+  /* A qualifier without settings of its own. */
+  Brume__GetFunctionEventInvokeConfigRequest g =
+      BRUME__GET_FUNCTION_EVENT_INVOKE_CONFIG_REQUEST__INIT;
+  g.function_name = "sink";
+  Brume__GetFunctionEventInvokeConfigResponse *gr = NULL;
+  assert_int_equal(
+      brume_test_cluster_frontend_call(c, "GetFunctionEventInvokeConfig", key, NULL, &g, &gr, &err),
+      -1);
+  assert_int_equal(err->code, BRUME_NOT_FOUND);
+  brume_err_clear(&err);
+}
+
+static void test_queue_list_drain(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  Brume__DrainQueueRequest dr = BRUME__DRAIN_QUEUE_REQUEST__INIT;
+  dr.queue_name = "ok";
+  dr.max_messages = 100;
+  Brume__DrainQueueResponse *d = NULL;
+  if (brume_test_cluster_frontend_call(c, "DrainQueue", key, NULL, &dr, &d, &err) < 0)
+    fail_msg("DrainQueue: %s", err->msg);
+  assert_int_equal(d->n_messages, 1); /* test_on_success_record's */
+  free_msg(d);
+  Brume__ListQueuesRequest lr = BRUME__LIST_QUEUES_REQUEST__INIT;
+  Brume__ListQueuesResponse *l = NULL;
+  if (brume_test_cluster_frontend_call(c, "ListQueues", key, NULL, &lr, &l, &err) < 0)
+    fail_msg("ListQueues: %s", err->msg);
+  bool ok_listed = false;
+  uint64_t failed = 0, aged = 0;
+  for (size_t i = 0; i < l->n_queues; i++) {
+    if (strcmp(l->queues[i]->name, "ok") == 0) ok_listed = true;
+    if (strcmp(l->queues[i]->name, "failed") == 0) failed = l->queues[i]->messages;
+    if (strcmp(l->queues[i]->name, "aged") == 0) aged = l->queues[i]->messages;
+  }
+  free_msg(l);
+  assert_false(ok_listed); /* drained */
+  assert_int_equal(failed, 2);
+  assert_int_equal(aged, 1);
+  /* Another account sees none of them. */
+  assert_int_equal(
+      brume_test_cluster_frontend_call(c, "ListQueues", other_key, NULL, &lr, &l, &err), 0);
+  assert_int_equal(l->n_queues, 0);
+  free_msg(l);
+}
+
 /* The burst's sender: BURST_EVENTS events at a steady pace, each sent again (same request id)
  * until accepted. */
 typedef struct burst {
@@ -240,6 +501,8 @@ static void *send_burst(void *arg) {
 
 static void test_kill9_while_delivering(void **state) {
   (void)state;
+  brume_err *cerr = NULL;
+  if (put_config("echo", -1, 0, "", "", &cerr) < 0) fail_msg("reset: %s", cerr->msg);
   burst *b = calloc(1, sizeof(*b));
   snprintf(b->target, sizeof(b->target), "127.0.0.1:%d", c->frontend.rpc_port);
   pthread_t sender;
@@ -342,6 +605,13 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_runs_once),
       cmocka_unit_test(test_retries_exhausted),
       cmocka_unit_test(test_get_event_refusals),
+      cmocka_unit_test(test_on_success_record),
+      cmocka_unit_test(test_on_failure_record),
+      cmocka_unit_test(test_no_retries),
+      cmocka_unit_test(test_throttled_until_too_old),
+      cmocka_unit_test(test_function_destination),
+      cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_queue_list_drain),
       cmocka_unit_test(test_kill9_while_delivering),
   };
   int rc = cmocka_run_group_tests_name("async", tests, group_setup, NULL);
