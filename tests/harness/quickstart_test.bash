@@ -2,8 +2,8 @@
 # (tests/e2e/test_quickstart.sh, tests/dashboard/run.sh); they set top and build first.
 #
 #   quickstart_on_free_ports NAME ID
-#       points deploy/quickstart.sh at a fresh BRUME_HOME ($home too) and free ports for etcd and
-#       every daemon, with daemon and host ids ID and the build $build, so that a test's
+#       points deploy/quickstart.sh at a fresh BRUME_HOME ($home too) and free ports for etcd, NATS
+#       and every daemon, with daemon and host ids ID and the build $build, so that a test's
 #       quickstart cannot disturb one already running here; on exit the quickstart is stopped
 #       and $home removed. Defines fail MESSAGE: prints "NAME: FAILED: MESSAGE" and the end of
 #       every daemon's log, and exits 1.
@@ -18,6 +18,8 @@ quickstart_on_free_ports() {
   home=$BRUME_HOME
   free_port; export BRUME_ETCD_PORT=$port
   free_port; export BRUME_ETCD_PEER_PORT=$port
+  free_port; export BRUME_NATS_PORT=$port
+  free_port; export BRUME_NATS_HTTP_PORT=$port
   for d in COUNTING PLACEMENT WORKER FRONTEND; do
     free_port; export "BRUME_${d}_LISTEN=127.0.0.1:$port"
     free_port; export "BRUME_${d}_HTTP_LISTEN=127.0.0.1:$port"
