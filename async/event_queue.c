@@ -89,24 +89,27 @@ static void fill_consumer_config(jsConsumerConfig *cc, const brume_event_queue_o
   cc->Replicas = o->replicas;
 }
 
-/* Creates the stream, or brings an existing one to sc. */
-static int ensure_stream(brume_event_queue *q, brume_err **err) {
-  jsStreamConfig sc;
-  const char *subjects[1];
-  fill_stream_config(&sc, &q->o, subjects);
+int brume_eq_put_stream(brume_event_queue *q, jsStreamConfig *sc, brume_err **err) {
   jsStreamInfo *si = NULL;
   jsErrCode jerr = 0;
-  natsStatus s = js_AddStream(&si, q->js, &sc, &q->jo, &jerr);
+  natsStatus s = js_AddStream(&si, q->js, sc, &q->jo, &jerr);
   if (s != NATS_OK && jerr == JSStreamNameExistErr) {
     jerr = 0;
-    s = js_UpdateStream(&si, q->js, &sc, &q->jo, &jerr);
+    s = js_UpdateStream(&si, q->js, sc, &q->jo, &jerr);
   }
   jsStreamInfo_Destroy(si);
   if (s == NATS_OK) return 0;
   return brume_err_set(err, jerr ? BRUME_FAILED_PRECONDITION : BRUME_UNAVAILABLE,
                        "the event queue (NATS JetStream): cannot create or update the stream %s: "
                        "%s (JetStream error %d)",
-                       STREAM, brume_eq_nats_why(s), (int)jerr);
+                       sc->Name, brume_eq_nats_why(s), (int)jerr);
+}
+
+static int ensure_stream(brume_event_queue *q, brume_err **err) {
+  jsStreamConfig sc;
+  const char *subjects[1];
+  fill_stream_config(&sc, &q->o, subjects);
+  return brume_eq_put_stream(q, &sc, err);
 }
 
 static int ensure_consumer(brume_event_queue *q, brume_err **err) {

@@ -44,6 +44,9 @@ const char *brume_eq_nats_why(natsStatus s);
  * most max - 1 characters. */
 bool brume_eq_token_ok(const char *s, size_t max);
 
+/* Creates stream sc->Name as sc says, or brings the existing one to sc. */
+int brume_eq_put_stream(brume_event_queue *q, jsStreamConfig *sc, brume_err **err);
+
 /* Creates the named queues' stream, or brings it to its configuration (named_queue.c). */
 int brume_eq_ensure_named_queues(brume_event_queue *q, brume_err **err);
 

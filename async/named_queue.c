@@ -27,19 +27,7 @@ int brume_eq_ensure_named_queues(brume_event_queue *q, brume_err **err) {
   sc.MaxAge = BRUME_QUEUE_RETENTION_MS * NS_PER_MS;
   sc.Duplicates = q->o.duplicate_window_ms * NS_PER_MS;
   sc.AllowDirect = true; /* read by direct gets, without a consumer */
-  jsStreamInfo *si = NULL;
-  jsErrCode jerr = 0;
-  natsStatus s = js_AddStream(&si, q->js, &sc, &q->jo, &jerr);
-  if (s != NATS_OK && jerr == JSStreamNameExistErr) {
-    jerr = 0;
-    s = js_UpdateStream(&si, q->js, &sc, &q->jo, &jerr);
-  }
-  jsStreamInfo_Destroy(si);
-  if (s == NATS_OK) return 0;
-  return brume_err_set(err, jerr ? BRUME_FAILED_PRECONDITION : BRUME_UNAVAILABLE,
-                       "the event queue (NATS JetStream): cannot create or update the stream %s: "
-                       "%s (JetStream error %d)",
-                       STREAM, brume_eq_nats_why(s), (int)jerr);
+  return brume_eq_put_stream(q, &sc, err);
 }
 
 /* brume.queue.<account>.<name>, after checking both. */

@@ -179,9 +179,10 @@ int main(void) {
       brume_test_cluster_start_counting(c, NULL) < 0 || start_frontend(workers) < 0 ||
       brume_test_cluster_bootstrap_key(c, "bench", key, sizeof(key)) < 0)
     goto out;
-  brume_autoptr(brume_err) err = NULL;
+  brume_err *err = NULL;
   if (brume_test_cluster_create_echo(c, key, "noop", 60000, &err) < 0) {
     fail_call("CreateFunction", err);
+    brume_err_free(err);
     goto out;
   }
 
@@ -198,8 +199,7 @@ int main(void) {
     usleep(100 * 1000);
 
   /* 1. The delay from acceptance to the start of execution. */
-  fprintf(stderr, "bench_async: %zu events at %.0f/s, from acceptance to execution\n", n_lat,
-          rate);
+  fprintf(stderr, "bench_async: %zu events at %.0f/s, from acceptance to execution\n", n_lat, rate);
   char(*ids)[40] = brume_xcalloc(n_lat, 40);
   double t_start = brume_test_mono_ms();
   for (size_t i = 0; i < n_lat; i++) {

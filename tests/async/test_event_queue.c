@@ -15,6 +15,9 @@
  *   i. 2,000 asynchronous puts in flight at once over 400 accounts: every one answered once and
  *      queued; the same ids again, every one a duplicate; one over an account's limit refused
  *      through its answer; the figures printed (puts acknowledged a second).
+ *   j. an event's state written, replaced, read, and none for an unknown id; named queues:
+ *      records put (one twice under its id, stored once), listed per account, read in pages by
+ *      sequence, drained up to a sequence, a malformed name refused;
  *   h. a second opener (another frontend) with the same configuration, and one with another. */
 #include <pthread.h>
 #include <setjmp.h>
@@ -30,6 +33,7 @@
 #include <cmocka.h>
 
 #include "event_queue.h"
+#include "named_queue.h"
 #include "nats_server.h"
 #include "proc.h"
 #include "testutil.h"
@@ -377,6 +381,69 @@ static void test_i_async_puts(void **state) {
   assert_int_equal(depth(), 0);
 }
 
+static void test_j_states_and_named_queues(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  /* An event's state: none, then what was written, then replaced. */
+  void *data = NULL;
+  size_t len = 0;
+  assert_int_equal(brume_event_state_get(queue, "evt-none", &data, &len, &err), -1);
+  assert_int_equal(err->code, BRUME_NOT_FOUND);
+  brume_err_clear(&err);
+  assert_int_equal(brume_event_state_put(queue, "evt-s1", "first", 5, &err), 0);
+  assert_int_equal(brume_event_state_put(queue, "evt-s1", "second!", 7, &err), 0);
+  assert_int_equal(brume_event_state_get(queue, "evt-s1", &data, &len, &err), 0);
+  assert_int_equal(len, 7);
+  assert_memory_equal(data, "second!", 7);
+  free(data);
+  assert_int_equal(brume_event_state_get(queue, "no.such", &data, &len, &err), -1);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  brume_err_clear(&err);
+
+  /* Named queues: three records in a/q1 (one sent twice under its id), one in a/q2, one in b/q1. */
+  const char *ids[] = {"r1", "r2", "r3", "r2"};
+  for (int i = 0; i < 4; i++) {
+    char body[16];
+    snprintf(body, sizeof(body), "record %s", ids[i]);
+    assert_int_equal(brume_named_queue_put(queue, "a", "q1", ids[i], body, strlen(body), &err), 0);
+  }
+  assert_int_equal(brume_named_queue_put(queue, "a", "q2", "x", "x", 1, &err), 0);
+  assert_int_equal(brume_named_queue_put(queue, "b", "q1", "y", "y", 1, &err), 0);
+  brume_named_queue_info *list = NULL;
+  size_t n = 0;
+  assert_int_equal(brume_named_queue_list(queue, "a", &list, &n, &err), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(list[0].name, "q1");
+  assert_int_equal(list[0].messages, 3); /* r2 once */
+  assert_string_equal(list[1].name, "q2");
+  free(list);
+  /* Read two, then on from the second's sequence: the third, then none. */
+  brume_queue_message *m = NULL;
+  assert_int_equal(brume_named_queue_read(queue, "a", "q1", 1, 2, &m, &n, &err), 0);
+  assert_int_equal(n, 2);
+  assert_string_equal(m[0].data, "record r1");
+  assert_string_equal(m[1].data, "record r2");
+  uint64_t second = m[1].seq;
+  brume_queue_messages_free(m, n);
+  assert_int_equal(brume_named_queue_read(queue, "a", "q1", second + 1, 10, &m, &n, &err), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(m[0].data, "record r3");
+  brume_queue_messages_free(m, n);
+  /* Drained up to the second: one left in a/q1, b/q1 untouched. */
+  assert_int_equal(brume_named_queue_remove(queue, "a", "q1", second, &err), 0);
+  assert_int_equal(brume_named_queue_read(queue, "a", "q1", 1, 10, &m, &n, &err), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(m[0].data, "record r3");
+  brume_queue_messages_free(m, n);
+  assert_int_equal(brume_named_queue_read(queue, "b", "q1", 1, 10, &m, &n, &err), 0);
+  assert_int_equal(n, 1);
+  brume_queue_messages_free(m, n);
+  /* A malformed name. */
+  assert_int_equal(brume_named_queue_put(queue, "a", "bad.name", "z", "z", 1, &err), -1);
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  brume_err_clear(&err);
+}
+
 static void test_h_second_opener(void **state) {
   (void)state;
   brume_err *err = NULL;
@@ -407,10 +474,15 @@ static void test_h_second_opener(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_a_put_fetch_done),    cmocka_unit_test(test_b_duplicate_id),
-      cmocka_unit_test(test_c_retry_after_delay), cmocka_unit_test(test_d_ack_wait),
-      cmocka_unit_test(test_e_queued_limit),      cmocka_unit_test(test_f_nats_down_and_back),
-      cmocka_unit_test(test_g_bad_input),         cmocka_unit_test(test_i_async_puts),
+      cmocka_unit_test(test_a_put_fetch_done),
+      cmocka_unit_test(test_b_duplicate_id),
+      cmocka_unit_test(test_c_retry_after_delay),
+      cmocka_unit_test(test_d_ack_wait),
+      cmocka_unit_test(test_e_queued_limit),
+      cmocka_unit_test(test_f_nats_down_and_back),
+      cmocka_unit_test(test_g_bad_input),
+      cmocka_unit_test(test_i_async_puts),
+      cmocka_unit_test(test_j_states_and_named_queues),
       cmocka_unit_test(test_h_second_opener),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
