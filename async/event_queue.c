@@ -162,7 +162,7 @@ static int check_opts(const brume_event_queue_opts *o, brume_err **err) {
                          "the event queue: a TLS certificate needs its key, and a key its "
                          "certificate");
   if (o->ack_wait_ms < 1000 || o->timeout_ms < 1 || o->duplicate_window_ms < 0 ||
-      o->max_age_ms < 0 || o->max_queued_per_account < 0)
+      o->idempotency_window_ms < 0 || o->max_age_ms < 0 || o->max_queued_per_account < 0)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT,
                          "the event queue: ack_wait_ms (%lld) must be at least 1000, timeout_ms "
                          "(%lld) positive, and the windows, ages and limits not negative",
@@ -170,11 +170,22 @@ static int check_opts(const brume_event_queue_opts *o, brume_err **err) {
   return 0;
 }
 
+/* The servers of urls, one or several comma-separated (natsOptions_SetURL takes one only). */
+static natsStatus set_servers(natsOptions *no, const char *urls) {
+  brume_autofree char *copy = brume_xstrdup(urls);
+  const char *list[16];
+  int n = 0;
+  for (char *save = NULL, *u = strtok_r(copy, ", ", &save); u && n < 16;
+       u = strtok_r(NULL, ", ", &save))
+    list[n++] = u;
+  return n == 1 ? natsOptions_SetURL(no, list[0]) : natsOptions_SetServers(no, list, n);
+}
+
 static int nats_open(brume_event_queue *q, brume_err **err) {
   const brume_event_queue_opts *o = &q->o;
   natsOptions *no = NULL;
   natsStatus s = natsOptions_Create(&no);
-  if (s == NATS_OK) s = natsOptions_SetURL(no, o->urls);
+  if (s == NATS_OK) s = set_servers(no, o->urls);
   if (s == NATS_OK) s = natsOptions_SetName(no, "brume");
   if (s == NATS_OK) s = natsOptions_SetTimeout(no, o->timeout_ms);
   /* Once connected, reconnect for ever: a NATS restart must not need a frontend restart. */
@@ -216,7 +227,8 @@ brume_event_queue *brume_event_queue_open(const brume_event_queue_opts *opts, br
   pthread_mutex_init(&q->fetch_mu, NULL);
   pthread_mutex_init(&q->pending_mu, NULL);
   if (nats_open(q, err) < 0 || ensure_stream(q, err) < 0 || ensure_consumer(q, err) < 0 ||
-      ensure_states(q, err) < 0 || brume_eq_ensure_named_queues(q, err) < 0) {
+      ensure_states(q, err) < 0 || brume_eq_ensure_named_queues(q, err) < 0 ||
+      brume_eq_ensure_idem_bucket(q, err) < 0) {
     brume_event_queue_close(q);
     return NULL;
   }
@@ -258,6 +270,7 @@ void brume_event_queue_close(brume_event_queue *q) {
   }
   natsSubscription_Destroy(q->sub);
   kvStore_Destroy(q->states);
+  kvStore_Destroy(q->idem);
   jsCtx_Destroy(q->js);
   natsConnection_Destroy(q->nc);
   pthread_mutex_destroy(&q->fetch_mu);
@@ -409,7 +422,8 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
   return put_failed(q, account, event_id, s, 0, brume_eq_nats_why(s), err);
 }
 
-int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err) {
+int brume_event_queue_stats(brume_event_queue *q, uint64_t *depth, int64_t *oldest_unix_ms,
+                            brume_err **err) {
   jsStreamInfo *si = NULL;
   jsErrCode jerr = 0;
   natsStatus s = js_GetStreamInfo(&si, q->js, STREAM, &q->jo, &jerr);
@@ -417,8 +431,14 @@ int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **e
     return brume_err_set(err, BRUME_UNAVAILABLE, "the event queue: stream %s: %s", STREAM,
                          brume_eq_nats_why(s));
   *depth = si->State.Msgs;
+  *oldest_unix_ms = si->State.Msgs ? si->State.FirstTime / NS_PER_MS : 0;
   jsStreamInfo_Destroy(si);
   return 0;
+}
+
+int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err) {
+  int64_t oldest;
+  return brume_event_queue_stats(q, depth, &oldest, err);
 }
 
 static int subscribe(brume_event_queue *q, brume_err **err) {

@@ -42,6 +42,7 @@ typedef struct brume_event_queue_opts {
   int64_t duplicate_window_ms;    /* a repeated event id within it is stored once */
   int64_t max_age_ms;             /* how long the stream keeps an event at most (0: for ever) */
   int64_t ack_wait_ms;            /* a fetched event unsettled this long goes to another fetcher */
+  int64_t idempotency_window_ms;  /* how long an idempotency key's outcome is kept (0: for ever) */
   int64_t timeout_ms;             /* a publish's or an API call's wait for its answer */
 } brume_event_queue_opts;
 
@@ -76,6 +77,9 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
 
 /* How many events are queued (stored in the stream, fetched or not), for /metrics. */
 int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err);
+/* The same, and when the oldest of them was queued (Unix ms; 0 when there is none). */
+int brume_event_queue_stats(brume_event_queue *q, uint64_t *depth, int64_t *oldest_unix_ms,
+                            brume_err **err);
 
 /* One fetched event. id, account, data and len are valid until brume_event_free(). */
 typedef struct brume_event {

@@ -27,6 +27,7 @@ struct brume_event_queue {
   jsCtx *js;
   jsOptions jo;
   kvStore *states;          /* the events' states */
+  kvStore *idem;            /* idempotency keys' outcomes (idem_store.c) */
   natsSubscription *sub;    /* the pull subscription on the consumer, made at the first fetch */
   pthread_mutex_t fetch_mu; /* one Fetch at a time on sub (the client allows no more) */
   brume_event_queue_opts o;
@@ -46,6 +47,9 @@ bool brume_eq_token_ok(const char *s, size_t max);
 
 /* Creates stream sc->Name as sc says, or brings the existing one to sc. */
 int brume_eq_put_stream(brume_event_queue *q, jsStreamConfig *sc, brume_err **err);
+
+/* Creates the idempotency keys' bucket, or opens it as it is (idem_store.c). */
+int brume_eq_ensure_idem_bucket(brume_event_queue *q, brume_err **err);
 
 /* Creates the named queues' stream, or brings it to its configuration (named_queue.c). */
 int brume_eq_ensure_named_queues(brume_event_queue *q, brume_err **err);

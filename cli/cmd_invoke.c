@@ -50,6 +50,8 @@ static int invoke(brume_cli_ctx *ctx) {
   req.invocation_type = dry_run ? BRUME__INVOCATION_TYPE__INVOCATION_TYPE_DRY_RUN
                         : async ? BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT
                                 : BRUME__INVOCATION_TYPE__INVOCATION_TYPE_REQUEST_RESPONSE;
+  const char *idem = brume_cli_args_get(a, "idempotency-key");
+  req.idempotency_key = (char *)(idem ? idem : "");
   bool log_tail = brume_cli_args_has(a, "log-tail");
   req.log_type = log_tail ? BRUME__LOG_TYPE__LOG_TYPE_TAIL : BRUME__LOG_TYPE__LOG_TYPE_NONE;
 
@@ -93,6 +95,9 @@ static const brume_cli_flag invoke_flags[] = {
     {"log-tail", NULL, false, "print the last 4 KiB of the invocation's log on stderr"},
     {"dry-run", NULL, false, "only check the request and the caller's access"},
     {"async", NULL, false, "queue the event and return at once (status 202)"},
+    {"idempotency-key", "KEY", false,
+     "the same KEY again (within the frontend's idempotency window) does not run the function "
+     "again: it returns the first answer, or the same queued event"},
     {"no-retry", NULL, false, "do not retry when throttled"},
     {"max-retries", "N", false, "retries when throttled, with backoff (default 5)"},
     {NULL, NULL, false, NULL},

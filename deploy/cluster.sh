@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # deploy/cluster.sh up [N] | down | status | stop|kill|start|cut|restore NAME
-# A multi-node Brume on this one machine: N worker hosts (default 3), a three-member etcd, two
+# A multi-node Brume on this one machine: N worker hosts (default 3), a three-member etcd, three
+# NATS servers (one JetStream cluster: the queue of asynchronous invocations, 3 replicas), two
 # counting daemons, one placement daemon and two frontends, each in a network namespace of its
 # own with its own address on a bridge this script makes (veth pairs), as if each were a
 # machine. Addresses and ports come from deploy/cluster.conf (or $BRUME_CLUSTER_CONF).
-#   - Every daemon speaks mutual TLS, gRPC and etcd alike, with certificates from a CA this
+#   - Every daemon speaks mutual TLS, gRPC, etcd and NATS alike, with certificates from a CA this
 #     script makes with OpenSSL ($BRUME_CLUSTER_HOME/pki; the CLI's certificate is cli.pem).
 #   - The frontends share one key for environment variables; an admin key goes to admin.key.
 #   - up is idempotent: it starts what is not running. down stops every daemon, removes the
@@ -31,6 +32,7 @@ prog=cluster
 members() {
   local i n=${1:-$(cat "$home/workers" 2>/dev/null || echo 0)}
   for i in "${!etcd_hosts[@]}"; do echo "etcd$((i + 1)) $subnet.${etcd_hosts[$i]}"; done
+  for i in "${!nats_hosts[@]}"; do echo "nats$((i + 1)) $subnet.${nats_hosts[$i]}"; done
   for i in "${!counting_hosts[@]}"; do echo "counting$((i + 1)) $subnet.${counting_hosts[$i]}"; done
   for i in "${!placement_hosts[@]}"; do echo "placement$((i + 1)) $subnet.${placement_hosts[$i]}"; done
   for ((i = 1; i <= n; i++)); do echo "worker$i $subnet.$((worker_base + i))"; done
@@ -129,6 +131,56 @@ start_etcd() {
   wait_etcd "${names[@]}"
 }
 
+nats_urls() {
+  local h urls=()
+  for h in "${nats_hosts[@]}"; do urls+=("tls://$subnet.$h:$nats_client_port"); done
+  (IFS=,; echo "${urls[*]}")
+}
+
+# start_nats_member NAME: one NATS server with JetStream in NAME's namespace, routed to the
+# others (its store survives a stop). TLS for clients and routes needs a configuration file.
+start_nats_member() {
+  local name=$1 addr h routes=()
+  running "$name" && return 0
+  addr=$(addr_of "$name")
+  for h in "${nats_hosts[@]}"; do
+    [ "$subnet.$h" = "$addr" ] || routes+=("\"nats-route://$subnet.$h:$nats_route_port\"")
+  done
+  mkdir -p "$home/$name"
+  cat >"$home/$name/nats.conf" <<EOC
+server_name: $name
+listen: $addr:$nats_client_port
+http: $addr:$nats_http_port
+jetstream { store_dir: "$home/$name/store" }
+tls { cert_file: "$pki/$name.pem", key_file: "$pki/$name.key", ca_file: "$pki/ca.pem", verify: true }
+cluster {
+  name: brume
+  listen: $addr:$nats_route_port
+  routes: [ $(IFS=,; echo "${routes[*]}") ]
+  tls { cert_file: "$pki/$name.pem", key_file: "$pki/$name.key", ca_file: "$pki/ca.pem", verify: true }
+}
+EOC
+  ip netns exec "$ns_prefix$name" nats-server -c "$home/$name/nats.conf" >>"$home/log/$name.log" 2>&1 &
+  echo $! >"$run/$name.pid"
+}
+
+# wait_nats NAME...: until each answers /healthz (JetStream ready, which needs its peers).
+wait_nats() {
+  local name
+  for name in "$@"; do
+    wait_healthy "http://$(addr_of "$name"):$nats_http_port/healthz" "$name" "$home/log/$name.log"
+  done
+}
+
+start_nats() {
+  local i names=()
+  for i in "${!nats_hosts[@]}"; do
+    names+=("nats$((i + 1))")
+    start_nats_member "nats$((i + 1))"
+  done
+  wait_nats "${names[@]}"
+}
+
 # start_brume NAME BINARY ARGS...: a Brume daemon in NAME's namespace on its address.
 start_brume() {
   local name=$1 bin=$2 addr id_flag=--daemon_id
@@ -146,6 +198,7 @@ start_member() {
   local name=$1 i=${1//[!0-9]/}
   case $name in
     etcd*) start_etcd_member "$name"; wait_etcd "$name" ;;
+    nats*) start_nats_member "$name"; wait_nats "$name" ;;
     counting*) start_brume "$name" "$build/counting/brume-counting" ;;
     placement*) start_brume "$name" "$build/placement/brume-placement" ;;
     worker*)
@@ -162,7 +215,9 @@ start_member() {
       start_brume "$name" "$build/frontend/brume-frontend" \
         --data_dir "$home/$name" --env_key_file "$home/env.key" \
         --counting_addr "$(addr_of "counting$i"):$grpc_port" \
-        --placement_addr "$(addr_of placement1):$grpc_port"
+        --placement_addr "$(addr_of placement1):$grpc_port" \
+        --nats_urls "$(nats_urls)" --nats_tls_ca "$pki/ca.pem" --nats_tls_cert "$pki/$name.pem" \
+        --nats_tls_key "$pki/$name.key" --async_replicas 3
       ;;
     *) echo "cluster: no member $name" >&2; exit 2 ;;
   esac
@@ -180,9 +235,10 @@ up() {
   bash "$top/deploy/host-setup.sh" >>"$home/log/host-setup.log" 2>&1
   echo "[2/5] the network: bridge $bridge ($subnet.1/24) and a namespace per member"
   network_up
-  echo "[3/5] the certificates ($pki) and etcd (3 members)"
+  echo "[3/5] the certificates ($pki), etcd (3 members) and NATS (3 servers)"
   certs
   start_etcd
+  start_nats
   echo "[4/5] counting, placement, $n workers, frontends"
   for i in "${!counting_hosts[@]}"; do start_member "counting$((i + 1))"; done
   for i in "${!placement_hosts[@]}"; do start_member "placement$((i + 1))"; done

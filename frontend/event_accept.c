@@ -9,6 +9,7 @@
 #include "brume/async.pb-c.h"
 #include "clock.h"
 #include "digest_dir.h"
+#include "idempotency.h"
 #include "invoke.h"
 #include "log.h"
 #include "mem.h"
@@ -21,8 +22,14 @@ struct brume_event_accept {
   pthread_mutex_t mu;     /* guards q against the reopening ticker */
   brume_event_queue *q;   /* NULL while NATS could not be reached */
   brume_ticker *reopener; /* while q is NULL */
+  brume_ticker *sampler;  /* the queue's depth and oldest event, every STATS_PERIOD_MS */
   brume_counter *events;  /* {outcome} */
+  brume_gauge *depth, *oldest_age;
 };
+
+/* How often the queue's figures are read for /metrics (a JetStream request: not on every
+ * scrape, which must not wait for NATS). */
+#define STATS_PERIOD_MS 5000
 
 /* One event on its way to JetStream: what the answer needs. */
 typedef struct accepting {
@@ -66,6 +73,23 @@ brume_event_queue *brume_event_accept_queue(brume_event_accept *a) {
   return q;
 }
 
+/* The queue's depth and the age of its oldest event, for /metrics (cleared while unknown). */
+static void sample_tick(void *arg) {
+  brume_event_accept *a = arg;
+  brume_event_queue *q = brume_event_accept_queue(a);
+  uint64_t depth = 0;
+  int64_t oldest = 0;
+  brume_autoptr(brume_err) err = NULL;
+  if (q == NULL || brume_event_queue_stats(q, &depth, &oldest, &err) < 0) {
+    brume_gauge_set(a->depth, -1);
+    brume_gauge_set(a->oldest_age, -1);
+    return;
+  }
+  brume_gauge_set(a->depth, (double)depth);
+  int64_t age = oldest ? brume_wall_ms() - oldest : 0;
+  brume_gauge_set(a->oldest_age, age > 0 ? (double)age / 1000.0 : 0);
+}
+
 brume_event_accept *brume_event_accept_new(const brume_event_accept_opts *opts) {
   brume_event_accept *a = brume_xcalloc(1, sizeof(*a));
   a->o = *opts;
@@ -76,12 +100,23 @@ brume_event_accept *brume_event_accept_new(const brume_event_accept_opts *opts) 
       "(the same request id again: queued once), refused (bad request, unknown function, the "
       "account's queue full), unavailable (the event queue did not take it).",
       "outcome", NULL);
+  a->depth = brume_metrics_gauge(opts->metrics, "brume_frontend_event_queue_depth",
+                                 "Events queued in JetStream (all accounts, every frontend's), "
+                                 "waiting or running; -1 while NATS does not answer.",
+                                 NULL);
+  a->oldest_age =
+      brume_metrics_gauge(opts->metrics, "brume_frontend_event_queue_oldest_age_seconds",
+                          "How long the oldest queued event has waited; 0 when none, "
+                          "-1 while NATS does not answer.",
+                          NULL);
   if (!queue_ready(a)) a->reopener = brume_ticker_start(opts->retry_ms, reopen_tick, a);
+  a->sampler = brume_ticker_start(STATS_PERIOD_MS, sample_tick, a);
   return a;
 }
 
 void brume_event_accept_free(brume_event_accept *a) {
   if (a == NULL) return;
+  brume_ticker_stop(a->sampler);
   brume_ticker_stop(a->reopener);
   brume_event_queue_close(a->q); /* answers what is still on its way */
   pthread_mutex_destroy(&a->mu);
@@ -150,7 +185,11 @@ void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
   ac->a = a;
   ac->call = call;
   snprintf(ac->request_id, sizeof(ac->request_id), "%s", request_id);
-  brume_event_id(account_id, request_id, ac->event_id);
+  /* With an idempotency key, the event is named after it: the same key again is the same event,
+   * queued once. */
+  brume_autofree char *keyed =
+      *req->idempotency_key ? brume_idempotency_event_name(name, req->idempotency_key) : NULL;
+  brume_event_id(account_id, keyed ? keyed : request_id, ac->event_id);
 
   Brume__QueuedEvent ev = BRUME__QUEUED_EVENT__INIT;
   ev.event_id = ac->event_id;

@@ -1,6 +1,7 @@
 /* Accepting an asynchronous invocation (Invoke with invocation_type EVENT, docs/async.md): the
  * request checked (payload at most 256 KiB, the qualifier, the function known to the catalog),
- * the event named ("evt-" and 32 hex digits of the SHA-256 of the account and the request id),
+ * the event named ("evt-" and 32 hex digits of the SHA-256 of the account and the request id, or
+ * of the function and the idempotency key when the request has one),
  * stored as a brume.QueuedEvent in the event queue (async/event_queue.h), and the call answered
  * 202 with the event id once JetStream acknowledged it, never before.
  *

@@ -72,6 +72,7 @@ static struct {
   int64_t async_duplicate_window;
   int64_t async_ack_wait;
   int64_t async_workers;
+  int64_t idempotency_window;
   int64_t async_time_scale;
 } cfg;
 
@@ -147,6 +148,10 @@ static const brume_opt opts[] = {
     BRUME_OPT_INT("async_workers", &cfg.async_workers, 0, 10000, "16",
                   "queued events this frontend runs at once (0: it only accepts events, and "
                   "other frontends deliver them)"),
+    BRUME_OPT_DURATION("idempotency_window", &cfg.idempotency_window, BRUME_SECONDS(1),
+                       BRUME_MINUTES(7 * 24 * 60), "1h",
+                       "how long an idempotency key's answer is kept: the same key again within "
+                       "it does not run the function again"),
     BRUME_OPT_INT("async_time_scale", &cfg.async_time_scale, 1, 3600, "1",
                   "divides every retry delay, backoff and maximum event age of the deliveries "
                   "(tests: 60 runs a minute in a second)"),
@@ -210,6 +215,7 @@ static struct {
   brume_invoker *invoker;
   brume_event_accept *events;
   brume_event_delivery *delivery;
+  brume_idempotency *idempotency;
   brume_workq *wq;
   brume_manage *manage;
   brume_frontend_service svc;
@@ -368,11 +374,15 @@ static int start(brume_err **err) {
                   /* The longest maximum event age, and an hour for the last retries. */
                   .max_age_ms = BRUME_SECONDS(BRUME_EVENT_AGE_MAX_S) + BRUME_MINUTES(60),
                   .ack_wait_ms = cfg.async_ack_wait,
+                  .idempotency_window_ms = cfg.idempotency_window,
                   .timeout_ms = cfg.nats_timeout},
         .accepted_by = daemon_id,
         .retry_ms = BRUME_SECONDS(2),
         .metrics = d.b.metrics};
     d.events = brume_event_accept_new(&eo);
+    brume_idempotency_opts io2 = {
+        .accept = d.events, .invoker = d.invoker, .threads = 8, .metrics = d.b.metrics};
+    d.idempotency = brume_idempotency_new(&io2);
     if (cfg.async_workers > 0) {
       brume_event_delivery_opts edo = {.accept = d.events,
                                        .catalog = d.catalog,
@@ -401,6 +411,7 @@ static int start(brume_err **err) {
                                    .audit = d.audit,
                                    .invoker = d.invoker,
                                    .events = d.events,
+                                   .idempotency = d.idempotency,
                                    .manage = d.manage,
                                    .wq = d.wq,
                                    .region = cfg.region};
@@ -443,6 +454,8 @@ static void stop(void) {
   /* The queued events running end and are settled before the invoker goes. */
   brume_event_delivery_stop(d.delivery);
   brume_invoker_drain(d.invoker);
+  /* The answers of the last runs with an idempotency key are stored and sent. */
+  brume_idempotency_free(d.idempotency);
   /* The workers fetched the code of the last cold starts; the dashboard's handlers and its
    * sampler use the clients freed below. */
   brume_dashboard_stop(d.dashboard);

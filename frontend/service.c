@@ -372,6 +372,11 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
       }
       qualifier = parsed.qualifier;
     }
+    const char *idem_key = req->idempotency_key;
+    if (*idem_key && brume_idempotency_check_key(idem_key, &err) < 0) {
+      brume_frontend_fail(call, err);
+      return;
+    }
     if (req->invocation_type == BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT) {
       if (svc->events == NULL) {
         brume_frontend_failf(call, BRUME_UNAVAILABLE,
@@ -380,6 +385,17 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
         return;
       }
       brume_event_accept_start(svc->events, call, req, account, parsed.name, qualifier, request_id);
+      return;
+    }
+    if (*idem_key && req->invocation_type != BRUME__INVOCATION_TYPE__INVOCATION_TYPE_DRY_RUN) {
+      if (svc->idempotency == NULL) {
+        brume_frontend_failf(call, BRUME_UNAVAILABLE,
+                             "ServiceUnavailableException: this frontend keeps no idempotency "
+                             "keys: they live in NATS, and its nats_urls is not set");
+        return;
+      }
+      brume_idempotency_start(svc->idempotency, call, req, account, parsed.name, qualifier,
+                              request_id);
       return;
     }
     brume_invoker_start(svc->invoker, call, req, account, parsed.name, qualifier, request_id);

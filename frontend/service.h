@@ -11,6 +11,7 @@
 
 #include "audit.h"
 #include "event_accept.h"
+#include "idempotency.h"
 #include "invoke.h"
 #include "key_store.h"
 #include "manage.h"
@@ -21,7 +22,8 @@ typedef struct brume_frontend_service {
   brume_key_store *keys;
   brume_audit *audit;
   brume_invoker *invoker;
-  brume_event_accept *events; /* NULL: Event invocations are refused (no NATS configured) */
+  brume_event_accept *events;     /* NULL: Event invocations are refused (no NATS configured) */
+  brume_idempotency *idempotency; /* NULL with events: idempotency keys are refused */
   brume_manage *manage;
   brume_workq *wq;
   const char *region;

@@ -18,7 +18,8 @@
  *   j. an event's state written, replaced, read, and none for an unknown id; named queues:
  *      records put (one twice under its id, stored once), listed per account, read in pages by
  *      sequence, drained up to a sequence, a malformed name refused;
- *   h. a second opener (another frontend) with the same configuration, and one with another. */
+ *   h. a second opener (another frontend, given its servers as a comma-separated list) with the
+ *      same configuration, and one with another. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,6 +34,7 @@
 #include <cmocka.h>
 
 #include "event_queue.h"
+#include "mem.h"
 #include "named_queue.h"
 #include "nats_server.h"
 #include "proc.h"
@@ -447,7 +449,9 @@ static void test_j_states_and_named_queues(void **state) {
 static void test_h_second_opener(void **state) {
   (void)state;
   brume_err *err = NULL;
-  brume_event_queue_opts o = opts_for(server->url);
+  /* Named as a cluster is: several URLs, comma-separated (here the one server twice). */
+  brume_autofree char *urls = brume_xasprintf("%s, %s", server->url, server->url);
+  brume_event_queue_opts o = opts_for(urls);
   brume_event_queue *q2 = brume_event_queue_open(&o, &err);
   if (q2 == NULL) fail_msg("a second open: %s", err->msg);
   /* Both share the consumer: what one puts, the other fetches. */

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # tests/cluster/test_cluster.sh BUILD_DIR: deploy/cluster.sh on this machine, on a bridge and
 # namespaces of its own (tests/cluster/test.conf), so that it cannot disturb a cluster already
-# running here: three worker hosts, three etcd members, two counting daemons, one placement
+# running here: three worker hosts, three etcd members, three NATS servers, two counting daemons, one placement
 # daemon and two frontends, all over mutual TLS. Passes when:
 #   - a function created through frontend 1 answers through both frontends, and six concurrent
 #     invocations split over the two frontends leave sandboxes on every worker host;
 #   - a second function's code, uploaded through frontend 1, is copied to frontend 2, and with
 #     frontend 1 stopped frontend 2 still cold-starts it (the worker fetches the code from it);
+#   - an event queued through frontend 1 (NATS: three servers, three replicas, mutual TLS)
+#     succeeds, as frontend 2 reads its state;
 #   - a client without a certificate from the cluster's CA is refused;
 #   - down leaves no daemon, namespace or bridge behind.
 # Exit 77 (skip) only when not root: namespaces, a bridge and libvirtd need it.
@@ -39,6 +41,21 @@ hosts = json.load(sys.stdin)["hosts"]
 print("sandboxes per host:", {h["host_id"]: h["sandboxes"] for h in hosts})
 sys.exit(0 if len(hosts) == 3 and all(h["sandboxes"] >= 1 for h in hosts) else 1)' ||
   fail "the sandboxes did not spread over the three hosts: $hosts"
+
+echo "== an event queued through frontend 1 runs, its state read through frontend 2 (NATS, 3 servers)"
+queued=$(brume "$fe1" invoke hello-shell --async --payload '{"name": "queued"}' 2>&1) ||
+  fail "an Event invocation through frontend 1: $queued"
+event=$(echo "$queued" | sed -n 's/.*queued (status 202): event \(evt-[0-9a-f]*\).*/\1/p')
+[ -n "$event" ] || fail "no event id in: $queued"
+state=
+for _ in $(seq 150); do
+  state=$(brume "$fe2" --json events get "$event" 2>/dev/null |
+    /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])') || true
+  [ "$state" = SUCCEEDED ] && break
+  sleep 0.2
+done
+[ "$state" = SUCCEEDED ] || fail "event $event is $state through frontend 2, not SUCCEEDED"
+echo "event $event: $state"
 
 echo "== code uploaded through frontend 1 is served by frontend 2 once frontend 1 is down"
 brume "$fe1" function create hello-c --handler-mode runtime-api --handler hello \

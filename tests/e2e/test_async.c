@@ -17,6 +17,10 @@
  *     invocation; bad input (a 300 KiB payload, 3 retries, an age of 30 s, a destination function
  *     that does not exist, a malformed queue) is refused with a precise error; the queues listed,
  *     one drained, and none shown to another account;
+ *   - idempotency keys: a RequestResponse invocation with a key run once, the second request
+ *     answered the first's answer without a run; two at once on a run that lasts 5 s: one run,
+ *     both answered alike; two Event invocations with one key: one event id, one run; a
+ *     malformed key refused;
  *   - 1,000 events sent at a steady pace while the frontend that accepts and delivers them is
  *     killed with SIGKILL and started again (the client sends a refused event again with the
  *     same request id, as clients do): every accepted event ends SUCCEEDED (losses: must be 0),
@@ -467,6 +471,87 @@ static void test_queue_list_drain(void **state) {
   free_msg(l);
 }
 
+/* ---- idempotency keys ---- */
+
+/* Invoke with an idempotency key (sync, or Event when event is true) as request_id. */
+static Brume__InvokeResponse *invoke_keyed(const char *payload, const char *idem_key,
+                                           const char *request_id, bool event, brume_err **err) {
+  Brume__InvokeRequest req = BRUME__INVOKE_REQUEST__INIT;
+  req.function_name = "echo";
+  req.payload.data = (uint8_t *)payload;
+  req.payload.len = strlen(payload);
+  req.idempotency_key = (char *)idem_key;
+  if (event) req.invocation_type = BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT;
+  Brume__InvokeResponse *resp = NULL;
+  if (brume_test_cluster_frontend_call(c, "Invoke", key, request_id, &req, &resp, err) < 0)
+    return NULL;
+  return resp;
+}
+
+typedef struct keyed_caller {
+  const char *payload, *idem_key, *request_id;
+  Brume__InvokeResponse *resp;
+  brume_err *err;
+} keyed_caller;
+
+static void *keyed_run(void *arg) {
+  keyed_caller *k = arg;
+  k->resp = invoke_keyed(k->payload, k->idem_key, k->request_id, false, &k->err);
+  return NULL;
+}
+
+static void test_idempotency(void **state) {
+  (void)state;
+  brume_err *err = NULL;
+  /* One after the other: the second gets the first's answer, and nothing runs. */
+  Brume__InvokeResponse *a = invoke_keyed("same", "order-1", "idem-a", false, &err);
+  if (a == NULL) fail_msg("Invoke: %s", err->msg);
+  Brume__InvokeResponse *b = invoke_keyed("same", "order-1", "idem-b", false, &err);
+  if (b == NULL) fail_msg("Invoke: %s", err->msg);
+  assert_int_equal(a->payload.len, b->payload.len);
+  assert_memory_equal(a->payload.data, b->payload.data, a->payload.len);
+  assert_string_equal(b->request_id, "idem-a"); /* the answer of the request that ran */
+  free_msg(a);
+  free_msg(b);
+  assert_int_equal(runs_of("idem-a"), 1);
+  assert_int_equal(runs_of("idem-b"), 0);
+
+  /* At once, on a run that lasts (the echo runtime sleeps past echo's 5 s timeout): the second
+   * waits for the first's answer, a timeout, and gets it too. */
+  keyed_caller k[2] = {{"sleep", "order-2", "idem-c", NULL, NULL},
+                       {"sleep", "order-2", "idem-d", NULL, NULL}};
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, keyed_run, &k[i]), 0);
+  for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
+  for (int i = 0; i < 2; i++) {
+    if (k[i].resp == NULL) fail_msg("caller %d: %s", i, k[i].err->msg);
+    if (k[i].resp->function_error == NULL) fail_msg("caller %d: no timeout", i);
+  }
+  assert_string_equal(k[0].resp->request_id, k[1].resp->request_id);
+  assert_int_equal(k[0].resp->payload.len, k[1].resp->payload.len);
+  assert_memory_equal(k[0].resp->payload.data, k[1].resp->payload.data, k[0].resp->payload.len);
+  for (int i = 0; i < 2; i++) free_msg(k[i].resp);
+  assert_int_equal(runs_of("idem-c") + runs_of("idem-d"), 1);
+
+  /* Event: the same key is the same event, queued and run once. */
+  Brume__InvokeResponse *e1 = invoke_keyed("once", "order-3", "idem-e1", true, &err);
+  if (e1 == NULL) fail_msg("Invoke (Event): %s", err->msg);
+  Brume__InvokeResponse *e2 = invoke_keyed("once", "order-3", "idem-e2", true, &err);
+  if (e2 == NULL) fail_msg("Invoke (Event): %s", err->msg);
+  assert_string_equal(e1->event_id, e2->event_id);
+  free_msg(wait_ended(e1->event_id, 60000));
+  free_msg(e1);
+  free_msg(e2);
+  assert_int_equal(runs_of("idem-e1"), 1);
+  assert_int_equal(runs_of("idem-e2"), 0);
+
+  /* A key with a space. */
+  assert_null(invoke_keyed("x", "order 4", "idem-f", false, &err));
+  assert_int_equal(err->code, BRUME_INVALID_ARGUMENT);
+  assert_non_null(strstr(err->msg, "idempotency_key"));
+  brume_err_clear(&err);
+}
+
 /* The burst's sender: BURST_EVENTS events at a steady pace, each sent again (same request id)
  * until accepted. */
 typedef struct burst {
@@ -612,6 +697,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_function_destination),
       cmocka_unit_test(test_bad_input),
       cmocka_unit_test(test_queue_list_drain),
+      cmocka_unit_test(test_idempotency),
       cmocka_unit_test(test_kill9_while_delivering),
   };
   int rc = cmocka_run_group_tests_name("async", tests, group_setup, NULL);
