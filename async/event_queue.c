@@ -131,24 +131,30 @@ static int ensure_consumer(brume_event_queue *q, brume_err **err) {
                        CONSUMER, brume_eq_nats_why(s), (int)jerr);
 }
 
-/* Creates the key-value bucket of the events' states, or opens it as it is when it exists with
- * another configuration (a TTL set by another frontend's options). */
-static int ensure_states(brume_event_queue *q, brume_err **err) {
+int brume_eq_put_bucket(brume_event_queue *q, const char *bucket, const char *description,
+                        int64_t ttl_ms, kvStore **out, brume_err **err) {
   kvConfig kc;
   kvConfig_Init(&kc);
-  kc.Bucket = STATE_BUCKET;
-  kc.Description = "the state of each queued asynchronous invocation, by event id";
+  kc.Bucket = bucket;
+  kc.Description = description;
   kc.History = 1;
-  kc.TTL = q->o.max_age_ms * NS_PER_MS; /* nanoseconds, as the streams' ages */
+  kc.TTL = ttl_ms * NS_PER_MS; /* nanoseconds, as the streams' ages */
   kc.StorageType = js_FileStorage;
   kc.Replicas = q->o.replicas;
-  natsStatus s = js_CreateKeyValue(&q->states, q->js, &kc);
-  if (s != NATS_OK) s = js_KeyValue(&q->states, q->js, STATE_BUCKET);
+  natsStatus s = js_CreateKeyValue(out, q->js, &kc);
+  /* It exists with another configuration (a TTL from another frontend's options): as it is. */
+  if (s != NATS_OK) s = js_KeyValue(out, q->js, bucket);
   if (s == NATS_OK) return 0;
   return brume_err_set(err, BRUME_UNAVAILABLE,
                        "the event queue (NATS JetStream): cannot create or open the key-value "
                        "bucket %s: %s",
-                       STATE_BUCKET, brume_eq_nats_why(s));
+                       bucket, brume_eq_nats_why(s));
+}
+
+static int ensure_states(brume_event_queue *q, brume_err **err) {
+  return brume_eq_put_bucket(q, STATE_BUCKET,
+                             "the state of each queued asynchronous invocation, by event id",
+                             q->o.max_age_ms, &q->states, err);
 }
 
 static int check_opts(const brume_event_queue_opts *o, brume_err **err) {

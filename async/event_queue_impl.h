@@ -48,6 +48,11 @@ bool brume_eq_token_ok(const char *s, size_t max);
 /* Creates stream sc->Name as sc says, or brings the existing one to sc. */
 int brume_eq_put_stream(brume_event_queue *q, jsStreamConfig *sc, brume_err **err);
 
+/* Creates key-value bucket (one revision per key, entries kept ttl_ms, 0: for ever) into *out,
+ * or opens it as it is when it exists with another configuration. */
+int brume_eq_put_bucket(brume_event_queue *q, const char *bucket, const char *description,
+                        int64_t ttl_ms, kvStore **out, brume_err **err);
+
 /* Creates the idempotency keys' bucket, or opens it as it is (idem_store.c). */
 int brume_eq_ensure_idem_bucket(brume_event_queue *q, brume_err **err);
 

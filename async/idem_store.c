@@ -10,22 +10,9 @@
 #define BUCKET "brume_idempotency"
 
 int brume_eq_ensure_idem_bucket(brume_event_queue *q, brume_err **err) {
-  kvConfig kc;
-  kvConfig_Init(&kc);
-  kc.Bucket = BUCKET;
-  kc.Description = "the outcome of each idempotency key, for the idempotency window";
-  kc.History = 1;
-  kc.TTL = q->o.idempotency_window_ms * NS_PER_MS;
-  kc.StorageType = js_FileStorage;
-  kc.Replicas = q->o.replicas;
-  natsStatus s = js_CreateKeyValue(&q->idem, q->js, &kc);
-  /* It exists with another window (another frontend's options): used as it is. */
-  if (s != NATS_OK) s = js_KeyValue(&q->idem, q->js, BUCKET);
-  if (s == NATS_OK) return 0;
-  return brume_err_set(err, BRUME_UNAVAILABLE,
-                       "the event queue (NATS JetStream): cannot create or open the key-value "
-                       "bucket %s: %s",
-                       BUCKET, brume_eq_nats_why(s));
+  return brume_eq_put_bucket(q, BUCKET,
+                             "the outcome of each idempotency key, for the idempotency window",
+                             q->o.idempotency_window_ms, &q->idem, err);
 }
 
 static bool key_ok(const char *key) {
