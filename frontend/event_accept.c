@@ -39,6 +39,13 @@ typedef struct accepting {
   char request_id[80];
 } accepting;
 
+uint8_t *brume_queued_event_pack(const Brume__QueuedEvent *ev, size_t *len) {
+  *len = brume__queued_event__get_packed_size(ev);
+  uint8_t *buf = brume_xmalloc(*len ? *len : 1);
+  brume__queued_event__pack(ev, buf);
+  return buf;
+}
+
 void brume_event_id(const char *account_id, const char *request_id, char out[37]) {
   brume_autofree char *both = brume_xasprintf("%s\n%s", account_id, request_id);
   char hex[65];
@@ -200,9 +207,8 @@ void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
   ev.request_id = ac->request_id;
   ev.accepted_unix_ms = brume_wall_ms();
   ev.accepted_by = (char *)a->o.accepted_by;
-  size_t len = brume__queued_event__get_packed_size(&ev);
-  brume_autofree uint8_t *buf = brume_xmalloc(len ? len : 1);
-  brume__queued_event__pack(&ev, buf);
+  size_t len = 0;
+  brume_autofree uint8_t *buf = brume_queued_event_pack(&ev, &len);
   if (brume_event_queue_put_async(q, account_id, ac->event_id, buf, len, queued, ac, &err) < 0) {
     refuse(a, call, "unavailable", err);
     free(ac);

@@ -15,8 +15,10 @@
 #ifndef BRUME_FRONTEND_EVENT_ACCEPT_H
 #define BRUME_FRONTEND_EVENT_ACCEPT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
+#include "brume/async.pb-c.h"
 #include "brume/frontend.pb-c.h"
 #include "catalog.h"
 #include "event_queue.h"
@@ -46,6 +48,10 @@ brume_event_queue *brume_event_accept_queue(brume_event_accept *a);
 void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
                               const Brume__InvokeRequest *req, const char *account_id,
                               const char *name, const char *qualifier, const char *request_id);
+
+/* ev as the event queue stores it (caller frees): what an accepted event and a function
+ * destination's record are put as. */
+uint8_t *brume_queued_event_pack(const Brume__QueuedEvent *ev, size_t *len);
 
 /* The event id of request_id in account_id: "evt-" and 32 hex digits (out: at least 37 bytes). */
 void brume_event_id(const char *account_id, const char *request_id, char out[37]);

@@ -38,6 +38,7 @@ typedef struct try_rec {
   const char *outcome; /* a static string */
   char version[17];
   char *error; /* NULL when it succeeded */
+  char by[64]; /* the frontend whose delivery made it */
 } try_rec;
 
 /* An event's state (a brume.EventRecord, less what its QueuedEvent says). */
@@ -48,7 +49,6 @@ typedef struct record {
   const char *condition; /* a static string, or NULL */
   size_t n_tries;        /* <= TRIES_KEPT, oldest first */
   try_rec tries[TRIES_KEPT];
-  char tries_by[TRIES_KEPT][64];
 } record;
 
 /* One event under way: fetched, running, then waiting to be settled. */
@@ -111,24 +111,20 @@ static void record_clear(record *r) {
 }
 
 /* Appends a try, dropping the oldest when TRIES_KEPT are kept. error is moved in. */
-static void record_add_try(record *r, const try_rec *t, const char *by) {
+static void record_add_try(record *r, const try_rec *t) {
   if (r->n_tries == TRIES_KEPT) {
     free(r->tries[0].error);
     memmove(&r->tries[0], &r->tries[1], (TRIES_KEPT - 1) * sizeof(r->tries[0]));
-    memmove(&r->tries_by[0], &r->tries_by[1], (TRIES_KEPT - 1) * sizeof(r->tries_by[0]));
     r->n_tries--;
   }
-  r->tries[r->n_tries] = *t;
-  snprintf(r->tries_by[r->n_tries], sizeof(r->tries_by[0]), "%s", by);
-  r->n_tries++;
+  r->tries[r->n_tries++] = *t;
 }
 
-/* The outcome names a stored try may have, as static strings. */
+/* A stored try's outcome name as outcome_name's static string (platform_error when unknown). */
 static const char *known_outcome(const char *s) {
-  static const char *const names[] = {"succeeded", "function_error", "throttled", "platform_error"};
-  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (strcmp(s, names[i]) == 0) return names[i];
-  return "platform_error";
+  for (int o = BRUME_TRY_SUCCEEDED; o <= BRUME_TRY_PLATFORM_ERROR; o++)
+    if (strcmp(s, outcome_name((brume_try_outcome)o)) == 0) return outcome_name(o);
+  return outcome_name(BRUME_TRY_PLATFORM_ERROR);
 }
 
 static const char *known_condition(const char *s) {
@@ -153,7 +149,8 @@ static void record_from_proto(record *r, const Brume__EventRecord *p) {
                   .outcome = known_outcome(t->outcome),
                   .error = *t->error ? brume_xstrdup(t->error) : NULL};
     snprintf(tr.version, sizeof(tr.version), "%s", t->executed_version);
-    record_add_try(r, &tr, t->delivered_by);
+    snprintf(tr.by, sizeof(tr.by), "%s", t->delivered_by);
+    record_add_try(r, &tr);
   }
 }
 
@@ -191,7 +188,7 @@ static void record_view_fill(record_view *v, const running *r) {
     et->outcome = (char *)t->outcome;
     et->executed_version = (char *)t->version;
     et->error = t->error ? t->error : "";
-    et->delivered_by = (char *)rec->tries_by[i];
+    et->delivered_by = (char *)t->by;
     v->tp[i] = et;
   }
   p->n_tries = rec->n_tries;
@@ -295,9 +292,8 @@ static int send_destination(brume_event_delivery *d, brume_event_queue *q, runni
     ev.request_id = msg_id;
     ev.accepted_unix_ms = brume_wall_ms();
     ev.accepted_by = (char *)d->o.delivered_by;
-    size_t plen = brume__queued_event__get_packed_size(&ev);
-    brume_autofree uint8_t *buf = brume_xmalloc(plen ? plen : 1);
-    brume__queued_event__pack(&ev, buf);
+    size_t plen = 0;
+    brume_autofree uint8_t *buf = brume_queued_event_pack(&ev, &plen);
     rc = brume_event_queue_put(q, r->qe->account_id, event_id, buf, plen, NULL, &err);
   }
   brume_counter_inc(d->destinations, 1, kind, rc == 0 ? "sent" : "failed");
@@ -355,7 +351,8 @@ static void settle(brume_event_delivery *d, running *r) {
                .error = r->error};
   r->error = NULL; /* moved into the record */
   snprintf(t.version, sizeof(t.version), "%s", r->version);
-  record_add_try(&r->rec, &t, d->o.delivered_by);
+  snprintf(t.by, sizeof(t.by), "%s", d->o.delivered_by);
+  record_add_try(&r->rec, &t);
   brume_counter_inc(d->tries, 1, t.outcome);
   if (r->outcome == BRUME_TRY_FUNCTION_ERROR) r->rec.attempts++;
   if (r->outcome == BRUME_TRY_THROTTLED || r->outcome == BRUME_TRY_PLATFORM_ERROR)
