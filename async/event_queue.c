@@ -302,6 +302,17 @@ static int put_failed(const brume_event_queue *q, const char *account, const cha
 }
 
 /* What put and put_async check before sending: the names, the size, the connection. */
+/* 0 when connected to NATS; else (NATS down, or reconnecting) UNAVAILABLE at once, ending with
+ * what: a request now would wait in the client's reconnect buffer for its whole timeout. */
+static int require_connected(brume_event_queue *q, const char *what, brume_err **err) {
+  natsConnStatus cs = natsConnection_Status(q->nc);
+  if (cs == NATS_CONN_STATUS_CONNECTED) return 0;
+  return brume_err_set(err, BRUME_UNAVAILABLE,
+                       "ServiceUnavailableException: the event queue (NATS at %s) is not "
+                       "connected (%s)%s",
+                       q->o.urls, conn_status_name(cs), what);
+}
+
 static int can_put(brume_event_queue *q, const char *account, const char *event_id, size_t len,
                    brume_err **err) {
   if (!brume_eq_token_ok(account, BRUME_EVENT_ACCOUNT_MAX) ||
@@ -312,16 +323,11 @@ static int can_put(brume_event_queue *q, const char *account, const char *event_
   if (len > (size_t)INT32_MAX)
     return brume_err_set(err, BRUME_INVALID_ARGUMENT, "the event queue: an event of %zu bytes",
                          len);
-  /* Not connected (NATS down, or reconnecting): refused at once. A publish now would wait in the
-   * client's reconnect buffer for the whole timeout, and might still reach the stream after the
-   * caller was told it did not. */
-  natsConnStatus cs = natsConnection_Status(q->nc);
-  if (cs != NATS_CONN_STATUS_CONNECTED)
-    return brume_err_set(err, BRUME_UNAVAILABLE,
-                         "ServiceUnavailableException: the event queue (NATS at %s) is not "
-                         "connected (%s); event %s was not queued",
-                         q->o.urls, conn_status_name(cs), event_id);
-  return 0;
+  /* A publish now would also have waited for the whole timeout, and might still reach the
+   * stream after the caller was told it did not. */
+  char what[BRUME_EVENT_ID_MAX + 32];
+  snprintf(what, sizeof(what), "; event %s was not queued", event_id);
+  return require_connected(q, what, err);
 }
 
 #define SUBJECT_MAX (sizeof(SUBJECT_PREFIX) + BRUME_EVENT_ACCOUNT_MAX)
@@ -430,6 +436,7 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
 
 int brume_event_queue_stats(brume_event_queue *q, uint64_t *depth, int64_t *oldest_unix_ms,
                             brume_err **err) {
+  if (require_connected(q, "", err) < 0) return -1;
   jsStreamInfo *si = NULL;
   jsErrCode jerr = 0;
   natsStatus s = js_GetStreamInfo(&si, q->js, STREAM, &q->jo, &jerr);

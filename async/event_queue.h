@@ -77,7 +77,8 @@ int brume_event_queue_put_async(brume_event_queue *q, const char *account, const
 
 /* How many events are queued (stored in the stream, fetched or not), for /metrics. */
 int brume_event_queue_depth(brume_event_queue *q, uint64_t *depth, brume_err **err);
-/* The same, and when the oldest of them was queued (Unix ms; 0 when there is none). */
+/* The same, and when the oldest of them was queued (Unix ms; 0 when there is none). Both
+ * UNAVAILABLE at once while NATS is not connected. */
 int brume_event_queue_stats(brume_event_queue *q, uint64_t *depth, int64_t *oldest_unix_ms,
                             brume_err **err);
 

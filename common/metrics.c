@@ -181,16 +181,22 @@ static void table_grow(metric *m) {
 }
 
 /* Finds or creates the series for values; called with m->mu held. NULL when the metric is full. */
+/* The series of values, or NULL when there is none yet. */
+static series *find_locked(const metric *m, uint64_t h, const char *const *values) {
+  if (m->table_size == 0) return NULL;
+  for (series *s = m->table[h & (m->table_size - 1)]; s; s = s->next) {
+    if (s->hash != h) continue;
+    size_t i = 0;
+    while (i < m->n_labels && strcmp(s->values[i], values[i]) == 0) i++;
+    if (i == m->n_labels) return s;
+  }
+  return NULL;
+}
+
 static series *lookup_locked(metric *m, const char *const *values) {
   uint64_t h = hash_values(m->n_labels, values);
-  if (m->table_size) {
-    for (series *s = m->table[h & (m->table_size - 1)]; s; s = s->next) {
-      if (s->hash != h) continue;
-      size_t i = 0;
-      while (i < m->n_labels && strcmp(s->values[i], values[i]) == 0) i++;
-      if (i == m->n_labels) return s;
-    }
-  }
+  series *found = find_locked(m, h, values);
+  if (found) return found;
   if (m->n_series >= BRUME_METRICS_MAX_SERIES) {
     if (!m->overflow_logged) {
       m->overflow_logged = true;
@@ -238,6 +244,25 @@ void brume_gauge_set_labels(brume_gauge *g, double v, size_t n, const char *cons
 void brume_gauge_add_labels(brume_gauge *g, double v, size_t n, const char *const *values) {
   series *s = series_for(&g->m, n, values);
   if (s) atomic_add_double(&s->bits, v);
+}
+
+/* A series' value without making it: reading must not add a series to /metrics. */
+static double value_of(metric *m, size_t n, const char *const *values) {
+  check_labels(m, n, values);
+  if (m->solo) return bits_to_double(atomic_load_explicit(&m->solo->bits, memory_order_relaxed));
+  pthread_mutex_lock(&m->mu);
+  series *s = find_locked(m, hash_values(m->n_labels, values), values);
+  double v = s ? bits_to_double(atomic_load_explicit(&s->bits, memory_order_relaxed)) : 0;
+  pthread_mutex_unlock(&m->mu);
+  return v;
+}
+
+double brume_counter_value_labels(brume_counter *c, size_t n, const char *const *values) {
+  return value_of(&c->m, n, values);
+}
+
+double brume_gauge_value_labels(brume_gauge *g, size_t n, const char *const *values) {
+  return value_of(&g->m, n, values);
 }
 
 void brume_histogram_observe_labels(brume_histogram *h, double v, size_t n,

@@ -103,6 +103,11 @@ void brume_gauge_add_labels(brume_gauge *g, double v, size_t n, const char *cons
 void brume_histogram_observe_labels(brume_histogram *h, double v, size_t n,
                                     const char *const *values);
 
+/* One series' value now, 0 when it was never updated (reading does not make the series): for
+ * a page that shows what /metrics has (the dashboard) without counting it a second time. */
+double brume_counter_value_labels(brume_counter *c, size_t n, const char *const *values);
+double brume_gauge_value_labels(brume_gauge *g, size_t n, const char *const *values);
+
 /* (count, array) from a possibly empty list of label values. */
 #define BRUME_METRICS_LABELS_(...)                                               \
   (sizeof((const char *const[]){NULL, __VA_ARGS__}) / sizeof(const char *) - 1), \
@@ -116,6 +121,10 @@ void brume_histogram_observe_labels(brume_histogram *h, double v, size_t n,
   brume_gauge_set_labels((g), (v), BRUME_METRICS_LABELS_(__VA_ARGS__))
 #define brume_gauge_add(g, v, ...) \
   brume_gauge_add_labels((g), (v), BRUME_METRICS_LABELS_(__VA_ARGS__))
+/* brume_counter_value(c, "label value", ...) and brume_gauge_value(g, ...). */
+#define brume_counter_value(c, ...) \
+  brume_counter_value_labels((c), BRUME_METRICS_LABELS_(__VA_ARGS__))
+#define brume_gauge_value(g, ...) brume_gauge_value_labels((g), BRUME_METRICS_LABELS_(__VA_ARGS__))
 /* brume_histogram_observe(h, seconds, "label value", ...). */
 #define brume_histogram_observe(h, v, ...) \
   brume_histogram_observe_labels((h), (v), BRUME_METRICS_LABELS_(__VA_ARGS__))

@@ -13,6 +13,7 @@
 #include "dashboard_assets.h"
 #include "log.h"
 #include "mem.h"
+#include "named_queue.h"
 #include "proto_names.h"
 #include "random.h"
 #include "registration.h"
@@ -49,7 +50,7 @@ static void reply_error(brume_http_response *resp, int status, const char *msg) 
  * "down" and not asked again. */
 typedef struct probe {
   json_t *down;
-  bool counting_down, placement_down, etcd_down;
+  bool counting_down, placement_down, etcd_down, nats_down;
 } probe;
 
 static void mark_down(probe *p, const char *daemon, bool *flag, const brume_err *err) {
@@ -392,6 +393,67 @@ static json_t *api_accounts(brume_dashboard *d) {
   return finish(o, &p);
 }
 
+/* Every known account's named queues that hold records: [{"account_id", "name", "records"}]. */
+static json_t *named_queues(brume_dashboard *d, probe *p, brume_event_queue *q) {
+  json_t *functions = brume_catalog_list_json(d->o.catalog);
+  json_t *accounts = known_accounts(d, functions);
+  json_decref(functions);
+  json_t *out = json_array();
+  size_t i;
+  json_t *a;
+  json_array_foreach(accounts, i, a) {
+    brume_named_queue_info *info = NULL;
+    size_t n = 0;
+    brume_autoptr(brume_err) err = NULL;
+    if (brume_named_queue_list(q, json_string_value(a), &info, &n, &err) < 0) {
+      mark_down(p, "nats", &p->nats_down, err);
+      json_decref(out);
+      out = json_null();
+      break;
+    }
+    for (size_t k = 0; k < n; k++)
+      json_array_append_new(out, json_pack("{s:O, s:s, s:I}", "account_id", a, "name", info[k].name,
+                                           "records", (json_int_t)info[k].messages));
+    free(info);
+  }
+  json_decref(accounts);
+  return out;
+}
+
+/* The event queue (docs/async.md): its depth and oldest event from JetStream, the named queues,
+ * and what this frontend accepted and delivered. */
+static json_t *api_events(brume_dashboard *d) {
+  probe p;
+  json_t *o = envelope(&p);
+  json_t *queue = json_null(), *named = json_null();
+  brume_event_queue *q = d->o.events ? brume_event_accept_queue(d->o.events) : NULL;
+  brume_autoptr(brume_err) err = NULL;
+  if (d->o.events && q == NULL) {
+    brume_err_set(&err, BRUME_UNAVAILABLE,
+                  "the event queue is not open: NATS could not be reached yet");
+    mark_down(&p, "nats", &p.nats_down, err);
+  }
+  uint64_t depth = 0;
+  int64_t oldest = 0;
+  if (q && brume_event_queue_stats(q, &depth, &oldest, &err) < 0)
+    mark_down(&p, "nats", &p.nats_down, err);
+  if (q && !p.nats_down) {
+    int64_t age = oldest ? now_ms() - oldest : 0;
+    queue = json_pack("{s:I, s:I}", "depth", (json_int_t)depth, "oldest_age_ms",
+                      (json_int_t)(age > 0 ? age : 0));
+    named = named_queues(d, &p, q);
+  }
+  json_object_set_new(o, "enabled", json_boolean(d->o.events != NULL));
+  json_object_set_new(o, "queue", queue);
+  json_object_set_new(o, "named_queues", named);
+  json_object_set_new(o, "accepted",
+                      d->o.events ? brume_event_accept_figures_json(d->o.events) : json_null());
+  json_object_set_new(
+      o, "delivery",
+      d->o.delivery ? brume_event_delivery_figures_json(d->o.delivery) : json_null());
+  return finish(o, &p);
+}
+
 /* A query parameter as a number in [lo, hi], else def. */
 static long query_long(const brume_http_request *req, const char *key, long def, long lo, long hi) {
   const char *v = brume_http_query(req, key);
@@ -451,6 +513,8 @@ static void api(const brume_http_request *req, brume_http_response *resp, void *
     body = api_throttles(d);
   } else if (strcmp(path, "/api/series") == 0) {
     body = api_series(d, req);
+  } else if (strcmp(path, "/api/events") == 0) {
+    body = api_events(d);
   } else {
     reply_error(resp, 404, "no such endpoint: see docs/dashboard.md");
     return;

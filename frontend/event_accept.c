@@ -121,6 +121,15 @@ brume_event_accept *brume_event_accept_new(const brume_event_accept_opts *opts) 
   return a;
 }
 
+json_t *brume_event_accept_figures_json(brume_event_accept *a) {
+  static const char *const outcomes[] = {"queued", "duplicate", "refused", "unavailable"};
+  json_t *o = json_object();
+  for (size_t i = 0; i < sizeof(outcomes) / sizeof(outcomes[0]); i++)
+    json_object_set_new(o, outcomes[i],
+                        json_integer((json_int_t)brume_counter_value(a->events, outcomes[i])));
+  return o;
+}
+
 void brume_event_accept_free(brume_event_accept *a) {
   if (a == NULL) return;
   brume_ticker_stop(a->sampler);

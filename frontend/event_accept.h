@@ -15,6 +15,7 @@
 #ifndef BRUME_FRONTEND_EVENT_ACCEPT_H
 #define BRUME_FRONTEND_EVENT_ACCEPT_H
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +43,10 @@ void brume_event_accept_free(brume_event_accept *a);
 /* The event queue, once open (it stays open until brume_event_accept_free), or NULL while NATS
  * could not be reached yet: what the deliveries (event_delivery.h) pull from. */
 brume_event_queue *brume_event_accept_queue(brume_event_accept *a);
+
+/* This frontend's Event invocations since it started, by outcome, from its /metrics counter:
+ * {"queued", "duplicate", "refused", "unavailable"}, for the dashboard (/api/events). */
+json_t *brume_event_accept_figures_json(brume_event_accept *a);
 
 /* Starts call (an Invoke whose request is req, already authenticated, invocation_type EVENT) for
  * account_id's function name at qualifier, with the call's request_id. Returns at once. */

@@ -84,12 +84,13 @@ struct brume_event_delivery {
   running *ended;        /* answered, waiting for the settler */
   bool stopping;         /* no more fetching */
   bool settler_stopping; /* and the settler may go once nothing is busy */
+  bool stopped;          /* brume_event_delivery_stop() ran (the stopping thread's only) */
   pthread_t fetcher, settler;
   brume_counter *tries;   /* {outcome} */
   brume_counter *ends;    /* {end} */
   brume_gauge *running_g; /* events running now */
   brume_histogram *start_delay;
-  brume_counter *destinations; /* {kind, result} */
+  brume_counter *destinations; /* {kind, condition, result} */
 };
 
 static const char *outcome_name(brume_try_outcome o) {
@@ -127,10 +128,14 @@ static const char *known_outcome(const char *s) {
   return outcome_name(BRUME_TRY_PLATFORM_ERROR);
 }
 
+/* How an event fails (FunctionNotFound: its function was deleted while it was queued). */
+static const char *const condition_names[] = {"RetriesExhausted", "EventAgeExceeded",
+                                              "FunctionNotFound"};
+#define N_CONDITIONS (sizeof(condition_names) / sizeof(condition_names[0]))
+
 static const char *known_condition(const char *s) {
-  static const char *const names[] = {"RetriesExhausted", "EventAgeExceeded", "FunctionNotFound"};
-  for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-    if (strcmp(s, names[i]) == 0) return names[i];
+  for (size_t i = 0; i < N_CONDITIONS; i++)
+    if (strcmp(s, condition_names[i]) == 0) return condition_names[i];
   return NULL;
 }
 
@@ -296,7 +301,8 @@ static int send_destination(brume_event_delivery *d, brume_event_queue *q, runni
     brume_autofree uint8_t *buf = brume_queued_event_pack(&ev, &plen);
     rc = brume_event_queue_put(q, r->qe->account_id, event_id, buf, plen, NULL, &err);
   }
-  brume_counter_inc(d->destinations, 1, kind, rc == 0 ? "sent" : "failed");
+  brume_counter_inc(d->destinations, 1, kind, condition ? condition : "Success",
+                    rc == 0 ? "sent" : "failed");
   if (rc < 0)
     brume_warn(
         "An event's record could not be sent to its destination; the event is tried "
@@ -610,9 +616,10 @@ brume_event_delivery *brume_event_delivery_start(const brume_event_delivery_opts
                                      "Queued events this frontend is running now.", NULL);
   d->destinations = brume_metrics_counter(
       opts->metrics, "brume_frontend_event_destinations_total",
-      "Records of ended events sent to their destinations, by kind (queue, function) and result "
-      "(sent, failed: the event is tried again).",
-      "kind", "result", NULL);
+      "Records of ended events sent to their destinations, by kind (queue, function), condition "
+      "(Success, RetriesExhausted, EventAgeExceeded, FunctionNotFound) and result (sent, failed: "
+      "the event is tried again).",
+      "kind", "condition", "result", NULL);
   d->start_delay = brume_metrics_histogram(
       opts->metrics, "brume_frontend_event_start_delay_seconds",
       "From an event's acceptance to the start of its first try.", NULL, 0, NULL);
@@ -624,8 +631,40 @@ brume_event_delivery *brume_event_delivery_start(const brume_event_delivery_opts
   return d;
 }
 
+json_t *brume_event_delivery_figures_json(brume_event_delivery *d) {
+  json_t *tries = json_object();
+  for (int o = BRUME_TRY_SUCCEEDED; o <= BRUME_TRY_PLATFORM_ERROR; o++) {
+    const char *name = outcome_name((brume_try_outcome)o);
+    json_object_set_new(tries, name, json_integer((json_int_t)brume_counter_value(d->tries, name)));
+  }
+  json_t *ended =
+      json_pack("{s:I}", "succeeded", (json_int_t)brume_counter_value(d->ends, "succeeded"));
+  for (size_t i = 0; i < N_CONDITIONS; i++)
+    json_object_set_new(ended, condition_names[i],
+                        json_integer((json_int_t)brume_counter_value(d->ends, condition_names[i])));
+  /* Every (kind, condition, result) that happened, in that order. */
+  json_t *destinations = json_array();
+  static const char *const kinds[] = {"queue", "function"}, *const results[] = {"sent", "failed"};
+  for (size_t k = 0; k < 2; k++) {
+    for (size_t c = 0; c <= N_CONDITIONS; c++) {
+      const char *condition = c == 0 ? "Success" : condition_names[c - 1];
+      for (size_t r = 0; r < 2; r++) {
+        double n = brume_counter_value(d->destinations, kinds[k], condition, results[r]);
+        if (n > 0)
+          json_array_append_new(destinations,
+                                json_pack("{s:s, s:s, s:s, s:I}", "kind", kinds[k], "condition",
+                                          condition, "result", results[r], "count", (json_int_t)n));
+      }
+    }
+  }
+  return json_pack("{s:I, s:I, s:o, s:o, s:o}", "workers", (json_int_t)d->o.workers, "running",
+                   (json_int_t)brume_gauge_value(d->running_g), "tries", tries, "ended", ended,
+                   "destinations", destinations);
+}
+
 void brume_event_delivery_stop(brume_event_delivery *d) {
-  if (d == NULL) return;
+  if (d == NULL || d->stopped) return;
+  d->stopped = true;
   pthread_mutex_lock(&d->mu);
   d->stopping = true;
   pthread_cond_broadcast(&d->space);
@@ -636,6 +675,11 @@ void brume_event_delivery_stop(brume_event_delivery *d) {
   pthread_cond_signal(&d->settle);
   pthread_mutex_unlock(&d->mu);
   pthread_join(d->settler, NULL);
+}
+
+void brume_event_delivery_free(brume_event_delivery *d) {
+  if (d == NULL) return;
+  brume_event_delivery_stop(d);
   pthread_cond_destroy(&d->space);
   pthread_cond_destroy(&d->settle);
   pthread_mutex_destroy(&d->mu);

@@ -25,6 +25,7 @@
 #ifndef BRUME_FRONTEND_EVENT_DELIVERY_H
 #define BRUME_FRONTEND_EVENT_DELIVERY_H
 
+#include <jansson.h>
 #include <stdint.h>
 
 #include "event_accept.h"
@@ -47,8 +48,14 @@ typedef struct brume_event_delivery_opts {
 
 /* Starts fetching and running events. */
 brume_event_delivery *brume_event_delivery_start(const brume_event_delivery_opts *opts);
-/* Stops fetching, waits for the events running to end and be settled, and frees d. The invoker
- * and the queue must still be open. NULL is fine. */
+/* This frontend's delivery since it started, for the dashboard (docs/dashboard.md, /api/events):
+ * {"workers", "running", "tries": {outcome: n}, "ended": {"succeeded" or condition: n},
+ *  "destinations": [{"kind", "condition", "result", "count"}]}, from its /metrics counters. */
+json_t *brume_event_delivery_figures_json(brume_event_delivery *d);
+/* Stops fetching and waits for the events running to end and be settled. The invoker and the
+ * queue must still be open. Once is enough; NULL is fine. */
 void brume_event_delivery_stop(brume_event_delivery *d);
+/* Stops d if it still runs, and frees it: after the dashboard's last read of its figures. */
+void brume_event_delivery_free(brume_event_delivery *d);
 
 #endif

@@ -80,6 +80,8 @@ typedef struct invocation {
   bool admitted;  /* counting granted and placement answered: counted in flight (inv_stats) */
   bool retried;   /* the first step ran again after a release (wait_for_release) */
   bool reissuing; /* its token's daemon failed during the cold start: another is asked for */
+  bool regaining; /* its token's daemon failed before the upgrade: a new token is asked for */
+  bool regained;  /* and that happened once already */
   struct invocation *next_waiter;
   /* When the call arrived, and when counting granted, placement placed and the worker answered
    * (debug logs: where the time goes). */
@@ -414,25 +416,45 @@ static void stale_token_released(void *user, const Brume__ReleaseResponse *resp,
   (void)err; /* its daemon is dead or failing: nothing more to do */
 }
 
-/* The daemon that granted iv's token died or failed while the cold start ran (a slow boot can
- * outlast a counting daemon's lease TTL). Once its lease expires, the other daemons grow into
- * its room and the token is counted nowhere: run with it, and the limit can be passed. So the
- * invocation asks the daemons that answer for a token of its own first (a warm one: the sandbox
- * exists), and is throttled like any other when there is no room. The old token is released
- * for form's sake: a daemon that only stumbled takes it back now rather than at its deadline. */
-static void reissue_token(invocation *iv) {
-  brume_info(
-      "The counting daemon of this invocation's token failed during its cold start; "
-      "asking again before it runs.",
-      "request_id=%s token=%s", iv->request_id, iv->token);
+/* Drops iv's token, whose daemon failed, and asks the daemons that answer for a warm token of
+ * its own (granted() gets the answer). The old token is released for form's sake: a daemon that
+ * only stumbled takes it back now rather than at its deadline. */
+static void ask_for_new_token(invocation *iv) {
   Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
   rel.token = iv->token;
   rel.caller_id = (char *)iv->inv->o.caller_id;
   brume_counting_set_release(iv->inv->o.counting, &rel, stale_token_released, NULL);
   free(iv->token);
   iv->token = NULL;
-  iv->reissuing = true;
   acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
+}
+
+/* The daemon that granted iv's token died or failed while the cold start ran (a slow boot can
+ * outlast a counting daemon's lease TTL). Once its lease expires, the other daemons grow into
+ * its room and the token is counted nowhere: run with it, and the limit can be passed. So the
+ * invocation asks the daemons that answer for a token of its own first (a warm one: the sandbox
+ * exists), and is throttled like any other when there is no room. */
+static void reissue_token(invocation *iv) {
+  brume_info(
+      "The counting daemon of this invocation's token failed during its cold start; "
+      "asking again before it runs.",
+      "request_id=%s token=%s", iv->request_id, iv->token);
+  iv->reissuing = true;
+  ask_for_new_token(iv);
+}
+
+/* The daemon that granted iv's token died or failed while asked to upgrade it for a cold start
+ * (an Acquire with upgrade_token goes to that daemon only). The token returns with that daemon's
+ * lease, so the invocation asks the daemons that answer for a token of its own, then upgrades
+ * that one: the cold start goes on as another daemon allows it, or is throttled. Once only. */
+static void regain_token(invocation *iv, const brume_err *err) {
+  brume_info(
+      "The counting daemon of this invocation's token failed before its cold start was granted; "
+      "asking the others.",
+      "request_id=%s token=%s err=%s", iv->request_id, iv->token, err->msg);
+  iv->regaining = true;
+  iv->regained = true;
+  ask_for_new_token(iv);
 }
 
 /* A throttle or no idle sandbox in the first step while this frontend has releases in flight:
@@ -572,7 +594,15 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
     throttled(iv);
     return;
   }
-  if (!iv->cold) {
+  if (iv->regaining) {
+    /* regain_token's answer: a token of its own, upgraded next. */
+    iv->regaining = false;
+    if (err == NULL && resp->granted) {
+      iv->token = brume_xstrdup(resp->token);
+      acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT);
+      return;
+    }
+  } else if (!iv->cold) {
     if (err) {
       brume_err_set(&iv->counting_err, err->code, "%s", err->msg);
     } else if (!resp->granted) {
@@ -584,6 +614,9 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
       iv->granted_us = brume_mono_us();
     }
     first_answer(iv);
+    return;
+  } else if (err && err->code == BRUME_UNAVAILABLE && !iv->regained) {
+    regain_token(iv, err);
     return;
   }
   if (err) {

@@ -426,6 +426,8 @@ static int start(brume_err **err) {
                                 .prefix = cfg.etcd_prefix,
                                 .counting = d.counting_state,
                                 .placement = d.placement,
+                                .events = d.events,
+                                .delivery = d.delivery,
                                 .frontend_id = daemon_id,
                                 .region = cfg.region,
                                 .max_sessions = (size_t)cfg.max_sessions,
@@ -467,6 +469,7 @@ static void stop(void) {
   d.b.rpc = NULL;
   brume_workq_free(d.wq);
   brume_manage_free(d.manage);
+  brume_event_delivery_free(d.delivery);
   brume_event_accept_free(d.events);
   brume_invoker_free(d.invoker);
   brume_counting_set_free(d.counting);

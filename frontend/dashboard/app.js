@@ -20,6 +20,7 @@
     { name: 'throttles', path: '/api/throttles' },
     { name: 'invocations', path: '/api/invocations?limit=' + RECENT_LIMIT },
     { name: 'series', path: '/api/series?seconds=' + SERIES_SECONDS },
+    { name: 'events', path: '/api/events' },
   ];
 
   const HOST_STATES = ['provisioning', 'idle', 'invoking', 'terminating'];
@@ -381,6 +382,7 @@
       ['throttles', renderThrottles],
       ['invocations', renderInvocations],
       ['series', renderChartData],
+      ['events', renderEvents],
     ];
     for (const [name, render] of sections) {
       if (!(name in data)) continue;
@@ -872,6 +874,78 @@
       });
     }
     syncTable($('throttles'), 'data-throttle', rows);
+  }
+
+  function fmtAge(ms) {
+    if (!isNum(ms)) return DASH;
+    const s = ms / 1000;
+    if (s < 60) return (s < 10 ? s.toFixed(1) : String(Math.round(s))) + ' s';
+    if (s < 3600) return Math.floor(s / 60) + ' min ' + pad2(Math.round(s % 60)) + ' s';
+    return Math.floor(s / 3600) + ' h ' + pad2(Math.floor((s % 3600) / 60)) + ' min';
+  }
+
+  const TRY_TONES = { succeeded: 'good', function_error: 'warn', throttled: 'throttle',
+    platform_error: 'bad' };
+
+  // The event queue: JetStream's figures (null while NATS does not answer: the status line names
+  // it), this frontend's tries and endings, the records sent, the named queues.
+  function renderEvents(body) {
+    const enabled = body.enabled !== false;
+    show($('events-disabled'), !enabled);
+    const q = body.queue && typeof body.queue === 'object' ? body.queue : null;
+    setText($('events-depth'), q ? fmtInt(q.depth) : DASH);
+    setText($('events-oldest'), !q ? DASH : q.depth === 0 ? 'none' : fmtAge(q.oldest_age_ms));
+    const dl = body.delivery && typeof body.delivery === 'object' ? body.delivery : null;
+    setText($('events-running'), dl ? fmtInt(dl.running) : DASH);
+    setText($('events-running-detail'), dl ? 'on this frontend, of ' + fmtInt(dl.workers) : 'on this frontend');
+    const acc = body.accepted && typeof body.accepted === 'object' ? body.accepted : null;
+    setText($('events-accepted'), acc ? fmtInt(acc.queued) : DASH);
+    setText($('events-accepted-detail'), acc ? 'by this frontend \u00b7 ' +
+      fmtInt((acc.refused || 0) + (acc.unavailable || 0)) + ' refused' : 'by this frontend');
+    setTitle($('events-accepted-detail'), acc ? 'queued ' + fmtInt(acc.queued) + ', duplicates ' +
+      fmtInt(acc.duplicate) + ', refused (bad request, queue full) ' + fmtInt(acc.refused) +
+      ', refused (queue unavailable) ' + fmtInt(acc.unavailable) : '');
+
+    const counts = [];
+    const tries = dl && dl.tries && typeof dl.tries === 'object' ? dl.tries : {};
+    for (const [outcome, n] of Object.entries(tries)) {
+      counts.push({ key: 'try/' + outcome, cells: [
+        { cls: 'what', text: 'tries' },
+        { cls: 'how', text: outcome, tone: TRY_TONES[outcome] || 'bad' },
+        { cls: 'count', text: fmtInt(n), num: true },
+      ] });
+    }
+    const ended = dl && dl.ended && typeof dl.ended === 'object' ? dl.ended : {};
+    for (const [how, n] of Object.entries(ended)) {
+      counts.push({ key: 'ended/' + how, cells: [
+        { cls: 'what', text: 'ended' },
+        { cls: 'how', text: how, tone: how === 'succeeded' ? 'good' : 'bad' },
+        { cls: 'count', text: fmtInt(n), num: true },
+      ] });
+    }
+    syncTable($('event-counts'), 'data-event-count', counts);
+
+    const dests = [];
+    for (const x of asArray(dl && dl.destinations)) {
+      if (!x || typeof x !== 'object') continue;
+      dests.push({ key: str(x.kind) + '/' + str(x.condition) + '/' + str(x.result), cells: [
+        { cls: 'kind', text: str(x.kind) },
+        { cls: 'condition', text: str(x.condition) },
+        { cls: 'result', text: str(x.result), tone: x.result === 'sent' ? 'good' : 'bad' },
+        { cls: 'count', text: fmtInt(x.count), num: true },
+      ] });
+    }
+    syncTable($('event-destinations'), 'data-destination', dests);
+
+    const queues = [];
+    for (const x of asArray(body.named_queues)) {
+      if (!x || typeof x !== 'object') continue;
+      queues.push({ key: str(x.account_id) + '/' + str(x.name), cells: [
+        { cls: 'queue', text: str(x.account_id) + '/' + str(x.name) },
+        { cls: 'records', text: fmtInt(x.records), num: true },
+      ] });
+    }
+    syncTable($('named-queues'), 'data-queue', queues);
   }
 
   const OUTCOME_TONES = { ok: 'good', function_error: 'warn', throttled: 'throttle', error: 'bad' };

@@ -9,6 +9,8 @@
 #   load ARGS...           cluster_load with the cluster's TLS and admin key, both frontends
 #   etcd_put KEY JSON      writes KEY (under /brume/) = JSON through etcd's gateway
 #   etcd_keys PREFIX       the keys under /brume/PREFIX, one a line
+#   etcd_lease_of PREFIX SUFFIX  "ID LEFT GRANTED": the lease of the first key under /brume/PREFIX
+#                          that ends in SUFFIX, its TTL left and granted (s); "none -1 0" if none
 #   metric URL SERIES      the value of SERIES (name{labels} as printed) at URL, or nothing
 #   wait_for SECONDS CMD...  runs CMD every 0.5 s until it succeeds (0) or SECONDS pass (1)
 # Exits 77 (skip) when not root: namespaces, a bridge and libvirtd need it.
@@ -60,13 +62,26 @@ b64() { printf '%s' "$1" | base64 -w0; }
 etcd_put() {
   etcd_curl /v3/kv/put "{\"key\": \"$(b64 "/brume/$1")\", \"value\": \"$(b64 "$2")\"}" >/dev/null
 }
-etcd_keys() {
+# etcd_range PREFIX: etcd's JSON answer for the keys (without values) under /brume/PREFIX.
+etcd_range() {
   local end
   end=$(printf '/brume/%s' "$1" | /usr/bin/python3 -c 'import sys, base64
 p = sys.stdin.buffer.read(); print(base64.b64encode(p[:-1] + bytes([p[-1] + 1])).decode())')
-  etcd_curl /v3/kv/range "{\"key\": \"$(b64 "/brume/$1")\", \"range_end\": \"$end\", \"keys_only\": true}" |
-    /usr/bin/python3 -c 'import sys, json, base64
+  etcd_curl /v3/kv/range "{\"key\": \"$(b64 "/brume/$1")\", \"range_end\": \"$end\", \"keys_only\": true}"
+}
+etcd_keys() {
+  etcd_range "$1" | /usr/bin/python3 -c 'import sys, json, base64
 for kv in json.load(sys.stdin).get("kvs", []): print(base64.b64decode(kv["key"]).decode())'
+}
+etcd_lease_of() {
+  local id
+  id=$(etcd_range "$1" | /usr/bin/python3 -c 'import sys, json, base64
+for kv in json.load(sys.stdin).get("kvs", []):
+    if base64.b64decode(kv["key"]).decode().endswith(sys.argv[1]):
+        print(kv.get("lease", "0")); break' "$2")
+  [ -n "$id" ] && [ "$id" != 0 ] || { echo "none -1 0"; return; }
+  etcd_curl /v3/lease/timetolive "{\"ID\": \"$id\"}" | /usr/bin/python3 -c 'import sys, json
+r = json.load(sys.stdin); print(r.get("ID", "none"), r.get("TTL", -1), r.get("grantedTTL", 0))'
 }
 metric() {
   curl -sf --max-time 5 "$1" | awk -v s="$2" 'index($0, s " ") == 1 { print $2 }'

@@ -1,8 +1,8 @@
 // The dashboard's JSON API (docs/dashboard.md) against the single-node Brume that run.sh started:
 // every endpoint unauthenticated (401) and signed in, the login's refusals, figures that follow
-// invocations made through the CLI, and answers that name a daemon that is down instead of
-// failing. Run by tests/dashboard/run.sh with `node --test`; the tests run in order and share
-// the cluster.
+// invocations made through the CLI (synchronous and queued events), and answers that name a
+// daemon that is down (counting, placement, NATS) instead of failing. Run by
+// tests/dashboard/run.sh with `node --test`; the tests run in order and share the cluster.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -12,7 +12,7 @@ const base = process.env.BRUME_DASH_URL;
 const adminKey = readFileSync(process.env.BRUME_ADMIN_KEY_FILE, 'utf8').trim();
 const hostId = process.env.BRUME_HOST_ID;
 const endpoints = ['session', 'summary', 'hosts', 'functions', 'accounts', 'invocations',
-  'throttles', 'series'];
+  'throttles', 'series', 'events'];
 let cookie = '';
 
 async function get(path, headers = {}) {
@@ -227,6 +227,41 @@ test('series has a point a second with the limit and the scaling ceiling', async
   assert.equal((await api('/api/series?seconds=5')).body.accounts[0].concurrency.length, 5);
 });
 
+test('events shows the queue, the tries, the endings and the records sent', async () => {
+  // hello-c answers a JSON object and fails anything else (HelloC.BadEvent): one event of each,
+  // with no retry, and both records in named queues.
+  brume(['function', 'event-config', 'put', 'hello-c', '--max-retries', '0',
+    '--on-success', 'queue:dash-ok', '--on-failure', 'queue:dash-failed']);
+  const before = (await api('/api/events')).body;
+  assert.equal(before.enabled, true);
+  assert.deepEqual(before.down, []);
+  const count = (b, kind, condition) => b.delivery.destinations
+    .filter((x) => x.kind === kind && x.condition === condition && x.result === 'sent')
+    .reduce((a, x) => a + x.count, 0);
+  const records = (b, name) => b.named_queues
+    .filter((q) => q.account_id === 'admin' && q.name === name).reduce((a, q) => a + q.records, 0);
+  brume(['invoke', 'hello-c', '--async', '--payload', '{"name":"event"}']);
+  brume(['invoke', 'hello-c', '--async', '--payload', '[1]']);
+  let b;
+  await waitFor(async () => {
+    b = (await api('/api/events')).body;
+    return b.delivery.ended.succeeded === before.delivery.ended.succeeded + 1 &&
+      b.delivery.ended.RetriesExhausted === before.delivery.ended.RetriesExhausted + 1;
+  }, 60000, 'the two events did not end as succeeded and RetriesExhausted');
+  assert.deepEqual(b.down, []);
+  assert.equal(b.accepted.queued, before.accepted.queued + 2);
+  assert.equal(b.delivery.tries.succeeded, before.delivery.tries.succeeded + 1);
+  assert.equal(b.delivery.tries.function_error, before.delivery.tries.function_error + 1);
+  assert.equal(count(b, 'queue', 'Success'), count(before, 'queue', 'Success') + 1);
+  assert.equal(count(b, 'queue', 'RetriesExhausted'), count(before, 'queue', 'RetriesExhausted') + 1);
+  assert.equal(records(b, 'dash-ok'), records(before, 'dash-ok') + 1);
+  assert.equal(records(b, 'dash-failed'), records(before, 'dash-failed') + 1);
+  assert.ok(b.delivery.workers >= 1 && b.delivery.running >= 0);
+  assert.ok(Number.isInteger(b.queue.depth) && b.queue.depth >= 0);
+  assert.ok(b.queue.oldest_age_ms >= 0 && (b.queue.depth > 0 || b.queue.oldest_age_ms === 0));
+  brume(['function', 'event-config', 'delete', 'hello-c']);
+});
+
 test('with counting down the answers say so and keep the rest', async () => {
   await stopDaemon('counting');
   try {
@@ -271,4 +306,25 @@ test('with placement down hosts says so; the summary still answers', async () =>
   }
   await waitFor(async () => (await api('/api/hosts')).body.hosts?.length === 1, 30000,
     'placement did not come back in /api/hosts');
+});
+
+test('with NATS down events says so, keeps this frontend\'s figures, and comes back', async () => {
+  await stopDaemon('nats');
+  try {
+    const r = await api('/api/events');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.down[0].daemon, 'nats');
+    assert.match(r.body.down[0].error, /UNAVAILABLE/);
+    assert.equal(r.body.queue, null);
+    assert.equal(r.body.named_queues, null);
+    assert.ok(r.body.delivery.ended.succeeded >= 1, 'the figures counted so far are gone');
+    assert.ok(r.body.accepted.queued >= 2);
+    assert.deepEqual((await api('/api/summary')).body.down, []);
+  } finally {
+    await restartDaemons();
+  }
+  await waitFor(async () => {
+    const b = (await api('/api/events')).body;
+    return b.down.length === 0 && b.queue !== null;
+  }, 30000, 'NATS did not come back in /api/events');
 });

@@ -1,10 +1,11 @@
 // The operator dashboard in a real browser: Debian's headless Chromium driven by playwright-core
 // against the single-node Brume that tests/dashboard/run.sh started. It checks what an operator
 // does: a wrong key is refused; the admin key logs in; the host and the functions this test
-// creates appear; invocations through the CLI move the invocation count and the recent list; a
-// flood on a function with reserved concurrency 2 shows two in flight on the concurrency chart
-// and a throttle in the throttles table; with counting stopped the page says which daemon is
-// down and keeps showing the rest. Screenshots of each step go to $BRUME_ARTIFACTS.
+// creates appear; invocations through the CLI move the invocation count and the recent list; an
+// asynchronous one is counted accepted, then ended, in the event queue panel; a flood on a
+// function with reserved concurrency 2 shows two in flight on the concurrency chart and a
+// throttle in the throttles table; with counting stopped the page says which daemon is down and
+// keeps showing the rest. Screenshots of each step go to $BRUME_ARTIFACTS.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, chmodSync } from 'node:fs';
@@ -95,6 +96,19 @@ try {
     15000, 'the summary did not count 3 more invocations');
   await page.locator('#recent tr[data-request-id="browser-2"]').waitFor({ timeout: 15000 });
 
+  step('an asynchronous invocation: accepted, then ended, in the event queue panel');
+  const ended = page.locator('#event-counts tr[data-event-count="ended/succeeded"] .count');
+  await ended.waitFor({ timeout: 15000 });
+  const acceptedBefore = await intText(page.locator('#events-accepted'));
+  const endedBefore = await intText(ended);
+  brume(['invoke', 'hello-c', '--async', '--payload', '{"name":"browser-event"}']);
+  await waitFor(async () => (await intText(page.locator('#events-accepted'))) === acceptedBefore + 1,
+    15000, 'the event queue panel did not count the accepted event');
+  await waitFor(async () => (await intText(ended)) === endedBefore + 1, 30000,
+    'the event queue panel did not count the event that succeeded');
+  assert.match((await page.locator('#events-depth').textContent()).trim(), /^\d+$/);
+  await page.locator('#events').screenshot({ path: `${artifacts}/03-event-queue.png` });
+
   step('a flood on reserved concurrency 2: two in flight on the chart, a throttle in the table');
   const throttleRow = page.locator(
     `#throttles tr[data-throttle="admin/${FLOOD}/ReservedFunctionConcurrentInvocationLimitExceeded"]`);
@@ -125,17 +139,20 @@ try {
   await waitFor(async () => (await page.getAttribute('#chart-svg', 'data-series')) === option
     && Number(await page.getAttribute('#chart-svg', 'data-peak')) === 2, 15000,
   'the chart does not show 2 in flight for the flooded function');
-  await page.screenshot({ path: `${artifacts}/03-after-flood.png`, fullPage: true });
+  await page.screenshot({ path: `${artifacts}/04-after-flood.png`, fullPage: true });
 
   step('counting down: the page says which daemon, and keeps the rest');
+  // The asynchronous invocation above ran hello-c too: what the row shows now must stay.
+  const helloCount = await intText(helloRow.locator('.invocations'));
+  assert.ok(helloCount >= before + 3);
   await stopDaemon('counting');
   try {
     await page.locator('#status.degraded .down-daemon[data-daemon="counting"]')
       .waitFor({ timeout: 15000 });
     assert.ok(await host.isVisible());
     assert.ok(await helloRow.isVisible());
-    assert.equal(await intText(helloRow.locator('.invocations')), before + 3);
-    await page.screenshot({ path: `${artifacts}/04-counting-down.png`, fullPage: true });
+    assert.equal(await intText(helloRow.locator('.invocations')), helloCount);
+    await page.screenshot({ path: `${artifacts}/05-counting-down.png`, fullPage: true });
   } finally {
     await restartDaemons();
   }
@@ -144,7 +161,7 @@ try {
   step('a wide screen');
   await page.setViewportSize({ width: 1920, height: 1080 });
   await page.waitForTimeout(1200);
-  await page.screenshot({ path: `${artifacts}/05-wide.png`, fullPage: true });
+  await page.screenshot({ path: `${artifacts}/06-wide.png`, fullPage: true });
 
   step('logout returns to the login form');
   await page.click('#logout-button');

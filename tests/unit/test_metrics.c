@@ -50,6 +50,30 @@ static void test_counter_with_labels(void **state) {
   brume_metrics_free(reg);
 }
 
+/* What the dashboard reads: a series' value, 0 for one never updated, and reading it does not
+ * add it to the rendering. */
+static void test_read_values(void **state) {
+  (void)state;
+  brume_metrics *reg = brume_metrics_new();
+  brume_counter *c =
+      brume_metrics_counter(reg, "brume_x_total", "Xs, by kind.", "kind", "result", NULL);
+  brume_gauge *g = brume_metrics_gauge(reg, "brume_y", "Ys.", NULL);
+  brume_counter_inc(c, 2, "queue", "sent");
+  brume_counter_inc(c, 1.5, "queue", "sent");
+  brume_gauge_set(g, -4);
+  assert_true(brume_counter_value(c, "queue", "sent") == 3.5);
+  assert_true(brume_counter_value(c, "function", "sent") == 0);
+  assert_true(brume_gauge_value(g) == -4);
+  assert_render(reg,
+                "# HELP brume_x_total Xs, by kind.\n"
+                "# TYPE brume_x_total counter\n"
+                "brume_x_total{kind=\"queue\",result=\"sent\"} 3.5\n"
+                "# HELP brume_y Ys.\n"
+                "# TYPE brume_y gauge\n"
+                "brume_y -4\n");
+  brume_metrics_free(reg);
+}
+
 static void test_gauge(void **state) {
   (void)state;
   brume_metrics *reg = brume_metrics_new();
@@ -245,6 +269,7 @@ static void test_collect(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_counter_with_labels),
+      cmocka_unit_test(test_read_values),
       cmocka_unit_test(test_gauge),
       cmocka_unit_test(test_histogram),
       cmocka_unit_test(test_default_registry),
