@@ -15,6 +15,9 @@
  *      BENCH_SECONDS, each answered 202 only once JetStream acknowledged it: events/s, p50 and
  *      p99 of the round trip. Each event has its own request id (a repeated one would be a
  *      duplicate, acknowledged without being stored again).
+ *   4. The same with InvokeEvents: BATCH_CALLERS calls of BATCH events each kept in flight, every
+ *      event answered 202 only once JetStream acknowledged it: events/s, the CPU per event, and
+ *      the p50 and p99 of a call's round trip.
  *
  * JSON lines in bench/run.sh's format on stdout, progress on stderr; exit 1 when a call fails.
  * Needs root, libvirtd, etcd and nats-server. */
@@ -40,6 +43,8 @@
 #include "testutil.h"
 
 #define CALLERS 64
+#define BATCH_CALLERS 16
+#define BATCH 100
 #define MAX_SAMPLES (1 << 17)
 #define BURST_N 2000
 #define LATENCY_MAX 4096
@@ -49,7 +54,7 @@ enum { RUN, STOP };
 static brume_test_cluster *c;
 static brume_test_nats *nats;
 static char key[160];
-static unsigned m_invoke;
+static unsigned m_invoke, m_invoke_events;
 static bench_samples lat;
 static double t0s[CALLERS];
 static uint64_t seqs[CALLERS];
@@ -123,6 +128,98 @@ static void start_next(size_t i) {
   }
 }
 
+/* ---- 4: accepted events a second, BATCH_CALLERS calls of BATCH in flight ---- */
+
+static void start_next_batch(size_t i);
+
+static void batch_done(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  size_t i = (size_t)(uintptr_t)user;
+  if (err) {
+    fail_call("InvokeEvents", err);
+  } else {
+    const Brume__InvokeEventsResponse *r = (const void *)reply;
+    long ok = 0;
+    for (size_t k = 0; k < r->n_results; k++) {
+      if (r->results[k]->status_code == 202) {
+        ok++;
+      } else {
+        brume_err e = {.code = BRUME_INTERNAL, .msg = r->results[k]->error_message};
+        fail_call("InvokeEvents entry", &e);
+      }
+    }
+    if (atomic_load(&chains.recording)) {
+      bench_samples_add(&lat, i, (brume_test_mono_ms() - t0s[i]) * 1000);
+      atomic_fetch_add(&accepted, ok);
+    }
+    protobuf_c_message_free_unpacked(reply, NULL);
+  }
+  if (atomic_load(&chains.mode) == STOP || err) {
+    atomic_fetch_sub(&chains.running, 1);
+    return;
+  }
+  start_next_batch(i);
+}
+
+static void start_next_batch(size_t i) {
+  Brume__EventEntry entries[BATCH], *ptrs[BATCH];
+  char rids[BATCH][48];
+  uint64_t seq = seqs[i]++;
+  for (size_t k = 0; k < BATCH; k++) {
+    brume__event_entry__init(&entries[k]);
+    snprintf(rids[k], sizeof(rids[k]), "batch-%zu-%" PRIu64 "-%zu", i, seq, k);
+    entries[k].request_id = rids[k];
+    entries[k].payload.data = (uint8_t *)"{\"bench\": true}";
+    entries[k].payload.len = strlen("{\"bench\": true}");
+    ptrs[k] = &entries[k];
+  }
+  Brume__InvokeEventsRequest req = BRUME__INVOKE_EVENTS_REQUEST__INIT;
+  req.function_name = "noop";
+  req.entries = ptrs;
+  req.n_entries = BATCH;
+  brume_rpc_call_opts o = {.deadline_ms = 30000, .api_key = key};
+  t0s[i] = brume_test_mono_ms();
+  brume_autoptr(brume_err) err = NULL;
+  if (brume_rpc_unary_async(c->frontend.client, &brume__frontend__descriptor, m_invoke_events,
+                            &req.base, &o, batch_done, (void *)(uintptr_t)i, &err) < 0) {
+    fail_call("InvokeEvents not sent", err);
+    atomic_fetch_sub(&chains.running, 1);
+  }
+}
+
+/* Runs n chains of start for seconds, and prints accepted events a second (name), the CPU per
+ * event of the frontend, nats-server and this client (name_cpu_*), and each call's round trip
+ * (name_p50_us, name_p99_us). */
+static void run_accepting(const char *name, size_t n, void (*start)(size_t i), size_t per_call,
+                          double seconds) {
+  atomic_store(&accepted, 0);
+  bench_samples_free(&lat);
+  bench_samples_init(&lat, CALLERS, MAX_SAMPLES);
+  double cpu0[3] = {bench_cpu_us(c->frontend.pid), bench_cpu_us(nats->pid), bench_cpu_us(getpid())};
+  long sent0 = 0;
+  for (size_t i = 0; i < n; i++) sent0 += (long)seqs[i];
+  /* Where the CPU goes, per accepted event (the unrecorded first second included in both). */
+  double rec = bench_chains_run(&chains, RUN, STOP, n, start, seconds);
+  long sent = -sent0;
+  for (size_t i = 0; i < n; i++) sent += (long)seqs[i];
+  sent *= (long)per_call;
+  char key_name[64];
+  snprintf(key_name, sizeof(key_name), "%s_per_s", name);
+  bench_emit("async", key_name, (double)atomic_load(&accepted) / rec, "events/s");
+  if (sent > 0) {
+    static const char *const who[] = {"frontend", "nats", "client"};
+    double cpu1[3] = {bench_cpu_us(c->frontend.pid), bench_cpu_us(nats->pid),
+                      bench_cpu_us(getpid())};
+    for (int k = 0; k < 3; k++) {
+      snprintf(key_name, sizeof(key_name), "%s_cpu_%s_us", name, who[k]);
+      bench_emit("async", key_name, (cpu1[k] - cpu0[k]) / (double)sent, "us/event");
+    }
+  }
+  snprintf(key_name, sizeof(key_name), "%s_p50_us", name);
+  bench_emit("async", key_name, bench_samples_percentile(&lat, 50), "us");
+  snprintf(key_name, sizeof(key_name), "%s_p99_us", name);
+  bench_emit("async", key_name, bench_samples_percentile(&lat, 99), "us");
+}
+
 /* ---- 1 and 2 ---- */
 
 /* The frontend's brume_frontend_events_ended_total{end="succeeded"}, or -1. */
@@ -149,7 +246,11 @@ static double start_delay_ms(const char *id) {
 
 static int start_frontend(const char *workers) {
   snprintf(workers_flag, sizeof(workers_flag), "%s", workers);
-  const char *flags[] = {"--nats_urls", nats_url, "--async_workers", workers_flag, NULL};
+  /* Parts 3 and 4 queue far more than the default per-account limit of 100,000, with nothing
+   * delivering them. */
+  const char *flags[] = {
+      "--nats_urls", nats_url, "--async_workers", workers_flag, "--async_max_queued_per_account",
+      "10000000",    NULL};
   return brume_test_cluster_start_frontend(c, flags);
 }
 
@@ -168,6 +269,9 @@ int main(void) {
   m_invoke = (unsigned)(protobuf_c_service_descriptor_get_method_by_name(
                             &brume__frontend__descriptor, "Invoke") -
                         brume__frontend__descriptor.methods);
+  m_invoke_events = (unsigned)(protobuf_c_service_descriptor_get_method_by_name(
+                                   &brume__frontend__descriptor, "InvokeEvents") -
+                               brume__frontend__descriptor.methods);
   bench_samples_init(&lat, CALLERS, MAX_SAMPLES);
   int rc = 1;
   const char *worker_flags[] = {"--pool-size", "2", "--freeze-after", "10s", NULL};
@@ -245,24 +349,11 @@ int main(void) {
   if (send_one("accept-first", id) < 0) goto out; /* the queue open, the client connected */
   fprintf(stderr, "bench_async: %d Event invocations in flight for %.0f s, accepted only\n",
           CALLERS, seconds);
-  /* Where the CPU goes, per accepted event (the unrecorded first second included in both). */
-  double cpu0[3] = {bench_cpu_us(c->frontend.pid), bench_cpu_us(nats->pid), bench_cpu_us(getpid())};
-  long sent0 = 0;
-  for (size_t i = 0; i < CALLERS; i++) sent0 += (long)seqs[i];
-  double rec = bench_chains_run(&chains, RUN, STOP, CALLERS, start_next, seconds);
-  long sent = -sent0;
-  for (size_t i = 0; i < CALLERS; i++) sent += (long)seqs[i];
-  bench_emit("async", "accepted_per_s", (double)atomic_load(&accepted) / rec, "events/s");
-  if (sent > 0) {
-    bench_emit("async", "accept_cpu_frontend_us",
-               (bench_cpu_us(c->frontend.pid) - cpu0[0]) / (double)sent, "us/event");
-    bench_emit("async", "accept_cpu_nats_us", (bench_cpu_us(nats->pid) - cpu0[1]) / (double)sent,
-               "us/event");
-    bench_emit("async", "accept_cpu_client_us", (bench_cpu_us(getpid()) - cpu0[2]) / (double)sent,
-               "us/event");
-  }
-  bench_emit("async", "accept_p50_us", bench_samples_percentile(&lat, 50), "us");
-  bench_emit("async", "accept_p99_us", bench_samples_percentile(&lat, 99), "us");
+  run_accepting("accepted", CALLERS, start_next, 1, seconds);
+  /* 4. The same, BATCH events a call. */
+  fprintf(stderr, "bench_async: %d InvokeEvents calls of %d events in flight for %.0f s\n",
+          BATCH_CALLERS, BATCH, seconds);
+  run_accepting("accepted_batched", BATCH_CALLERS, start_next_batch, BATCH, seconds);
   rc = atomic_load(&failures) ? 1 : 0;
 out:
   if (rc != 0) brume_test_cluster_dump_logs(c);

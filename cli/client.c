@@ -36,6 +36,7 @@ static const char *const method_names[BRUME_CLI_N_METHODS] = {
     [BRUME_CLI_LIST_QUEUES] = "ListQueues",
     [BRUME_CLI_READ_QUEUE] = "ReadQueue",
     [BRUME_CLI_DRAIN_QUEUE] = "DrainQueue",
+    [BRUME_CLI_INVOKE_EVENTS] = "InvokeEvents",
 };
 
 const char *brume_cli_method_name(enum brume_cli_method m) {

@@ -46,7 +46,7 @@ run_ctest build
 step "sanitizer build (ASan + UBSan)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBRUME_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
-# cluster_faults runs in the normal build only: its microVMs (20 at once by default) and timed steps take 4 minutes
+# cluster_faults runs in the normal build only: its microVMs (50 at once) and timed steps take 6 minutes
 # there. Counting's failover and the worker's stale sandboxes still run under the sanitizers
 # (counting_client_set, placement_host_cut_off); counting's quorum guard does not.
 step "tests (sanitizer build)"

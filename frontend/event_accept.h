@@ -54,6 +54,18 @@ void brume_event_accept_start(brume_event_accept *a, brume_rpc_call *call,
                               const Brume__InvokeRequest *req, const char *account_id,
                               const char *name, const char *qualifier, const char *request_id);
 
+/* The most entries an InvokeEvents call takes. */
+#define BRUME_EVENT_BATCH_MAX 100
+
+/* Starts call, an InvokeEvents (already authenticated) of account_id's function name at
+ * qualifier: each entry checked, named (its request_id, else "<request_id>-<index>"), queued and
+ * answered on its own, as brume_event_accept_start would; the call answered once every entry is.
+ * The whole call is refused for a function that does not exist, a bad qualifier, no entries or
+ * more than BRUME_EVENT_BATCH_MAX, payloads over 6 MiB together, or the queue not open. */
+void brume_event_accept_batch(brume_event_accept *a, brume_rpc_call *call,
+                              const Brume__InvokeEventsRequest *req, const char *account_id,
+                              const char *name, const char *qualifier, const char *request_id);
+
 /* ev as the event queue stores it (caller frees): what an accepted event and a function
  * destination's record are put as. */
 uint8_t *brume_queued_event_pack(const Brume__QueuedEvent *ev, size_t *len);

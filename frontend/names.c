@@ -1,10 +1,13 @@
 /* Checking the names a client gives (names.h). */
 #include "names.h"
 
+#include <ctype.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "mem.h"
+#include "random.h"
 
 #define REASON "InvalidParameterValueException: "
 #define ARN_HEAD "arn:brume:lambda:"
@@ -150,4 +153,26 @@ char *brume_function_arn(const char *region, const char *account_id, const char 
   if (qualifier == NULL || qualifier[0] == '\0')
     return brume_xasprintf(ARN_HEAD "%s:%s:function:%s", region, account_id, name);
   return brume_xasprintf(ARN_HEAD "%s:%s:function:%s:%s", region, account_id, name, qualifier);
+}
+
+int brume_request_id(const char *given, const char *field, char out[80], brume_err **err) {
+  if (given == NULL || given[0] == '\0') {
+    uint64_t a = brume_random_u64(), b = brume_random_u64();
+    /* A version 4 UUID. */
+    snprintf(out, 80, "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
+             a >> 32, (a >> 16) & 0xffff, a & 0xfff, 0x8000 | ((b >> 48) & 0x3fff),
+             b & (uint64_t)0xffffffffffff);
+    return 0;
+  }
+  size_t n = strlen(given);
+  bool ok = n <= 64;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = isalnum((unsigned char)given[i]) || strchr("._-", given[i]) != NULL;
+  if (!ok)
+    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
+                         "InvalidParameterValueException: %s must be 1-64 characters of "
+                         "[A-Za-z0-9._-]",
+                         field);
+  snprintf(out, 80, "%s", given);
+  return 0;
 }

@@ -46,4 +46,9 @@ int brume_function_name_parse(const char *s, const char *region, const char *fie
 char *brume_function_arn(const char *region, const char *account_id, const char *name,
                          const char *qualifier);
 
+/* A request id: given (a client's x-request-id, or an entry's request_id: field) when it is
+ * 1-64 characters of [A-Za-z0-9._-], a new UUID when given is NULL or empty; -1
+ * (INVALID_ARGUMENT) for a bad one. */
+int brume_request_id(const char *given, const char *field, char out[80], brume_err **err);
+
 #endif

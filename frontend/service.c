@@ -1,8 +1,6 @@
 /* The Frontend service: authentication, authorisation, audit, dispatch (service.h). */
 #include "service.h"
 
-#include <ctype.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,29 +11,7 @@
 #include "mem.h"
 #include "named_queue.h"
 #include "names.h"
-#include "random.h"
 #include "reply.h"
-
-int brume_request_id(const char *given, char out[80], brume_err **err) {
-  if (given == NULL || given[0] == '\0') {
-    uint64_t a = brume_random_u64(), b = brume_random_u64();
-    /* A version 4 UUID. */
-    snprintf(out, 80, "%08" PRIx64 "-%04" PRIx64 "-4%03" PRIx64 "-%04" PRIx64 "-%012" PRIx64,
-             a >> 32, (a >> 16) & 0xffff, a & 0xfff, 0x8000 | ((b >> 48) & 0x3fff),
-             b & (uint64_t)0xffffffffffff);
-    return 0;
-  }
-  size_t n = strlen(given);
-  bool ok = n <= 64;
-  for (size_t i = 0; ok && i < n; i++)
-    ok = isalnum((unsigned char)given[i]) || strchr("._-", given[i]) != NULL;
-  if (!ok)
-    return brume_err_set(err, BRUME_INVALID_ARGUMENT,
-                         "InvalidParameterValueException: x-request-id must be 1-64 characters "
-                         "of [A-Za-z0-9._-]");
-  snprintf(out, 80, "%s", given);
-  return 0;
-}
 
 void brume_frontend_service_init(brume_frontend_service *svc) {
   atomic_init(&svc->stopping, false);
@@ -49,6 +25,7 @@ void brume_frontend_service_stop(brume_frontend_service *svc) {
 
 typedef enum method_kind {
   KIND_INVOKE,
+  KIND_INVOKE_EVENTS,
   KIND_EVENTS,
   KIND_QUEUES,
   KIND_MANAGE,
@@ -63,6 +40,7 @@ static const char *method_short(brume_rpc_call *call) {
 
 static method_kind kind_of(const char *method) {
   if (strcmp(method, "Invoke") == 0) return KIND_INVOKE;
+  if (strcmp(method, "InvokeEvents") == 0) return KIND_INVOKE_EVENTS;
   if (strcmp(method, "GetEvent") == 0) return KIND_EVENTS;
   if (strstr(method, "Queue")) return KIND_QUEUES;
   if (strstr(method, "ApiKey")) return KIND_KEYS;
@@ -72,7 +50,7 @@ static method_kind kind_of(const char *method) {
 /* Calls that change nothing, which the audit log leaves out when they succeed. */
 static bool read_only(const char *method) {
   return strncmp(method, "Get", 3) == 0 || strncmp(method, "List", 4) == 0 ||
-         strcmp(method, "Invoke") == 0;
+         strncmp(method, "Invoke", 6) == 0;
 }
 
 /* The request's function_name field, if its message has one (every function call does). */
@@ -312,7 +290,8 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
   BRUME_ENSURE(md != NULL);
   brume_autoptr(brume_err) err = NULL;
   char request_id[80];
-  if (brume_request_id(brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID), request_id, &err) < 0) {
+  if (brume_request_id(brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID), "x-request-id",
+                       request_id, &err) < 0) {
     brume_frontend_fail(call, err);
     return;
   }
@@ -324,7 +303,8 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
     return;
   }
   method_kind kind = kind_of(method);
-  unsigned needs = kind == KIND_INVOKE || kind == KIND_EVENTS   ? BRUME_SCOPE_INVOKE
+  unsigned needs = kind == KIND_INVOKE || kind == KIND_INVOKE_EVENTS || kind == KIND_EVENTS
+                       ? BRUME_SCOPE_INVOKE
                    : kind == KIND_MANAGE || kind == KIND_QUEUES ? BRUME_SCOPE_MANAGE
                                                                 : BRUME_SCOPE_ADMIN;
   if (!brume_api_key_allows(who.scopes, needs)) {
@@ -358,9 +338,11 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
   }
   const char *account = parsed.account_id[0] ? parsed.account_id : who.account_id;
 
-  if (kind == KIND_INVOKE) {
-    const Brume__InvokeRequest *req = (const void *)request;
-    const char *qualifier = req->qualifier;
+  if (kind == KIND_INVOKE || kind == KIND_INVOKE_EVENTS) {
+    /* Either request's qualifier field; an ARN may name one instead. */
+    const char *qualifier = kind == KIND_INVOKE
+                                ? ((const Brume__InvokeRequest *)request)->qualifier
+                                : ((const Brume__InvokeEventsRequest *)request)->qualifier;
     if (parsed.qualifier[0]) {
       if (qualifier[0] && strcmp(qualifier, parsed.qualifier) != 0) {
         brume_err_set(&err, BRUME_INVALID_ARGUMENT,
@@ -372,18 +354,27 @@ static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *
       }
       qualifier = parsed.qualifier;
     }
+    bool event =
+        kind == KIND_INVOKE_EVENTS || ((const Brume__InvokeRequest *)request)->invocation_type ==
+                                          BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT;
+    if (event && svc->events == NULL) {
+      brume_frontend_failf(call, BRUME_UNAVAILABLE,
+                           "ServiceUnavailableException: this frontend takes no Event "
+                           "(asynchronous) invocations: its nats_urls is not set");
+      return;
+    }
+    if (kind == KIND_INVOKE_EVENTS) {
+      brume_event_accept_batch(svc->events, call, (const void *)request, account, parsed.name,
+                               qualifier, request_id);
+      return;
+    }
+    const Brume__InvokeRequest *req = (const void *)request;
     const char *idem_key = req->idempotency_key;
     if (*idem_key && brume_idempotency_check_key(idem_key, &err) < 0) {
       brume_frontend_fail(call, err);
       return;
     }
-    if (req->invocation_type == BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT) {
-      if (svc->events == NULL) {
-        brume_frontend_failf(call, BRUME_UNAVAILABLE,
-                             "ServiceUnavailableException: this frontend takes no Event "
-                             "(asynchronous) invocations: its nats_urls is not set");
-        return;
-      }
+    if (event) {
       brume_event_accept_start(svc->events, call, req, account, parsed.name, qualifier, request_id);
       return;
     }

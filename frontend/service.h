@@ -37,8 +37,4 @@ void brume_frontend_service_stop(brume_frontend_service *svc);
 /* The handler table for brume__frontend__descriptor (user = the service). */
 const brume_rpc_handler *brume_frontend_service_handlers(void);
 
-/* A request id for a call: the client's x-request-id when it is 1-64 characters of
- * [A-Za-z0-9._-], a new UUID when it sent none; -1 (INVALID_ARGUMENT) when it sent a bad one. */
-int brume_request_id(const char *given, char out[80], brume_err **err);
-
 #endif

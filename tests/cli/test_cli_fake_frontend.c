@@ -23,6 +23,7 @@
 #include "message_json.h"
 #include "proc.h"
 #include "rpc.h"
+#include "strbuf.h"
 #include "testutil.h"
 
 #define TEST_KEY "brume_0011223344556677_s3cr3tS3CR3Ts3cr3t"
@@ -284,6 +285,34 @@ static void reply_ok(brume_rpc_call *call, enum brume_cli_method m, const Protob
     }
     case BRUME_CLI_DELETE_FUNCTION: {
       Brume__DeleteFunctionResponse r = BRUME__DELETE_FUNCTION_RESPONSE__INIT;
+      brume_rpc_call_reply(call, &r.base);
+      return;
+    }
+    case BRUME_CLI_INVOKE_EVENTS: {
+      /* Every entry queued as evt-<payload>, but one whose payload starts with "bad". */
+      const Brume__InvokeEventsRequest *q = (const Brume__InvokeEventsRequest *)msg;
+      Brume__EventEntryResult res[100], *ptrs[100];
+      char ids[100][48], rids[100][16];
+      Brume__InvokeEventsResponse r = BRUME__INVOKE_EVENTS_RESPONSE__INIT;
+      for (size_t i = 0; i < q->n_entries && i < 100; i++) {
+        const ProtobufCBinaryData *pl = &q->entries[i]->payload;
+        brume__event_entry_result__init(&res[i]);
+        snprintf(rids[i], sizeof(rids[i]), "rid-%zu", i);
+        res[i].request_id = rids[i];
+        if (pl->len >= 3 && memcmp(pl->data, "bad", 3) == 0) {
+          res[i].error_code = "INVALID_ARGUMENT";
+          res[i].error_message = "RequestTooLargeException: too big";
+          r.failed_count++;
+        } else {
+          snprintf(ids[i], sizeof(ids[i]), "evt-%.*s", (int)(pl->len < 40 ? pl->len : 40),
+                   (const char *)pl->data);
+          res[i].status_code = 202;
+          res[i].event_id = ids[i];
+        }
+        ptrs[i] = &res[i];
+      }
+      r.results = ptrs;
+      r.n_results = q->n_entries < 100 ? q->n_entries : 100;
       brume_rpc_call_reply(call, &r.base);
       return;
     }
@@ -605,6 +634,50 @@ static void test_invoke_payload_sources(void **state) {
   r = RUN(NULL, "invoke", "hello", "--payload", "@/nonexistent/event.json");
   assert_int_equal(r.status, 2);
   assert_contains(r.err, "brume invoke: --payload: cannot read /nonexistent/event.json");
+  assert_int_equal(n_calls(), 0);
+  free_result(&r);
+}
+
+/* --async --batch FILE: one event a line (blank ones skipped), 100 a call, each one's id or
+ * error printed, exit 1 when one was refused; --batch without --async makes no call. */
+static void test_invoke_batch(void **state) {
+  (void)state;
+  brume_strbuf lines = {0};
+  for (int i = 0; i < 250; i++) {
+    if (i == 7)
+      brume_strbuf_printf(&lines, "\n"); /* skipped */
+    else if (i == 120)
+      brume_strbuf_printf(&lines, "bad-%d\r\n", i);
+    else
+      brume_strbuf_printf(&lines, "e%d\n", i);
+  }
+  brume_autofree char *file = write_file("events.txt", lines.s, lines.len);
+  brume_strbuf_clear(&lines);
+  run_result r = RUN(NULL, "invoke", "hello", "--async", "--batch", file);
+  assert_int_equal(r.status, 1);
+  assert_int_equal(n_calls(), 3);
+  const Brume__InvokeEventsRequest *q =
+      (const Brume__InvokeEventsRequest *)call_at(0, BRUME_CLI_INVOKE_EVENTS)->request;
+  assert_string_equal(q->function_name, "hello");
+  assert_int_equal(q->n_entries, 100);
+  assert_int_equal(q->entries[0]->payload.len, 2);
+  assert_memory_equal(q->entries[0]->payload.data, "e0", 2);
+  assert_memory_equal(q->entries[7]->payload.data, "e8", 2); /* the blank line skipped */
+  q = (const Brume__InvokeEventsRequest *)call_at(1, BRUME_CLI_INVOKE_EVENTS)->request;
+  assert_int_equal(q->n_entries, 100);
+  assert_int_equal(q->entries[19]->payload.len, 7); /* "bad-120", its \r dropped */
+  q = (const Brume__InvokeEventsRequest *)call_at(2, BRUME_CLI_INVOKE_EVENTS)->request;
+  assert_int_equal(q->n_entries, 49);
+  assert_contains(r.out, "evt-e0");
+  assert_contains(r.out, "evt-e249");
+  assert_contains(r.out, "INVALID_ARGUMENT: RequestTooLargeException: too big");
+  assert_contains(r.err, "248 of 249 events queued");
+  free_result(&r);
+
+  reset_fake();
+  r = RUN(NULL, "invoke", "hello", "--batch", file);
+  assert_int_equal(r.status, 2);
+  assert_contains(r.err, "--batch needs --async");
   assert_int_equal(n_calls(), 0);
   free_result(&r);
 }
@@ -959,6 +1032,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test_setup(test_invoke_function_error, before_each),
       cmocka_unit_test_setup(test_invoke_json_log_tail_request_id, before_each),
       cmocka_unit_test_setup(test_invoke_payload_sources, before_each),
+      cmocka_unit_test_setup(test_invoke_batch, before_each),
       cmocka_unit_test_setup(test_function_create, before_each),
       cmocka_unit_test_setup(test_usage_errors_make_no_call, before_each),
       cmocka_unit_test_setup(test_update_config, before_each),

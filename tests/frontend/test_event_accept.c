@@ -2,8 +2,9 @@
  * and a real nats-server with JetStream (tests/harness): Event invocations answered 202 with
  * their event id, and found in the queue whole (a brume.QueuedEvent); the same request id twice
  * queued once under one event id; a payload over 256 KiB, an unknown function, a bad qualifier
- * and an account's full queue each refused with their code and reason, queuing nothing; NATS
- * down: refused UNAVAILABLE, and accepted again once it is back. Label "frontend". */
+ * and an account's full queue each refused with their code and reason, queuing nothing;
+ * InvokeEvents (several events a call), each entry queued or refused on its own; NATS down:
+ * refused UNAVAILABLE, and accepted again once it is back. Label "frontend". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -52,11 +53,18 @@ static brume_event_queue_opts queue_opts(void) {
                                   .timeout_ms = 2000};
 }
 
-/* Every Invoke goes to event_accept, as the service sends it an Event invocation. */
+/* Every Invoke goes to event_accept, as the service sends it an Event invocation, and every
+ * InvokeEvents to its batch form. */
 static void handle(brume_rpc_call *call, const ProtobufCMessage *request, void *user) {
   (void)user;
-  const Brume__InvokeRequest *req = (const void *)request;
   const char *rid = brume_rpc_call_metadata(call, BRUME_MD_REQUEST_ID);
+  if (request->descriptor == &brume__invoke_events_request__descriptor) {
+    const Brume__InvokeEventsRequest *req = (const void *)request;
+    brume_event_accept_batch(accept_, call, req, ACCOUNT, req->function_name, req->qualifier,
+                             rid ? rid : "no-request-id");
+    return;
+  }
+  const Brume__InvokeRequest *req = (const void *)request;
   brume_event_accept_start(accept_, call, req, ACCOUNT, req->function_name, req->qualifier,
                            rid ? rid : "no-request-id");
 }
@@ -286,6 +294,146 @@ static void test_bad_requests(void **state) {
   assert_int_equal(depth(), 0);
 }
 
+/* One InvokeEvents call of function fn with n entries of payloads[i] and request_ids[i] (NULL:
+ * none); the call's own request id is rid. */
+static Brume__InvokeEventsResponse *invoke_events(const char *function, size_t n,
+                                                  const char *const *payloads, const size_t *lens,
+                                                  const char *const *request_ids, const char *rid,
+                                                  answer *a) {
+  Brume__EventEntry *entries = calloc(n ? n : 1, sizeof(*entries));
+  Brume__EventEntry **ptrs = calloc(n ? n : 1, sizeof(*ptrs));
+  for (size_t i = 0; i < n; i++) {
+    brume__event_entry__init(&entries[i]);
+    entries[i].payload.data = (uint8_t *)payloads[i];
+    entries[i].payload.len = lens[i];
+    entries[i].request_id = (char *)(request_ids && request_ids[i] ? request_ids[i] : "");
+    ptrs[i] = &entries[i];
+  }
+  Brume__InvokeEventsRequest req = BRUME__INVOKE_EVENTS_REQUEST__INIT;
+  req.function_name = (char *)function;
+  req.entries = ptrs;
+  req.n_entries = n;
+  unsigned m = (unsigned)(protobuf_c_service_descriptor_get_method_by_name(
+                              &brume__frontend__descriptor, "InvokeEvents") -
+                          brume__frontend__descriptor.methods);
+  brume_rpc_call_opts o = {.deadline_ms = 10000, .wait_for_ready = true, .request_id = rid};
+  *a = (answer){.code = BRUME_OK};
+  ProtobufCMessage *resp = NULL;
+  brume_err *err = NULL;
+  if (brume_rpc_unary(client, &brume__frontend__descriptor, m, &req.base, &resp, &o, &err) < 0) {
+    a->code = err->code;
+    snprintf(a->msg, sizeof(a->msg), "%s", err->msg);
+    brume_err_free(err);
+  }
+  free(entries);
+  free(ptrs);
+  return (Brume__InvokeEventsResponse *)resp;
+}
+
+/* InvokeEvents: each entry queued or refused on its own, named by its request id or the call's
+ * and its index; a repeated request id is the same event; the whole call refused for a missing
+ * function, no entries, too many, or too much payload. */
+static void test_batch(void **state) {
+  (void)state;
+  size_t big = 256 * 1024 + 1;
+  char *large = calloc(1, big);
+  const char *payloads[] = {"{\"a\": 1}", large, "{\"c\": 3}", "{\"d\": 4}"};
+  const size_t lens[] = {8, big, 8, 8};
+  const char *rids[] = {NULL, NULL, "batch-rid-c", "bad request id!"};
+  answer a;
+  Brume__InvokeEventsResponse *r = invoke_events("fn", 4, payloads, lens, rids, "batch-1", &a);
+  if (a.code != BRUME_OK) fail_msg("InvokeEvents: %s", a.msg);
+  assert_int_equal(r->n_results, 4);
+  assert_int_equal(r->failed_count, 2);
+  char id[37];
+  brume_event_id(ACCOUNT, "batch-1-0", id);
+  assert_int_equal(r->results[0]->status_code, 202);
+  assert_string_equal(r->results[0]->request_id, "batch-1-0");
+  assert_string_equal(r->results[0]->event_id, id);
+  assert_int_equal(r->results[1]->status_code, 0);
+  assert_string_equal(r->results[1]->error_code, "INVALID_ARGUMENT");
+  assert_non_null(strstr(r->results[1]->error_message, "RequestTooLargeException"));
+  assert_string_equal(r->results[1]->event_id, "");
+  brume_event_id(ACCOUNT, "batch-rid-c", id);
+  assert_int_equal(r->results[2]->status_code, 202);
+  assert_string_equal(r->results[2]->request_id, "batch-rid-c");
+  assert_string_equal(r->results[2]->event_id, id);
+  assert_int_equal(r->results[3]->status_code, 0);
+  assert_non_null(strstr(r->results[3]->error_message, "entries.request_id"));
+  fprintf(stderr, "  batch: %s: %s\n", r->results[1]->error_code, r->results[1]->error_message);
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  free(large);
+  /* The two accepted, in order, whole; nothing of the refused ones. */
+  assert_int_equal(depth(), 2);
+  Brume__QueuedEvent *ev = take();
+  assert_non_null(ev);
+  assert_string_equal(ev->request_id, "batch-1-0");
+  assert_memory_equal(ev->payload.data, "{\"a\": 1}", 8);
+  assert_string_equal(ev->function_name, "fn");
+  brume__queued_event__free_unpacked(ev, NULL);
+  ev = take();
+  assert_non_null(ev);
+  assert_string_equal(ev->request_id, "batch-rid-c");
+  brume__queued_event__free_unpacked(ev, NULL);
+
+  /* The same request id again, in a batch or an Invoke: the same event, queued once. */
+  const char *again_rids[] = {"batch-rid-c"};
+  r = invoke_events("fn", 1, payloads + 2, lens + 2, again_rids, "batch-2", &a);
+  assert_int_equal(a.code, BRUME_OK);
+  assert_int_equal(r->results[0]->status_code, 202);
+  assert_string_equal(r->results[0]->event_id, id);
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  answer b = invoke("fn", "", "x", 1, "batch-rid-c");
+  assert_int_equal(b.code, BRUME_OK);
+  assert_string_equal(b.resp->event_id, id);
+  answer_free(&b);
+  assert_int_equal(depth(), 0);
+
+  /* Refused whole. */
+  assert_null(invoke_events("nofn", 1, payloads, lens, NULL, "batch-3", &a));
+  expect_refused(a, BRUME_NOT_FOUND, "ResourceNotFoundException");
+  assert_null(invoke_events("fn", 0, payloads, lens, NULL, "batch-4", &a));
+  expect_refused(a, BRUME_INVALID_ARGUMENT, "1-100");
+  const char *many[101];
+  size_t many_lens[101];
+  for (size_t i = 0; i < 101; i++) many[i] = "x", many_lens[i] = 1;
+  assert_null(invoke_events("fn", 101, many, many_lens, NULL, "batch-5", &a));
+  expect_refused(a, BRUME_INVALID_ARGUMENT, "1-100");
+  /* 25 of 256 KiB each: each fits, together they pass 6 MiB. */
+  char *quarter = calloc(1, 256 * 1024);
+  const char *heavy[25];
+  size_t heavy_lens[25];
+  for (size_t i = 0; i < 25; i++) heavy[i] = quarter, heavy_lens[i] = 256 * 1024;
+  assert_null(invoke_events("fn", 25, heavy, heavy_lens, NULL, "batch-6", &a));
+  expect_refused(a, BRUME_INVALID_ARGUMENT, "6 MiB");
+  free(quarter);
+  assert_int_equal(depth(), 0);
+
+  /* A full batch of 100 against the account's limit of MAX_QUEUED queued events: that many are
+   * queued, each of the others refused as an Invoke would be. */
+  r = invoke_events("fn", 100, many, many_lens, NULL, "batch-7", &a);
+  assert_int_equal(a.code, BRUME_OK);
+  assert_int_equal(r->n_results, 100);
+  assert_int_equal(r->failed_count, 100 - MAX_QUEUED);
+  size_t queued = 0;
+  for (size_t i = 0; i < 100; i++) {
+    if (r->results[i]->status_code == 202) {
+      queued++;
+    } else {
+      assert_string_equal(r->results[i]->error_code, "RESOURCE_EXHAUSTED");
+      assert_non_null(strstr(r->results[i]->error_message, "TooManyQueuedEventsException"));
+    }
+  }
+  assert_int_equal(queued, MAX_QUEUED);
+  protobuf_c_message_free_unpacked(&r->base, NULL);
+  assert_int_equal(depth(), MAX_QUEUED);
+  for (size_t i = 0; i < MAX_QUEUED; i++) {
+    ev = take();
+    assert_non_null(ev);
+    brume__queued_event__free_unpacked(ev, NULL);
+  }
+}
+
 static void test_account_queue_full(void **state) {
   (void)state;
   char rid[32];
@@ -317,6 +465,18 @@ static void test_nats_down(void **state) {
   usleep(200000); /* the client sees the connection go */
   expect_refused(invoke("fn", "", "x", 1, "req-down"), BRUME_UNAVAILABLE,
                  "ServiceUnavailableException");
+  /* A batch: each entry refused UNAVAILABLE, nothing queued. */
+  const char *payloads[] = {"x", "x"};
+  const size_t lens[] = {1, 1};
+  answer b;
+  Brume__InvokeEventsResponse *r = invoke_events("fn", 2, payloads, lens, NULL, "batch-down", &b);
+  assert_int_equal(b.code, BRUME_OK);
+  assert_int_equal(r->failed_count, 2);
+  for (size_t i = 0; i < 2; i++) {
+    assert_string_equal(r->results[i]->error_code, "UNAVAILABLE");
+    assert_non_null(strstr(r->results[i]->error_message, "ServiceUnavailableException"));
+  }
+  protobuf_c_message_free_unpacked(&r->base, NULL);
   assert_int_equal(brume_test_nats_restart(nats), 0);
   /* Accepted again once the client has reconnected (every 250 ms). */
   answer a = {.code = BRUME_UNAVAILABLE};
@@ -336,9 +496,9 @@ static void test_nats_down(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_accepted),     cmocka_unit_test(test_same_request_twice),
-      cmocka_unit_test(test_bad_requests), cmocka_unit_test(test_account_queue_full),
-      cmocka_unit_test(test_nats_down),
+      cmocka_unit_test(test_accepted),           cmocka_unit_test(test_same_request_twice),
+      cmocka_unit_test(test_bad_requests),       cmocka_unit_test(test_batch),
+      cmocka_unit_test(test_account_queue_full), cmocka_unit_test(test_nats_down),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
