@@ -232,10 +232,11 @@ EOF
 # Most invocations at once among those that started 12 to 4 s ago (a run lasts 3 s: they have
 # all ended and been logged).
 recent_peak() { max_running "$(($(mono_us) - 12000000))" "$(($(mono_us) - 4000000))"; }
-# Up to 90 s: the last sandboxes may still be booting when the last new environment is granted
-# (boots took up to 40 s with 45 microVMs running on these 2 cores).
+# Up to 240 s: the last sandboxes may still be booting when the last new environment is granted,
+# two at a time on each host (worker_max_boots), and one boot took up to 90 s in CI with 45
+# microVMs running on these 2 cores. A run that gets there sooner goes on at once.
 peak=0
-for _ in $(seq 90); do
+for _ in $(seq 240); do
   read -r peak _ < <(recent_peak)
   [ "$peak" -ge $((limit - 2)) ] && break
   sleep 1
