@@ -193,10 +193,11 @@ sleep 2
 g0=$(new_grants)
 t_load=$(mono_us)
 # A throttled caller waits 1 s before it tries again: 150 callers retrying faster would take
-# CPU the microVMs need here. The load runs until the checks below are done (SIGTERM): how long
-# they take depends on how fast these hosts boot.
+# CPU the microVMs need here. A call may take 180 s: a cold start waits for a boot slot on its
+# host, and one boot took 90 s in CI under 45 running microVMs. The load runs until the checks
+# below are done (SIGTERM): how long they take depends on how fast these hosts boot.
 load --function slow --callers "$callers" --seconds 900 --payload '{"sleep_ms": 3000}' \
-  --throttle-pause-ms 1000 --calls "$home/limit.calls" >"$home/limit.json" &
+  --throttle-pause-ms 1000 --deadline-ms 180000 --calls "$home/limit.calls" >"$home/limit.json" &
 load_pid=$!
 # load_pid is the subshell running the load function; cluster_load is its child.
 stop_load() { pkill -TERM -P "$load_pid" 2>/dev/null || true; }
