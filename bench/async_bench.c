@@ -66,12 +66,15 @@ static void fail_call(const char *what, const brume_err *err) {
   if (atomic_fetch_add(&failures, 1) < 5) fprintf(stderr, "bench_async: %s: %s\n", what, err->msg);
 }
 
+/* Every event's payload. */
+static const char PAYLOAD[] = "{\"bench\": true}";
+
 static void fill_event(Brume__InvokeRequest *req) {
   brume__invoke_request__init(req);
   req->function_name = "noop";
   req->invocation_type = BRUME__INVOCATION_TYPE__INVOCATION_TYPE_EVENT;
-  req->payload.data = (uint8_t *)"{\"bench\": true}";
-  req->payload.len = strlen("{\"bench\": true}");
+  req->payload.data = (uint8_t *)PAYLOAD;
+  req->payload.len = sizeof(PAYLOAD) - 1;
 }
 
 /* One blocking Event invocation with request id rid; its event id into id (>= 40). */
@@ -93,24 +96,27 @@ static int send_one(const char *rid, char *id) {
 
 /* ---- 3: accepted events a second, CALLERS in flight ---- */
 
-static void start_next(size_t i);
-
-static void accepted_done(void *user, ProtobufCMessage *reply, const brume_err *err) {
-  size_t i = (size_t)(uintptr_t)user;
-  if (err) {
-    fail_call("Invoke (Event)", err);
-  } else {
-    if (atomic_load(&chains.recording)) {
-      bench_samples_add(&lat, i, (brume_test_mono_ms() - t0s[i]) * 1000);
-      atomic_fetch_add(&accepted, 1);
-    }
-    protobuf_c_message_free_unpacked(reply, NULL);
+/* Caller i's call answered (err NULL) with ok events accepted: recorded while recording, then
+ * the caller's next call through next, unless the run is stopping or the call failed. */
+static void chain_answered(size_t i, const brume_err *err, long ok, void (*next)(size_t i)) {
+  if (err == NULL && atomic_load(&chains.recording)) {
+    bench_samples_add(&lat, i, (brume_test_mono_ms() - t0s[i]) * 1000);
+    atomic_fetch_add(&accepted, ok);
   }
   if (atomic_load(&chains.mode) == STOP || err) {
     atomic_fetch_sub(&chains.running, 1);
     return;
   }
-  start_next(i);
+  next(i);
+}
+
+static void start_next(size_t i);
+
+static void accepted_done(void *user, ProtobufCMessage *reply, const brume_err *err) {
+  size_t i = (size_t)(uintptr_t)user;
+  if (err) fail_call("Invoke (Event)", err);
+  if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+  chain_answered(i, err, 1, start_next);
 }
 
 static void start_next(size_t i) {
@@ -134,30 +140,19 @@ static void start_next_batch(size_t i);
 
 static void batch_done(void *user, ProtobufCMessage *reply, const brume_err *err) {
   size_t i = (size_t)(uintptr_t)user;
-  if (err) {
-    fail_call("InvokeEvents", err);
-  } else {
-    const Brume__InvokeEventsResponse *r = (const void *)reply;
-    long ok = 0;
-    for (size_t k = 0; k < r->n_results; k++) {
-      if (r->results[k]->status_code == 202) {
-        ok++;
-      } else {
-        brume_err e = {.code = BRUME_INTERNAL, .msg = r->results[k]->error_message};
-        fail_call("InvokeEvents entry", &e);
-      }
+  long ok = 0;
+  if (err) fail_call("InvokeEvents", err);
+  const Brume__InvokeEventsResponse *r = (const void *)reply;
+  for (size_t k = 0; r && k < r->n_results; k++) {
+    if (r->results[k]->status_code == 202) {
+      ok++;
+    } else {
+      brume_err e = {.code = BRUME_INTERNAL, .msg = r->results[k]->error_message};
+      fail_call("InvokeEvents entry", &e);
     }
-    if (atomic_load(&chains.recording)) {
-      bench_samples_add(&lat, i, (brume_test_mono_ms() - t0s[i]) * 1000);
-      atomic_fetch_add(&accepted, ok);
-    }
-    protobuf_c_message_free_unpacked(reply, NULL);
   }
-  if (atomic_load(&chains.mode) == STOP || err) {
-    atomic_fetch_sub(&chains.running, 1);
-    return;
-  }
-  start_next_batch(i);
+  if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+  chain_answered(i, err, ok, start_next_batch);
 }
 
 static void start_next_batch(size_t i) {
@@ -168,8 +163,8 @@ static void start_next_batch(size_t i) {
     brume__event_entry__init(&entries[k]);
     snprintf(rids[k], sizeof(rids[k]), "batch-%zu-%" PRIu64 "-%zu", i, seq, k);
     entries[k].request_id = rids[k];
-    entries[k].payload.data = (uint8_t *)"{\"bench\": true}";
-    entries[k].payload.len = strlen("{\"bench\": true}");
+    entries[k].payload.data = (uint8_t *)PAYLOAD;
+    entries[k].payload.len = sizeof(PAYLOAD) - 1;
     ptrs[k] = &entries[k];
   }
   Brume__InvokeEventsRequest req = BRUME__INVOKE_EVENTS_REQUEST__INIT;
@@ -194,10 +189,10 @@ static void run_accepting(const char *name, size_t n, void (*start)(size_t i), s
   atomic_store(&accepted, 0);
   bench_samples_free(&lat);
   bench_samples_init(&lat, CALLERS, MAX_SAMPLES);
+  /* Where the CPU goes, per accepted event (the unrecorded first second included in both). */
   double cpu0[3] = {bench_cpu_us(c->frontend.pid), bench_cpu_us(nats->pid), bench_cpu_us(getpid())};
   long sent0 = 0;
   for (size_t i = 0; i < n; i++) sent0 += (long)seqs[i];
-  /* Where the CPU goes, per accepted event (the unrecorded first second included in both). */
   double rec = bench_chains_run(&chains, RUN, STOP, n, start, seconds);
   long sent = -sent0;
   for (size_t i = 0; i < n; i++) sent += (long)seqs[i];

@@ -89,10 +89,11 @@ static int invoke_batch(brume_cli_ctx *ctx, Brume__InvokeEventsRequest *req, con
     size_t n = end ? (size_t)(end - line) : (size_t)(text + len - line);
     if (n > 0 && line[n - 1] == '\r') n--;
     if (n > 0) {
-      if ((req->n_entries == BATCH_MAX_EVENTS || bytes + n > MAX_PAYLOAD_BYTES) &&
-          send_batch(ctx, req, rows, &refused, &err) < 0)
-        break;
-      if (req->n_entries == 0) bytes = 0;
+      if (req->n_entries == BATCH_MAX_EVENTS ||
+          (req->n_entries > 0 && bytes + n > MAX_PAYLOAD_BYTES)) {
+        if (send_batch(ctx, req, rows, &refused, &err) < 0) break;
+        bytes = 0;
+      }
       Brume__EventEntry *e = &entries[req->n_entries];
       brume__event_entry__init(e);
       e->payload = (ProtobufCBinaryData){n, (uint8_t *)line};
