@@ -22,9 +22,6 @@
 /* What the Worker.Invoke call may take beyond the function's timeout: the worker answers a
  * function that ran out of time itself (Sandbox.Timedout), so this only covers the RPC. */
 #define WORKER_RPC_MARGIN_MS 5000
-/* How long counting lets the frontend hold a token beyond the function's timeout (a cold start
- * and the RPCs around the invocation), before it takes the token back by itself. */
-#define TOKEN_HOLD_MARGIN_MS 60000
 /* A warm-only AcquireSandbox is answered from placement's memory. */
 #define WARM_ACQUIRE_DEADLINE_MS 5000
 /* A cold start's deadline when the client set none. */
@@ -46,6 +43,7 @@ struct brume_invoker {
   brume_histogram *duration;  /* {start}: the whole call, as the frontend sees it */
   brume_counter *throttles;   /* {reason} */
   brume_counter *release_waits;
+  brume_counter *reissues; /* {reason}: tokens given up and asked for again before a run */
 };
 
 typedef struct invocation {
@@ -62,7 +60,13 @@ typedef struct invocation {
   char qualifier[BRUME_QUALIFIER_MAX + 1];
   char request_id[80];
   const brume_fn_target *target;
-  char *token;                       /* counting's, once granted */
+  char *token; /* counting's, once granted */
+  /* When the last Acquire of a warm token left, for how long it asked counting to hold it, and
+   * so when counting takes the granted token back at the latest (counting counts the hold from
+   * the grant, after the request left; both on this process's monotonic clock). An upgrade
+   * keeps the deadline. */
+  int64_t token_asked_us, token_until_us;
+  uint32_t token_hold_ms;
   Brume__AcquireSandboxResponse *sb; /* placement's answer, once a sandbox is held */
   Brume__WorkerInvokeResponse *res;  /* the worker's answer */
   Brume__SandboxOutcome outcome;     /* how the sandbox is given back */
@@ -110,6 +114,13 @@ brume_invoker *brume_invoker_new(const brume_invoker_opts *opts) {
   inv->throttles =
       brume_metrics_counter(opts->metrics, "brume_frontend_throttles_total",
                             "Invocations throttled, by ThrottleReason name.", "reason", NULL);
+  inv->reissues = brume_metrics_counter(
+      opts->metrics, "brume_frontend_tokens_reissued_total",
+      "Concurrency tokens given up and asked for again before the invocation ran, by reason: "
+      "daemon_failed (its counting daemon failed during the cold start), upgrade_failed (the "
+      "daemon could not upgrade it for the cold start), deadline (the cold start took so long "
+      "that counting would take it back before the function's timeout).",
+      "reason", NULL);
   return inv;
 }
 
@@ -273,6 +284,12 @@ static void release_ended(brume_invoker *inv) {
   }
 }
 
+/* Keeps a warm token counting granted, and when counting takes it back at the latest. */
+static void took_token(invocation *iv, const char *token) {
+  iv->token = brume_xstrdup(token);
+  iv->token_until_us = iv->token_asked_us + (int64_t)iv->token_hold_ms * 1000;
+}
+
 static void release_done(invocation *iv) {
   if (atomic_fetch_sub(&iv->releases_left, 1) == 1) invocation_free(iv);
 }
@@ -429,29 +446,41 @@ static void ask_for_new_token(invocation *iv) {
   acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
 }
 
-/* The daemon that granted iv's token died or failed while the cold start ran (a slow boot can
- * outlast a counting daemon's lease TTL). Once its lease expires, the other daemons grow into
- * its room and the token is counted nowhere: run with it, and the limit can be passed. So the
- * invocation asks the daemons that answer for a token of its own first (a warm one: the sandbox
- * exists), and is throttled like any other when there is no room. */
-static void reissue_token(invocation *iv) {
-  brume_info(
-      "The counting daemon of this invocation's token failed during its cold start; "
-      "asking again before it runs.",
-      "request_id=%s token=%s", iv->request_id, iv->token);
+/* A cold start is over, but iv's token may no longer hold its room while the function runs:
+ * - its daemon died or failed meanwhile (a slow boot can outlast a counting daemon's lease TTL):
+ *   once its lease expires, the other daemons grow into its room and the token is counted
+ *   nowhere;
+ * - or the boot took so long that counting takes the token back at its deadline (the function's
+ *   timeout plus token_hold_margin_ms, from the first Acquire) before the function could end.
+ * Run with it, and the limit can be passed. So the invocation asks the daemons that answer for a
+ * token of its own first (a warm one: the sandbox exists), and is throttled like any other when
+ * there is no room. why names the case in the log and in brume_frontend_tokens_reissued_total. */
+static void reissue_token(invocation *iv, const char *reason, const char *why) {
+  brume_info(why, "request_id=%s token=%s", iv->request_id, iv->token);
+  brume_counter_inc(iv->inv->reissues, 1, reason);
   iv->reissuing = true;
   ask_for_new_token(iv);
 }
 
+/* Whether counting holds iv's token until the invocation ends at the latest: the function's
+ * timeout, and the margin of the Worker.Invoke call beyond it, from now. */
+static bool token_outlasts_run(const invocation *iv) {
+  int64_t run_us =
+      ((int64_t)brume_fn_target_spec(iv->target)->timeout_ms + WORKER_RPC_MARGIN_MS) * 1000;
+  return brume_mono_us() + run_us <= iv->token_until_us;
+}
+
 /* The daemon that granted iv's token died or failed while asked to upgrade it for a cold start
- * (an Acquire with upgrade_token goes to that daemon only). The token returns with that daemon's
- * lease, so the invocation asks the daemons that answer for a token of its own, then upgrades
- * that one: the cold start goes on as another daemon allows it, or is throttled. Once only. */
+ * (an Acquire with upgrade_token goes to that daemon only), or no longer holds the token. The
+ * token returns with that daemon's lease (or has returned), so the invocation asks the daemons
+ * that answer for a token of its own, then upgrades that one: the cold start goes on as another
+ * daemon allows it, or is throttled. Once only. */
 static void regain_token(invocation *iv, const brume_err *err) {
   brume_info(
-      "The counting daemon of this invocation's token failed before its cold start was granted; "
+      "The counting daemon of this invocation's token could not upgrade it for its cold start; "
       "asking the others.",
       "request_id=%s token=%s err=%s", iv->request_id, iv->token, err->msg);
+  brume_counter_inc(iv->inv->reissues, 1, "upgrade_failed");
   iv->regaining = true;
   iv->regained = true;
   ask_for_new_token(iv);
@@ -549,7 +578,15 @@ static void sandbox_acquired(void *user, ProtobufCMessage *reply, const brume_er
     return;
   }
   if (!brume_counting_set_token_trusted(iv->inv->o.counting, iv->token)) {
-    reissue_token(iv);
+    reissue_token(iv, "daemon_failed",
+                  "The counting daemon of this invocation's token failed during its cold start; "
+                  "asking again before it runs.");
+    return;
+  }
+  if (!token_outlasts_run(iv)) {
+    reissue_token(iv, "deadline",
+                  "This invocation's cold start took so long that counting would take its token "
+                  "back before the function's timeout; asking again before it runs.");
     return;
   }
   invoke_worker(iv);
@@ -580,7 +617,7 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
     /* reissue_token's answer: the sandbox is ready and goes back unused unless granted. */
     iv->reissuing = false;
     if (err == NULL && resp->granted) {
-      iv->token = brume_xstrdup(resp->token);
+      took_token(iv, resp->token);
       invoke_worker(iv);
       return;
     }
@@ -598,7 +635,7 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
     /* regain_token's answer: a token of its own, upgraded next. */
     iv->regaining = false;
     if (err == NULL && resp->granted) {
-      iv->token = brume_xstrdup(resp->token);
+      took_token(iv, resp->token);
       acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT);
       return;
     }
@@ -610,12 +647,15 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
       iv->throttle_reason = resp->throttle_reason;
       iv->retry_after_ms = resp->retry_after_ms;
     } else {
-      iv->token = brume_xstrdup(resp->token);
+      took_token(iv, resp->token);
       iv->granted_us = brume_mono_us();
     }
     first_answer(iv);
     return;
-  } else if (err && err->code == BRUME_UNAVAILABLE && !iv->regained) {
+  } else if (err && (err->code == BRUME_UNAVAILABLE || err->code == BRUME_NOT_FOUND) &&
+             !iv->regained) {
+    /* UNAVAILABLE: the daemon died or failed; NOT_FOUND: it no longer holds the token (it
+     * restarted, or took the token back at its deadline). */
     regain_token(iv, err);
     return;
   }
@@ -641,10 +681,13 @@ static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind) {
   req.function = &fn;
   req.caller_id = (char *)iv->inv->o.caller_id;
   req.kind = kind;
-  if (kind == BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT)
+  if (kind == BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT) {
     req.upgrade_token = iv->token;
-  else
-    req.hold_ms = brume_fn_target_spec(iv->target)->timeout_ms + TOKEN_HOLD_MARGIN_MS;
+  } else {
+    req.hold_ms = brume_fn_target_spec(iv->target)->timeout_ms + iv->inv->o.token_hold_margin_ms;
+    iv->token_hold_ms = req.hold_ms;
+    iv->token_asked_us = brume_mono_us();
+  }
   brume_counting_set_acquire(iv->inv->o.counting, &req, granted, iv);
 }
 

@@ -7,7 +7,9 @@
  *      another counting daemon when one fails)
  *   -> Placement AcquireSandbox warm_only
  *      -> no idle sandbox: Counting Acquire NEW_ENVIRONMENT upgrading the token (the scaling
- *         rate applies to cold starts only), then Placement AcquireSandbox (a cold start)
+ *         rate applies to cold starts only), then Placement AcquireSandbox (a cold start);
+ *         after it, a token whose daemon failed meanwhile, or that counting would take back
+ *         before the function's timeout, is given up for a new one (throttled if none)
  *   -> Worker Invoke on the sandbox's host, deadline = the function's timeout (+ a margin for the
  *      RPC itself: a function past its timeout answers OK with Sandbox.Timedout)
  *   -> Placement ReleaseSandbox and Counting Release, together -> the answer.
@@ -40,6 +42,11 @@ typedef struct brume_invoker_opts {
   const char *caller_id;        /* "frontend/<id>" */
   brume_metrics *metrics;       /* brume_frontend_invocations_total and friends */
   brume_inv_stats *stats;       /* where every resolved invocation is counted (may be NULL) */
+  /* How long counting holds a token beyond the function's timeout before it takes the token back
+   * by itself (0 allowed, at most 60000: counting holds a token 960 s at most, and a timeout is
+   * 900 s at most). It covers a cold start: one that leaves the token too little for the
+   * function's timeout asks counting for a new token before it runs. */
+  uint32_t token_hold_margin_ms;
 } brume_invoker_opts;
 
 brume_invoker *brume_invoker_new(const brume_invoker_opts *opts);

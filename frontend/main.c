@@ -73,6 +73,7 @@ static struct {
   int64_t async_ack_wait;
   int64_t async_workers;
   int64_t idempotency_window;
+  int64_t token_hold_margin;
   int64_t async_time_scale;
 } cfg;
 
@@ -152,6 +153,12 @@ static const brume_opt opts[] = {
                        BRUME_MINUTES(7 * 24 * 60), "1h",
                        "how long an idempotency key's answer is kept: the same key again within "
                        "it does not run the function again"),
+    BRUME_OPT_DURATION(
+        "token_hold_margin", &cfg.token_hold_margin, 0, BRUME_SECONDS(60), "60s",
+        "how long counting holds an invocation's concurrency token beyond the "
+        "function's timeout before it takes the token back by itself: a cold start "
+        "that takes longer than this, less 5 s, asks counting for a new token before "
+        "the function runs (at most 60s: counting holds a token 960 s at most)"),
     BRUME_OPT_INT("async_time_scale", &cfg.async_time_scale, 1, 3600, "1",
                   "divides every retry delay, backoff and maximum event age of the deliveries "
                   "(tests: 60 runs a minute in a second)"),
@@ -359,7 +366,8 @@ static int start(brume_err **err) {
                            .workers = d.workers,
                            .caller_id = d.caller_id,
                            .metrics = d.b.metrics,
-                           .stats = d.stats};
+                           .stats = d.stats,
+                           .token_hold_margin_ms = (uint32_t)cfg.token_hold_margin};
   d.invoker = brume_invoker_new(&io);
   if (cfg.nats_urls) {
     brume_event_accept_opts eo = {

@@ -401,7 +401,7 @@ static void test_failover_on_timeout(void **state) {
   acquire(s, "acct-timeout", NULL, &g);
   expect_grant_from(&g, &da, "before SIGSTOP");
   expect_released(s, g.token);
-  assert_int_equal(kill(da.pid, SIGSTOP), 0);
+  assert_int_equal(brume_test_sigstop(da.pid, 5000), 0);
   long long t0 = brume_test_now_ms();
   acquire(s, "acct-timeout", NULL, &g);
   long long took = brume_test_now_ms() - t0;

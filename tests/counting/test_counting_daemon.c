@@ -19,7 +19,6 @@
  * releases come back was_held; a daemon that is not there fails each request with UNAVAILABLE;
  * freeing the client answers every queued request with CANCELLED. Exit 77 (skip) when etcd is
  * not on PATH. */
-#include <dirent.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -421,37 +420,9 @@ static void put_reserved(const char *account, const char *function, int reserved
   }
 }
 
-/* True when every thread of the daemon shows state T (stopped) in /proc. */
-static bool all_threads_stopped(void) {
-  char path[300];
-  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
-  DIR *d = opendir(path);
-  if (d == NULL) return false;
-  bool stopped = true;
-  for (struct dirent *e; stopped && (e = readdir(d)) != NULL;) {
-    if (e->d_name[0] == '.') continue;
-    snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
-    /* /proc files show size 0: read, do not size. */
-    char stat[512] = "";
-    FILE *f = fopen(path, "re");
-    if (f == NULL) continue; /* a thread that just ended */
-    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
-    fclose(f);
-    stat[n] = '\0';
-    const char *p = strrchr(stat, ')');
-    stopped = p && p[1] == ' ' && p[2] == 'T';
-  }
-  closedir(d);
-  return stopped;
-}
-
-/* SIGSTOPs the daemon and waits until the kernel shows each of its threads stopped: kill()
- * returns before they are, and a thread still running could answer a call meanwhile. */
+/* SIGSTOPs the daemon and waits until it is stopped (brume_test_sigstop). */
 static void stop_daemon(void) {
-  assert_int_equal(kill(pid, SIGSTOP), 0);
-  for (long long end = brume_test_now_ms() + 5000; brume_test_now_ms() < end; usleep(1000))
-    if (all_threads_stopped()) return;
-  fail_msg("brume-counting (pid %d) did not stop", (int)pid);
+  if (brume_test_sigstop(pid, 5000) < 0) fail_msg("brume-counting (pid %d) did not stop", (int)pid);
 }
 
 /* Asserts that status i of a batch failed with code and a message led by reason. */
@@ -743,7 +714,7 @@ static void test_client_no_wait_behind_etcd(void **state) {
   wait_answered(&first, 1);
   if (first.granted != 1) fail_msg("the first Acquire: %s", first.last_error);
 
-  assert_int_equal(kill(server->pid, SIGSTOP), 0);
+  assert_int_equal(brume_test_sigstop(server->pid, 5000), 0);
   answers slow, quick;
   answers_init(&slow);
   answers_init(&quick);
@@ -795,7 +766,7 @@ static void test_grant_of_gone_caller_taken_back(void **state) {
   for (int batched = 0; batched < 2; batched++) {
     /* A fresh account each round: its block must grow, which waits for etcd. */
     fn.account_id = batched ? "141414141414" : "131313131313";
-    assert_int_equal(kill(server->pid, SIGSTOP), 0);
+    assert_int_equal(brume_test_sigstop(server->pid, 5000), 0);
     ProtobufCMessage *reply = NULL;
     brume_err *err = NULL;
     int rc =

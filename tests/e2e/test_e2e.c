@@ -14,12 +14,14 @@
  * authorisation (no key, a wrong key, another account's key, a key without manage, a revoked key),
  * each refused with its status and audited; bad input (unknown function, invalid name, a 7 MiB
  * payload, a zip that is no zip, memory out of range), each a precise error with nothing
- * half-created, and the daemons still serving. The function is the echo runtime
+ * half-created, and the daemons still serving; a cold start that outlasts its token's hold gets
+ * a new token before it runs. The function is the echo runtime
  * (tests/guest_init/echo_runtime.c). Exit 77 (skip) when not root, libvirtd does not answer, etcd
  * is absent or the guest image cannot be built. */
 #include <inttypes.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -608,6 +610,45 @@ static void test_bad_input(void **state) {
   free_msg(r);
 }
 
+/* frontend's /metrics series (name{labels}), 0 when absent. */
+static long long frontend_metric(const char *series) {
+  long long v = brume_test_metric(c->frontend.http_port, series);
+  return v < 0 ? 0 : v;
+}
+
+/* A cold start that leaves its token too little room for the function's timeout gives the token
+ * up for a new one before the function runs: counting takes a token back at its deadline whether
+ * or not its invocation still runs, and its room would then be granted twice. With
+ * token_hold_margin 0 every cold start is such a one (the token is held for the timeout alone,
+ * from the first Acquire); a warm start is not. */
+static void test_cold_start_outlasting_its_token(void **state) {
+  (void)state;
+  static const char *margin0[] = {"--token_hold_margin", "0s", NULL};
+  brume_test_cluster_stop_daemon(&c->frontend, SIGTERM);
+  if (brume_test_cluster_start_frontend(c, margin0) < 0) fail_msg("frontend restart");
+  const char *deadline = "brume_frontend_tokens_reissued_total{reason=\"deadline\"}";
+  assert_int_equal(frontend_metric(deadline), 0);
+
+  brume_err *err = NULL;
+  if (create_echo(key_a, "tokens", 3000, &err) < 0) fail_msg("CreateFunction: %s", err->msg);
+  Brume__InvokeResponse *r = invoke(key_a, "tokens", NULL, "hello", &err);
+  if (r == NULL) fail_msg("Invoke: %s", err->msg);
+  assert_true(r->cold_start);
+  assert_true(payload_is(r, "hello #1"));
+  free_msg(r);
+  assert_int_equal(frontend_metric(deadline), 1);
+
+  r = invoke(key_a, "tokens", NULL, "hello", &err);
+  if (r == NULL) fail_msg("Invoke: %s", err->msg);
+  assert_false(r->cold_start);
+  free_msg(r);
+  assert_int_equal(frontend_metric(deadline), 1);
+  assert_int_equal(frontend_metric("brume_frontend_tokens_reissued_total"), 1);
+
+  brume_test_cluster_stop_daemon(&c->frontend, SIGTERM);
+  if (brume_test_cluster_start_frontend(c, NULL) < 0) fail_msg("frontend restart");
+}
+
 static int group_setup(void **state) {
   (void)state;
   if (brume_test_cluster_start_placement(c, 0, NULL) < 0 ||
@@ -643,6 +684,7 @@ int main(int argc, char **argv) {
       cmocka_unit_test(test_provisioned),
       cmocka_unit_test(test_auth),
       cmocka_unit_test(test_bad_input),
+      cmocka_unit_test(test_cold_start_outlasting_its_token),
   };
   int rc = cmocka_run_group_tests_name("e2e", tests, group_setup, NULL);
   if (rc != 0) brume_test_cluster_dump_logs(c);

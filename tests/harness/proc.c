@@ -1,6 +1,7 @@
 #include "proc.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -21,6 +22,37 @@ long long brume_test_now_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* True when every thread of pid shows state T (stopped) in /proc. */
+static bool all_threads_stopped(pid_t pid) {
+  char path[300];
+  snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+  DIR *d = opendir(path);
+  if (d == NULL) return false;
+  bool stopped = true;
+  for (struct dirent *e; stopped && (e = readdir(d)) != NULL;) {
+    if (e->d_name[0] == '.') continue;
+    snprintf(path, sizeof(path), "/proc/%d/task/%s/stat", (int)pid, e->d_name);
+    /* /proc files show size 0: read, do not size. */
+    char stat[512] = "";
+    FILE *f = fopen(path, "re");
+    if (f == NULL) continue; /* a thread that just ended */
+    size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+    fclose(f);
+    stat[n] = '\0';
+    const char *p = strrchr(stat, ')');
+    stopped = p && p[1] == ' ' && p[2] == 'T';
+  }
+  closedir(d);
+  return stopped;
+}
+
+int brume_test_sigstop(pid_t pid, int timeout_ms) {
+  if (kill(pid, SIGSTOP) < 0) return -1;
+  for (long long end = brume_test_now_ms() + timeout_ms; brume_test_now_ms() < end; usleep(1000))
+    if (all_threads_stopped(pid)) return 0;
+  return -1;
 }
 
 /* The lowest port the kernel hands out to outgoing connections: a port picked above it can be

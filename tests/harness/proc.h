@@ -20,6 +20,11 @@ pid_t brume_test_spawn_init_host(const char *init_bin, const char *dir, char *so
 /* Sends sig and waits up to timeout_ms for the child to exit (then SIGKILL). Returns its wait
  * status. */
 int brume_test_stop(pid_t pid, int sig, int timeout_ms);
+/* SIGSTOPs pid and waits up to timeout_ms until the kernel shows each of its threads stopped:
+ * kill() returns before they are (the group stop waits for one of its threads to be scheduled),
+ * and a thread still running could answer a call meanwhile. 0, or -1 when kill failed or the
+ * threads did not all stop in time. */
+int brume_test_sigstop(pid_t pid, int timeout_ms);
 /* Polls until a TCP connect to 127.0.0.1:port succeeds, up to timeout_ms. 0 on success, -1 on
  * timeout. */
 int brume_test_wait_port(int port, int timeout_ms);

@@ -368,7 +368,7 @@ static void test_etcd_paused(void **state) {
   brume_autofree char *id = idle_echo();
   int64_t lease = worker_lease();
   assert_true(lease != 0);
-  assert_int_equal(kill(w->etcd->pid, SIGSTOP), 0);
+  assert_int_equal(brume_test_sigstop(w->etcd->pid, 5000), 0);
   usleep(4500 * 1000);
   assert_int_equal(kill(w->etcd->pid, SIGCONT), 0);
   expect_nothing_lost(lease, id, "req-p", "z #2");
