@@ -426,24 +426,35 @@ static void invoke_worker(invocation *iv) {
 static void acquire_sandbox(invocation *iv, bool warm_only);
 static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind);
 
+/* The release of a token given up: user is the invocation that asks for a new token once the
+ * release has ended, or NULL when it did not wait for it. Its outcome changes nothing: a daemon
+ * that failed takes the token back with its lease, or at its deadline. */
 static void stale_token_released(void *user, const Brume__ReleaseResponse *resp,
                                  const brume_err *err) {
-  (void)user;
   (void)resp;
-  (void)err; /* its daemon is dead or failing: nothing more to do */
+  (void)err;
+  if (user) acquire_concurrency(user, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
 }
 
-/* Drops iv's token, whose daemon failed, and asks the daemons that answer for a warm token of
- * its own (granted() gets the answer). The old token is released for form's sake: a daemon that
- * only stumbled takes it back now rather than at its deadline. */
-static void ask_for_new_token(invocation *iv) {
-  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
-  rel.token = iv->token;
-  rel.caller_id = (char *)iv->inv->o.caller_id;
-  brume_counting_set_release(iv->inv->o.counting, &rel, stale_token_released, NULL);
-  free(iv->token);
+/* Drops iv's token and asks the daemons that answer for a warm token of its own (granted() gets
+ * the answer). The old token is released:
+ * - its daemon failed (after_release false): for form's sake, since a daemon that only stumbled
+ *   takes it back now rather than at its deadline; the new token is asked for at once, not after
+ *   a release that may wait for a dead daemon's deadline;
+ * - its daemon is well and holds it (after_release true): the new token is asked for once the
+ *   release has ended, so that at the limit the token's own room is free for it, rather than
+ *   throttled because the Acquire overtook the Release. */
+static void ask_for_new_token(invocation *iv, bool after_release) {
+  /* Out of iv first: the release's answer may come before the call returns, and with it the
+   * new token. */
+  brume_autofree char *old = iv->token;
   iv->token = NULL;
-  acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
+  Brume__ReleaseRequest rel = BRUME__RELEASE_REQUEST__INIT;
+  rel.token = old;
+  rel.caller_id = (char *)iv->inv->o.caller_id;
+  brume_counting_set_release(iv->inv->o.counting, &rel, stale_token_released,
+                             after_release ? iv : NULL);
+  if (!after_release) acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_WARM_ENVIRONMENT);
 }
 
 /* A cold start is over, but iv's token may no longer hold its room while the function runs:
@@ -454,12 +465,13 @@ static void ask_for_new_token(invocation *iv) {
  *   timeout plus token_hold_margin_ms, from the first Acquire) before the function could end.
  * Run with it, and the limit can be passed. So the invocation asks the daemons that answer for a
  * token of its own first (a warm one: the sandbox exists), and is throttled like any other when
- * there is no room. why names the case in the log and in brume_frontend_tokens_reissued_total. */
-static void reissue_token(invocation *iv, const char *reason, const char *why) {
+ * there is no room. reason and why name the case in brume_frontend_tokens_reissued_total and the
+ * log; daemon_well: the token's daemon answers (ask_for_new_token). */
+static void reissue_token(invocation *iv, const char *reason, const char *why, bool daemon_well) {
   brume_info(why, "request_id=%s token=%s", iv->request_id, iv->token);
   brume_counter_inc(iv->inv->reissues, 1, reason);
   iv->reissuing = true;
-  ask_for_new_token(iv);
+  ask_for_new_token(iv, daemon_well);
 }
 
 /* Whether counting holds iv's token until the invocation ends at the latest: the function's
@@ -483,7 +495,7 @@ static void regain_token(invocation *iv, const brume_err *err) {
   brume_counter_inc(iv->inv->reissues, 1, "upgrade_failed");
   iv->regaining = true;
   iv->regained = true;
-  ask_for_new_token(iv);
+  ask_for_new_token(iv, false);
 }
 
 /* A throttle or no idle sandbox in the first step while this frontend has releases in flight:
@@ -580,13 +592,15 @@ static void sandbox_acquired(void *user, ProtobufCMessage *reply, const brume_er
   if (!brume_counting_set_token_trusted(iv->inv->o.counting, iv->token)) {
     reissue_token(iv, "daemon_failed",
                   "The counting daemon of this invocation's token failed during its cold start; "
-                  "asking again before it runs.");
+                  "asking again before it runs.",
+                  false);
     return;
   }
   if (!token_outlasts_run(iv)) {
     reissue_token(iv, "deadline",
                   "This invocation's cold start took so long that counting would take its token "
-                  "back before the function's timeout; asking again before it runs.");
+                  "back before the function's timeout; asking again before it runs.",
+                  true);
     return;
   }
   invoke_worker(iv);
