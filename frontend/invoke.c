@@ -61,12 +61,10 @@ typedef struct invocation {
   char request_id[80];
   const brume_fn_target *target;
   char *token; /* counting's, once granted */
-  /* When the last Acquire of a warm token left, for how long it asked counting to hold it, and
-   * so when counting takes the granted token back at the latest (counting counts the hold from
-   * the grant, after the request left; both on this process's monotonic clock). An upgrade
-   * keeps the deadline. */
-  int64_t token_asked_us, token_until_us;
-  uint32_t token_hold_ms;
+  /* When the last Acquire of a warm token left (brume_mono_us): counting holds the token it
+   * grants for the function's timeout + token_hold_margin_ms from the grant, which comes later,
+   * so at least that long from here. An upgrade keeps the deadline. */
+  int64_t token_asked_us;
   Brume__AcquireSandboxResponse *sb; /* placement's answer, once a sandbox is held */
   Brume__WorkerInvokeResponse *res;  /* the worker's answer */
   Brume__SandboxOutcome outcome;     /* how the sandbox is given back */
@@ -284,12 +282,6 @@ static void release_ended(brume_invoker *inv) {
   }
 }
 
-/* Keeps a warm token counting granted, and when counting takes it back at the latest. */
-static void took_token(invocation *iv, const char *token) {
-  iv->token = brume_xstrdup(token);
-  iv->token_until_us = iv->token_asked_us + (int64_t)iv->token_hold_ms * 1000;
-}
-
 static void release_done(invocation *iv) {
   if (atomic_fetch_sub(&iv->releases_left, 1) == 1) invocation_free(iv);
 }
@@ -474,12 +466,13 @@ static void reissue_token(invocation *iv, const char *reason, const char *why, b
   ask_for_new_token(iv, daemon_well);
 }
 
-/* Whether counting holds iv's token until the invocation ends at the latest: the function's
- * timeout, and the margin of the Worker.Invoke call beyond it, from now. */
+/* Whether counting holds iv's token until the invocation ends at the latest. It holds the token
+ * for the function's timeout + token_hold_margin_ms from token_asked_us at least; the
+ * invocation ends by the function's timeout + WORKER_RPC_MARGIN_MS from now. So: whether at most
+ * token_hold_margin_ms - WORKER_RPC_MARGIN_MS have passed since the Acquire left. */
 static bool token_outlasts_run(const invocation *iv) {
-  int64_t run_us =
-      ((int64_t)brume_fn_target_spec(iv->target)->timeout_ms + WORKER_RPC_MARGIN_MS) * 1000;
-  return brume_mono_us() + run_us <= iv->token_until_us;
+  int64_t since_us = brume_mono_us() - iv->token_asked_us;
+  return since_us <= ((int64_t)iv->inv->o.token_hold_margin_ms - WORKER_RPC_MARGIN_MS) * 1000;
 }
 
 /* The daemon that granted iv's token died or failed while asked to upgrade it for a cold start
@@ -631,7 +624,7 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
     /* reissue_token's answer: the sandbox is ready and goes back unused unless granted. */
     iv->reissuing = false;
     if (err == NULL && resp->granted) {
-      took_token(iv, resp->token);
+      iv->token = brume_xstrdup(resp->token);
       invoke_worker(iv);
       return;
     }
@@ -649,7 +642,7 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
     /* regain_token's answer: a token of its own, upgraded next. */
     iv->regaining = false;
     if (err == NULL && resp->granted) {
-      took_token(iv, resp->token);
+      iv->token = brume_xstrdup(resp->token);
       acquire_concurrency(iv, BRUME__ACQUIRE_KIND__ACQUIRE_KIND_NEW_ENVIRONMENT);
       return;
     }
@@ -661,7 +654,7 @@ static void granted(void *user, const Brume__AcquireResponse *resp, const brume_
       iv->throttle_reason = resp->throttle_reason;
       iv->retry_after_ms = resp->retry_after_ms;
     } else {
-      took_token(iv, resp->token);
+      iv->token = brume_xstrdup(resp->token);
       iv->granted_us = brume_mono_us();
     }
     first_answer(iv);
@@ -699,7 +692,6 @@ static void acquire_concurrency(invocation *iv, Brume__AcquireKind kind) {
     req.upgrade_token = iv->token;
   } else {
     req.hold_ms = brume_fn_target_spec(iv->target)->timeout_ms + iv->inv->o.token_hold_margin_ms;
-    iv->token_hold_ms = req.hold_ms;
     iv->token_asked_us = brume_mono_us();
   }
   brume_counting_set_acquire(iv->inv->o.counting, &req, granted, iv);
